@@ -1,0 +1,253 @@
+"""A recording folder: one video or image folder per camera, optional calibration, 3D and boxes.
+
+Layout and file formats are documented in docs/FORMATS.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..camera import fit_calibration_to_image
+from ..errors import UserInputError
+from ..framesource import FrameSource
+from ..joints import NUM_JOINTS
+from ..sequence import CameraView, MultiviewSequence, synchronise
+from ..tomlio import read_toml
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+CALIBRATION_NAMES = ("calibration.toml", "calibration.json")
+# folders that are never cameras even if they hold images
+RESERVED_DIRS = {"cache", "runs", "calibration", "labels", "__pycache__"}
+
+
+def _natural_key(name: str) -> list:
+    return [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", name)]
+
+
+def _has_images(folder: Path) -> bool:
+    try:
+        return any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir() if p.is_file())
+    except OSError:
+        return False
+
+
+def find_camera_files(folder: Path) -> list[tuple[str, Path]]:
+    """(camera name, path) for each video file or image folder, in natural name order."""
+    found = []
+    for p in folder.iterdir():
+        if p.name.startswith("."):
+            continue
+        if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS:
+            found.append((p.stem, p))
+        elif p.is_dir() and p.name not in RESERVED_DIRS and _has_images(p):
+            found.append((p.name, p))
+    found.sort(key=lambda item: _natural_key(item[0]))
+    names = [n for n, _ in found]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise UserInputError(folder, f"two files claim camera name(s) {', '.join(dupes)}")
+    return found
+
+
+def is_recording_folder(folder: Path) -> bool:
+    return folder.is_dir() and bool(find_camera_files(folder))
+
+
+def find_calibration_file(folder: Path) -> Path | None:
+    for name in CALIBRATION_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    qca = sorted(folder.glob("*.qca.txt"))
+    if len(qca) > 1:
+        raise UserInputError(folder, "more than one .qca.txt calibration file")
+    return qca[0] if qca else None
+
+
+def load_joints3d(path: Path) -> np.ndarray:
+    """(T, 17, 3) float64 mm from joints3d.npz or joints3d.csv; NaN or bad shape refused."""
+    if path.suffix.lower() == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if "joints3d" not in data:
+                    raise UserInputError(path, "has no array named 'joints3d'")
+                arr = np.asarray(data["joints3d"], dtype=np.float64)
+        except UserInputError:
+            raise
+        except Exception as exc:  # zip errors, pickled content, truncated file
+            raise UserInputError(path, f"not a readable npz file ({exc})") from None
+    else:
+        arr = _read_joints_csv(path)
+    if arr.ndim == 2 and arr.shape[1] == NUM_JOINTS * 3:
+        arr = arr.reshape(-1, NUM_JOINTS, 3)
+    if arr.ndim != 3 or arr.shape[1:] != (NUM_JOINTS, 3):
+        raise UserInputError(path, f"expected shape (T, 17, 3), got {tuple(arr.shape)}")
+    if arr.shape[0] == 0:
+        raise UserInputError(path, "has no frames")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        frame = int(np.argwhere(bad.any(axis=(1, 2)))[0, 0])
+        raise UserInputError(path, f"NaN or infinite values (first at frame {frame})")
+    return arr
+
+
+def _read_joints_csv(path: Path) -> np.ndarray:
+    try:
+        with open(path, newline="") as fh:
+            rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserInputError(path, f"cannot read: {exc}") from None
+    if rows:
+        try:
+            float(rows[0][0])
+        except ValueError:
+            rows = rows[1:]  # header
+    values = []
+    for i, row in enumerate(rows):
+        if len(row) != NUM_JOINTS * 3:
+            raise UserInputError(path, f"row {i + 1} has {len(row)} values, expected 51")
+        try:
+            values.append([float(c) for c in row])
+        except ValueError:
+            raise UserInputError(path, f"row {i + 1} has a non-numeric value") from None
+    return np.asarray(values, dtype=np.float64).reshape(-1, NUM_JOINTS * 3)
+
+
+def _read_sequence_toml(path: Path, camera_names: list[str]) -> dict:
+    meta = read_toml(path)
+    offsets = meta.get("offsets", {})
+    if not isinstance(offsets, dict):
+        raise UserInputError(path, "[offsets] must be a table of camera = frames")
+    for cam, off in offsets.items():
+        if cam not in camera_names:
+            raise UserInputError(path, f"offset for unknown camera {cam!r}")
+        if not isinstance(off, int) or isinstance(off, bool):
+            raise UserInputError(path, f"offset of camera {cam!r} must be an integer")
+    return meta
+
+
+def _fit_calibrations(
+    path: Path, names: list[str], calibrations: list, sources: list[FrameSource]
+) -> tuple[list, list[str]]:
+    """Scale K to resized videos; refuse a calibration made for another image shape."""
+    fitted, notes = [], []
+    for name, cal, src in zip(names, calibrations, sources):
+        if cal is not None and cal.width and cal.height:
+            if abs(cal.width / cal.height - src.width / src.height) > 0.02:
+                raise UserInputError(
+                    path,
+                    f"camera {name} is calibrated for {cal.width}x{cal.height} images but its "
+                    f"video is {src.width}x{src.height} (wrong camera or rotated video?)",
+                )
+            cal, note = fit_calibration_to_image(cal, src.width, src.height)
+            if note:
+                notes.append(f"camera {name}: {note}")
+        fitted.append(cal)
+    return fitted, notes
+
+
+def open_recording(folder: str | Path) -> MultiviewSequence:
+    """Open a recording folder as a MultiviewSequence (frame-exact readers, lazy decode)."""
+    from ..calibration import load_calibration, match_calibration
+    from ..video import open_frame_source
+
+    folder = Path(folder)
+    if not folder.exists():
+        raise UserInputError(folder, "does not exist")
+    if not folder.is_dir():
+        raise UserInputError(folder, "is not a folder")
+    cams = find_camera_files(folder)
+    if not cams:
+        raise UserInputError(
+            folder, "no camera videos or image folders found (expected e.g. cam0.mp4, cam1.mp4)"
+        )
+    names = [n for n, _ in cams]
+    meta: dict = {}
+    if (folder / "sequence.toml").is_file():
+        meta = _read_sequence_toml(folder / "sequence.toml", names)
+    offsets = [int(meta.get("offsets", {}).get(n, 0)) for n in names]
+
+    fps_override = meta.get("fps")
+    if fps_override is not None and (
+        isinstance(fps_override, bool)
+        or not isinstance(fps_override, (int, float))
+        or not 0 < fps_override <= 1000
+    ):
+        raise UserInputError(
+            folder / "sequence.toml", f"fps must be a positive number, not {fps_override!r}"
+        )
+
+    opened: dict[Path, FrameSource] = {}
+    try:
+        # videos first: image folders take the videos' rate (or sequence.toml's fps)
+        for _, p in cams:
+            if p.is_file():
+                opened[p] = open_frame_source(p)
+        video_fps = [s.fps for s in opened.values()]
+        folder_fps = fps_override or (float(np.median(video_fps)) if video_fps else None)
+        for _, p in cams:
+            if p.is_dir():
+                opened[p] = open_frame_source(p, fps=folder_fps)
+        sources = [opened[p] for _, p in cams]
+        if video_fps and max(video_fps) - min(video_fps) > 0.01 * max(video_fps):
+            detail = ", ".join(f"{n}={opened[p].fps:g}" for n, p in cams if p.is_file())
+            raise UserInputError(
+                folder, f"cameras have different frame rates ({detail}); resample them first"
+            )
+        calibrations: list = [None] * len(cams)
+        calib_path = find_calibration_file(folder)
+        if calib_path is not None:
+            calibrations = match_calibration(load_calibration(calib_path), names, calib_path)
+            calibrations, notes = _fit_calibrations(calib_path, names, calibrations, sources)
+        else:
+            notes = []
+        num_frames, warnings = synchronise(
+            folder, names, [s.frame_count for s in sources], offsets
+        )
+        warnings += notes
+        boxes = None
+        for name in ("boxes.npz", "boxes.csv"):
+            if (folder / name).is_file():
+                from ..boxes import load_boxes_file
+
+                boxes = load_boxes_file(folder / name, names, num_frames)
+                break
+        joints = None
+        for name in ("joints3d.npz", "joints3d.csv"):
+            if (folder / name).is_file():
+                joints = load_joints3d(folder / name)
+                break
+        if joints is not None:
+            if joints.shape[0] < num_frames:
+                warnings.append(
+                    f"3D joints cover {joints.shape[0]} of {num_frames} frames; using the common "
+                    "range"
+                )
+                num_frames = joints.shape[0]
+            joints = joints[:num_frames]
+        if boxes is not None:
+            boxes = boxes[:, :num_frames]
+    except BaseException:
+        for src in opened.values():
+            src.close()
+        raise
+    views = [
+        CameraView(name=n, source=s, offset=o, calibration=c)
+        for n, s, o, c in zip(names, sources, offsets, calibrations)
+    ]
+    return MultiviewSequence(
+        path=folder,
+        name=str(meta.get("name", folder.name)),
+        cameras=views,
+        num_frames=num_frames,
+        fps=float(fps_override or np.median([s.fps for s in sources])),
+        joints3d=joints,
+        boxes=boxes,
+        subject=meta.get("subject"),
+        action=meta.get("action"),
+        warnings=warnings,
+    )

@@ -1,0 +1,58 @@
+"""`mcss-data` as a user runs it: JSON shape, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mcss_studio.cli.data", *args],
+        capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_inspect_json_document(make_recording):
+    folder = make_recording(cameras=2, frames=[9, 8])
+    res = run_cli("inspect", str(folder), "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert set(doc) == {"unit", "frames", "has_3d", "joints", "cameras"}
+    assert doc["unit"] == "mm" and doc["frames"] == 8 and doc["has_3d"] and doc["joints"] == 17
+    cam = doc["cameras"][0]
+    assert set(cam) == {"name", "width", "height", "fps", "frames", "offset", "K", "R", "t", "dist"}
+    assert cam["name"] == "cam0" and cam["frames"] == 9 and cam["offset"] == 0
+    assert len(cam["K"]) == 3 and len(cam["dist"]) == 5
+    assert "warning" in res.stderr and "common 8 frames" in res.stderr
+
+
+def test_inspect_without_calibration_has_null_camera_fields(make_recording):
+    folder = make_recording(cameras=1, frames=3, calibration=False, joints=False)
+    doc = json.loads(run_cli("inspect", str(folder), "--json").stdout)
+    assert doc["has_3d"] is False
+    assert all(doc["cameras"][0][k] is None for k in ("K", "R", "t", "dist"))
+
+
+def test_inspect_human_readable(make_recording):
+    res = run_cli("inspect", str(make_recording(cameras=2, frames=4)))
+    assert res.returncode == 0
+    assert "camera cam1: 64x48 @ 25 fps, 4 frames, offset 0, calibrated" in res.stdout
+
+
+@pytest.mark.parametrize("make_bad", ["missing", "empty", "notvideo"])
+def test_bad_input_is_one_line_and_nonzero(tmp_path, make_bad):
+    target = tmp_path / "rec"
+    if make_bad != "missing":
+        target.mkdir()
+    if make_bad == "notvideo":
+        (target / "cam0.mp4").write_text("this is not a video")
+    res = run_cli("inspect", str(target), "--json")
+    assert res.returncode == 2
+    assert res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mcss-data: error: ")
+    assert str(target) in lines[0] and "Traceback" not in res.stderr

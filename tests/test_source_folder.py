@@ -1,0 +1,202 @@
+"""Recording folders and manifest datasets: loading, synchronisation and every bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mcss_studio.core import UserInputError, open_dataset, open_sequence
+from mcss_studio.core.sources.folder import load_joints3d
+from tests.conftest import pattern_frame, ring_cameras, write_image_folder, write_mp4v
+
+
+def test_recording_folder_loads_cameras_calibration_and_3d(make_recording):
+    folder = make_recording(cameras=3, frames=10)
+    with open_sequence(folder) as seq:
+        assert seq.camera_names == ["cam0", "cam1", "cam2"]
+        assert seq.num_frames == 10 and seq.fps == pytest.approx(25.0)
+        assert seq.is_calibrated and seq.has_3d
+        assert seq.joints3d.shape == (10, 17, 3)
+        expected = ring_cameras(3)[1]
+        np.testing.assert_allclose(seq.cameras[1].calibration.K, expected.K)
+        np.testing.assert_allclose(seq.cameras[1].calibration.t, expected.t)
+        frame = seq.frame("cam2", 4)
+        assert frame.shape == (48, 64, 3) and frame.dtype == np.uint8
+        # mp4v is lossy: the frame is close to the pattern it was written from, in RGB order
+        diff = np.abs(frame.astype(int) - pattern_frame(4, 64, 48, camera=2).astype(int))
+        assert diff.mean() < 12
+
+
+def test_image_folders_and_mixed_orientation(tmp_path):
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    write_image_folder(rec / "portrait", 6, 32, 48, camera=0)
+    write_mp4v(rec / "landscape.mp4", 6, 64, 48, camera=1)
+    with open_sequence(rec) as seq:
+        assert [(c.name, c.width, c.height) for c in seq.cameras] == [
+            ("landscape", 64, 48), ("portrait", 32, 48)]
+        np.testing.assert_array_equal(seq.frame("portrait", 5), pattern_frame(5, 32, 48, 0))
+        assert not seq.is_calibrated and not seq.has_3d
+
+
+def test_mismatched_frame_counts_use_common_range_and_warn(make_recording):
+    folder = make_recording(cameras=2, frames=[10, 8], joints=False)
+    with open_sequence(folder) as seq:
+        assert seq.num_frames == 8
+        assert any("common 8 frames" in w for w in seq.warnings)
+
+
+def test_offsets_shift_native_frames(make_recording):
+    folder = make_recording(cameras=2, frames=[10, 10], joints=False)
+    (folder / "sequence.toml").write_text('name = "take"\n[offsets]\ncam0 = 3\n')
+    with open_sequence(folder) as seq:
+        assert seq.name == "take"
+        assert seq.num_frames == 7
+        assert seq.native_index("cam0", 0) == 3 and seq.native_index("cam1", 0) == 0
+        np.testing.assert_array_equal(seq.frame("cam0", 2), seq.cameras[0].source.read(5))
+
+
+def test_joints_csv_with_header(make_recording):
+    folder = make_recording(cameras=2, frames=6, joints=False)
+    rows = ["x" + ",y" * 50] + [",".join(["1.5"] * 51)] * 6
+    (folder / "joints3d.csv").write_text("\n".join(rows) + "\n")
+    with open_sequence(folder) as seq:
+        assert seq.joints3d.shape == (6, 17, 3) and seq.joints3d[0, 0, 0] == 1.5
+
+
+def test_manifest_dataset(make_recording, tmp_path):
+    root = tmp_path / "ds"
+    root.mkdir()
+    for name in ("S1_walk", "S9_walk"):
+        rec = make_recording(name=name, cameras=2, frames=5)
+        rec.rename(root / name)
+    doc = {"format": "mcss-multiview-dataset", "version": 1,
+           "sequences": [{"name": "S1_walk", "path": "S1_walk", "subject": "S1", "action": "walk"},
+                         {"name": "S9_walk", "path": "S9_walk", "subject": "S9", "action": "walk"}],
+           "splits": {"train": ["S1"], "test": ["S9"]}}
+    (root / "manifest.json").write_text(json.dumps(doc))
+    ds = open_dataset(root)
+    assert ds.kind == "manifest" and ds.names == ["S1_walk", "S9_walk"]
+    assert ds.subjects == ["S1", "S9"] and ds.splits["test"] == ["S9"]
+    assert [e.name for e in ds.for_subjects(["S9"])] == ["S9_walk"]
+    with ds.open("S9_walk") as seq:
+        assert seq.subject == "S9" and seq.num_frames == 5
+    with pytest.raises(UserInputError, match="no sequence named 'S2'"):
+        ds.open("S2")
+
+
+# -- bad input --------------------------------------------------------------------------------
+
+def test_missing_and_empty_folders(tmp_path):
+    with pytest.raises(UserInputError, match="does not exist"):
+        open_sequence(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserInputError, match="is not a recording"):
+        open_sequence(tmp_path / "empty")
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(UserInputError, match="is not a folder"):
+        open_sequence(tmp_path / "file.txt")
+
+
+def test_fps_mismatch_is_refused(tmp_path):
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    write_mp4v(rec / "a.mp4", 5, 32, 32, fps=25)
+    write_mp4v(rec / "b.mp4", 5, 32, 32, fps=50)
+    with pytest.raises(UserInputError, match="different frame rates.*a=25.*b=50"):
+        open_sequence(rec)
+
+
+def test_calibration_names_matching_no_video(make_recording):
+    folder = make_recording(cameras=2, frames=4, calibration=False, joints=False)
+    cams = ring_cameras(2)
+    doc = {"cameras": {"north": cams[0].to_dict(), "south": cams[1].to_dict()}}
+    (folder / "calibration.json").write_text(json.dumps(doc))
+    with pytest.raises(UserInputError, match="calibration.json"):
+        open_sequence(folder)
+
+
+def test_garbled_calibration(make_recording):
+    folder = make_recording(cameras=2, frames=4, calibration=False, joints=False)
+    (folder / "calibration.json").write_text("{not json")
+    with pytest.raises(UserInputError, match="calibration.json"):
+        open_sequence(folder)
+
+
+def test_nan_in_joints_is_refused(make_recording):
+    folder = make_recording(cameras=2, frames=4, joints=False)
+    joints = np.zeros((4, 17, 3))
+    joints[2, 5, 1] = np.nan
+    np.savez(folder / "joints3d.npz", joints3d=joints)
+    with pytest.raises(UserInputError, match=r"joints3d.npz: NaN .*frame 2"):
+        open_sequence(folder)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("1,2,3\n", "row 1 has 3 values"),
+        (",".join(["a"] * 51) + "\n" + ",".join(["1"] * 50 + ["x"]) + "\n", "non-numeric"),
+    ],
+)
+def test_malformed_joints_csv(tmp_path, content, message):
+    p = tmp_path / "joints3d.csv"
+    p.write_text(content)
+    with pytest.raises(UserInputError, match=message):
+        load_joints3d(p)
+
+
+def test_joints_npz_wrong_shape_or_garbage(tmp_path):
+    p = tmp_path / "joints3d.npz"
+    np.savez(p, joints3d=np.zeros((4, 16, 3)))
+    with pytest.raises(UserInputError, match=r"expected shape \(T, 17, 3\)"):
+        load_joints3d(p)
+    p.write_bytes(b"garbage")
+    with pytest.raises(UserInputError, match="not a readable npz"):
+        load_joints3d(p)
+
+
+def test_bad_offsets(make_recording):
+    folder = make_recording(cameras=2, frames=4, joints=False)
+    (folder / "sequence.toml").write_text("[offsets]\ncam7 = 1\n")
+    with pytest.raises(UserInputError, match="unknown camera 'cam7'"):
+        open_sequence(folder)
+    (folder / "sequence.toml").write_text("[offsets]\ncam0 = -1\n")
+    with pytest.raises(UserInputError, match="negative frame offset"):
+        open_sequence(folder)
+    (folder / "sequence.toml").write_text("[offsets\n")
+    with pytest.raises(UserInputError, match="not valid TOML"):
+        open_sequence(folder)
+
+
+def test_bad_manifest(tmp_path):
+    root = tmp_path / "ds"
+    root.mkdir()
+    (root / "manifest.json").write_text('{"format": "something-else"}')
+    with pytest.raises(UserInputError, match="manifest"):
+        open_dataset(root)
+    (root / "manifest.json").write_text(
+        '{"format": "mcss-multiview-dataset", "sequences": [{"path": "../../etc"}]}')
+    with pytest.raises(UserInputError, match="leaves the dataset folder"):
+        open_dataset(root)
+
+
+def test_calibration_for_resized_video_is_scaled(make_recording):
+    folder = make_recording(cameras=2, frames=4, calibration=False, joints=False)
+    cams = ring_cameras(2, 128, 96)  # calibrated at twice the video size
+    doc = {"cameras": {f"cam{i}": {**c.to_dict(), "size": [128, 96]} for i, c in enumerate(cams)}}
+    (folder / "calibration.json").write_text(json.dumps(doc))
+    with open_sequence(folder) as seq:
+        np.testing.assert_allclose(seq.cameras[0].calibration.K[0, 0], cams[0].K[0, 0] / 2)
+        assert any("K scaled" in w for w in seq.warnings)
+
+
+def test_calibration_for_other_orientation_is_refused(make_recording):
+    folder = make_recording(cameras=2, frames=4, calibration=False, joints=False)
+    cams = ring_cameras(2, 48, 64)  # portrait calibration for landscape videos
+    doc = {"cameras": {f"cam{i}": {**c.to_dict(), "size": [48, 64]} for i, c in enumerate(cams)}}
+    (folder / "calibration.json").write_text(json.dumps(doc))
+    with pytest.raises(UserInputError, match="calibrated for 48x64 images but its video is 64x48"):
+        open_sequence(folder)
