@@ -56,3 +56,28 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path, make_bad):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mcss-data: error: ")
     assert str(target) in lines[0] and "Traceback" not in res.stderr
+
+
+def test_cache_command_builds_crops_and_proxies(make_recording, tmp_path):
+    from mcss_studio.core import open_sequence
+    from mcss_studio.core.cache import CropCache
+    from mcss_studio.core.proxies import ProxyStore
+
+    folder = make_recording(cameras=2, frames=6)
+    cache_dir = tmp_path / "cache"
+    res = run_cli("cache", str(folder), "--cache", str(cache_dir), "--crop-size", "32")
+    assert res.returncode == 0, res.stderr
+    assert "2 cameras x 6 frames, 32px crops" in res.stdout
+    with open_sequence(folder) as seq:
+        cache = CropCache.open(cache_dir, seq)
+        assert cache.crops(1).shape == (6, 32, 32, 3) and cache.box_method == "gt"
+        assert ProxyStore(cache_dir, seq).complete(0)
+
+
+def test_cache_command_on_a_broken_recording_writes_nothing(tmp_path):
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    (rec / "cam0.mp4").write_bytes(b"\x00" * 100)
+    res = run_cli("cache", str(rec), "--cache", str(tmp_path / "cache"))
+    assert res.returncode == 2 and "cam0.mp4" in res.stderr
+    assert not (tmp_path / "cache").exists()

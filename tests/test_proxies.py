@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from mcss_studio.core.imageops import fast_area_resize
 from mcss_studio.core.proxies import (
     ProxyMissingError,
     ProxyStore,
@@ -30,9 +31,9 @@ def frames() -> np.ndarray:
 
 
 def expected_proxy(rgb: np.ndarray, max_side: int = MAX_SIDE, quality: int = 90) -> np.ndarray:
-    """The same pipeline done by hand: area resize, JPEG encode, decode."""
+    """The same pipeline done by hand: area resize (halving steps first), JPEG encode, decode."""
     pw, ph = proxy_size(rgb.shape[1], rgb.shape[0], max_side)
-    small = cv2.resize(rgb, (pw, ph), interpolation=cv2.INTER_AREA)
+    small = fast_area_resize(rgb, (pw, ph))
     ok, jpeg = cv2.imencode(".jpg", small[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
     return cv2.imdecode(jpeg, cv2.IMREAD_COLOR)[..., ::-1]
 

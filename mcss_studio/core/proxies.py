@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from .errors import UserInputError
+from .imageops import fast_area_resize
 from .sequence import MultiviewSequence
 
 DEFAULT_MAX_SIDE = 480
@@ -200,7 +201,7 @@ class ProxyWriter:
         pw, ph = proxy_size(w, h, self.max_side)
         small = rgb
         if (pw, ph) != (w, h):
-            small = cv2.resize(rgb, (pw, ph), interpolation=cv2.INTER_AREA)
+            small = fast_area_resize(rgb, (pw, ph))
         ok, jpeg = cv2.imencode(
             ".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, self.quality]
         )
