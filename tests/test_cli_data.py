@@ -81,3 +81,26 @@ def test_cache_command_on_a_broken_recording_writes_nothing(tmp_path):
     res = run_cli("cache", str(rec), "--cache", str(tmp_path / "cache"))
     assert res.returncode == 2 and "cam0.mp4" in res.stderr
     assert not (tmp_path / "cache").exists()
+
+
+def test_synth_command_writes_an_openable_dataset(tmp_path):
+    out = tmp_path / "tiny"
+    res = run_cli("synth", str(out), "--preset", "tiny", "--cameras", "2", "--workers", "1")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(run_cli("inspect", str(out), "--json").stdout)
+    assert doc["has_3d"] and len(doc["cameras"]) == 2 and doc["cameras"][0]["K"] is not None
+    assert "S1" in doc["sequence"] and len(doc["sequences"]) >= 2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--preset", "huge"], "--preset"),
+        (["--cameras", "0"], "--cameras"),
+        (["--size", "320by240"], "--size"),
+    ],
+)
+def test_synth_bad_arguments(tmp_path, args, message):
+    res = run_cli("synth", str(tmp_path / "out"), *args)
+    assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "out").exists()

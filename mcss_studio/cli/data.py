@@ -91,7 +91,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from ..core.synth import generate
 
     size = _parse_size(args.size) if args.size else None
-    with progress_bar(f"synth {args.preset}") as progress:
+    with progress_bar(f"synth {args.preset}", unit="image") as progress:
         out = generate(
             Path(args.out),
             preset=args.preset,
@@ -100,6 +100,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
             fps=args.fps,
             size=size,
             progress=progress,
+            workers=args.workers,
         )
     print(f"wrote {out}")
     return 0
@@ -131,7 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cameras", type=int)
     p.add_argument("--fps", type=float)
-    p.add_argument("--size", help="WIDTHxHEIGHT")
+    p.add_argument("--size", help="WIDTHxHEIGHT, both even")
+    p.add_argument(
+        "--workers", type=int, default=0, help="render processes (0: one per core, at most 4)"
+    )
     p.set_defaults(func=cmd_synth)
     return parser
 

@@ -192,7 +192,8 @@ def _encoder_options(
 ) -> dict[str, str]:
     """AVOptions per codec; everything that could vary between runs is pinned."""
     if codec == "h264":
-        params = ["threads=1", "sliced-threads=0"]
+        # mbtree's lookahead gave run-to-run byte differences at some widths (e.g. 96, 320)
+        params = ["threads=1", "sliced-threads=0", "no-mbtree=1"]
         if gop is not None:
             params += [f"keyint={gop}", f"min-keyint={gop}", "scenecut=0"]
         if bframes is not None:
