@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .atomic import atomic_open
 from .errors import UserInputError
 from .imageops import fast_area_resize
 from .sequence import MultiviewSequence
@@ -342,10 +343,8 @@ def save_boxes_npz(
     boxes = np.asarray(boxes, dtype=np.float64)
     if boxes.ndim != 3 or boxes.shape[2] != 4 or boxes.shape[0] != len(camera_names):
         raise ValueError(f"boxes shape {boxes.shape} does not match {len(camera_names)} cameras")
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_open(path, "wb") as f:
         np.savez(f, boxes=boxes, cameras=np.asarray([str(n) for n in camera_names]))
-    os.replace(tmp, path)
 
 
 def save_boxes_csv(
@@ -354,11 +353,9 @@ def save_boxes_csv(
     """Write boxes.csv (one row per camera and frame with a box) atomically."""
     path = Path(path)
     boxes = np.asarray(boxes, dtype=np.float64)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["camera", "frame", "x0", "y0", "x1", "y1"])
         for c, name in enumerate(camera_names):
             for t in np.flatnonzero(np.isfinite(boxes[c]).all(axis=1)):
                 w.writerow([name, int(t), *(repr(float(v)) for v in boxes[c, t])])
-    os.replace(tmp, path)

@@ -36,6 +36,7 @@ from typing import IO
 import cv2
 import numpy as np
 
+from .atomic import atomic_open
 from .boxes import BOX_METHODS, boxes_digest, compute_boxes_with_method, square_crop_box
 from .errors import UserInputError
 from .proxies import ProxyWriter, proxy_dir
@@ -165,12 +166,8 @@ def crop_square(frame: np.ndarray, square: np.ndarray, crop_size: int) -> np.nda
 
 # -- meta.json -------------------------------------------------------------------------------
 def _write_json_atomic(path: Path, doc: dict) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}-{threading.get_ident()}")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_open(path, "w", fsync=True) as f:
         json.dump(doc, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _read_meta(folder: Path) -> dict | None:
@@ -418,10 +415,8 @@ def _build_locked(
         squares = crop_squares(
             boxes, margin, [(c.width, c.height) for c in seq.cameras], crop_size
         )
-        tmp = folder / "boxes.npy.tmp"
-        with open(tmp, "wb") as f:
+        with atomic_open(folder / "boxes.npy", "wb") as f:
             np.save(f, squares)
-        os.replace(tmp, folder / "boxes.npy")
         old, resume = None, False
     else:
         assert old is not None

@@ -24,10 +24,9 @@ import json
 import math
 import os
 import re
-import secrets
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised only on 3.10
     import tomli as tomllib
 
+from .atomic import atomic_open
 from .camera import Calibration
 from .errors import UserInputError
 
@@ -409,31 +409,6 @@ def _load_qca(source: Path, text: str) -> dict[str, Calibration]:
 # --------------------------------------------------------------------------- saving
 
 
-def _atomic_write(path: str | os.PathLike[str], write: Callable[[Any], None], mode: str) -> None:
-    """Write through a temp file in the same folder and rename, so no half file is ever left.
-
-    The temp file is created with mode 0666 minus the umask (mkstemp would make it 0600).
-    """
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except OSError as exc:
-        raise UserInputError(target, f"cannot write ({exc.strerror or exc})") from None
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
-            write(fh)
-        os.replace(tmp, target)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise UserInputError(target, f"cannot write ({exc.strerror or exc})") from None
-        raise
-
-
 def _camera_record(cal: Calibration) -> dict[str, Any]:
     rec = cal.to_dict()
     if cal.width is not None and cal.height is not None:
@@ -448,7 +423,8 @@ def save_calibration_json(path: str | os.PathLike[str], cams: dict[str, Calibrat
         "units": "mm",
         "cameras": {str(name): _camera_record(cal) for name, cal in cams.items()},
     }
-    _atomic_write(path, lambda fh: json.dump(doc, fh, indent=1), "w")
+    with atomic_open(path) as fh:
+        json.dump(doc, fh, indent=1)
 
 
 def save_calibration_toml(path: str | os.PathLike[str], cams: dict[str, Calibration]) -> None:
@@ -475,7 +451,8 @@ def save_calibration_toml(path: str | os.PathLike[str], cams: dict[str, Calibrat
         lines.append("")
     lines += ["[metadata]", 'units = "mm"', 'written_by = "mcss_studio"', ""]
     text = "\n".join(lines)
-    _atomic_write(path, lambda fh: fh.write(text), "w")
+    with atomic_open(path) as fh:
+        fh.write(text)
 
 
 # --------------------------------------------------------------------------- matching

@@ -27,6 +27,7 @@ from types import TracebackType
 import cv2
 import numpy as np
 
+from .atomic import atomic_open
 from .errors import UserInputError
 from .imageops import fast_area_resize
 from .sequence import MultiviewSequence
@@ -171,9 +172,8 @@ class ProxyWriter:
             "quality": self.quality,
             "complete": complete,
         }
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=1))
-        os.replace(tmp, path)
+        with atomic_open(path) as fh:
+            json.dump(meta, fh, indent=1)
 
     # -- writing ------------------------------------------------------------------------------
     def has(self, t: int) -> bool:

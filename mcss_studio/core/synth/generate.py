@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import tomli_w
 
+from ..atomic import atomic_path
 from ..calibration import save_calibration_json
 from ..errors import UserInputError
 from ..video_writer import VideoWriter
@@ -379,12 +380,10 @@ def _write_manifest(folder: Path, plan: DatasetPlan) -> None:
 
 def save_npz(path: Path, **arrays: np.ndarray) -> None:
     """Like np.savez_compressed but without zip time stamps, so the bytes are reproducible."""
-    tmp = path.with_name(f".{path.name}.writing")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         for key, value in arrays.items():
             buf = io.BytesIO()
             np.lib.format.write_array(buf, np.asarray(value), allow_pickle=False)
             info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, buf.getvalue())
-    os.replace(tmp, path)
