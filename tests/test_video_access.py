@@ -235,3 +235,9 @@ def test_inconsistent_timestamps_switch_to_the_slow_exact_path(sources):
         assert src.slow_mode and src.frame_count == T
         for i in (41, 3, T - 1):
             assert np.array_equal(src.read(i), reference[i])
+
+
+def test_iter_frames_decodes_sequentially_with_one_seek(sources):
+    with VideoReader(sources["mkv-h264-gop25-bframes"]) as src:
+        assert sum(1 for _ in src.iter_frames(30)) == T - 30
+        assert src.seek_count == 1

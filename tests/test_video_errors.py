@@ -134,3 +134,16 @@ def test_image_folder_image_corrupt_after_header(tmp_path, frames):
     src = open_frame_source(folder)
     with pytest.raises(UserInputError, match="img1.png"):
         src.read(1)
+
+
+def test_truncated_mkv_gives_complete_frames_only(tmp_path, frames):
+    path = write_video(tmp_path / "full.mkv", frames, codec="h264", gop=15, bframes=2)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(path.read_bytes()[: int(path.stat().st_size * 0.6)])
+    with open_frame_source(path) as full, VideoReader(cut) as src:
+        assert 0 < src.frame_count < T
+        sequential = list(src.iter_frames())
+        assert len(sequential) == src.frame_count
+        for i in np.random.default_rng(2).permutation(src.frame_count):
+            assert np.array_equal(src.read(int(i)), sequential[i])
+            assert np.array_equal(sequential[i], full.read(int(i)))

@@ -11,10 +11,13 @@ so reading i+1 after i (scrubbing forwards, playback) never seeks.
 
 Readers are not thread-safe: use one reader per thread (they are cheap to open again).
 
-Truncated files: a packet that runs past the end of the file is dropped from the index, so
-`frame_count` counts only complete frames (and `truncated` is True). A file whose index cannot be
-read at all (e.g. an mp4 cut before its moov atom) raises UserInputError on open. A frame that
-still fails to decode raises UserInputError naming the file and the frame; nothing hangs.
+Truncated files (decided: serve what is complete, never guess): a packet that runs past the end
+of the file is dropped from the index, so `frame_count` counts only complete frames and every one
+of them reads exactly (avi and mkv cut in the middle work this way; `truncated` is True when the
+reader noticed the cut, mkv's demuxer hides it). A file whose index cannot be read at all (an
+mp4/mov cut before its moov atom, i.e. any mp4 not written with faststart) raises UserInputError
+on open. A frame that still fails to decode raises UserInputError naming the file and the frame;
+nothing hangs (demuxing and decoding only ever move forward through a finite file).
 """
 
 from __future__ import annotations
@@ -70,8 +73,8 @@ def natural_key(name: str) -> list[object]:
 class VideoReader:
     """Frame-exact random and sequential access to one video stream (RGB uint8 HxWx3)."""
 
-    # Decode forward instead of seeking when the target is at most this many frames past the
-    # keyframe a seek would land on (seeking costs about as much as decoding a few frames).
+    # Decode forward instead of seeking when the decoder is at most this many frames before the
+    # keyframe a seek would land on (a seek costs about as much as decoding a few frames).
     FORWARD_SLACK = 2
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -228,7 +231,7 @@ class VideoReader:
 
     def _position_for(self, index: int) -> None:
         """Leave the decoder where the next frames it yields lead up to `index`."""
-        if self._gen is not None and self._pos < index:
+        if self._gen is not None and 0 <= self._pos < index:
             if self._slow:
                 return  # slow mode only ever decodes forward
             key = self._key_indices[bisect.bisect_right(self._key_indices, index) - 1]
@@ -426,7 +429,9 @@ class ImageFolderSource:
 def _load_rgb(path: Path, size: tuple[int, int]) -> np.ndarray:
     """Decode one image to RGB uint8 (grey and alpha converted, 16-bit scaled down)."""
     data = np.fromfile(path, dtype=np.uint8)  # works with non-ASCII paths, unlike cv2.imread
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    # pixels as stored: an EXIF rotation would make frames disagree with the header sizes
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    img = cv2.imdecode(data, flags) if data.size else None
     if img is None:
         raise UserInputError(path, "image cannot be decoded (corrupt or not an image)")
     if (img.shape[1], img.shape[0]) != size:
