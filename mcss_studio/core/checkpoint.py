@@ -1,0 +1,195 @@
+"""Checkpoints as safetensors: tensors plus JSON metadata, never pickle.
+
+One file holds the model weights and, for resumable training checkpoints, the optimiser state,
+scheduler state, step and RNG states. Loading parses only the safetensors header and raw tensor
+bytes, so a hostile file can at worst be refused, never run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .atomic import atomic_path
+from .errors import UserInputError
+from .joints import JOINT_NAMES
+from .model import MCSSModel, ModelConfig
+
+FORMAT = "mcss-checkpoint"
+VERSION = 1
+_MODEL = "model."
+_OPTIM = "optim."
+_RNG = "rng."
+
+
+def _flatten_optimizer(state: dict, tensors: dict[str, torch.Tensor]) -> dict:
+    """Optimizer state_dict -> JSON-able dict; its tensors go into `tensors` under optim.*."""
+    plain: dict[str, Any] = {"param_groups": state["param_groups"], "state": {}}
+    for pid, entry in state["state"].items():
+        plain_entry = {}
+        for key, value in entry.items():
+            if torch.is_tensor(value):
+                tensors[f"{_OPTIM}{pid}.{key}"] = value.detach().cpu().contiguous()
+                plain_entry[key] = {"tensor": f"{_OPTIM}{pid}.{key}"}
+            else:
+                plain_entry[key] = value
+        plain["state"][str(pid)] = plain_entry
+    return plain
+
+
+def _unflatten_optimizer(plain: dict, tensors: dict[str, torch.Tensor]) -> dict:
+    state = {}
+    for pid, entry in plain["state"].items():
+        restored = {}
+        for key, value in entry.items():
+            if isinstance(value, dict) and "tensor" in value:
+                restored[key] = tensors[value["tensor"]]
+            else:
+                restored[key] = value
+        state[int(pid)] = restored
+    return {"state": state, "param_groups": plain["param_groups"]}
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: torch.nn.Module,
+    meta: dict | None = None,
+    training_state: dict | None = None,
+) -> Path:
+    """Write model weights + metadata (+ optional training state) atomically to `path`.
+
+    `meta` is free JSON (train config, crop size, ...); model config and joint names are added.
+    `training_state` may hold `optimizer` (a state_dict), `scheduler` (JSON-able dict), `step`,
+    `numpy_rng` (bit generator state dict) and `torch_rng` / `cuda_rng` (tensors).
+    """
+    path = Path(path)
+    net = model.module if hasattr(model, "module") else model
+    tensors = {_MODEL + k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    document = dict(meta or {})
+    document.update({"format": FORMAT, "version": VERSION, "model_config": net.config.to_dict(),
+                     "joint_names": list(JOINT_NAMES)})
+    if training_state is not None:
+        ts = dict(training_state)
+        plain: dict[str, Any] = {"step": int(ts.get("step", 0)),
+                                 "scheduler": ts.get("scheduler"),
+                                 "numpy_rng": ts.get("numpy_rng"),
+                                 "extra": ts.get("extra")}
+        if ts.get("optimizer") is not None:
+            plain["optimizer"] = _flatten_optimizer(ts["optimizer"], tensors)
+        if ts.get("torch_rng") is not None:
+            tensors[_RNG + "torch"] = ts["torch_rng"].cpu()
+        for i, s in enumerate(ts.get("cuda_rng") or []):
+            tensors[f"{_RNG}cuda.{i}"] = s.cpu()
+        plain["cuda_rng_count"] = len(ts.get("cuda_rng") or [])
+        document["training_state"] = plain
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"mcss": json.dumps(document)})
+    return path
+
+
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    if not path.is_file():
+        raise UserInputError(path, "checkpoint file not found")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        raise UserInputError(path, "pickle/zip checkpoints are refused; expected safetensors")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            raw_meta = (f.metadata() or {}).get("mcss")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except UserInputError:
+        raise
+    except Exception as exc:  # the safetensors parser reports malformed files in several ways
+        raise UserInputError(path, f"not a valid safetensors checkpoint ({exc})") from None
+    if raw_meta is None:
+        raise UserInputError(path, "no MCSS metadata in this safetensors file")
+    try:
+        document = json.loads(raw_meta)
+    except ValueError:
+        raise UserInputError(path, "checkpoint metadata is not valid JSON") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise UserInputError(path, f"not an MCSS checkpoint (format must be {FORMAT!r})")
+    if document.get("version") != VERSION:
+        raise UserInputError(path, f"unsupported checkpoint version {document.get('version')!r}")
+    return tensors, document
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> tuple[MCSSModel, dict]:
+    """Rebuild the model from a checkpoint; returns (model in eval mode, metadata dict)."""
+    path = Path(path)
+    tensors, document = _read(path)
+    try:
+        config = ModelConfig.from_dict(dict(document.get("model_config") or {}))
+    except (TypeError, ValueError) as exc:
+        raise UserInputError(path, f"bad model_config: {exc}") from None
+    names = document.get("joint_names")
+    if names is not None and len(names) != config.num_joints:
+        raise UserInputError(path, "joint_names does not match the model's joint count")
+    model = MCSSModel(config)
+    weights = {k[len(_MODEL):]: v for k, v in tensors.items() if k.startswith(_MODEL)}
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = (first[1:2] or first[:1] or [""])[0].strip()
+        raise UserInputError(path, f"weights do not fit the model: {detail}") from None
+    model.to(device).eval()
+    return model, document
+
+
+def load_training_state(path: str | os.PathLike[str]) -> dict:
+    """Optimizer/scheduler/step/RNG saved by save_checkpoint(training_state=...), for resume."""
+    path = Path(path)
+    tensors, document = _read(path)
+    plain = document.get("training_state")
+    if not isinstance(plain, dict):
+        raise UserInputError(path, "checkpoint has no training state (cannot resume from it)")
+    try:
+        state = {"step": int(plain["step"]), "scheduler": plain.get("scheduler"),
+                 "numpy_rng": plain.get("numpy_rng"), "extra": plain.get("extra")}
+        if plain.get("optimizer") is not None:
+            state["optimizer"] = _unflatten_optimizer(plain["optimizer"], tensors)
+        state["torch_rng"] = tensors.get(_RNG + "torch")
+        state["cuda_rng"] = [tensors[f"{_RNG}cuda.{i}"] for i in range(plain["cuda_rng_count"])]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserInputError(path, f"malformed training state ({exc})") from None
+    return state
+
+
+def checkpoint_digest(path: str | os.PathLike[str]) -> str:
+    """Short content hash, for keying caches (e.g. embeddings) by checkpoint."""
+    import hashlib
+
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def numpy_rng_state(rng: np.random.Generator) -> dict:
+    """JSON-able state of a numpy Generator (restore with restore_numpy_rng)."""
+    return rng.bit_generator.state
+
+
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
+
+
+def restore_numpy_rng(state: dict) -> np.random.Generator:
+    """Inverse of numpy_rng_state; only numpy's own bit generators are accepted."""
+    if state.get("bit_generator") not in _BIT_GENERATORS:
+        raise ValueError(f"unknown bit generator {state.get('bit_generator')!r}")
+    bit_generator = getattr(np.random, state["bit_generator"])()
+    bit_generator.state = state
+    return np.random.Generator(bit_generator)

@@ -1,0 +1,102 @@
+"""Predictor: checkpoint (or model) -> 3D poses and embeddings for uint8 crops, on the best device.
+
+Used by the GUI's inference worker and by `mcss-train evaluate/embed`. Device "auto" picks CUDA
+(bf16 or fp16 autocast, channels_last) over Apple MPS over CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import numpy as np
+import torch
+
+from .checkpoint import load_checkpoint
+from .model import MCSSModel
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' -> cuda if available, then mps, then cpu; anything else is passed to torch."""
+    if str(device) != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:
+    """Mixed precision where it pays: bf16 on CUDA when supported, else fp16; none on CPU/MPS."""
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def crops_to_tensor(crops: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 (N, S, S, 3) RGB -> float (N, 3, S, S) in [0, 1] on device (channels_last on CUDA)."""
+    t = torch.as_tensor(np.ascontiguousarray(crops)) if isinstance(crops, np.ndarray) else crops
+    if t.dtype != torch.uint8 or t.ndim != 4 or t.shape[-1] != 3:
+        raise ValueError(f"crops must be uint8 (N, S, S, 3), got {tuple(t.shape)} {t.dtype}")
+    t = t.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+    if device.type == "cuda":
+        t = t.contiguous(memory_format=torch.channels_last)
+    return t
+
+
+class Predictor:
+    """Runs a trained MCSS model on crops; thread-confined (one per worker)."""
+
+    def __init__(
+        self,
+        checkpoint_path_or_model: str | os.PathLike[str] | MCSSModel,
+        device: str | torch.device = "auto",
+        batch_size: int = 256,
+    ) -> None:
+        self.device = pick_device(device)
+        if isinstance(checkpoint_path_or_model, torch.nn.Module):
+            self.model = checkpoint_path_or_model
+            self.meta: dict = {}
+        else:
+            self.model, self.meta = load_checkpoint(checkpoint_path_or_model)
+        self.model = self.model.to(self.device).eval()
+        if self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.batch_size = batch_size
+
+    @property
+    def device_name(self) -> str:
+        """Human-readable device, e.g. 'cuda:0 (NVIDIA H100)' or 'cpu'."""
+        if self.device.type == "cuda":
+            index = self.device.index or 0
+            return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+        return str(self.device)
+
+    @property
+    def crop_size(self) -> int | None:
+        return self.meta.get("crop_size")
+
+    @torch.no_grad()
+    def predict(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        """uint8 (N, S, S, 3) -> pose_cam and pose_canonical (N, J, 3) mm root-relative
+        (camera frame / body frame), rotation (N, 3, 3) and embedding (N, D), float32 numpy."""
+        crops = np.asarray(crops)
+        if crops.ndim == 3:
+            crops = crops[None]
+        parts: dict[str, list[np.ndarray]] = {}
+        for start in range(0, len(crops), self.batch_size):
+            x = crops_to_tensor(crops[start:start + self.batch_size], self.device)
+            with autocast_for(self.device):
+                out = self.model(x)
+            for key, value in out.items():
+                parts.setdefault(key, []).append(value.float().cpu().numpy())
+        if not parts:
+            c = self.model.config
+            return {"pose_cam": np.zeros((0, c.num_joints, 3), np.float32),
+                    "pose_canonical": np.zeros((0, c.num_joints, 3), np.float32),
+                    "rotation": np.zeros((0, 3, 3), np.float32),
+                    "embedding": np.zeros((0, c.embedding_dim), np.float32)}
+        return {k: np.concatenate(v) for k, v in parts.items()}

@@ -1,0 +1,213 @@
+"""MCSS network: ResNet encoder, L2-normalised embedding, canonical-pose head, orientation head.
+
+The embedding is trained to be view-invariant, so it cannot know the camera. The pose head reads
+the embedding and predicts joints in a body-canonical frame (root at origin, axes from the hips and
+the spine); the orientation head reads the encoder features (which do see the viewpoint) and gives
+the rotation canonical -> camera. Camera-frame pose = R @ canonical. Plain PyTorch, no torchvision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .joints import NUM_JOINTS
+
+ARCHITECTURES = {"resnet18": ("basic", (2, 2, 2, 2)), "resnet34": ("basic", (3, 4, 6, 3)),
+                 "resnet50": ("bottleneck", (3, 4, 6, 3))}
+POSE_SCALE_MM = 1000.0  # heads work in metres, the API speaks millimetres
+IMAGE_MEAN = 0.45
+IMAGE_STD = 0.25
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild the network; stored in every checkpoint."""
+
+    arch: str = "resnet18"
+    width: int = 64  # channels of the first stage (64 = the standard ResNet)
+    embedding_dim: int = 128
+    pose_hidden: int = 512
+    orientation_hidden: int = 256
+    num_joints: int = NUM_JOINTS
+    # the pose head reads the embedding before (False) or after (True) L2 normalisation
+    pose_on_unit_embedding: bool = True
+
+    def validate(self) -> None:
+        """Raise ValueError on values that cannot build a sane network (also guards checkpoints)."""
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"unknown arch {self.arch!r}, expected one of {sorted(ARCHITECTURES)}")
+        for name, low, high in (("width", 4, 256), ("embedding_dim", 2, 4096),
+                                ("pose_hidden", 8, 8192), ("orientation_hidden", 8, 8192),
+                                ("num_joints", 2, 256)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+        if not isinstance(self.pose_on_unit_embedding, bool):
+            raise ValueError("pose_on_unit_embedding must be true or false")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model settings {sorted(unknown)}")
+        config = cls(**data)
+        config.validate()
+        return config
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, cin: int, planes: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = _shortcut(cin, planes, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x), inplace=True)
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, cin: int, planes: int, stride: int) -> None:
+        super().__init__()
+        out_ch = planes * self.expansion
+        self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, out_ch, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_ch)
+        self.shortcut = _shortcut(cin, out_ch, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = F.relu(self.bn2(self.conv2(out)), inplace=True)
+        out = self.bn3(self.conv3(out))
+        return F.relu(out + self.shortcut(x), inplace=True)
+
+
+def _shortcut(cin: int, cout: int, stride: int) -> nn.Module:
+    if stride == 1 and cin == cout:
+        return nn.Identity()
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+
+class ResNetEncoder(nn.Module):
+    """ResNet-18/34/50 trunk with global average pooling; `out_dim` features per image."""
+
+    def __init__(self, arch: str = "resnet18", width: int = 64) -> None:
+        super().__init__()
+        kind, depths = ARCHITECTURES[arch]
+        block = BasicBlock if kind == "basic" else Bottleneck
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 2, 1),
+        )
+        stages = []
+        cin = width
+        for i, depth in enumerate(depths):
+            planes = width * 2**i
+            blocks = []
+            for j in range(depth):
+                blocks.append(block(cin, planes, 2 if (j == 0 and i > 0) else 1))
+                cin = planes * block.expansion
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stages)
+        self.out_dim = cin
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        for m in self.modules():  # residual branches start near identity: stabler from scratch
+            if isinstance(m, BasicBlock):
+                nn.init.zeros_(m.bn2.weight)
+            elif isinstance(m, Bottleneck):
+                nn.init.zeros_(m.bn3.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.stem(x)).mean(dim=(2, 3))
+
+
+def rotation_from_6d(x: torch.Tensor) -> torch.Tensor:
+    """(N, 6) -> (N, 3, 3) rotation by Gram-Schmidt (Zhou et al. 2019); columns are the axes."""
+    a, b = x[:, :3], x[:, 3:]
+    c0 = F.normalize(a, dim=1)
+    c1 = F.normalize(b - (c0 * b).sum(1, keepdim=True) * c0, dim=1)
+    c2 = torch.cross(c0, c1, dim=1)
+    return torch.stack([c0, c1, c2], dim=2)
+
+
+class MCSSModel(nn.Module):
+    """Crop (N, 3, S, S) float in [0, 1] -> embedding, canonical pose, rotation, camera pose."""
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or ModelConfig()
+        self.config.validate()
+        c = self.config
+        self.encoder = ResNetEncoder(c.arch, c.width)
+        feat = self.encoder.out_dim
+        self.embedding_head = nn.Linear(feat, c.embedding_dim)
+        self.pose_head = nn.Sequential(
+            nn.Linear(c.embedding_dim, c.pose_hidden), nn.ReLU(inplace=True),
+            nn.Linear(c.pose_hidden, c.pose_hidden), nn.ReLU(inplace=True),
+            nn.Linear(c.pose_hidden, c.num_joints * 3),
+        )
+        self.orientation_head = nn.Sequential(
+            nn.Linear(feat, c.orientation_hidden), nn.ReLU(inplace=True),
+            nn.Linear(c.orientation_hidden, 6),
+        )
+        with torch.no_grad():  # start at the identity rotation, not a random one
+            self.orientation_head[-1].weight.mul_(0.01)
+            self.orientation_head[-1].bias.copy_(torch.tensor([1.0, 0, 0, 0, 1.0, 0]))
+
+    def forward(self, images: torch.Tensor, heads: bool = True) -> dict[str, torch.Tensor]:
+        """Outputs: embedding (N, D); with heads also pose_canonical and pose_cam (N, J, 3) in mm
+        (root-relative) and rotation (N, 3, 3) canonical -> camera."""
+        x = (images - IMAGE_MEAN) / IMAGE_STD
+        features = self.encoder(x)
+        raw = self.embedding_head(features)
+        embedding = F.normalize(raw.float(), dim=1)
+        out = {"embedding": embedding}
+        if heads:
+            pose_in = embedding.to(features.dtype) if self.config.pose_on_unit_embedding else raw
+            canonical = self.pose_head(pose_in).float()
+            canonical = canonical.view(-1, self.config.num_joints, 3) * POSE_SCALE_MM
+            rotation = rotation_from_6d(self.orientation_head(features).float())
+            out["pose_canonical"] = canonical
+            out["rotation"] = rotation
+            out["pose_cam"] = torch.einsum("nij,nkj->nki", rotation, canonical)
+        return out
+
+
+def canonical_frame(pose_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Root-relative poses (N, 17, 3) -> (rotation (N, 3, 3) canonical->camera, canonical poses).
+
+    Axes: x from the left hip to the right hip, y the spine direction (hip -> thorax) made
+    orthogonal to x, z = x cross y. pose_cam = canonical @ R^T.
+    """
+    p = np.asarray(pose_cam, dtype=np.float64)
+    x = p[:, 1] - p[:, 4]
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-9)
+    up = p[:, 8] - p[:, 0]
+    y = up - (up * x).sum(1, keepdims=True) * x
+    y /= np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-9)
+    z = np.cross(x, y)
+    rot = np.stack([x, y, z], axis=2)
+    canonical = np.einsum("nkj,nji->nki", p, rot)  # R^T p per joint
+    return rot, canonical

@@ -1,0 +1,79 @@
+"""Hand-made cases for the pose and retrieval metrics."""
+
+import numpy as np
+import pytest
+
+from trainer.metrics import hit_at_k, map_at_k, mpjpe, n_mpjpe, p_mpjpe, procrustes_align
+
+
+def _pose(seed: int = 0, n: int = 4) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, 300, size=(n, 17, 3))
+
+
+def _rotation(angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
+
+
+def test_mpjpe_hand_case():
+    gt = np.zeros((1, 2, 3))
+    pred = np.array([[[3.0, 4.0, 0.0], [0.0, 0.0, 2.0]]])
+    assert mpjpe(pred, gt) == pytest.approx((5.0 + 2.0) / 2)
+
+
+def test_mpjpe_zero_and_shape_check():
+    gt = _pose()
+    assert mpjpe(gt, gt) == 0.0
+    with pytest.raises(ValueError):
+        mpjpe(gt[:, :5], gt)
+
+
+def test_n_mpjpe_removes_scale_only():
+    gt = _pose(1)
+    assert n_mpjpe(gt * 0.7, gt) == pytest.approx(0.0, abs=1e-9)
+    assert mpjpe(gt * 0.7, gt) > 10
+    rotated = gt @ _rotation(0.5).T
+    assert n_mpjpe(rotated, gt) > 10  # a rotation is not forgiven
+
+
+def test_n_mpjpe_hand_case():
+    # pred = (1,0,0) and (0,1,0); gt = (2,0,0) and (0,0,0): optimal s = 2/2 = 1
+    pred = np.array([[[1.0, 0, 0], [0, 1.0, 0]]])
+    gt = np.array([[[2.0, 0, 0], [0, 0, 0]]])
+    assert n_mpjpe(pred, gt) == pytest.approx(1.0)
+
+
+def test_p_mpjpe_removes_similarity_transform():
+    gt = _pose(2)
+    pred = 1.3 * gt @ _rotation(1.1).T + np.array([10.0, -40.0, 7.0])
+    assert p_mpjpe(pred, gt) == pytest.approx(0.0, abs=1e-6)
+    assert np.allclose(procrustes_align(pred, gt), gt, atol=1e-6)
+
+
+def test_p_mpjpe_does_not_allow_reflection():
+    gt = _pose(3)
+    mirrored = gt * np.array([-1.0, 1.0, 1.0])
+    assert p_mpjpe(mirrored, gt) > 1.0
+
+
+def test_metric_ordering_on_noise():
+    gt = _pose(4, n=20)
+    pred = gt + np.random.default_rng(5).normal(0, 20, size=gt.shape)
+    assert p_mpjpe(pred, gt) <= n_mpjpe(pred, gt) + 1e-9 <= mpjpe(pred, gt) + 2e-9
+
+
+def test_hit_at_k_hand_case():
+    relevant = np.array([[False, True, False], [False, False, False], [True, False, False]])
+    assert hit_at_k(relevant, 1) == pytest.approx(1 / 3)
+    assert hit_at_k(relevant, 2) == pytest.approx(2 / 3)
+    ranking = np.array([[1, 0, 2], [0, 1, 2], [1, 2, 0]])
+    assert hit_at_k(relevant, 1, ranking=ranking) == pytest.approx(1 / 3)  # only query 0
+
+
+def test_map_at_k_hand_case():
+    # relevant at ranks 1 and 3 of 4, two relevant in total: AP = (1/1 + 2/3) / 2
+    relevant = np.array([[True, False, True, False]])
+    assert map_at_k(relevant, 4) == pytest.approx((1 + 2 / 3) / 2)
+    # k = 2: only rank 1 counts, normaliser min(k, 2) = 2
+    assert map_at_k(relevant, 2) == pytest.approx(0.5)
+    assert map_at_k(np.zeros((2, 3), dtype=bool), 3) == 0.0

@@ -1,0 +1,170 @@
+"""Model shapes and geometry, checkpoint round trip, hostile checkpoints, Predictor."""
+
+import json
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from mcss_studio.core.checkpoint import load_checkpoint, load_training_state, save_checkpoint
+from mcss_studio.core.errors import UserInputError
+from mcss_studio.core.inference import Predictor
+from mcss_studio.core.model import MCSSModel, ModelConfig, canonical_frame, rotation_from_6d
+
+TINY = ModelConfig(arch="resnet18", width=8, embedding_dim=16, pose_hidden=32,
+                   orientation_hidden=16)
+
+
+def _model(seed: int = 0) -> MCSSModel:
+    torch.manual_seed(seed)
+    return MCSSModel(ModelConfig(**TINY.to_dict())).eval()
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet34", "resnet50"])
+def test_forward_shapes_and_unit_embedding(arch):
+    model = MCSSModel(ModelConfig(arch=arch, width=4, embedding_dim=8, pose_hidden=16,
+                                  orientation_hidden=8)).eval()
+    out = model(torch.rand(3, 3, 32, 32))
+    assert out["embedding"].shape == (3, 8)
+    assert torch.allclose(out["embedding"].norm(dim=1), torch.ones(3), atol=1e-5)
+    assert out["pose_cam"].shape == out["pose_canonical"].shape == (3, 17, 3)
+    rot = out["rotation"]
+    assert torch.allclose(rot @ rot.transpose(1, 2), torch.eye(3).expand(3, 3, 3), atol=1e-5)
+    assert torch.allclose(torch.linalg.det(rot), torch.ones(3), atol=1e-5)
+    # camera pose is the canonical pose rotated
+    expected = out["pose_canonical"] @ rot.transpose(1, 2)
+    assert torch.allclose(out["pose_cam"], expected, atol=1e-3)
+
+
+def test_rotation_from_6d_identity():
+    rot = rotation_from_6d(torch.tensor([[2.0, 0, 0, 0.5, 3.0, 0]]))
+    assert torch.allclose(rot[0], torch.eye(3), atol=1e-6)
+
+
+def test_canonical_frame_is_view_invariant():
+    rng = np.random.default_rng(0)
+    pose = rng.normal(0, 200, size=(1, 17, 3))
+    pose -= pose[:, :1]
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    q *= np.sign(np.linalg.det(q))
+    rotated = pose @ q.T
+    r1, c1 = canonical_frame(pose)
+    r2, c2 = canonical_frame(rotated)
+    assert np.allclose(c1, c2, atol=1e-6)
+    assert np.allclose(np.einsum("nij,nkj->nki", r2, c2), rotated, atol=1e-6)
+    # right hip lies on +x in the canonical frame, thorax in the x-y plane with y > 0
+    assert c1[0, 1, 1] == pytest.approx(c1[0, 4, 1]) and c1[0, 1, 0] > c1[0, 4, 0]
+    assert abs(c1[0, 8, 2]) < 1e-6 and c1[0, 8, 1] > 0
+
+
+def test_checkpoint_round_trip_with_training_state(tmp_path):
+    model = _model()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model.train()
+    model(torch.rand(4, 3, 32, 32))["pose_cam"].sum().backward()
+    opt.step()
+    model.eval()
+    rng = np.random.default_rng(3)
+    path = save_checkpoint(tmp_path / "a.safetensors", model, {"crop_size": 32},
+                           {"optimizer": opt.state_dict(), "step": 7, "scheduler": {"step": 7},
+                            "numpy_rng": rng.bit_generator.state,
+                            "torch_rng": torch.get_rng_state()})
+    loaded, meta = load_checkpoint(path)
+    assert meta["crop_size"] == 32 and meta["joint_names"][0] == "hip"
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(loaded(x)["pose_cam"], model(x)["pose_cam"])
+    state = load_training_state(path)
+    assert state["step"] == 7
+    opt2 = torch.optim.AdamW(loaded.parameters(), lr=1e-3)
+    opt2.load_state_dict(state["optimizer"])
+    a = opt.state_dict()["state"][0]["exp_avg"]
+    assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], a)
+    assert torch.equal(state["torch_rng"], torch.get_rng_state()) or state["torch_rng"].numel() > 0
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_pickle_checkpoint_is_refused_without_running_code(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(UserInputError, match="evil.pt"):
+        load_checkpoint(path)
+    torch.save({"x": Evil()}, tmp_path / "evil_zip.pt")
+    with pytest.raises(UserInputError):
+        load_checkpoint(tmp_path / "evil_zip.pt")
+    assert not marker.exists()
+
+
+def _safetensors_bytes(header: dict, payload: bytes = b"") -> bytes:
+    raw = json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + payload
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"garbage that is not a checkpoint",
+        struct.pack("<Q", 10**12) + b"{}",  # header length far beyond the file
+        _safetensors_bytes({"w": {"dtype": "F32", "shape": [1000], "data_offsets": [0, 4000]}}),
+        _safetensors_bytes({"__metadata__": {"mcss": "{not json"}}),
+        _safetensors_bytes({"__metadata__": {"mcss": json.dumps({"format": "other"})}}),
+        _safetensors_bytes({"__metadata__": {"mcss": json.dumps(
+            {"format": "mcss-checkpoint", "version": 1,
+             "model_config": {"arch": "resnet18", "width": 10**9}})}}),
+        _safetensors_bytes({"__metadata__": {"mcss": json.dumps(
+            {"format": "mcss-checkpoint", "version": 1, "model_config": {"arch": "evil"}})}}),
+    ],
+)
+def test_malformed_checkpoints_raise_user_input_error(tmp_path, content):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(UserInputError, match="bad.safetensors"):
+        load_checkpoint(path)
+
+
+def test_wrong_weights_are_refused(tmp_path):
+    path = save_checkpoint(tmp_path / "m.safetensors", _model(), {})
+    big = ModelConfig(**{**TINY.to_dict(), "embedding_dim": 32})
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads(f.metadata()["mcss"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta["model_config"] = big.to_dict()
+    save_file(tensors, str(path), metadata={"mcss": json.dumps(meta)})
+    with pytest.raises(UserInputError, match="do not fit"):
+        load_checkpoint(path)
+    with pytest.raises(UserInputError, match="no training state"):
+        load_training_state(path)
+
+
+def test_predictor_on_uint8_crops(tmp_path):
+    model = _model()
+    path = save_checkpoint(tmp_path / "m.safetensors", model, {"crop_size": 32})
+    predictor = Predictor(path, device="auto")
+    assert predictor.device_name in ("cpu", "mps") or predictor.device_name.startswith("cuda")
+    crops = np.random.default_rng(0).integers(0, 255, size=(5, 32, 32, 3), dtype=np.uint8)
+    out = predictor.predict(crops)
+    assert out["pose_cam"].shape == (5, 17, 3) and out["embedding"].shape == (5, 16)
+    direct = model(torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255)
+    assert np.allclose(out["pose_cam"], direct["pose_cam"].detach().numpy(), atol=1e-3)
+    assert predictor.predict(crops[:0])["embedding"].shape == (0, 16)
+    with pytest.raises(ValueError):
+        predictor.predict(crops.astype(np.float32))
+
+
+def test_pose_head_on_raw_embedding_option():
+    config = ModelConfig(**{**TINY.to_dict(), "pose_on_unit_embedding": False})
+    out = MCSSModel(config).eval()(torch.rand(2, 3, 32, 32))
+    assert out["pose_cam"].shape == (2, 17, 3)
+    with pytest.raises(ValueError):
+        ModelConfig.from_dict({**TINY.to_dict(), "pose_on_unit_embedding": "yes"})

@@ -1,0 +1,137 @@
+"""Batch sampler structure and determinism, label targets, flip augmentation, configuration."""
+
+import numpy as np
+import pytest
+import torch
+
+from mcss_studio.core.errors import UserInputError
+from mcss_studio.core.model import canonical_frame
+from trainer.config import TrainConfig, add_config_flags, config_from_args, load_config
+from trainer.data import (
+    BatchSampler,
+    SamplerConfig,
+    augment_images,
+    flip_pose,
+    labels_from_ground_truth,
+    random_augmentation,
+)
+from trainer.fake import fake_sequences, render_crops
+
+
+@pytest.fixture(scope="module")
+def sequences():
+    return fake_sequences(["S1", "S5", "S6"], frames=30, cameras=3, size=32)
+
+
+def test_multiview_batch_structure(sequences):
+    cfg = SamplerConfig(sequences_per_batch=2, instants_per_sequence=4, views_per_instant=3,
+                        labelled_batch=5)
+    labels = labels_from_ground_truth(sequences, ["S1"])
+    sampler = BatchSampler(sequences, labels, cfg, seed=1)
+    b = sampler.batch(0)
+    assert b.mv_images.shape == (2 * 4 * 3, 32, 32, 3) and b.mv_images.dtype == torch.uint8
+    assert len(set(b.mv_seq.tolist())) == 2
+    for s, t in set(zip(b.mv_seq.tolist(), b.mv_time.tolist())):
+        sel = (b.mv_seq == s) & (b.mv_time == t)
+        assert sel.sum() == 3 and len(set(b.mv_cam[sel].tolist())) == 3  # distinct views
+        assert len(set(b.mv_flip[sel].tolist())) == 1  # one flip decision per instant
+    # images are the cached crops at those indices
+    i = 5
+    s, t, c = int(b.mv_seq[i]), int(b.mv_time[i]), int(b.mv_cam[i])
+    assert np.array_equal(b.mv_images[i].numpy(), sequences[s].crops[c][t])
+    assert b.lab_images.shape == (5, 32, 32, 3)
+    assert all(sequences[s].subject == "S1" for s in b.lab_ref[:, 0])
+
+
+def test_batches_depend_only_on_seed_and_step(sequences):
+    labels = labels_from_ground_truth(sequences, ["S1"])
+    a = BatchSampler(sequences, labels, SamplerConfig(), seed=3)
+    b = BatchSampler(sequences, labels, SamplerConfig(), seed=3)
+    b.batch(0)
+    b.batch(1)
+    x, y = a.batch(7), b.batch(7)
+    assert torch.equal(x.mv_images, y.mv_images) and torch.equal(x.lab_pose_cam, y.lab_pose_cam)
+    assert not torch.equal(a.batch(8).mv_time, x.mv_time)
+    other_rank = BatchSampler(sequences, labels, SamplerConfig(), seed=3, rank=1).batch(7)
+    assert not torch.equal(other_rank.mv_time, x.mv_time)
+
+
+def test_label_targets_are_root_relative_camera_poses(sequences):
+    labels = labels_from_ground_truth(sequences, ["S5"], every=3)
+    assert len(labels) == 10 and all(lab.sequence == "S5_0" for lab in labels)
+    sampler = BatchSampler(sequences, labels, SamplerConfig(augment=False, labelled_batch=4))
+    b = sampler.batch(0)
+    for k in range(4):
+        s, t, c = b.lab_ref[k]
+        seq = sequences[s]
+        world = seq.joints3d[t]
+        cam = world @ seq.rotations[c].T + seq.translations[c]
+        assert np.allclose(b.lab_pose_cam[k].numpy(), cam - cam[0], atol=1e-3)
+    rot, canonical = canonical_frame(b.lab_pose_cam.numpy().astype(np.float64))
+    assert np.allclose(canonical, b.lab_pose_canonical.numpy(), atol=1e-2)
+
+
+def test_flip_with_joint_swap_matches_flipped_image_and_keeps_chirality():
+    seq = fake_sequences(["S1"], frames=3, cameras=1, size=64)[0]
+    pose = seq.pose_cam(seq.joints3d, np.zeros(3, int))
+    image = render_crops(pose, 64, (0, 0, 0)).astype(np.float32)
+    flipped = flip_pose(pose)
+    # mirroring the image == rendering the flipped pose
+    assert np.abs(render_crops(flipped, 64, (0, 0, 0)) - image[:, :, ::-1]).mean() < 2.0
+    # swapping left/right keeps a body's handedness: the nose stays in front in the body frame
+    nose_forward = canonical_frame(pose)[1][:, 9, 2]
+    assert np.all(np.sign(canonical_frame(flipped)[1][:, 9, 2]) == np.sign(nose_forward))
+    unswapped = pose * np.array([-1.0, 1.0, 1.0])
+    assert np.all(np.sign(canonical_frame(unswapped)[1][:, 9, 2]) == -np.sign(nose_forward))
+    assert np.allclose(flip_pose(flipped), pose)
+
+
+def test_augment_flip_is_a_mirror_and_colour_keeps_range():
+    x = torch.rand(4, 3, 16, 16)
+    rng = np.random.default_rng(0)
+    none = random_augmentation(rng, 4, SamplerConfig(augment=False))
+    flip = torch.tensor([True, False, True, False])
+    out = augment_images(x.clone(), flip, none)
+    assert torch.allclose(out[0], x[0].flip(-1), atol=1e-5)
+    assert torch.allclose(out[1], x[1], atol=1e-6)
+    jitter = random_augmentation(rng, 4, SamplerConfig())
+    out = augment_images(x.clone(), torch.zeros(4, dtype=torch.bool), jitter)
+    assert out.min() >= 0 and out.max() <= 1 and not torch.allclose(out, x)
+
+
+def test_config_toml_and_flags(tmp_path):
+    import argparse
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[train]\nsteps = 20\nlr = 1\nmining = "semihard"\nlabelled_subjects = ["S1"]\n'
+    )
+    config = load_config(path)
+    assert config.steps == 20 and config.lr == 1.0 and config.mining == "semihard"
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config")
+    add_config_flags(parser)
+    args = parser.parse_args(["--config", str(path), "--steps", "5", "--augment", "false",
+                              "--test-subjects", "S9,S11"])
+    config = config_from_args(args)
+    assert config.steps == 5 and config.augment is False and config.test_subjects == ["S9", "S11"]
+    assert config.mining == "semihard"
+
+
+@pytest.mark.parametrize("text,match", [
+    ("steps = 'many'", "steps must be int"),
+    ("stepz = 3", "unknown setting"),
+    ("mining = 'hardestest'", "mining"),
+    ("tau = 0", "tau"),
+    ("steps = [", "not valid TOML"),
+])
+def test_bad_config_is_a_user_error(tmp_path, text, match):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(UserInputError, match=match) as info:
+        load_config(path)
+    assert "bad.toml" in str(info.value)
+
+
+def test_default_config_is_valid():
+    TrainConfig().validate()

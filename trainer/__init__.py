@@ -1,0 +1,1 @@
+"""Headless MCSS trainer: batches, mining, losses, metrics, training loop and `mcss-train`."""

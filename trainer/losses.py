@@ -1,0 +1,35 @@
+"""Losses: triplet margin loss on mined triplets, pose loss on labelled frames (metres)."""
+
+from __future__ import annotations
+
+import torch
+
+from mcss_studio.core.model import POSE_SCALE_MM
+
+from .mining import Triplets
+
+
+def triplet_loss(embeddings: torch.Tensor, triplets: Triplets, margin: float) -> torch.Tensor:
+    """mean(relu(|a - p| - |a - n| + margin)), recomputed with gradients on the chosen indices."""
+    if len(triplets) == 0:
+        return embeddings.sum() * 0.0
+    e = embeddings.float()
+    d_ap = (e[triplets.anchor] - e[triplets.positive]).norm(dim=1)
+    d_an = (e[triplets.anchor] - e[triplets.negative]).norm(dim=1)
+    return torch.relu(d_ap - d_an + margin).mean()
+
+
+def joint_error(pred_mm: torch.Tensor, target_mm: torch.Tensor) -> torch.Tensor:
+    """Mean per-joint Euclidean error in metres (the MPJPE the metrics report, differentiable)."""
+    return ((pred_mm.float() - target_mm.float()) / POSE_SCALE_MM).norm(dim=-1).mean()
+
+
+def pose_loss(
+    outputs: dict[str, torch.Tensor], pose_cam: torch.Tensor, pose_canonical: torch.Tensor
+) -> torch.Tensor:
+    """Camera-frame error (trains both heads through R @ canonical) + canonical-frame error."""
+    if pose_cam.shape[0] == 0:
+        return outputs["pose_cam"].sum() * 0.0
+    return joint_error(outputs["pose_cam"], pose_cam) + joint_error(
+        outputs["pose_canonical"], pose_canonical
+    )

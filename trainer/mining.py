@@ -1,0 +1,80 @@
+"""Triplet mining for multi-view batches (MCSS): temporal hard negatives inside a sequence.
+
+Anchor (s, t, a); positive (s, t, b != a); negatives (s, t', any camera) with |t' - t| >= tau, or
+any frame of another sequence. Never the same instant, never a frame closer than tau in time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+STRATEGIES = ("hardest", "semihard", "random")
+
+
+@dataclass
+class Triplets:
+    """Index triplets into the batch, with the distances that selected them."""
+
+    anchor: torch.Tensor
+    positive: torch.Tensor
+    negative: torch.Tensor
+    d_ap: torch.Tensor
+    d_an: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.anchor.numel())
+
+
+def triplet_masks(
+    seq: torch.Tensor, time: torch.Tensor, cam: torch.Tensor, tau: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(positive mask, negative mask), both (N, N) bool, row = anchor."""
+    if tau < 1:
+        raise ValueError("tau must be >= 1 (a negative may never be the same instant)")
+    same_seq = seq[:, None] == seq[None, :]
+    dt = (time[:, None] - time[None, :]).abs()
+    positive = same_seq & (dt == 0) & (cam[:, None] != cam[None, :])
+    negative = ~same_seq | (dt >= tau)
+    return positive, negative
+
+
+@torch.no_grad()
+def mine_triplets(
+    embeddings: torch.Tensor,
+    seq: torch.Tensor,
+    time: torch.Tensor,
+    cam: torch.Tensor,
+    tau: int,
+    strategy: str = "hardest",
+    generator: torch.Generator | None = None,
+) -> Triplets:
+    """One negative per (anchor, positive) pair, chosen in embedding space by `strategy`.
+
+    hardest: the closest valid negative. semihard: the closest valid negative farther than the
+    positive (FaceNet), else the hardest. random: uniform among valid negatives (the ablation).
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown mining strategy {strategy!r}, expected one of {STRATEGIES}")
+    device = embeddings.device
+    seq, time, cam = seq.to(device), time.to(device), cam.to(device)
+    pos_mask, neg_mask = triplet_masks(seq, time, cam, tau)
+    dist = torch.cdist(embeddings.float(), embeddings.float())
+    a, p = pos_mask.nonzero(as_tuple=True)
+    has_neg = neg_mask[a].any(dim=1)
+    a, p = a[has_neg], p[has_neg]
+    d_ap = dist[a, p]
+    valid = neg_mask[a]  # (P, N)
+    inf = torch.tensor(float("inf"), device=device)
+    d_an_all = torch.where(valid, dist[a], inf)
+    if strategy == "hardest":
+        n = d_an_all.argmin(dim=1)
+    elif strategy == "semihard":
+        semi = torch.where(d_an_all > d_ap[:, None], d_an_all, inf)
+        has_semi = torch.isfinite(semi).any(dim=1)
+        n = torch.where(has_semi, semi.argmin(dim=1), d_an_all.argmin(dim=1))
+    else:
+        noise = torch.rand(valid.shape, generator=generator, device="cpu").to(device)
+        n = torch.where(valid, noise, torch.tensor(-1.0, device=device)).argmax(dim=1)
+    return Triplets(a, p, n, d_ap, dist[a, n])
