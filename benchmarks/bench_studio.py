@@ -1,0 +1,284 @@
+"""Studio responsiveness on the demo project, measured side by side in one run.
+
+    xvfb-run -a .venv/bin/python benchmarks/bench_studio.py [DEMO] [--checkpoint CKPT]
+        [--seconds 20] [--jumps 100] [--soak-minutes 10]
+
+Reports: display fps during playback with live inference vs without; random-jump latency until
+all views show the frame, through proxies vs seeking the videos directly; the worst UI
+event-loop stall during playback with inference; resident memory after 1 minute of looping
+playback with inference vs after --soak-minutes; and inference throughput on CUDA if present.
+Without a checkpoint, the default model (ModelConfig() defaults, random weights) is used: the
+speed of a network does not depend on its weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def default_checkpoint(tmp: Path) -> Path:
+    import torch
+
+    from mcss_studio.core.checkpoint import save_checkpoint
+    from mcss_studio.core.model import MCSSModel, ModelConfig
+
+    torch.manual_seed(0)
+    return save_checkpoint(tmp / "default-model.safetensors", MCSSModel(ModelConfig()),
+                           meta={"crop_size": 128})
+
+
+class StallProbe:
+    """A 5 ms timer on the UI thread; the worst gap beyond its interval is the worst stall."""
+
+    def __init__(self) -> None:
+        from PySide6.QtCore import Qt, QTimer
+
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.timeout.connect(self._tick)
+        self.interval = 0.005
+        self.last = None
+        self.gaps: list[float] = []
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        if self.last is not None:
+            self.gaps.append(now - self.last - self.interval)
+        self.last = now
+
+    def start(self) -> None:
+        self.gaps, self.last = [], None
+        self.timer.start(int(self.interval * 1000))
+
+    def stop(self) -> float:
+        self.timer.stop()
+        return max(self.gaps) if self.gaps else float("nan")
+
+
+def pump(seconds: float) -> None:
+    from PySide6.QtWidgets import QApplication
+
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        QApplication.processEvents()
+        time.sleep(0.001)
+
+
+def wait_for(cond, timeout: float, what: str) -> None:
+    from PySide6.QtWidgets import QApplication
+
+    end = time.perf_counter() + timeout
+    while not cond():
+        if time.perf_counter() > end:
+            raise SystemExit(f"timed out waiting for {what}")
+        QApplication.processEvents()
+        time.sleep(0.005)
+
+
+def play(window, seconds: float, speed: float = 1.0, probe: StallProbe | None = None) -> dict:
+    """Loop playback for `seconds`; distinct frames shown per second, inference answers/s."""
+    shown = [0]
+    answers = [0]
+    grid, state = window.grid, window.state
+    def count_shown(_t: int) -> None:
+        shown[0] += 1
+
+    def count_answer(pred) -> None:
+        answers[0] += pred is not None
+
+    on_shown = grid.frameShown.connect(count_shown)
+    on_pred = state.predictionChanged.connect(count_answer)
+    state.set_speed(speed)
+    dropped0 = window.inference.dropped
+    if probe is not None:
+        probe.start()
+    state.set_playing(True)
+    t0, ui0, cpu0 = time.perf_counter(), time.thread_time(), time.process_time()
+    pump(seconds)
+    state.set_playing(False)
+    elapsed = time.perf_counter() - t0
+    ui_cpu, cpu = time.thread_time() - ui0, time.process_time() - cpu0
+    stall = probe.stop() if probe is not None else float("nan")
+    grid.frameShown.disconnect(on_shown)
+    state.predictionChanged.disconnect(on_pred)
+    state.set_speed(1.0)
+    return {"display_fps": shown[0] / elapsed, "inference_fps": answers[0] / elapsed,
+            "dropped": window.inference.dropped - dropped0, "stall_ms": stall * 1000,
+            # load-independent cost: CPU the UI thread spent per shown frame (it also idles in
+            # pump()'s 1 ms sleeps, so this is an upper bound), and the whole process's CPU use
+            "ui_ms_per_frame": 1000 * ui_cpu / max(shown[0], 1), "cpu_cores": cpu / elapsed}
+
+
+def jump_latencies(window, frames: list[int], direct: bool) -> np.ndarray:
+    """Seconds from a jump until every view has painted the frame."""
+    grid, state, media = window.grid, window.state, window.state.media
+    out = []
+    for t in frames:
+        t0 = time.perf_counter()
+        if direct:  # seek and decode each video, as a player without proxies must
+            images = [media.full_frame(c, t) for c in range(len(grid.views))]
+            state.blockSignals(True)
+            state.frame = t
+            state.blockSignals(False)
+            for view, rgb in zip(grid.views, images):
+                view.set_frame(rgb, 1.0, t, full_res=True)
+        else:
+            state.set_frame(t)
+        for view in grid.views:
+            view.repaint()
+        assert all(v.frame_index == t for v in grid.views)
+        out.append(time.perf_counter() - t0)
+    return np.asarray(out)
+
+
+def rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def gpu_throughput(checkpoint: Path) -> str:
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no CUDA device here"
+    from mcss_studio.core.inference import Predictor
+
+    pred = Predictor(checkpoint, device="cuda")
+    s = pred.crop_size or 128
+    lines = [f"device {pred.device_name}"]
+    for n in (4, 64, 256):
+        crops = np.random.default_rng(0).integers(0, 255, (n, s, s, 3), dtype=np.uint8)
+        for _ in range(3):
+            pred.predict(crops)
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        reps = 20
+        for _ in range(reps):
+            pred.predict(crops)
+        torch.cuda.synchronize()
+        dt = (time.perf_counter() - t0) / reps
+        lines.append(f"batch {n:3d}: {n / dt:8.0f} crops/s ({dt * 1000:.1f} ms per batch)")
+    return "; ".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("demo", nargs="?", type=Path, help="demo dataset (default: generate/use "
+                    "the Studio's demo cache)")
+    ap.add_argument("--checkpoint", type=Path)
+    ap.add_argument("--seconds", type=float, default=20.0, help="playback per measurement")
+    ap.add_argument("--jumps", type=int, default=100)
+    ap.add_argument("--soak-minutes", type=float, default=10.0)
+    ap.add_argument("--gpu-only", action="store_true", help="only the CUDA throughput")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-studio-"))
+    ckpt = args.checkpoint or default_checkpoint(tmp)
+    if args.gpu_only:
+        print("inference throughput:", gpu_throughput(ckpt))
+        return 0
+
+    from PySide6.QtWidgets import QApplication
+
+    from mcss_studio.gui.main_window import MainWindow
+    from mcss_studio.gui.media import default_cache_root
+
+    os.environ.setdefault("MCSS_STUDIO_SETTINGS", str(tmp / "settings.ini"))
+    app = QApplication.instance() or QApplication([])
+    window = MainWindow(interactive=False)
+    window.resize(1400, 800)
+    window.show()
+    demo = args.demo
+    if demo is None:
+        demo = default_cache_root() / "demo"
+        if not (demo / "manifest.json").is_file():
+            from mcss_studio.core.synth import generate
+
+            print("generating the demo dataset ...", flush=True)
+            generate(demo, preset="demo")
+    if not window.open_path(demo):
+        print(window.last_error)
+        return 2
+    wait_for(lambda: not window.cache_busy, 900, "the proxy/crop cache build")
+    seq = window.state.sequence
+    load = os.getloadavg()
+    print(f"machine: {os.cpu_count()} CPU cores, load average {load[0]:.1f} (other processes "
+          "compete for them; the 'UI ms/frame' column does not depend on that)")
+    print(f"sequence {seq.name}: {len(seq.cameras)} views "
+          f"({', '.join(f'{c.width}x{c.height}' for c in seq.cameras)}), {seq.num_frames} frames "
+          f"at {seq.fps:g} fps; proxies: {window.state.media.has_proxies}")
+    window.inference.predictor = None
+    window.state.set_checkpoint(None)
+    pump(1.0)
+
+    # 1. playback without and with inference
+    probe = StallProbe()
+    no_inf = play(window, args.seconds, probe=probe)
+    no_inf_fast = play(window, args.seconds / 2, speed=4.0)
+    window.open_checkpoint(ckpt)
+    wait_for(lambda: window.state.checkpoint is not None, 300, "the checkpoint")
+    with_inf = play(window, args.seconds, probe=probe)
+    with_inf_fast = play(window, args.seconds / 2, speed=4.0)
+    print(f"\nplayback at 1x ({seq.fps:g} fps video), {args.seconds:g} s each, device "
+          f"{window.device_name}, checkpoint {Path(ckpt).name}")
+    print(f"{'':24s}{'display fps':>12s}{'inference/s':>12s}{'dropped':>9s}{'worst stall':>13s}"
+          f"{'UI ms/frame':>13s}{'CPU cores':>11s}")
+    for name, r in (("without inference, 1x", no_inf), ("with inference, 1x", with_inf),
+                    ("without inference, 4x", no_inf_fast), ("with inference, 4x", with_inf_fast)):
+        print(f"{name:24s}{r['display_fps']:12.1f}{r['inference_fps']:12.1f}{r['dropped']:9d}"
+              f"{r['stall_ms']:10.1f} ms{r['ui_ms_per_frame']:13.1f}{r['cpu_cores']:11.2f}")
+    print(f"ratio display fps with/without inference (1x): "
+          f"{with_inf['display_fps'] / max(no_inf['display_fps'], 1e-9):.2f}")
+
+    # 2. random jumps: proxies vs direct seeking
+    window.inference.predictor = None
+    window.state.set_checkpoint(None)
+    pump(0.5)
+    rng = np.random.default_rng(0)
+    frames = [int(v) for v in rng.integers(0, seq.num_frames, args.jumps)]
+    proxy = jump_latencies(window, frames, direct=False) * 1000
+    direct = jump_latencies(window, frames, direct=True) * 1000
+    print(f"\nrandom jump until all {len(seq.cameras)} views show the frame ({args.jumps} jumps)")
+    print(f"{'':22s}{'median ms':>10s}{'p95 ms':>9s}{'worst ms':>10s}")
+    for name, lat in (("through proxies", proxy), ("seeking the videos", direct)):
+        print(f"{name:22s}{np.median(lat):10.1f}{np.percentile(lat, 95):9.1f}{lat.max():10.1f}")
+    print(f"median speed-up of proxies: {np.median(direct) / np.median(proxy):.1f}x")
+
+    # 3. memory over a long loop with inference
+    window.open_checkpoint(ckpt)
+    wait_for(lambda: window.state.checkpoint is not None, 300, "the checkpoint")
+    soak = args.soak_minutes * 60
+    first = min(60.0, soak)
+    play(window, first)
+    rss1 = rss_mb()
+    trace = [f"{first / 60:.0f} min {rss1:.0f}"]
+    done = first
+    while done < soak:
+        step = min(60.0, soak - done)
+        play(window, step)
+        done += step
+        trace.append(f"{done / 60:.0f} min {rss_mb():.0f}")
+    rss2 = rss_mb()
+    print("resident memory (MiB) per minute: " + ", ".join(trace))
+    print(f"\nresident memory, looping playback with inference: after {first / 60:.1f} min "
+          f"{rss1:.0f} MiB, after {soak / 60:.1f} min {rss2:.0f} MiB "
+          f"(growth {rss2 - rss1:+.0f} MiB, {100 * (rss2 - rss1) / rss1:+.1f}%)")
+    print("\ninference throughput on CUDA:", gpu_throughput(ckpt))
+    window.close()
+    app.processEvents()
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)  # skip interpreter teardown of Qt/vispy objects (nothing left to save)

@@ -1,0 +1,82 @@
+"""Dialogs: user errors (never tracebacks), the shortcuts help, long-task progress."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QMessageBox,
+    QProgressDialog,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+SHORTCUTS: tuple[tuple[str, str], ...] = (
+    ("Space", "Play / pause"),
+    ("Left / Right", "Previous / next frame"),
+    ("Shift+Left / Shift+Right", "Back / forward 10 frames"),
+    ("Home / End", "First / last frame"),
+    ("Ctrl+G", "Jump to frame"),
+    ("[ / ]", "Slower / faster playback"),
+    ("Mouse wheel on a view", "Zoom that view at the cursor"),
+    ("Drag in a zoomed view", "Pan that view"),
+    ("Middle click on a view", "Reset that view's zoom"),
+    ("Double click on a view", "Maximise the view / back to the grid"),
+    ("Escape", "Back to the grid"),
+    ("R", "Reset all views and the 3D camera"),
+    ("B / S / G / N", "Toggle box / skeleton / ground truth / joint names"),
+    ("3D view: drag / Shift+drag / wheel", "Orbit / pan / zoom"),
+    ("Ctrl+O", "Open a project, recording or dataset folder"),
+    ("Ctrl+K", "Open a checkpoint"),
+    ("F1 or ?", "This help"),
+    ("Ctrl+Q", "Quit"),
+)
+
+
+def show_error(parent: QWidget | None, message: str, title: str = "Cannot do that") -> QMessageBox:
+    """A non-blocking warning box with the one-line message; the window stays usable."""
+    box = QMessageBox(
+        QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, parent
+    )
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+    box.setWindowModality(Qt.WindowModality.WindowModal)
+    box.open()
+    return box
+
+
+class ShortcutsDialog(QDialog):
+    """Every keyboard and mouse shortcut of the player, in one table."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Keyboard and mouse shortcuts")
+        lay = QVBoxLayout(self)
+        table = QTableWidget(len(SHORTCUTS), 2, self)
+        table.setHorizontalHeaderLabels(["Keys", "Action"])
+        table.verticalHeader().setVisible(False)
+        table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        for row, (keys, action) in enumerate(SHORTCUTS):
+            table.setItem(row, 0, QTableWidgetItem(keys))
+            table.setItem(row, 1, QTableWidgetItem(action))
+        table.resizeColumnsToContents()
+        table.horizontalHeader().setStretchLastSection(True)
+        lay.addWidget(table)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, parent=self)
+        buttons.rejected.connect(self.reject)
+        lay.addWidget(buttons)
+        self.table = table
+        self.resize(520, 480)
+
+
+def progress_dialog(parent: QWidget | None, title: str, text: str) -> QProgressDialog:
+    """A modal progress dialog for work done in a TaskWorker (cancel stops the worker)."""
+    dlg = QProgressDialog(text, "Cancel", 0, 0, parent)
+    dlg.setWindowTitle(title)
+    dlg.setWindowModality(Qt.WindowModality.WindowModal)
+    dlg.setMinimumDuration(0)
+    dlg.setAutoClose(False)
+    dlg.setAutoReset(False)
+    return dlg

@@ -1,0 +1,1 @@
+"""The synchronised multi-view player: camera views, their grid, timeline and transport."""

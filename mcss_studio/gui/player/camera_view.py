@@ -1,0 +1,185 @@
+"""One camera's view: the frame with its overlays, zoom and pan of its own."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QTransform
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
+from ...core.joints import BONES, JOINT_NAMES, bone_colors
+
+_BONE_QCOLORS = [QColor(*rgb) for rgb in bone_colors()]
+GT_COLOR = QColor(60, 230, 90)
+BOX_COLOR = QColor(255, 210, 0)
+
+
+def to_qimage(rgb: np.ndarray) -> QImage:
+    """A QImage sharing the array's memory (the caller keeps the array alive)."""
+    rgb = np.ascontiguousarray(rgb)
+    h, w = rgb.shape[:2]
+    return QImage(rgb.data, w, h, rgb.strides[0], QImage.Format.Format_RGB888)
+
+
+class CameraView(QWidget):
+    """Paints a frame fitted into the widget; wheel zooms at the cursor, drag pans.
+
+    Overlay geometry is given in the camera's native pixels; `scale` maps native to the shown
+    image's pixels (proxies are smaller than the native frame).
+    """
+
+    doubleClicked = Signal(int)
+    clicked = Signal(int)
+
+    def __init__(self, index: int, name: str, native_size: tuple[int, int], parent=None) -> None:
+        super().__init__(parent)
+        self.index = index
+        self.name = name
+        self.native_w, self.native_h = native_size
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setMinimumSize(80, 60)
+        self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self._array: np.ndarray | None = None
+        self._image: QImage | None = None
+        self._scale = 1.0  # shown-image px per native px
+        self.frame_index = -1
+        self.full_res = False
+        self.zoom = 1.0
+        self.pan = QPointF(0.0, 0.0)  # in widget px
+        self._drag_from: QPointF | None = None
+        self.selected = False
+        # overlays (native pixels), set by the grid from the state
+        self.box: np.ndarray | None = None
+        self.skeleton: np.ndarray | None = None
+        self.gt: np.ndarray | None = None
+        self.show_labels = True
+        self.paint_count = 0
+
+    # -- content ------------------------------------------------------------------------------
+    def set_frame(self, rgb: np.ndarray, scale: float, frame_index: int, full_res: bool) -> None:
+        self._array = np.ascontiguousarray(rgb)
+        self._image = to_qimage(self._array)
+        self._scale = scale
+        self.frame_index = frame_index
+        self.full_res = full_res
+        self.update()
+
+    def set_overlays(self, box, skeleton, gt, labels: bool) -> None:
+        self.box, self.skeleton, self.gt, self.show_labels = box, skeleton, gt, labels
+        self.update()
+
+    def reset_view(self) -> None:
+        self.zoom = 1.0
+        self.pan = QPointF(0.0, 0.0)
+        self.update()
+
+    # -- geometry -----------------------------------------------------------------------------
+    def native_to_widget(self) -> QTransform:
+        """Transform from native camera pixels to widget pixels (fit, then zoom and pan)."""
+        fit = min(self.width() / self.native_w, self.height() / self.native_h)
+        s = fit * self.zoom
+        ox = (self.width() - self.native_w * s) / 2 + self.pan.x()
+        oy = (self.height() - self.native_h * s) / 2 + self.pan.y()
+        return QTransform(s, 0, 0, s, ox, oy)
+
+    # -- painting -----------------------------------------------------------------------------
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt API
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor(18, 18, 20))
+        xf = self.native_to_widget()
+        if self._image is not None:
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+            p.setTransform(xf)
+            target = QRectF(0, 0, self.native_w, self.native_h)
+            p.drawImage(target, self._image, QRectF(self._image.rect()))
+            p.resetTransform()
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        if self.box is not None and np.all(np.isfinite(self.box)):
+            pen = QPen(BOX_COLOR, 1.5)
+            p.setPen(pen)
+            rect = xf.mapRect(QRectF(QPointF(*self.box[:2]), QPointF(*self.box[2:])))
+            p.drawRect(rect)
+        if self.gt is not None:
+            self._draw_skeleton(p, xf, self.gt, gt=True)
+        if self.skeleton is not None:
+            self._draw_skeleton(p, xf, self.skeleton, gt=False)
+        self._draw_caption(p)
+        p.end()
+        self.paint_count += 1
+
+    def _draw_skeleton(self, p: QPainter, xf: QTransform, pts: np.ndarray, gt: bool) -> None:
+        if not np.all(np.isfinite(pts)):
+            return
+        mapped = [xf.map(QPointF(float(x), float(y))) for x, y in pts]
+        for (a, b), color in zip(BONES, _BONE_QCOLORS):
+            pen = QPen(GT_COLOR if gt else color, 1.5 if gt else 2.5)
+            if gt:
+                pen.setStyle(Qt.PenStyle.DashLine)
+            p.setPen(pen)
+            p.drawLine(mapped[a], mapped[b])
+        if not gt:
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(QColor(255, 255, 255))
+            for q in mapped:
+                p.drawEllipse(q, 2.2, 2.2)
+            if self.show_labels:
+                p.setPen(QColor(255, 255, 255))
+                p.setFont(QFont("Sans", 7))
+                for q, name in zip(mapped, JOINT_NAMES):
+                    p.drawText(q + QPointF(4, -4), name)
+
+    def _draw_caption(self, p: QPainter) -> None:
+        text = f"{self.name}  {self.native_w}x{self.native_h}"
+        if self.frame_index >= 0:
+            text += f"  #{self.frame_index}" + ("" if self.full_res else "  proxy")
+        p.setFont(QFont("Sans", 8))
+        metrics = p.fontMetrics()
+        w = metrics.horizontalAdvance(text) + 8
+        p.fillRect(QRectF(0, 0, w, metrics.height() + 4), QColor(0, 0, 0, 150))
+        p.setPen(QColor(255, 255, 255))
+        p.drawText(QPointF(4, metrics.ascent() + 2), text)
+        if self.selected:
+            p.setPen(QPen(QColor(80, 160, 255), 2))
+            p.setBrush(Qt.BrushStyle.NoBrush)
+            p.drawRect(self.rect().adjusted(1, 1, -1, -1))
+
+    # -- interaction --------------------------------------------------------------------------
+    def wheelEvent(self, event) -> None:  # noqa: N802
+        steps = event.angleDelta().y() / 120.0
+        if steps == 0:
+            return
+        self.zoom_at(event.position(), 1.25**steps)
+
+    def zoom_at(self, pos: QPointF, factor: float) -> None:
+        """Zoom by factor keeping the point under pos fixed."""
+        old = self.zoom
+        new = float(min(max(old * factor, 1.0), 32.0))
+        if new == old:
+            return
+        inv, _ = self.native_to_widget().inverted()
+        anchor = inv.map(pos)
+        self.zoom = new
+        moved = self.native_to_widget().map(anchor)
+        self.pan += pos - moved
+        if self.zoom == 1.0:
+            self.pan = QPointF(0.0, 0.0)
+        self.update()
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        if event.button() == Qt.MouseButton.LeftButton:
+            self._drag_from = event.position()
+            self.clicked.emit(self.index)
+        elif event.button() == Qt.MouseButton.MiddleButton:
+            self.reset_view()
+
+    def mouseMoveEvent(self, event) -> None:  # noqa: N802
+        if self._drag_from is not None and self.zoom > 1.0:
+            self.pan += event.position() - self._drag_from
+            self._drag_from = event.position()
+            self.update()
+
+    def mouseReleaseEvent(self, event) -> None:  # noqa: N802
+        self._drag_from = None
+
+    def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802
+        self.doubleClicked.emit(self.index)

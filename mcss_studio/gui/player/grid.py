@@ -1,0 +1,175 @@
+"""All cameras of the sequence in one grid, kept on the state's current frame.
+
+Frames come from the display proxies at once (scrubbing); the full-resolution frame of a paused
+position is decoded by a background worker and swapped in when it arrives.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtWidgets import QGridLayout, QWidget
+
+from ..posing import RateMeter
+from ..state import StudioState
+from ..workers import FrameDecodeWorker
+from .camera_view import CameraView
+
+FULL_RES_DELAY_MS = 60
+
+
+def best_grid(sizes: list[tuple[int, int]], width: int, height: int) -> tuple[int, int]:
+    """(rows, cols) that shows the most image area for views of these sizes in width x height."""
+    n = len(sizes)
+    best, best_score = (1, max(n, 1)), -1.0
+    for cols in range(1, n + 1):
+        rows = math.ceil(n / cols)
+        cw, ch = width / cols, height / rows
+        score = sum(min(cw / w, ch / h) ** 2 * w * h for w, h in sizes)
+        if score > best_score + 1e-9:
+            best, best_score = (rows, cols), score
+    return best
+
+
+class CameraGrid(QWidget):
+    """The camera views of the current sequence; double-click maximises one view."""
+
+    frameShown = Signal(int)  # emitted when every view shows the frame (proxy or full-res)
+
+    def __init__(self, state: StudioState, decoder: FrameDecodeWorker, parent=None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.decoder = decoder
+        self.views: list[CameraView] = []
+        self.layout_ = QGridLayout(self)
+        self.layout_.setContentsMargins(0, 0, 0, 0)
+        self.layout_.setSpacing(2)
+        self.display_rate = RateMeter()
+        self.shown_frame = -1
+        self.full_res_frame = -1
+        self._gt2d: np.ndarray | None = None  # (C, T, 17, 2)
+        self._full_res_timer = QTimer(self)
+        self._full_res_timer.setSingleShot(True)
+        self._full_res_timer.timeout.connect(self._request_full_res)
+        state.sequenceChanged.connect(self._rebuild)
+        state.frameChanged.connect(self.show_frame)
+        state.mediaChanged.connect(lambda: self.show_frame(self.state.frame, force=True))
+        state.maximisedChanged.connect(self._relayout)
+        state.overlaysChanged.connect(self._update_overlays)
+        state.predictionChanged.connect(lambda _p: self._update_overlays())
+        state.selectionChanged.connect(self._select)
+        state.playingChanged.connect(self._playing_changed)
+        decoder.done.connect(self._full_res_arrived)
+
+    # -- building -----------------------------------------------------------------------------
+    def _rebuild(self, seq) -> None:
+        for v in self.views:
+            self.layout_.removeWidget(v)
+            v.deleteLater()
+        self.views = []
+        self.shown_frame = self.full_res_frame = -1
+        self._gt2d = None
+        if seq is None:
+            return
+        for i, cam in enumerate(seq.cameras):
+            view = CameraView(i, cam.name, (cam.width, cam.height), self)
+            view.doubleClicked.connect(self.state.toggle_maximised)
+            view.clicked.connect(self.state.select_camera)
+            self.views.append(view)
+        if seq.joints3d is not None and seq.is_calibrated:
+            joints = seq.joints3d[: seq.num_frames]
+            self._gt2d = np.stack([c.calibration.project(joints) for c in seq.cameras])
+        self._relayout()
+
+    def _relayout(self, *_args) -> None:
+        for v in self.views:
+            self.layout_.removeWidget(v)
+        maxi = self.state.maximised_camera
+        if 0 <= maxi < len(self.views):
+            for v in self.views:
+                v.setVisible(v.index == maxi)
+            self.layout_.addWidget(self.views[maxi], 0, 0)
+            return
+        sizes = [(v.native_w, v.native_h) for v in self.views]
+        rows, cols = best_grid(sizes, max(self.width(), 1), max(self.height(), 1))
+        for i, v in enumerate(self.views):
+            v.setVisible(True)
+            self.layout_.addWidget(v, i // cols, i % cols)
+        self._grid_shape = (rows, cols)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        if self.views and self.state.maximised_camera < 0:
+            sizes = [(v.native_w, v.native_h) for v in self.views]
+            if best_grid(sizes, self.width(), self.height()) != getattr(self, "_grid_shape", None):
+                self._relayout()
+
+    # -- frames -------------------------------------------------------------------------------
+    def show_frame(self, t: int, force: bool = False) -> None:
+        media = self.state.media
+        if media is None or not self.views:
+            return
+        if t == self.shown_frame and not force:
+            return
+        shown_all = True
+        for view in self.views:
+            proxy = media.proxy_frame(view.index, t)
+            if proxy is None:
+                shown_all = False
+                continue
+            view.set_frame(proxy[0], proxy[1], t, full_res=False)
+        self._update_overlays()
+        if shown_all:
+            self.shown_frame = t
+            self.display_rate.tick()
+            self.frameShown.emit(t)
+        if not media.has_proxies:
+            self.decoder.submit((media, t))  # the only source until proxies exist
+        elif not self.state.playing:
+            self._full_res_timer.start(FULL_RES_DELAY_MS)
+
+    def _request_full_res(self) -> None:
+        media = self.state.media
+        if media is not None and not self.state.playing and self.full_res_frame != self.state.frame:
+            self.decoder.submit((media, self.state.frame))
+
+    def _full_res_arrived(self, result) -> None:
+        media, t, frames = result
+        if media is not self.state.media or t != self.state.frame or len(frames) != len(self.views):
+            return  # stale: the user has moved on
+        for view, rgb in zip(self.views, frames):
+            view.set_frame(rgb, 1.0, t, full_res=True)
+        self.full_res_frame = t
+        if self.shown_frame != t:
+            self.shown_frame = t
+            self.display_rate.tick()
+            self.frameShown.emit(t)
+
+    def _playing_changed(self, playing: bool) -> None:
+        if not playing:
+            self._full_res_timer.start(FULL_RES_DELAY_MS)
+
+    # -- overlays -----------------------------------------------------------------------------
+    def _update_overlays(self) -> None:
+        media, t, on = self.state.media, self.state.frame, self.state.overlays
+        if media is None:
+            return
+        boxes = media.person_boxes(t) if on["box"] else None
+        pred = self.state.prediction
+        use_pred = on["skeleton"] and pred is not None and (pred.frame == t or self.state.playing)
+        for view in self.views:
+            c = view.index
+            gt = self._gt2d[c, t] if (on["gt"] and self._gt2d is not None) else None
+            view.set_overlays(
+                None if boxes is None else boxes[c],
+                pred.points2d[c] if use_pred else None,
+                gt,
+                on["names"],
+            )
+
+    def _select(self, index: int) -> None:
+        for v in self.views:
+            v.selected = v.index == index
+            v.update()

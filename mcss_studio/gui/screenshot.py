@@ -1,0 +1,143 @@
+"""Rendering the window or one panel into an image, and the `--screenshot` run that waits for
+the frame, its full-resolution pixels and its prediction before saving."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, QPoint, QTimer
+from PySide6.QtGui import QImage, QPainter
+from PySide6.QtWidgets import QApplication
+
+from ..core.errors import UserInputError
+
+PANELS = ("window", "player", "3d", "transport", "camera:<name or index>")
+
+
+def _rgba_to_qimage(rgba: np.ndarray) -> QImage:
+    rgba = np.ascontiguousarray(
+        rgba[..., :4]
+        if rgba.shape[2] == 4
+        else np.dstack([rgba, np.full(rgba.shape[:2], 255, np.uint8)])
+    )
+    h, w = rgba.shape[:2]
+    return QImage(rgba.data, w, h, rgba.strides[0], QImage.Format.Format_RGBA8888).copy()
+
+
+def render_panel(window, panel: str = "window") -> QImage:
+    """The window or one panel as an image; the 3D canvas is rendered by vispy itself, because
+    grabbing an OpenGL widget is not reliable on every platform."""
+    QApplication.processEvents()
+    panel = panel.strip().lower()
+    if panel == "window":
+        image = window.grab().toImage()
+        if window.view3d is not None and window.view3d.isVisible():
+            native = window.view3d.canvas.native
+            overlay = _rgba_to_qimage(window.view3d.render_image())
+            top_left = native.mapTo(window, QPoint(0, 0))
+            painter = QPainter(image)
+            ratio = image.devicePixelRatio()
+            painter.drawImage(
+                top_left, overlay.scaled(int(native.width() * ratio), int(native.height() * ratio))
+            )
+            painter.end()
+        return image
+    if panel in ("player", "grid"):
+        return window.grid.grab().toImage()
+    if panel == "3d":
+        if window.view3d is None:
+            raise UserInputError("--panel", "the 3D view is disabled")
+        return _rgba_to_qimage(window.view3d.render_image())
+    if panel == "transport":
+        return window.transport.grab().toImage()
+    if panel.startswith("camera:"):
+        key = panel.split(":", 1)[1]
+        for v in window.grid.views:
+            if v.name.lower() == key or str(v.index) == key:
+                return v.grab().toImage()
+        names = ", ".join(v.name for v in window.grid.views)
+        raise UserInputError("--panel", f"no camera {key!r} (cameras: {names})")
+    raise UserInputError("--panel", f"unknown panel {panel!r} (choose from {', '.join(PANELS)})")
+
+
+class ScreenshotJob(QObject):
+    """Waits until the window shows `frame` at full resolution with its prediction, then saves."""
+
+    def __init__(self, window, out: Path, frame: int | None, panel: str, timeout_s: float = 300):
+        super().__init__(window)
+        self.window, self.out, self.frame, self.panel = window, Path(out), frame, panel
+        self.deadline = time.monotonic() + timeout_s
+        self.exit_code: int | None = None
+        self._frame_set = False
+        self.timer = QTimer(self)
+        self.timer.timeout.connect(self._poll)
+        window.errorShown.connect(self._error)
+
+    def start(self) -> None:
+        self.timer.start(50)
+
+    def _error(self, message: str) -> None:
+        print(f"mcss-studio: {message}", file=sys.stderr)
+        self._finish(2)
+
+    def _ready(self) -> bool:
+        w, s = self.window, self.window.state
+        if s.sequence is None or w.cache_busy:
+            return False
+        if not self._frame_set:
+            target = 0 if self.frame is None else self.frame
+            if not 0 <= target < s.num_frames:
+                raise UserInputError(
+                    "--frame", f"frame {target} out of range 0..{s.num_frames - 1}"
+                )
+            s.set_frame(target)
+            w.grid.show_frame(target, force=True)
+            self._frame_set = True
+            return False
+        if w.grid.full_res_frame != s.frame:
+            return False
+        if w._pending_checkpoint is not None:
+            return (
+                s.checkpoint is not None
+                and s.prediction is not None
+                and (s.prediction.frame == s.frame)
+            )
+        return True
+
+    def _poll(self) -> None:
+        if self.exit_code is not None:
+            return
+        try:
+            ready = self._ready()
+        except UserInputError as exc:
+            self._error(str(exc))
+            return
+        if not ready and time.monotonic() < self.deadline:
+            return
+        if not ready:
+            print(
+                "mcss-studio: timed out waiting for the frame; saving what is shown",
+                file=sys.stderr,
+            )
+        try:
+            image = render_panel(self.window, self.panel)
+        except UserInputError as exc:
+            self._error(str(exc))
+            return
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.out.with_name(self.out.name + ".tmp.png")
+        if not image.save(str(tmp), "PNG"):
+            self._error(f"{self.out}: cannot write the screenshot")
+            return
+        tmp.replace(self.out)
+        print(f"saved {self.out} ({image.width()}x{image.height()}, panel {self.panel})")
+        self._finish(0)
+
+    def _finish(self, code: int) -> None:
+        if self.exit_code is None:
+            self.exit_code = code
+            self.timer.stop()
+            QApplication.instance().exit(code)

@@ -1,0 +1,250 @@
+"""The 3D view (vispy in Qt): predicted skeleton, ground truth, ground grid, camera frusta.
+
+World convention for display: z up (as the synthetic data and Human3.6M use), mm. When the pose
+cannot be placed in the world (no calibration), the first camera's pose is shown centred above
+the origin, turned so that the camera's "down" is the display's -z.
+"""
+
+from __future__ import annotations
+
+import string
+
+import numpy as np
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+from ..core.joints import BONES, JOINT_NAMES, bone_colors
+from .state import Prediction, StudioState
+
+_BONE_RGBA = np.array([[*c, 255] for c in bone_colors()], dtype=np.float32) / 255.0
+_GT_RGBA = np.array([0.25, 0.9, 0.35, 1.0], dtype=np.float32)
+PLAYING_REDRAW_MS = 80
+_FRUSTUM_RGBA = np.array([0.85, 0.85, 0.5, 1.0], dtype=np.float32)
+
+
+def _segments(points: np.ndarray) -> np.ndarray:
+    """(2 * bones, 3) vertex pairs of the skeleton's bones."""
+    return np.stack([points[[a for a, _ in BONES]], points[[b for _, b in BONES]]], 1).reshape(
+        -1, 3
+    )
+
+
+def camera_frustum(cal, depth: float = 400.0) -> np.ndarray:
+    """Line segments (16, 3) of a camera's viewing pyramid, in world mm."""
+    w = cal.width or 2 * cal.K[0, 2]
+    h = cal.height or 2 * cal.K[1, 2]
+    corners_px = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float64)
+    rays = np.linalg.solve(cal.K, np.c_[corners_px, np.ones(4)].T).T * depth
+    corners = (rays - cal.t) @ cal.R  # R^T (x - t)
+    c = cal.center
+    segs = []
+    for i in range(4):
+        segs += [c, corners[i], corners[i], corners[(i + 1) % 4]]
+    return np.asarray(segs)
+
+
+def looked_at(calibrations: list) -> np.ndarray:
+    """The world point closest (least squares) to every camera's optical axis."""
+    A, b = np.zeros((3, 3)), np.zeros(3)
+    for cal in calibrations:
+        d = cal.R[2]  # optical axis in world coordinates
+        P = np.eye(3) - np.outer(d, d)
+        A += P
+        b += P @ cal.center
+    return np.linalg.lstsq(A, b, rcond=None)[0]
+
+
+def display_pose(pred: Prediction) -> np.ndarray:
+    """World pose when placed, else camera 0's pose centred with z up and feet on the floor."""
+    if pred.pose_world is not None:
+        return pred.pose_world
+    p = pred.pose_cam[0]
+    q = np.stack([p[:, 0], p[:, 2], -p[:, 1]], axis=1)
+    q = q - np.array([q[0, 0], q[0, 1], q[:, 2].min()])
+    return q
+
+
+class View3D(QWidget):
+    """vispy SceneCanvas with a turntable camera: left-drag orbits, Shift+drag pans, wheel zooms,
+    `reset_camera()` frames the scene."""
+
+    def __init__(self, state: StudioState, parent=None) -> None:
+        super().__init__(parent)
+        import vispy
+
+        vispy.use("pyside6")
+        from vispy import scene
+
+        self.state = state
+        self.scene = scene
+        self.canvas = scene.SceneCanvas(keys=None, bgcolor=(0.08, 0.08, 0.1, 1.0), parent=self)
+        self.canvas.create_native()
+        self.canvas.native.setParent(self)
+        self.canvas.native.setMinimumSize(120, 120)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.canvas.native)
+        self.view = self.canvas.central_widget.add_view()
+        self.view.camera = scene.TurntableCamera(up="z", fov=45, elevation=20, azimuth=30)
+        self.grid = scene.visuals.Line(
+            parent=self.view.scene, connect="segments", color=(0.35, 0.35, 0.4, 1.0)
+        )
+        self.frusta = scene.visuals.Line(
+            parent=self.view.scene, connect="segments", color=_FRUSTUM_RGBA, width=1.5
+        )
+        self.pred_bones = scene.visuals.Line(parent=self.view.scene, connect="segments", width=4)
+        self.pred_joints = scene.visuals.Markers(parent=self.view.scene)
+        self.gt_bones = scene.visuals.Line(
+            parent=self.view.scene, connect="segments", color=_GT_RGBA, width=2
+        )
+        self.cam_labels = scene.visuals.Text(parent=self.view.scene, color="white", font_size=7)
+        self.joint_labels = scene.visuals.Text(
+            parent=self.view.scene, color="white", font_size=6, anchor_x="left"
+        )
+        self.info = scene.visuals.Text(
+            "",
+            parent=self.canvas.scene,
+            color="white",
+            font_size=8,
+            anchor_x="left",
+            anchor_y="bottom",
+            pos=(6, 16),
+        )
+        self._extent = (np.zeros(3), 2000.0)
+        self._warmed = False
+        self._set_visible(
+            self.pred_bones,
+            self.pred_joints,
+            self.gt_bones,
+            self.joint_labels,
+            self.frusta,
+            self.cam_labels,
+            on=False,
+        )
+        # redraws are coalesced, and limited during playback: with software OpenGL a render
+        # costs as much as the four camera views together
+        self._redraw = QTimer(self)
+        self._redraw.setSingleShot(True)
+        self._redraw.timeout.connect(self.refresh)
+        state.sequenceChanged.connect(self._sequence_changed)
+        state.predictionChanged.connect(lambda _p: self.schedule())
+        state.frameChanged.connect(lambda _t: self.schedule())
+        state.overlaysChanged.connect(self.schedule)
+        self._sequence_changed(state.sequence)
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        if not self._warmed:
+            self._warmed = True
+            QTimer.singleShot(0, self._prewarm)
+
+    def _prewarm(self) -> None:
+        """Draw every visual and every glyph once while nothing plays: compiling shaders and
+        rasterising new glyphs (hundreds of ms with software OpenGL) would otherwise stall the
+        first frame that shows a skeleton."""
+        pose = np.zeros((len(JOINT_NAMES), 3))
+        pose[:, 2] = np.arange(len(JOINT_NAMES))
+        self.pred_bones.set_data(pos=_segments(pose), color=np.repeat(_BONE_RGBA, 2, axis=0))
+        self.pred_joints.set_data(pose, face_color="white", edge_color=None, size=6)
+        self.gt_bones.set_data(pos=_segments(pose))
+        self.joint_labels.text = list(JOINT_NAMES)
+        self.joint_labels.pos = pose
+        self.info.text = string.ascii_letters + string.digits + string.punctuation  # glyph atlas
+        hidden = [v for v in (self.pred_bones, self.pred_joints, self.gt_bones, self.joint_labels,
+                              self.frusta, self.cam_labels) if not v.visible]
+        self._set_visible(*hidden, on=True)
+        try:
+            self.canvas.render()
+        finally:
+            self._set_visible(*hidden, on=False)
+            self.refresh()
+
+    @staticmethod
+    def _set_visible(*visuals, on: bool) -> None:
+        for v in visuals:
+            v.visible = on
+
+    # -- scene --------------------------------------------------------------------------------
+    def _sequence_changed(self, seq) -> None:
+        centre, size, distance = np.zeros(3), 4000.0, 4000.0
+        calibrated = seq is not None and seq.is_calibrated
+        if calibrated:
+            cals = [c.calibration for c in seq.cameras]
+            centres = np.stack([c.center for c in cals])
+            self.frusta.set_data(pos=np.concatenate([camera_frustum(c) for c in cals]))
+            self.cam_labels.text = [c.name for c in seq.cameras]
+            self.cam_labels.pos = centres + np.array([0, 0, 150.0])
+            spread = float(np.ptp(centres[:, :2], axis=0).max())
+            centre = looked_at(cals) if len(cals) >= 2 else np.zeros(3)
+            size, distance = spread * 1.2 + 1000, max(3000.0, 0.7 * spread)
+        if seq is not None and seq.joints3d is not None and calibrated:
+            centre = seq.joints3d[:, 0].mean(axis=0)
+        centre = np.array([centre[0], centre[1], 0.0])
+        self._set_visible(self.frusta, self.cam_labels, on=calibrated)
+        self._make_grid(centre, size)
+        self._extent = (centre + np.array([0, 0, 900.0]), distance)
+        self.reset_camera()
+        self.refresh()
+
+    def _make_grid(self, centre: np.ndarray, size: float, step: float = 500.0) -> None:
+        half = np.ceil(size / 2 / step) * step
+        ticks = np.arange(-half, half + step / 2, step)
+        segs = []
+        for v in ticks:
+            segs += [[v, -half, 0], [v, half, 0], [-half, v, 0], [half, v, 0]]
+        self.grid.set_data(pos=np.asarray(segs, dtype=np.float64) + [centre[0], centre[1], 0])
+
+    def reset_camera(self) -> None:
+        centre, size = self._extent
+        cam = self.view.camera
+        cam.center = tuple(float(v) for v in centre)
+        cam.distance = float(size)
+        cam.elevation, cam.azimuth = 22.0, 35.0
+        self.canvas.update()
+
+    def schedule(self) -> None:
+        """Redraw soon: at once when paused, at most PLAYING_REDRAW_MS apart during playback."""
+        if not self._redraw.isActive():
+            self._redraw.start(PLAYING_REDRAW_MS if self.state.playing else 0)
+
+    # -- content ------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        state, seq = self.state, self.state.sequence
+        pred = state.prediction
+        on = state.overlays
+        show_pred = pred is not None and on["skeleton"]
+        if show_pred:
+            pose = display_pose(pred)
+            seg = _segments(pose)
+            colors = np.repeat(_BONE_RGBA, 2, axis=0)
+            self.pred_bones.set_data(pos=seg, color=colors)
+            self.pred_joints.set_data(pose, face_color="white", edge_color=None, size=6)
+            if on["names"]:
+                self.joint_labels.text = list(JOINT_NAMES)
+                self.joint_labels.pos = pose + np.array([25.0, 0, 0])
+        self._set_visible(self.pred_bones, self.pred_joints, on=show_pred)
+        self.joint_labels.visible = show_pred and on["names"]
+        gt = None
+        if (
+            seq is not None
+            and seq.joints3d is not None
+            and on["gt"]
+            and state.frame < len(seq.joints3d)
+        ):
+            gt = np.asarray(seq.joints3d[state.frame], dtype=np.float64)
+            if not seq.is_calibrated and pred is not None:
+                gt = gt - gt[0] + np.array([1000.0, 0, 0]) + display_pose(pred)[0]
+            self.gt_bones.set_data(pos=_segments(gt))
+        self.gt_bones.visible = gt is not None
+        text = ""
+        if pred is not None:
+            where = "world" if pred.pose_world is not None else "centred (no calibration)"
+            text = f"prediction for frame {pred.frame}, {where}"
+        self.info.text = text
+        self.canvas.update()
+
+    def render_image(self) -> np.ndarray:
+        """The canvas as RGBA uint8 (for screenshots and tests), with any pending redraw done."""
+        self._redraw.stop()
+        self.refresh()
+        return self.canvas.render()
