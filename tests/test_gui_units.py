@@ -7,6 +7,7 @@ import pytest
 
 from mcss_studio.core.camera import Calibration
 from mcss_studio.core.errors import UserInputError
+from mcss_studio.core.project import PROJECT_FILE, create_project, is_project, read_project
 from mcss_studio.gui.player.grid import best_grid
 from mcss_studio.gui.posing import (
     RateMeter,
@@ -15,7 +16,6 @@ from mcss_studio.gui.posing import (
     place_in_world,
     project_views,
 )
-from mcss_studio.gui.project import PROJECT_FILE, create_project, is_project, read_project
 from tests.test_gui_fixtures import look_at, stick_figure
 
 

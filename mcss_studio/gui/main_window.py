@@ -25,12 +25,12 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.errors import UserInputError
+from ..core.project import create_project, is_project, read_project
 from .dialogs import ShortcutsDialog, progress_dialog, show_error
 from .media import MediaAccess, default_cache_root
 from .player.grid import CameraGrid
 from .player.transport import PlaybackClock, TransportBar
 from .posing import RateMeter
-from .project import create_project, is_project, read_project
 from .state import SPEEDS, Prediction, StudioState
 from .workers import FrameDecodeWorker, InferenceWorker, TaskWorker
 

@@ -7,14 +7,14 @@ A project is a folder holding `mcss-project.toml`, `cache/` and later `labels.sq
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomli_w
 
-from ..core.errors import UserInputError
-from ..core.tomlio import read_toml
+from .atomic import atomic_open
+from .errors import UserInputError
+from .tomlio import read_toml
 
 PROJECT_FILE = "mcss-project.toml"
 PROJECT_FORMAT = "mcss-project"
@@ -67,12 +67,10 @@ def create_project(root: Path, source: Path) -> Project:
         root.mkdir(parents=True, exist_ok=True)
         rel = os.path.relpath(Path(source).resolve(), root.resolve())
         doc = {"format": PROJECT_FORMAT, "version": 1, "sources": [Path(rel).as_posix()]}
-        fd, tmp = tempfile.mkstemp(prefix=".mcss-project-", dir=root)
-        with os.fdopen(fd, "wb") as fh:
-            tomli_w.dump(doc, fh)
-        os.replace(tmp, root / PROJECT_FILE)
     except OSError as exc:
         raise UserInputError(
             root, f"cannot create a project here ({exc.strerror or exc})"
         ) from None
+    with atomic_open(root / PROJECT_FILE, "wb") as fh:
+        tomli_w.dump(doc, fh)
     return read_project(root)
