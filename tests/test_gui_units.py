@@ -125,3 +125,20 @@ def test_installed_qt_binding_does_not_leak_references():
     obj = QObject()
     for _ in range(20000):  # would abort Python with "deallocating None" on a leaking binding
         obj.setObjectName("x")
+
+
+def test_run_off_ui_thread_returns_result_and_reraises(qtbot):
+    import threading
+
+    import pytest
+
+    from mcss_studio.core.errors import UserInputError
+    from mcss_studio.gui.workers import run_off_ui_thread
+
+    assert run_off_ui_thread(threading.current_thread) is not threading.main_thread()
+
+    def fail():
+        raise UserInputError("cam0.mp4", "not a readable video")
+
+    with pytest.raises(UserInputError, match="cam0.mp4"):
+        run_off_ui_thread(fail)

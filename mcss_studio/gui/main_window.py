@@ -32,7 +32,7 @@ from .player.grid import CameraGrid
 from .player.transport import PlaybackClock, TransportBar
 from .posing import RateMeter
 from .state import SPEEDS, Prediction, StudioState
-from .workers import FrameDecodeWorker, InferenceWorker, TaskWorker
+from .workers import FrameDecodeWorker, InferenceWorker, TaskWorker, run_off_ui_thread
 
 MAX_RECENT = 10
 ORG, APP = "mcss-studio", "MCSS Studio"
@@ -227,7 +227,7 @@ class MainWindow(QMainWindow):
                 source = project.sources[0]
             else:
                 source = path
-            dataset = open_dataset(source)
+            dataset = run_off_ui_thread(lambda: open_dataset(source))
             if project is None and dataset.kind == "recording" and self.interactive:
                 answer = QMessageBox.question(
                     self,
@@ -268,7 +268,8 @@ class MainWindow(QMainWindow):
                 self.report_error(str(exc))
 
     def open_sequence_named(self, name: str) -> None:
-        seq = self.dataset.open(name)
+        dataset = self.dataset
+        seq = run_off_ui_thread(lambda: dataset.open(name))  # demuxes every video
         self.show_sequence(seq, self.cache_dir)
 
     def show_sequence(self, seq, cache_dir: Path | None) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QThread, Signal
+from PySide6.QtCore import QEventLoop, QThread, Signal
 
 from ..core.errors import UserInputError
 from ..core.joints import NUM_JOINTS
@@ -256,3 +256,35 @@ class TaskWorker(QThread):
             self.failed.emit(f"{type(exc).__name__}: {exc}")
         else:
             self.succeeded.emit(result)
+
+
+class _CallWorker(QThread):
+    def __init__(self, fn: Callable[[], object]) -> None:
+        super().__init__()
+        self.fn = fn
+        self.result: object = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self.fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the UI thread
+            self.error = exc
+
+
+def run_off_ui_thread(fn: Callable[[], object]) -> object:
+    """Call fn in a worker thread and wait for it while the window keeps painting.
+
+    For short-but-unbounded work whose result the caller needs at once (opening a recording
+    demuxes every video to index its frames: seconds on long files). User input is held back
+    meanwhile, so nothing re-enters the caller; fn's exception is re-raised here.
+    """
+    worker = _CallWorker(fn)
+    loop = QEventLoop()
+    worker.finished.connect(loop.quit)  # queued to this thread: cannot fire before exec()
+    worker.start()
+    loop.exec(QEventLoop.ProcessEventsFlag.ExcludeUserInputEvents)
+    worker.wait()
+    if worker.error is not None:
+        raise worker.error
+    return worker.result
