@@ -99,8 +99,12 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     if not path.is_file():
         raise UserInputError(path, "checkpoint file not found")
     with open(path, "rb") as fh:
-        head = fh.read(8)
-    if head[:2] == b"PK" or head[:1] == b"\x80":
+        head = fh.read(9)
+    # safetensors: u64 little-endian header length, then the JSON header ("{"); that length's low
+    # byte may be 0x80 (pickle's first byte), so only a file without that layout is pickle / zip
+    length = int.from_bytes(head[:8], "little") if len(head) == 9 else 0
+    looks_safetensors = head[8:9] == b"{" and 8 + length <= path.stat().st_size
+    if (head[:2] == b"PK" or head[:1] == b"\x80") and not looks_safetensors:
         raise UserInputError(path, "pickle/zip checkpoints are refused; expected safetensors")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
