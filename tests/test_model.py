@@ -168,3 +168,83 @@ def test_pose_head_on_raw_embedding_option():
     assert out["pose_cam"].shape == (2, 17, 3)
     with pytest.raises(ValueError):
         ModelConfig.from_dict({**TINY.to_dict(), "pose_on_unit_embedding": "yes"})
+
+
+def test_crop_rays_hand_case():
+    from mcss_studio.core.model import crop_rays
+
+    K = np.array([[500.0, 0, 320], [0, 400, 240], [0, 0, 1]])
+    squares = np.array([[[270.0, 190, 370, 290], [370, 140, 470, 240]]])  # centred; right-up
+    rays = crop_rays(squares, K)
+    assert rays.shape == (1, 2, 3) and rays.dtype == np.float32
+    assert np.allclose(rays[0, 0], [0, 0, 0.2])
+    assert np.allclose(rays[0, 1], [100 / 500, -50 / 400, 0.2])
+    # with distortion, the ray of a distorted pixel is undistorted (differs from the pinhole one)
+    distorted = crop_rays(squares, K, np.array([0.3, 0, 0, 0, 0]))
+    assert np.allclose(distorted[0, 0], rays[0, 0], atol=1e-6)
+    assert not np.allclose(distorted[0, 1, :2], rays[0, 1, :2], atol=1e-4)
+
+
+def test_ray_rotation_takes_optical_axis_to_the_ray():
+    from mcss_studio.core.model import ray_rotation
+
+    rays = torch.tensor([[0.3, -0.2, 0.2], [0.0, 0.0, 0.1], [-0.5, 0.4, 0.3]])
+    rot = ray_rotation(rays)
+    d = torch.nn.functional.normalize(torch.cat([rays[:, :2], torch.ones(3, 1)], 1), dim=1)
+    assert torch.allclose(rot @ torch.tensor([0.0, 0, 1]), d, atol=1e-6)
+    assert torch.allclose(rot @ rot.transpose(1, 2), torch.eye(3).expand(3, 3, 3), atol=1e-5)
+    assert torch.allclose(rot[1], torch.eye(3))
+
+
+def test_ray_model_predicts_with_and_without_rays(tmp_path):
+    from mcss_studio.core.model import DEFAULT_RAY_SIZE
+
+    torch.manual_seed(0)
+    config = ModelConfig(**{**TINY.to_dict(), "ray_input": True})
+    model = MCSSModel(config).eval()
+    path = save_checkpoint(tmp_path / "r.safetensors", model, {"crop_size": 32})
+    predictor = Predictor(path, device="cpu")
+    assert predictor.uses_rays
+    crops = np.random.default_rng(1).integers(0, 255, size=(3, 32, 32, 3), dtype=np.uint8)
+    plain = predictor.predict(crops)  # the old call keeps working: optical axis
+    axis = np.tile(np.array([[0, 0, DEFAULT_RAY_SIZE]], np.float32), (3, 1))
+    assert np.allclose(plain["pose_cam"], predictor.predict(crops, rays=axis)["pose_cam"])
+    side = predictor.predict(crops, rays=np.tile(np.float32([[0.4, 0.1, 0.2]]), (3, 1)))
+    assert not np.allclose(plain["rotation"], side["rotation"], atol=1e-3)
+    # the embedding and the canonical pose do not depend on where the crop was
+    assert np.allclose(plain["embedding"], side["embedding"], atol=1e-5)
+    assert np.allclose(plain["pose_canonical"], side["pose_canonical"], atol=1e-3)
+    with pytest.raises(ValueError):
+        predictor.predict(crops, rays=axis[:2])
+    # a model without ray input ignores rays
+    old = Predictor(_model(), device="cpu")
+    assert not old.uses_rays
+    assert np.allclose(old.predict(crops)["pose_cam"], old.predict(crops, rays=axis)["pose_cam"])
+
+
+def test_checkpoint_without_ray_setting_loads_as_features_only(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = save_checkpoint(tmp_path / "old.safetensors", _model(), {})
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads(f.metadata()["mcss"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    del meta["model_config"]["ray_input"]  # as written before rays existed
+    save_file(tensors, str(path), metadata={"mcss": json.dumps(meta)})
+    model, _ = load_checkpoint(path)
+    assert model.config.ray_input is False
+    # an old file claiming ray input does not fit its weights: refused, not half-loaded
+    meta["model_config"]["ray_input"] = True
+    save_file(tensors, str(path), metadata={"mcss": json.dumps(meta)})
+    with pytest.raises(UserInputError, match="do not fit"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_spatial_orientation_option(size):
+    config = ModelConfig(**{**TINY.to_dict(), "orientation_spatial": True, "ray_input": True})
+    out = MCSSModel(config).eval()(torch.rand(2, 3, size, size), rays=torch.zeros(2, 3))
+    rot = out["rotation"]
+    assert out["pose_cam"].shape == (2, 17, 3)
+    assert torch.allclose(rot @ rot.transpose(1, 2), torch.eye(3).expand(2, 3, 3), atol=1e-5)

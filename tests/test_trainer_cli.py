@@ -59,3 +59,26 @@ def test_user_errors_exit_2_with_one_line(tmp_path, dataset, capsys):
     junk.write_bytes(b"\x00" * 64)
     assert main(["embed", str(junk), str(dataset), str(tmp_path / "e.npz")]) == 2
     assert not (tmp_path / "e.npz").exists()
+
+
+def test_sequences_carry_the_crops_viewing_rays(tmp_path, dataset):
+    from mcss_studio.core import open_dataset
+    from mcss_studio.core.cache import CropCache
+    from mcss_studio.core.model import crop_rays
+    from trainer.sources import load_sequences
+
+    seq = load_sequences(dataset, ["S1"], tmp_path / "cache", 32, 0.2)[0]
+    assert seq.rays is not None and len(seq.rays) == seq.num_cameras
+    assert seq.rays[0].shape == (seq.num_frames, 3)
+    opened = open_dataset(dataset).for_subjects(["S1"])[0].open()
+    try:
+        cache = CropCache.open(tmp_path / "cache", opened)
+        calib = opened.cameras[1].calibration
+        assert np.allclose(seq.rays[1], crop_rays(cache.boxes[1], calib.K, calib.dist))
+        # the ray points at the person: it agrees with the projected root joint's direction
+        root = calib.to_camera(opened.joints3d[:, 0])
+        direction = root[:, :2] / root[:, 2:3]
+        assert np.abs(seq.rays[1][:, :2] - direction).max() < 0.5 * seq.rays[1][:, 2].max()
+    finally:
+        opened.close()
+    assert seq.ray_features(np.array([0, 2]), np.array([1, 0])).shape == (2, 3)

@@ -135,3 +135,25 @@ def test_bad_config_is_a_user_error(tmp_path, text, match):
 
 def test_default_config_is_valid():
     TrainConfig().validate()
+
+
+def test_rays_follow_the_crops_through_sampling_and_augmentation(sequences):
+    from trainer.data import augment_rays
+
+    rays = [np.tile(np.float32([[0.1 * c, -0.05, 0.2]]), (s.num_frames, 1))
+            for s in sequences for c in range(s.num_cameras)][:3]
+    seqs = [sequences[0].__class__(**{**sequences[0].__dict__, "rays": rays})] + sequences[1:]
+    labels = labels_from_ground_truth(seqs, ["S1"])
+    b = BatchSampler(seqs, labels, SamplerConfig(labelled_batch=4), seed=2).batch(0)
+    for i in range(len(b.mv_seq)):
+        expected = ([0.1 * int(b.mv_cam[i]), -0.05, 0.2] if int(b.mv_seq[i]) == 0
+                    else [0, 0, 0.4])  # sequences without rays: the optical axis
+        assert np.allclose(b.mv_rays[i].numpy(), expected)
+    assert b.lab_rays.shape == (4, 3)
+    # a shift of the crop moves the centre by shift * side; scale shrinks the side; flip mirrors x
+    r = torch.tensor([[0.1, -0.05, 0.2], [0.1, -0.05, 0.2]])
+    aug = {"shift": torch.tensor([[0.05, -0.1], [0.0, 0.0]]), "scale": torch.tensor([1.0, 2.0])}
+    out = augment_rays(r, torch.tensor([True, False]), aug)
+    assert torch.allclose(out[0], torch.tensor([-(0.1 + 0.01), -0.05 - 0.02, 0.2]))
+    assert torch.allclose(out[1], torch.tensor([0.1, -0.05, 0.1]))
+    assert torch.equal(r[0], torch.tensor([0.1, -0.05, 0.2]))  # input untouched

@@ -102,3 +102,48 @@ def test_triplet_loss_hand_case_and_gradient():
     assert float(loss.detach()) == pytest.approx((2**0.5 + 0.2 + 0.2) / 2, rel=1e-5)
     loss.backward()
     assert emb.grad.abs().sum() > 0
+
+
+def test_soft_margin_and_rotation_loss_hand_cases():
+    from trainer.losses import rotation_loss
+
+    emb = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]], requires_grad=True)
+    tr = mine_triplets(emb.detach(), torch.tensor([0, 0, 1]), torch.tensor([0, 0, 0]),
+                       torch.tensor([0, 1, 0]), tau=1)
+    soft = triplet_loss(emb, tr, margin=0.2, soft=True)
+    expected = (np.log1p(np.exp(2**0.5)) + np.log(2.0)) / 2  # softplus(d_ap - d_an) per triplet
+    assert float(soft.detach()) == pytest.approx(expected, rel=1e-5)
+    eye = torch.eye(3).expand(2, 3, 3)
+    half_turn = torch.diag(torch.tensor([-1.0, 1.0, -1.0])).expand(2, 3, 3)
+    assert float(rotation_loss(eye, eye)) == pytest.approx(0.0, abs=1e-7)
+    assert float(rotation_loss(half_turn, eye)) == pytest.approx(8**0.5, rel=1e-6)
+    assert float(rotation_loss(eye[:0], eye[:0])) == 0.0
+
+
+def test_metric_weight_ramps_and_mining_warmup_config():
+    from trainer.config import TrainConfig
+    from trainer.train import metric_weight
+
+    config = TrainConfig(lambda_metric=0.5, metric_warmup=10)
+    assert metric_weight(config, 0) == pytest.approx(0.05)
+    assert metric_weight(config, 4) == pytest.approx(0.25)
+    assert metric_weight(config, 9) == metric_weight(config, 500) == pytest.approx(0.5)
+    assert metric_weight(TrainConfig(lambda_metric=0.5), 0) == 0.5
+
+
+@pytest.mark.parametrize("strategy", ["hardest", "semihard", "random"])
+def test_negative_window_and_own_sequence_only(strategy):
+    emb, seq, time, cam = _batch(3, n_seq=3, instants=8, frames=80)
+    tr = mine_triplets(emb, seq, time, cam, 5, strategy, torch.Generator().manual_seed(0),
+                       tau_max=20, other_sequences=False)
+    assert len(tr) > 0
+    a, n = tr.anchor, tr.negative
+    assert torch.all(seq[a] == seq[n])  # only the anchor's own sequence
+    dt = (time[a] - time[n]).abs()
+    assert torch.all((dt >= 5) & (dt <= 20))
+    windowed = mine_triplets(emb, seq, time, cam, 5, strategy, tau_max=20)
+    same = seq[windowed.anchor] == seq[windowed.negative]
+    dtw = (time[windowed.anchor] - time[windowed.negative]).abs()
+    assert torch.all(~same | ((dtw >= 5) & (dtw <= 20)))
+    with pytest.raises(ValueError):
+        triplet_masks(seq, time, cam, tau=5, tau_max=3)

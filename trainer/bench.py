@@ -24,6 +24,16 @@ from .train import fit
 TRAIN_SUBJECTS = ["S1", "S5", "S6", "S7", "S8"]
 TEST_SUBJECTS = ["S9", "S11"]
 
+# Settings measured on the quick preset (seeds 0-2; README / report of issue 4):
+# - label_every=10: every 10th S1 frame is labelled (the protocol's "labels from S1 only",
+#   subsampled, closer to the paper's regime where unlabelled video matters most);
+# - ray_input (TrainConfig default): the orientation head sees the crop's viewing ray;
+# - rotation_weight: a direct loss on the orientation, the largest error on new subjects;
+# - negatives only from the anchor's own sequence, tau <= |dt| <= tau_max: the synthetic actions
+#   are periodic, so a frame one period away shows the same pose (a false negative), and other
+#   sequences' similar poses are false negatives too (both measured worse).
+METHOD = dict(label_every=10, ray_input=True, rotation_weight=1.0, tau_max=20,
+              cross_sequence_negatives=False)
 PRESETS: dict[str, dict] = {
     "quick": {
         "label_sets": [["S1"]],
@@ -33,7 +43,7 @@ PRESETS: dict[str, dict] = {
                        orientation_hidden=128, steps=600, lr=2e-3, warmup_steps=40,
                        sequences_per_batch=4, instants_per_sequence=4, views_per_instant=4,
                        labelled_batch=32, tau=10, margin=0.2, eval_stride=5, log_every=50,
-                       triplet_log_every=0, checkpoint_every=0),
+                       triplet_log_every=0, checkpoint_every=0, **METHOD),
     },
     "full": {
         "label_sets": [["S1"], ["S1", "S5"], ["S1", "S5", "S6"]],
@@ -42,15 +52,18 @@ PRESETS: dict[str, dict] = {
                        warmup_steps=200, sequences_per_batch=4, instants_per_sequence=8,
                        views_per_instant=4, labelled_batch=64, tau=10, margin=0.2,
                        eval_stride=2, log_every=100, triplet_log_every=500,
-                       checkpoint_every=2000),
+                       checkpoint_every=2000, **METHOD),
     },
 }
 # lambda = 0.3: with lambda = 1 and hardest negatives the embedding collapsed (triplet loss stuck
-# at the margin, every triplet active) and the pose got worse; 0.1-0.3 did not (README notes)
+# at the margin, every triplet active) and the pose got worse; 0.1-0.3 did not (README notes).
+# Mining: semi-hard and hardest gave the same mean MPJPE gain over 2 seeds inside the temporal
+# window; semi-hard was steadier and retrieves better (hardest stays stuck at the margin).
 METRIC_WEIGHT = 0.3
+MINING = "semihard"
 VARIANTS = {
     "baseline": dict(lambda_metric=0.0),
-    "mcss": dict(lambda_metric=METRIC_WEIGHT, mining="hardest"),
+    "mcss": dict(lambda_metric=METRIC_WEIGHT, mining=MINING),
     "mcss_random": dict(lambda_metric=METRIC_WEIGHT, mining="random"),
 }
 COLUMNS = [("mpjpe", "MPJPE"), ("n_mpjpe", "N-MPJPE"), ("p_mpjpe", "P-MPJPE"),

@@ -114,7 +114,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
     for s in sequences:
         idx = np.arange(0, s.num_frames, max(1, args.stride))
         for c in range(s.num_cameras):
-            pred = predictor.predict(np.asarray(s.crops[c][idx]))
+            pred = predictor.predict(np.asarray(s.crops[c][idx]),
+                                     rays=s.ray_features(idx, np.full(len(idx), c)))
             names += [s.name] * len(idx)
             frames.append(idx)
             cams += [s.camera_names[c]] * len(idx)

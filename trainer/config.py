@@ -37,11 +37,20 @@ class TrainConfig:
     pose_hidden: int = 512
     orientation_hidden: int = 256
     pose_on_unit_embedding: bool = True  # False: pose head reads the embedding before L2 norm
+    ray_input: bool = True  # orientation head reads the crop's viewing ray (core.model.crop_rays)
+    orientation_spatial: bool = False  # orientation head reads a 2x2 feature grid, not the mean
     # method
     lambda_metric: float = 0.1  # 0 = baseline (labels only); 1 collapsed with hardest mining
     mining: str = "hardest"  # hardest | semihard | random
     tau: int = 10  # minimum temporal distance (frames) of in-sequence negatives
+    tau_max: int = 0  # maximum one (0 = none): periodic motion repeats poses a period later
+    cross_sequence_negatives: bool = True  # also frames of other sequences as negatives
     margin: float = 0.2
+    soft_margin: bool = False  # softplus(d_ap - d_an) instead of relu(d_ap - d_an + margin)
+    metric_warmup: int = 0  # steps over which lambda ramps linearly from 0 to lambda_metric
+    mining_warmup: int = 0  # steps of random negatives before `mining` takes over
+    canonical_weight: float = 1.0  # weight of the canonical-frame term of the pose loss
+    rotation_weight: float = 0.0  # weight of a direct loss on the orientation (chordal distance)
     sequences_per_batch: int = 4
     instants_per_sequence: int = 8
     views_per_instant: int = 2
@@ -83,6 +92,8 @@ class TrainConfig:
             raise bad(f"arch must be resnet18, resnet34 or resnet50, not {self.arch!r}")
         if self.tau < 1:
             raise bad("tau must be at least 1 frame")
+        if self.tau_max and self.tau_max < self.tau:
+            raise bad("tau_max must be 0 (no limit) or at least tau")
         for name in ("steps", "crop_size", "sequences_per_batch", "instants_per_sequence",
                      "views_per_instant", "embedding_dim", "width", "label_every", "eval_stride"):
             if getattr(self, name) < 1:
@@ -91,6 +102,10 @@ class TrainConfig:
             raise bad("views_per_instant must be at least 2 for the metric loss")
         if self.lambda_metric < 0 or self.lr <= 0 or self.margin < 0:
             raise bad("lambda_metric and margin must be >= 0 and lr > 0")
+        if min(self.metric_warmup, self.mining_warmup, self.canonical_weight,
+               self.rotation_weight) < 0:
+            raise bad("metric_warmup, mining_warmup, canonical_weight and rotation_weight "
+                      "must be >= 0")
 
     def to_dict(self) -> dict:
         return asdict(self)

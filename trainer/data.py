@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from mcss_studio.core.joints import FLIP_PERMUTATION, ROOT
-from mcss_studio.core.model import canonical_frame
+from mcss_studio.core.model import DEFAULT_RAY_SIZE, RAY_DIM, canonical_frame
 
 
 @dataclass
@@ -25,7 +25,8 @@ class SequenceData:
 
     crops[c] is (T, S, S, 3) uint8 RGB (a memmap from the crop cache, or an array in tests);
     rotations/translations are world->camera (C, 3, 3) / (C, 3) mm, None when uncalibrated;
-    joints3d is (T, 17, 3) mm world or None.
+    joints3d is (T, 17, 3) mm world or None; rays[c] is (T, 3) float32 viewing-ray features of
+    the crops (core.model.crop_rays), None when unknown (then the optical axis is assumed).
     """
 
     name: str
@@ -35,6 +36,17 @@ class SequenceData:
     rotations: np.ndarray | None = None
     translations: np.ndarray | None = None
     joints3d: np.ndarray | None = None
+    rays: list[np.ndarray] | None = None
+
+    def ray_features(self, times: np.ndarray, cams: np.ndarray) -> np.ndarray:
+        """(N, 3) ray features of frames `times` seen by cameras `cams`."""
+        times = np.asarray(times, np.int64)
+        if self.rays is None:
+            out = np.zeros((len(times), RAY_DIM), np.float32)
+            out[:, 2] = DEFAULT_RAY_SIZE
+            return out
+        return np.stack([self.rays[c][t] for t, c in zip(times, np.asarray(cams))]).reshape(
+            -1, RAY_DIM).astype(np.float32)
 
     @property
     def num_frames(self) -> int:
@@ -95,6 +107,9 @@ class Batch:
     lab_flip: torch.Tensor  # (L,) bool
     lab_ref: np.ndarray  # (L, 3) sequence index, frame, camera (for logs)
     aug: dict[str, torch.Tensor]  # per-image colour / scale / shift factors for all M + L images
+    mv_rays: torch.Tensor | None = None  # (M, 3) viewing-ray features before augmentation
+    lab_rays: torch.Tensor | None = None  # (L, 3)
+    lab_rotation: torch.Tensor | None = None  # (L, 3, 3) body canonical frame -> camera
 
 
 @dataclass
@@ -171,6 +186,14 @@ class BatchSampler:
             return np.zeros((0, size, size, 3), np.uint8)
         return np.stack([self.sequences[s].crops[c][t] for s, t, c in zip(seqs, times, cams)])
 
+    def rays(self, seqs: np.ndarray, times: np.ndarray, cams: np.ndarray) -> np.ndarray:
+        """(N, 3) float32 viewing-ray features of the gathered crops."""
+        out = np.zeros((len(seqs), RAY_DIM), np.float32)
+        for s in np.unique(seqs):
+            rows = np.flatnonzero(seqs == s)
+            out[rows] = self.sequences[s].ray_features(times[rows], cams[rows])
+        return out
+
     def batch(self, step: int) -> Batch:
         c = self.config
         rng = self._rng(step)
@@ -190,7 +213,7 @@ class BatchSampler:
             joints = self.label_joints[pick[i]][None]
             pose[i] = self.sequences[s].pose_cam(joints, l_cam[i:i + 1])[0]
         pose[l_flip] = flip_pose(pose[l_flip])
-        canonical = canonical_frame(pose)[1] if n_lab else pose
+        rotation, canonical = canonical_frame(pose) if n_lab else (np.zeros((0, 3, 3)), pose)
         n_all = len(seqs) + n_lab
         aug = random_augmentation(rng, n_all, c)
         return Batch(
@@ -203,6 +226,9 @@ class BatchSampler:
             lab_flip=torch.from_numpy(l_flip),
             lab_ref=np.stack([l_seq, l_time, l_cam], axis=1) if n_lab else np.zeros((0, 3), int),
             aug=aug,
+            mv_rays=torch.from_numpy(self.rays(seqs, times, cams)),
+            lab_rays=torch.from_numpy(self.rays(l_seq, l_time, l_cam)),
+            lab_rotation=torch.from_numpy(rotation).float(),
         )
 
 
@@ -226,6 +252,17 @@ def random_augmentation(rng: np.random.Generator, n: int, c: SamplerConfig) -> d
     return {"brightness": jitter(c.color_jitter), "contrast": jitter(c.color_jitter),
             "saturation": jitter(c.color_jitter), "scale": jitter(c.scale_jitter),
             "shift": torch.from_numpy(rng.uniform(-c.shift_jitter, c.shift_jitter, (n, 2))).float()}
+
+
+def augment_rays(rays: torch.Tensor, flip: torch.Tensor, aug: dict) -> torch.Tensor:
+    """Ray features of the crops as `augment_images` re-samples them: the shift moves the centre
+    by shift * side, the scale divides the side, a flip mirrors x (as it mirrors the pose)."""
+    rays = rays.float().clone()
+    side = rays[:, 2].clone()
+    rays[:, :2] += aug["shift"].to(rays.device) * side[:, None]
+    rays[:, 2] = side / aug["scale"].to(rays.device)
+    rays[:, 0] *= 1.0 - 2.0 * flip.to(rays.device).float()
+    return rays
 
 
 def to_float_images(images: torch.Tensor, device: torch.device) -> torch.Tensor:

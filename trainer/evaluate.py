@@ -52,7 +52,8 @@ def predict_sequences(
             continue
         frames = np.arange(0, s.num_frames, max(1, stride))
         for c in range(s.num_cameras):
-            out = predictor.predict(np.asarray(s.crops[c][frames]))
+            out = predictor.predict(np.asarray(s.crops[c][frames]),
+                                    rays=s.ray_features(frames, np.full(len(frames), c)))
             parts["seq"].append(np.full(len(frames), si))
             parts["frame"].append(frames)
             parts["cam"].append(np.full(len(frames), c))

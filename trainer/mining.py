@@ -28,15 +28,26 @@ class Triplets:
 
 
 def triplet_masks(
-    seq: torch.Tensor, time: torch.Tensor, cam: torch.Tensor, tau: int
+    seq: torch.Tensor, time: torch.Tensor, cam: torch.Tensor, tau: int, tau_max: int = 0,
+    other_sequences: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(positive mask, negative mask), both (N, N) bool, row = anchor."""
+    """(positive mask, negative mask), both (N, N) bool, row = anchor.
+
+    tau_max > 0 keeps in-sequence negatives within tau <= |dt| <= tau_max (periodic motion
+    repeats a pose one period later: such a "negative" is the same pose). other_sequences=False
+    keeps only temporal negatives of the anchor's own sequence.
+    """
     if tau < 1:
         raise ValueError("tau must be >= 1 (a negative may never be the same instant)")
+    if tau_max and tau_max < tau:
+        raise ValueError("tau_max must be 0 (no limit) or >= tau")
     same_seq = seq[:, None] == seq[None, :]
     dt = (time[:, None] - time[None, :]).abs()
     positive = same_seq & (dt == 0) & (cam[:, None] != cam[None, :])
-    negative = ~same_seq | (dt >= tau)
+    in_window = (dt >= tau) & ((dt <= tau_max) if tau_max else True)
+    negative = same_seq & in_window
+    if other_sequences:
+        negative = negative | ~same_seq
     return positive, negative
 
 
@@ -49,6 +60,8 @@ def mine_triplets(
     tau: int,
     strategy: str = "hardest",
     generator: torch.Generator | None = None,
+    tau_max: int = 0,
+    other_sequences: bool = True,
 ) -> Triplets:
     """One negative per (anchor, positive) pair, chosen in embedding space by `strategy`.
 
@@ -59,7 +72,7 @@ def mine_triplets(
         raise ValueError(f"unknown mining strategy {strategy!r}, expected one of {STRATEGIES}")
     device = embeddings.device
     seq, time, cam = seq.to(device), time.to(device), cam.to(device)
-    pos_mask, neg_mask = triplet_masks(seq, time, cam, tau)
+    pos_mask, neg_mask = triplet_masks(seq, time, cam, tau, tau_max, other_sequences)
     dist = torch.cdist(embeddings.float(), embeddings.float())
     a, p = pos_mask.nonzero(as_tuple=True)
     has_neg = neg_mask[a].any(dim=1)

@@ -35,12 +35,13 @@ from .data import (
     SamplerConfig,
     SequenceData,
     augment_images,
+    augment_rays,
     labels_from_ground_truth,
     to_float_images,
 )
 from .evaluate import evaluate
 from .events import EventWriter, JsonLines
-from .losses import pose_loss, triplet_loss
+from .losses import pose_loss, rotation_loss, triplet_loss
 from .mining import mine_triplets
 
 
@@ -62,10 +63,19 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     return config.lr * warm * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def metric_weight(config: TrainConfig, step: int) -> float:
+    """lambda, ramped linearly over the first metric_warmup steps (a pure function of the step)."""
+    if config.metric_warmup <= 0:
+        return config.lambda_metric
+    return config.lambda_metric * min(1.0, (step + 1) / config.metric_warmup)
+
+
 def model_config(config: TrainConfig) -> ModelConfig:
     return ModelConfig(arch=config.arch, width=config.width, embedding_dim=config.embedding_dim,
                        pose_hidden=config.pose_hidden, orientation_hidden=config.orientation_hidden,
-                       pose_on_unit_embedding=config.pose_on_unit_embedding)
+                       pose_on_unit_embedding=config.pose_on_unit_embedding,
+                       ray_input=config.ray_input,
+                       orientation_spatial=config.orientation_spatial)
 
 
 def sampler_config(config: TrainConfig) -> SamplerConfig:
@@ -286,19 +296,29 @@ def train_step(net, batch, optimizer, scaler, amp, device, config: TrainConfig, 
     x = augment_images(to_float_images(images, device), flips, batch.aug)
     if device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
+    rays = None
+    if batch.mv_rays is not None and batch.lab_rays is not None:
+        rays = augment_rays(torch.cat([batch.mv_rays, batch.lab_rays]), flips, batch.aug)
+        rays = rays.to(device)
     with amp:
-        out = net(x)
+        out = net(x, rays=rays)
     lab = {k: v[m:] for k, v in out.items()}
-    l_pose = pose_loss(lab, batch.lab_pose_cam.to(device), batch.lab_pose_canonical.to(device))
+    l_pose = pose_loss(lab, batch.lab_pose_cam.to(device), batch.lab_pose_canonical.to(device),
+                       config.canonical_weight)
+    if config.rotation_weight > 0 and batch.lab_rotation is not None:
+        l_pose = l_pose + config.rotation_weight * rotation_loss(
+            lab["rotation"], batch.lab_rotation.to(device))
     triplets = None
     l_metric = out["embedding"].sum() * 0.0
     if config.lambda_metric > 0 and m > 0:
         emb = out["embedding"][:m]
         gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+        mining = "random" if step < config.mining_warmup else config.mining
         triplets = mine_triplets(emb.detach(), batch.mv_seq, batch.mv_time, batch.mv_cam,
-                                 config.tau, config.mining, gen)
-        l_metric = triplet_loss(emb, triplets, config.margin)
-    loss = l_pose + config.lambda_metric * l_metric
+                                 config.tau, mining, gen, config.tau_max,
+                                 config.cross_sequence_negatives)
+        l_metric = triplet_loss(emb, triplets, config.margin, config.soft_margin)
+    loss = l_pose + metric_weight(config, step) * l_metric
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_checkpoint
-from .model import MCSSModel
+from .model import RAY_DIM, MCSSModel
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
@@ -79,18 +79,33 @@ class Predictor:
     def crop_size(self) -> int | None:
         return self.meta.get("crop_size")
 
+    @property
+    def uses_rays(self) -> bool:
+        """True when the orientation head reads viewing rays (core.model.crop_rays)."""
+        return bool(getattr(self.model.config, "ray_input", False))
+
     @torch.no_grad()
-    def predict(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+    def predict(self, crops: np.ndarray, rays: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """uint8 (N, S, S, 3) -> pose_cam and pose_canonical (N, J, 3) mm root-relative
-        (camera frame / body frame), rotation (N, 3, 3) and embedding (N, D), float32 numpy."""
+        (camera frame / body frame), rotation (N, 3, 3) and embedding (N, D), float32 numpy.
+
+        rays: optional (N, 3) from core.model.crop_rays (crop squares + calibration); without
+        them the crops are taken as seen along the optical axis. Models without ray input
+        ignore them."""
         crops = np.asarray(crops)
         if crops.ndim == 3:
             crops = crops[None]
+        if rays is not None:
+            rays = np.asarray(rays, dtype=np.float32).reshape(-1, RAY_DIM)
+            if len(rays) != len(crops):
+                raise ValueError(f"rays must be ({len(crops)}, {RAY_DIM}), got {rays.shape}")
         parts: dict[str, list[np.ndarray]] = {}
         for start in range(0, len(crops), self.batch_size):
             x = crops_to_tensor(crops[start:start + self.batch_size], self.device)
+            r = (None if rays is None or not self.uses_rays
+                 else torch.from_numpy(rays[start:start + self.batch_size]).to(self.device))
             with autocast_for(self.device):
-                out = self.model(x)
+                out = self.model(x, rays=r) if r is not None else self.model(x)
             for key, value in out.items():
                 parts.setdefault(key, []).append(value.float().cpu().numpy())
         if not parts:

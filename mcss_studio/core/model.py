@@ -4,6 +4,10 @@ The embedding is trained to be view-invariant, so it cannot know the camera. The
 the embedding and predicts joints in a body-canonical frame (root at origin, axes from the hips and
 the spine); the orientation head reads the encoder features (which do see the viewpoint) and gives
 the rotation canonical -> camera. Camera-frame pose = R @ canonical. Plain PyTorch, no torchvision.
+
+With ray_input, the orientation head also reads the crop's viewing ray (where the crop sat in the
+image, from the crop square and the intrinsics) and predicts the rotation relative to that ray,
+since the crop alone cannot show it. Callers without geometry get the optical axis.
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ ARCHITECTURES = {"resnet18": ("basic", (2, 2, 2, 2)), "resnet34": ("basic", (3, 
 POSE_SCALE_MM = 1000.0  # heads work in metres, the API speaks millimetres
 IMAGE_MEAN = 0.45
 IMAGE_STD = 0.25
+RAY_DIM = 3  # (x, y) of the normalised viewing ray K^-1 [u, v, 1] of the crop centre, side / f
+DEFAULT_RAY_SIZE = 0.4  # angular size assumed when a caller gives no rays (optical axis)
+ORIENTATION_GRID = 2  # orientation_spatial: features pooled to a grid x grid layout
+RAY_FEATURE_SCALE = 4.0  # rays are ~0.1-0.5; scaled towards the features' unit range
 
 
 @dataclass
@@ -36,6 +44,13 @@ class ModelConfig:
     num_joints: int = NUM_JOINTS
     # the pose head reads the embedding before (False) or after (True) L2 normalisation
     pose_on_unit_embedding: bool = True
+    # the orientation head also reads the crop's viewing ray (see crop_rays) and its rotation is
+    # taken relative to that ray; False = features only (checkpoints from before rays existed)
+    ray_input: bool = False
+    # the orientation head reads a 2x2 grid of pooled features instead of the global average:
+    # global pooling throws away the layout that tells front from back, and the metric loss
+    # pushes the pooled features towards view invariance
+    orientation_spatial: bool = False
 
     def validate(self) -> None:
         """Raise ValueError on values that cannot build a sane network (also guards checkpoints)."""
@@ -47,8 +62,9 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
-        if not isinstance(self.pose_on_unit_embedding, bool):
-            raise ValueError("pose_on_unit_embedding must be true or false")
+        for name in ("pose_on_unit_embedding", "ray_input", "orientation_spatial"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false")
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
@@ -139,8 +155,59 @@ class ResNetEncoder(nn.Module):
             elif isinstance(m, Bottleneck):
                 nn.init.zeros_(m.bn3.weight)
 
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, out_dim, h, w) before global pooling."""
+        return self.stages(self.stem(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem(x)).mean(dim=(2, 3))
+        return self.feature_map(x).mean(dim=(2, 3))
+
+
+def crop_rays(
+    squares: np.ndarray, K: np.ndarray, dist: np.ndarray | None = None
+) -> np.ndarray:
+    """Crop squares (..., 4) x0 y0 x1 y1 in pixels -> ray features (..., 3) float32.
+
+    Why: a crop hides where the person stands in the image, yet the camera-frame orientation of
+    the same-looking body depends on it (the viewing ray). Features: (x, y) of the undistorted
+    normalised ray K^-1 [u, v, 1] through the square's centre, and the square's side / fx.
+    """
+    sq = np.asarray(squares, dtype=np.float64)
+    K = np.asarray(K, dtype=np.float64).reshape(3, 3)
+    centre = np.stack([(sq[..., 0] + sq[..., 2]) / 2, (sq[..., 1] + sq[..., 3]) / 2], axis=-1)
+    flat = centre.reshape(-1, 2)
+    if dist is not None and np.any(np.asarray(dist) != 0):
+        import cv2
+
+        xy = cv2.undistortPoints(flat[:, None, :], K, np.asarray(dist, np.float64)).reshape(-1, 2)
+    else:
+        y = (flat[:, 1] - K[1, 2]) / K[1, 1]
+        xy = np.stack([(flat[:, 0] - K[0, 2] - K[0, 1] * y) / K[0, 0], y], axis=1)
+    side = (sq[..., 2] - sq[..., 0]).reshape(-1, 1) / K[0, 0]
+    return np.concatenate([xy, side], axis=1).reshape(sq.shape[:-1] + (RAY_DIM,)).astype(
+        np.float32)
+
+
+def default_rays(n: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(n, 3) rays along the optical axis: what a caller that knows no geometry gets."""
+    rays = torch.zeros(n, RAY_DIM, device=device)
+    rays[:, 2] = DEFAULT_RAY_SIZE
+    return rays
+
+
+def ray_rotation(rays: torch.Tensor) -> torch.Tensor:
+    """(N, 3) ray features -> (N, 3, 3) the smallest rotation taking the optical axis to the ray.
+
+    Orientation relative to the viewing ray is what the crop shows; composing with this rotation
+    gives the camera-frame orientation (a perspective correction).
+    """
+    d = F.normalize(torch.cat([rays[:, :2], torch.ones_like(rays[:, :1])], dim=1), dim=1)
+    vx, vy, c = -d[:, 1], d[:, 0], d[:, 2]  # v = z x d, c = z . d (> 0: in front)
+    zero = torch.zeros_like(c)
+    skew = torch.stack([torch.stack([zero, zero, vy], 1), torch.stack([zero, zero, -vx], 1),
+                        torch.stack([-vy, vx, zero], 1)], 1)
+    eye = torch.eye(3, device=rays.device, dtype=rays.dtype).expand(len(rays), 3, 3)
+    return eye + skew + skew @ skew / (1 + c)[:, None, None]
 
 
 def rotation_from_6d(x: torch.Tensor) -> torch.Tensor:
@@ -169,18 +236,24 @@ class MCSSModel(nn.Module):
             nn.Linear(c.pose_hidden, c.num_joints * 3),
         )
         self.orientation_head = nn.Sequential(
-            nn.Linear(feat, c.orientation_hidden), nn.ReLU(inplace=True),
+            nn.Linear(feat * (ORIENTATION_GRID**2 if c.orientation_spatial else 1)
+                      + (RAY_DIM if c.ray_input else 0), c.orientation_hidden),
+            nn.ReLU(inplace=True),
             nn.Linear(c.orientation_hidden, 6),
         )
         with torch.no_grad():  # start at the identity rotation, not a random one
             self.orientation_head[-1].weight.mul_(0.01)
             self.orientation_head[-1].bias.copy_(torch.tensor([1.0, 0, 0, 0, 1.0, 0]))
 
-    def forward(self, images: torch.Tensor, heads: bool = True) -> dict[str, torch.Tensor]:
+    def forward(
+        self, images: torch.Tensor, heads: bool = True, rays: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Outputs: embedding (N, D); with heads also pose_canonical and pose_cam (N, J, 3) in mm
-        (root-relative) and rotation (N, 3, 3) canonical -> camera."""
+        (root-relative) and rotation (N, 3, 3) canonical -> camera. `rays` (N, 3) (crop_rays)
+        are read only by ray_input models; None means the optical axis."""
         x = (images - IMAGE_MEAN) / IMAGE_STD
-        features = self.encoder(x)
+        fmap = self.encoder.feature_map(x)
+        features = fmap.mean(dim=(2, 3))
         raw = self.embedding_head(features)
         embedding = F.normalize(raw.float(), dim=1)
         out = {"embedding": embedding}
@@ -188,7 +261,18 @@ class MCSSModel(nn.Module):
             pose_in = embedding.to(features.dtype) if self.config.pose_on_unit_embedding else raw
             canonical = self.pose_head(pose_in).float()
             canonical = canonical.view(-1, self.config.num_joints, 3) * POSE_SCALE_MM
-            rotation = rotation_from_6d(self.orientation_head(features).float())
+            head_in = features
+            if self.config.orientation_spatial:
+                head_in = F.adaptive_avg_pool2d(fmap, ORIENTATION_GRID).flatten(1)
+            if self.config.ray_input:
+                if rays is None:
+                    rays = default_rays(len(images), images.device)
+                rays = rays.to(images.device).float()
+                head_in = torch.cat([head_in, (rays * RAY_FEATURE_SCALE).to(features.dtype)], 1)
+                rotation = ray_rotation(rays) @ rotation_from_6d(
+                    self.orientation_head(head_in).float())
+            else:
+                rotation = rotation_from_6d(self.orientation_head(head_in).float())
             out["pose_canonical"] = canonical
             out["rotation"] = rotation
             out["pose_cam"] = torch.einsum("nij,nkj->nki", rotation, canonical)
