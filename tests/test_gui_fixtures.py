@@ -79,6 +79,7 @@ def make_checkpoint(path: Path, crop_size: int = 32) -> Path:
     from mcss_studio.core.model import MCSSModel, ModelConfig
 
     torch.manual_seed(0)
+    # ray_input, as training now defaults to: the Studio must pass each crop's viewing ray
     model = MCSSModel(ModelConfig(width=8, embedding_dim=16, pose_hidden=32,
-                                  orientation_hidden=16))
+                                  orientation_hidden=16, ray_input=True))
     return save_checkpoint(path, model, meta={"crop_size": crop_size})

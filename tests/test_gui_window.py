@@ -369,3 +369,22 @@ def test_uncalibrated_recording_shows_centred_pose(qtbot, window, assets, tmp_pa
         assert np.all(pred.points2d[c] <= regions[c, 2:] + 1e-6)
     assert all(v.gt is None for v in window.grid.views)
     assert window.view3d.render_image()[..., :3].std() > 5
+
+
+def test_inference_passes_each_crops_viewing_ray(qtbot, window, assets, monkeypatch):
+    from mcss_studio.core.inference import Predictor
+
+    seen = []
+    original = Predictor.predict
+
+    def spy(self, crops, rays=None):
+        seen.append(rays)
+        return original(self, crops, rays=rays)
+
+    monkeypatch.setattr(Predictor, "predict", spy)
+    rec, ckpt = assets
+    window.open_checkpoint(ckpt)
+    open_ready(qtbot, window, rec)
+    qtbot.waitUntil(lambda: any(r is not None for r in seen), timeout=WAIT_MS)
+    rays = next(r for r in seen if r is not None)
+    assert rays.shape == (len(window.state.sequence.cameras), 3) and np.isfinite(rays).all()

@@ -19,6 +19,7 @@ from PySide6.QtCore import QEventLoop, QThread, Signal
 
 from ..core.errors import UserInputError
 from ..core.joints import NUM_JOINTS
+from ..core.model import crop_rays
 from .posing import place_in_world, project_views
 from .state import Prediction
 
@@ -190,10 +191,15 @@ class InferenceWorker(LatestRequestWorker):
     def infer(self, media, t: int) -> Prediction:
         start = time.perf_counter()
         crops, regions = media.crops(t, self.crop_size)
-        out = self.predictor.predict(crops)
-        pose_cam = np.asarray(out["pose_cam"], dtype=np.float64)
         seq = media.sequence
         cals = [c.calibration for c in seq.cameras]
+        rays = None  # where each crop sits in its image: needed for the camera-frame orientation
+        if getattr(self.predictor, "uses_rays", False) and all(c is not None for c in cals):
+            rays = np.stack(
+                [crop_rays(np.asarray(r, float), c.K, c.dist) for r, c in zip(regions, cals)]
+            )
+        out = self.predictor.predict(crops, rays=rays)
+        pose_cam = np.asarray(out["pose_cam"], dtype=np.float64)
         pose_world = None
         if len(cals) >= 2 and all(c is not None for c in cals):
             pose_world = place_in_world(pose_cam, cals, regions)
