@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from mcss_studio.core.camera import Calibration
+from tests.videofixtures import write_image_folder
 
 
 def pattern_frame(index: int, width: int, height: int, camera: int = 0) -> np.ndarray:
@@ -34,12 +35,19 @@ def write_mp4v(path: Path, frames: int, width: int, height: int, fps: float = 25
     return path
 
 
-def write_image_folder(folder: Path, frames: int, width: int, height: int, camera: int = 0) -> Path:
-    folder.mkdir(parents=True)
-    for i in range(frames):
-        bgr = cv2.cvtColor(pattern_frame(i, width, height, camera), cv2.COLOR_RGB2BGR)
-        cv2.imwrite(str(folder / f"frame{i}.png"), bgr)
-    return folder
+def write_pattern_folder(folder: Path, frames: int, width: int, height: int, camera: int = 0
+                         ) -> Path:
+    """An image-folder camera of pattern frames."""
+    stack = np.stack([pattern_frame(i, width, height, camera) for i in range(frames)])
+    return write_image_folder(folder, stack, pattern="frame{}")
+
+
+def look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """World->camera rotation (OpenCV axes) for a camera at eye looking at target, z up."""
+    forward = (target - eye) / np.linalg.norm(target - eye)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    return np.stack([right, np.cross(forward, right), forward])
 
 
 def ring_cameras(n: int, width: int = 64, height: int = 48, radius: float = 4000.0
@@ -51,11 +59,7 @@ def ring_cameras(n: int, width: int = 64, height: int = 48, radius: float = 4000
     for i in range(n):
         a = 2 * np.pi * i / n
         centre = np.array([radius * np.cos(a), radius * np.sin(a), 1500.0])
-        forward = -centre / np.linalg.norm(centre)
-        right = np.cross(forward, [0, 0, 1.0])
-        right /= np.linalg.norm(right)
-        down = np.cross(forward, right)
-        R = np.stack([right, down, forward])
+        R = look_at(centre, np.zeros(3))
         cams.append(Calibration(K=K, R=R, t=-R @ centre, width=width, height=height))
     return cams
 

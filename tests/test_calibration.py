@@ -21,17 +21,9 @@ from mcss_studio.core.calibration import (
 )
 from mcss_studio.core.camera import Calibration
 from mcss_studio.core.errors import UserInputError
+from tests.conftest import look_at
 
 # ----------------------------------------------------------------------------- known cameras
-
-
-def look_at(centre: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """World->camera rotation (OpenCV axes) of a camera at centre looking at target, z up."""
-    z = target - centre
-    z = z / np.linalg.norm(z)
-    x = np.cross(z, [0.0, 0.0, 1.0])
-    x = x / np.linalg.norm(x)
-    return np.stack([x, np.cross(z, x), z])
 
 
 def known_camera(i: int, width: int = 1920, height: int = 1080, dist=None) -> dict:

@@ -9,19 +9,10 @@ import cv2
 import numpy as np
 
 from mcss_studio.core.joints import BONES
+from tests.conftest import look_at
 
 # (name, width, height): landscape, portrait and a third size, as real rigs mix them
 CAMERAS = (("cam_a", 160, 120), ("cam_b", 96, 128), ("cam_c", 128, 96))
-
-
-def look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """World->camera rotation for a camera at eye looking at target, z up in the world."""
-    z = target - eye
-    z = z / np.linalg.norm(z)
-    x = np.cross(z, [0.0, 0.0, 1.0])
-    x = x / np.linalg.norm(x)
-    y = np.cross(z, x)
-    return np.stack([x, y, z])
 
 
 def stick_figure(t: int) -> np.ndarray:

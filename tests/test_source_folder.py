@@ -9,7 +9,7 @@ import pytest
 
 from mcss_studio.core import UserInputError, open_dataset, open_sequence
 from mcss_studio.core.sources.folder import load_joints3d
-from tests.conftest import pattern_frame, ring_cameras, write_image_folder, write_mp4v
+from tests.conftest import pattern_frame, ring_cameras, write_mp4v, write_pattern_folder
 
 
 def test_recording_folder_loads_cameras_calibration_and_3d(make_recording):
@@ -32,7 +32,7 @@ def test_recording_folder_loads_cameras_calibration_and_3d(make_recording):
 def test_image_folders_and_mixed_orientation(tmp_path):
     rec = tmp_path / "rec"
     rec.mkdir()
-    write_image_folder(rec / "portrait", 6, 32, 48, camera=0)
+    write_pattern_folder(rec / "portrait", 6, 32, 48, camera=0)
     write_mp4v(rec / "landscape.mp4", 6, 64, 48, camera=1)
     with open_sequence(rec) as seq:
         assert [(c.name, c.width, c.height) for c in seq.cameras] == [

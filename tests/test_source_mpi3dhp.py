@@ -14,6 +14,7 @@ from mcss_studio.core.camera import Calibration
 from mcss_studio.core.errors import UserInputError
 from mcss_studio.core.joints import JOINT_NAMES
 from mcss_studio.core.sources import mpi3dhp
+from tests.conftest import look_at
 
 SIZE = 64
 NUM_CAMS = 4
@@ -46,12 +47,8 @@ def world_poses(frames: int) -> np.ndarray:
     return base[None] + np.arange(frames)[:, None, None] * np.array([15.0, -10.0, 2.0])
 
 
-def look_at(centre: np.ndarray, target: np.ndarray) -> Calibration:
-    forward = (target - centre) / np.linalg.norm(target - centre)
-    right = np.cross(forward, [0.0, 0.0, 1.0])
-    right /= np.linalg.norm(right)
-    down = np.cross(forward, right)
-    R = np.stack([right, down, forward])
+def camera_at(centre: np.ndarray, target: np.ndarray) -> Calibration:
+    R = look_at(centre, target)
     K = np.array([[60.0, 0, SIZE / 2], [0, 60.0, SIZE / 2], [0, 0, 1]])
     return Calibration(K=K, R=R, t=-R @ centre, width=SIZE, height=SIZE)
 
@@ -59,7 +56,7 @@ def look_at(centre: np.ndarray, target: np.ndarray) -> Calibration:
 def rig(count: int) -> list[Calibration]:
     angles = np.linspace(0.3, 0.3 + 2 * np.pi, count, endpoint=False)
     return [
-        look_at(np.array([4000 * np.cos(a), 4000 * np.sin(a), 1000 + 100 * i]),
+        camera_at(np.array([4000 * np.cos(a), 4000 * np.sin(a), 1000 + 100 * i]),
                 np.array([0.0, 0.0, 900.0]))
         for i, a in enumerate(angles)
     ]
