@@ -200,3 +200,13 @@ def test_calibration_for_other_orientation_is_refused(make_recording):
     (folder / "calibration.json").write_text(json.dumps(doc))
     with pytest.raises(UserInputError, match="calibrated for 48x64 images but its video is 64x48"):
         open_sequence(folder)
+
+
+def test_calibrated_camera_without_video_is_reported(make_recording):
+    folder = make_recording(cameras=2, frames=4, calibration=False, joints=False)
+    cams = ring_cameras(3)
+    doc = {"cameras": {f"cam{i}": c.to_dict() for i, c in enumerate(cams)}}
+    (folder / "calibration.json").write_text(json.dumps(doc))
+    with open_sequence(folder) as seq:
+        assert seq.is_calibrated
+        assert any("no video for calibrated camera(s) ['cam2']" in w for w in seq.warnings)

@@ -201,8 +201,13 @@ def open_recording(folder: str | Path) -> MultiviewSequence:
         calibrations: list = [None] * len(cams)
         calib_path = find_calibration_file(folder)
         if calib_path is not None:
-            calibrations = match_calibration(load_calibration(calib_path), names, calib_path)
+            in_file = load_calibration(calib_path)
+            calibrations = match_calibration(in_file, names, calib_path)
+            used = {id(c) for c in calibrations}
+            unused = [n for n, c in in_file.items() if id(c) not in used]
             calibrations, notes = _fit_calibrations(calib_path, names, calibrations, sources)
+            if unused:
+                notes.append(f"{calib_path.name}: no video for calibrated camera(s) {unused}")
         else:
             notes = []
         num_frames, warnings = synchronise(
