@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from mcss_studio.core.errors import UserInputError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from mcss_studio.core.tomlio import tomllib
 
 
 @dataclass

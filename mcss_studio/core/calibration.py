@@ -24,7 +24,6 @@ import json
 import math
 import os
 import re
-import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,14 +33,10 @@ import numpy as np
 import tomli_w
 from scipy.spatial.transform import Rotation
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised only on 3.10
-    import tomli as tomllib
-
 from .atomic import atomic_open
 from .camera import Calibration
 from .errors import UserInputError
+from .tomlio import tomllib
 
 UNIT_TO_MM = {"mm": 1.0, "millimeter": 1.0, "millimetre": 1.0, "cm": 10.0, "m": 1000.0,
               "meter": 1000.0, "metre": 1000.0}

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import bisect
 import os
-import re
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,10 +33,8 @@ import cv2
 import numpy as np
 
 from .errors import UserInputError
-from .framesource import FrameSource
+from .framesource import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, FrameSource, natural_key
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 DEFAULT_IMAGE_FOLDER_FPS = 30.0
 
 
@@ -58,11 +55,6 @@ def open_frame_source(path: str | os.PathLike[str], fps: float | None = None) ->
             f"({', '.join(VIDEO_EXTENSIONS)}) or a folder of images",
         )
     return VideoReader(p)
-
-
-def natural_key(name: str) -> list[object]:
-    """Sort key that compares digit runs as numbers: img2 < img10."""
-    return [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", name)]
 
 
 # ---------------------------------------------------------------------------------------------

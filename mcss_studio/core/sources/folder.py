@@ -6,27 +6,22 @@ Layout and file formats are documented in docs/FORMATS.md.
 from __future__ import annotations
 
 import csv
-import re
 from pathlib import Path
 
 import numpy as np
 
 from ..camera import fit_calibration_to_image
 from ..errors import UserInputError
-from ..framesource import FrameSource
+from ..framesource import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, FrameSource, natural_key
 from ..joints import NUM_JOINTS
 from ..sequence import CameraView, MultiviewSequence, synchronise
 from ..tomlio import read_toml
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+# also claim containers the reader refuses, so the user hears why instead of a missing camera
+CAMERA_FILE_EXTENSIONS = (*VIDEO_EXTENSIONS, ".m4v", ".webm")
 CALIBRATION_NAMES = ("calibration.toml", "calibration.json")
 # folders that are never cameras even if they hold images
 RESERVED_DIRS = {"cache", "runs", "calibration", "labels", "__pycache__"}
-
-
-def _natural_key(name: str) -> list:
-    return [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", name)]
 
 
 def _has_images(folder: Path) -> bool:
@@ -42,11 +37,11 @@ def find_camera_files(folder: Path) -> list[tuple[str, Path]]:
     for p in folder.iterdir():
         if p.name.startswith("."):
             continue
-        if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS:
+        if p.is_file() and p.suffix.lower() in CAMERA_FILE_EXTENSIONS:
             found.append((p.stem, p))
         elif p.is_dir() and p.name not in RESERVED_DIRS and _has_images(p):
             found.append((p.name, p))
-    found.sort(key=lambda item: _natural_key(item[0]))
+    found.sort(key=lambda item: natural_key(item[0]))
     names = [n for n, _ in found]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
