@@ -272,6 +272,20 @@ def test_concurrent_build_is_refused(seq, tmp_path: Path) -> None:
     build_cache(seq, tmp_path / "c", crop_size=16, boxes=given_boxes(), proxies=False)
 
 
+def test_complete_cache_opens_while_another_process_holds_the_lock(seq, tmp_path: Path) -> None:
+    """Readers of a finished cache (two trainers, the Studio) never wait for or trip the lock."""
+    fcntl = pytest.importorskip("fcntl")
+    first = build_cache(seq, tmp_path / "c", crop_size=16, boxes=given_boxes(), proxies=False)
+    folder = crops_dir(tmp_path / "c", seq)
+    with open(folder / ".lock", "ab") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        again = build_cache(seq, tmp_path / "c", crop_size=16, boxes=given_boxes(),
+                            proxies=False)
+        assert np.array_equal(np.asarray(again.crops(0)), np.asarray(first.crops(0)))
+        with pytest.raises(UserInputError, match="another crop-cache build"):  # new settings
+            build_cache(seq, tmp_path / "c", crop_size=8, boxes=given_boxes(), proxies=False)
+
+
 def test_real_videos_with_offsets_and_file_boxes(tmp_path: Path) -> None:
     """End to end: H.264 files, a frame offset, boxes.csv; crops equal crops of seq.frame()."""
     from mcss_studio.core import open_sequence

@@ -128,3 +128,22 @@ def test_baseline_reads_no_multiview_images(tmp_path, data):
     assert all(h["metric_loss"] == 0 for h in result.history)
     assert not (result.run_dir / "triplets.jsonl").exists() or not (
         result.run_dir / "triplets.jsonl").read_text()
+
+
+def test_resume_restores_the_fp16_loss_scale(tmp_path, data):
+    """fp16 runs (CUDA without bf16) resume with the loss scale they had, not a fresh 65536."""
+    from mcss_studio.core.checkpoint import save_checkpoint
+    from mcss_studio.core.model import MCSSModel
+    from trainer.train import _resume, model_config
+
+    config = _config(tmp_path)
+    model = MCSSModel(model_config(config))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    saved = torch.amp.GradScaler("cpu", init_scale=512.0)
+    saved._lazy_init_scale_growth_tracker("cpu")
+    path = save_checkpoint(tmp_path / "ck.safetensors", model, {}, {
+        "optimizer": optimizer.state_dict(), "step": 7, "torch_rng": torch.get_rng_state(),
+        "extra": {"grad_scaler": saved.state_dict()}})
+    fresh = torch.amp.GradScaler("cpu")
+    assert _resume(str(path), model, optimizer, fresh) == 7
+    assert fresh.get_scale() == 512.0

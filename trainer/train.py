@@ -196,14 +196,14 @@ def fit(
             (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
         optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                        {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+        use_fp16 = (config.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported())
+        scaler = torch.amp.GradScaler("cuda") if use_fp16 else None
         if config.resume:
-            step = _resume(config.resume, model, optimizer)
+            step = _resume(config.resume, model, optimizer, scaler)
         net: torch.nn.Module = model
         if world > 1:
             net = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
-        use_fp16 = (config.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported())
-        scaler = torch.amp.GradScaler("cuda") if use_fp16 else None
         amp = autocast_for(device) if config.amp else nullcontext()
         sampler = BatchSampler(sequences, labels, sampler_config(config), config.seed, rank)
         meta = {"train_config": config.to_dict(), "crop_size": sequences[0].crop_size,
@@ -222,6 +222,7 @@ def fit(
                 "scheduler": {"kind": "warmup_cosine", "step": step},
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "extra": {"grad_scaler": scaler.state_dict()} if scaler is not None else None,
             })
             events.emit("checkpoint", step=step, path=str(path))
             return path
@@ -369,7 +370,11 @@ def _evaluate_event(
     return metrics
 
 
-def _resume(path: str, model: MCSSModel, optimizer: torch.optim.Optimizer) -> int:
+def _resume(
+    path: str, model: MCSSModel, optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None = None,
+) -> int:
+    """Restore model, optimiser, RNG and (fp16 runs) the loss scale; returns the step."""
     loaded, _meta = load_checkpoint(path)
     if loaded.config != model.config:
         raise UserInputError(path, "checkpoint model settings differ from the config")
@@ -384,6 +389,12 @@ def _resume(path: str, model: MCSSModel, optimizer: torch.optim.Optimizer) -> in
         torch.set_rng_state(state["torch_rng"])
     if state.get("cuda_rng") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
+    scaler_state = (state.get("extra") or {}).get("grad_scaler")
+    if scaler is not None and isinstance(scaler_state, dict):
+        try:
+            scaler.load_state_dict(scaler_state)
+        except (RuntimeError, KeyError, TypeError) as exc:
+            raise UserInputError(path, f"loss-scaler state does not fit ({exc})") from None
     return int(state["step"])
 
 

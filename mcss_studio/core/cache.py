@@ -365,11 +365,31 @@ def build_cache(
             raise UserInputError(None, f"boxes have shape {boxes.shape}, expected {(C, T, 4)}")
     folder = crops_dir(cache_dir, seq)
     folder.mkdir(parents=True, exist_ok=True)
+    # a complete cache is only read: no lock, so several trainers / the Studio can share it
+    if _complete(seq, cache_dir, folder, crop_size, margin, boxes, proxies, proxy_max_side,
+                 box_method):
+        return CropCache.open(cache_dir, seq)
     with _BuildLock(folder):
         return _build_locked(
             seq, cache_dir, folder, crop_size, margin, boxes, proxies, proxy_max_side, progress,
             box_method, workers,
         )
+
+
+def _complete(
+    seq: MultiviewSequence, cache_dir: str | os.PathLike[str], folder: Path, crop_size: int,
+    margin: float, boxes: np.ndarray | None, proxies: bool, proxy_max_side: int, box_method: str,
+) -> bool:
+    """Whether the finished cache (and proxies, if wanted) match these inputs and settings."""
+    old = _read_meta(folder)
+    if old is None or not old.get("complete"):
+        return False
+    if old.get("fingerprint") != _crop_fingerprint(seq, crop_size, margin, boxes, box_method):
+        return False
+    if old.get("input_fingerprint") != input_fingerprint(seq):
+        return False
+    return not proxies or all(
+        _proxies_complete(cache_dir, seq, proxy_max_side, c) for c in range(len(seq.cameras)))
 
 
 def _build_locked(
