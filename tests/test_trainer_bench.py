@@ -2,7 +2,7 @@
 
 import torch
 
-from trainer.bench import VARIANTS, format_table, limited_supervision
+from trainer.bench import ORACLE, VARIANTS, format_table, limited_supervision
 
 torch.set_num_threads(1)
 
@@ -17,10 +17,28 @@ def test_limited_supervision_table(tmp_path):
     result = limited_supervision("quick", seed=0, work_dir=str(tmp_path / "work"),
                                  overrides=tiny, data=data)
     rows = result["rows"]
-    assert [r["variant"] for r in rows] == list(VARIANTS)
-    assert all(r["status"] == "done" and r["labels"] == "S1" for r in rows)
+    assert [r["variant"] for r in rows] == list(VARIANTS) + [ORACLE]
+    assert all(r["status"] == "done" for r in rows)
+    assert all(r["labels"] == "S1" for r in rows[:-1])
     assert all(r["metrics"]["mpjpe"] > 0 and "map@10" in r["metrics"] for r in rows)
+    # the ceiling labels every frame; the others every label_every-th (10 in the presets)
+    assert rows[-1]["labelled_frames"] > 5 * rows[0]["labelled_frames"]
     table = format_table(result)
     lines = [line for line in table.splitlines() if line.startswith("|")]
-    assert len(lines) == 2 + len(VARIANTS)
+    assert len(lines) == 2 + len(VARIANTS) + 1
     assert "MPJPE" in lines[0] and "mAP@10" in lines[0] and "+0.0%" in lines[2]
+    assert lines[-1].startswith(f"| all {rows[-1]['labelled_frames']} frames | {ORACLE} |")
+    assert lines[-1].rstrip(" |").endswith("%")  # compared with the S1 baseline
+
+
+def test_bench_overrides_are_typed_and_checked(capsys):
+    from trainer.cli import main
+    from trainer.config import parse_overrides
+
+    assert parse_overrides(["crop_size=128", "amp=false", "lr=1e-4", "labelled-subjects=S1,S5"]
+                           ) == {"crop_size": 128, "amp": False, "lr": 1e-4,
+                                 "labelled_subjects": ["S1", "S5"]}
+    for bad in (["crop_size=big"], ["no_such=1"], ["crop_size"], ["mining=sideways"]):
+        assert main(["bench", "limited-supervision", "--set", *bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("mcss-train: error: --set:") and "\n" not in err

@@ -34,25 +34,26 @@ TEST_SUBJECTS = ["S9", "S11"]
 #   sequences' similar poses are false negatives too (both measured worse).
 METHOD = dict(label_every=10, ray_input=True, rotation_weight=1.0, tau_max=20,
               cross_sequence_negatives=False)
+# The model is sized for a CPU (64 px crops, ResNet-18 at width 16); a GPU user scales it up with
+# `--set crop_size=128 --set width=64 ...` (mcss-train bench --help). The presets differ in data:
+# quick renders 5 actions x 100 frames at 160x120 (the person ~45 px tall, crops upsampled);
+# full is synth's `benchmark` preset (10 actions x 150 frames at 384x288, ~110 px tall) with
+# all three label sets, and 4x the steps.
+_MODEL = dict(crop_size=64, arch="resnet18", width=16, embedding_dim=64, pose_hidden=256,
+              orientation_hidden=128, lr=2e-3, sequences_per_batch=4, instants_per_sequence=4,
+              views_per_instant=4, labelled_batch=32, tau=10, margin=0.2)
 PRESETS: dict[str, dict] = {
     "quick": {
         "label_sets": [["S1"]],
         "quick_data": {"actions": ["walk", "wave", "squat", "kick", "bend"], "frames": 100,
                        "size": (160, 120), "cameras": 4},
-        "config": dict(crop_size=64, arch="resnet18", width=16, embedding_dim=64, pose_hidden=256,
-                       orientation_hidden=128, steps=600, lr=2e-3, warmup_steps=40,
-                       sequences_per_batch=4, instants_per_sequence=4, views_per_instant=4,
-                       labelled_batch=32, tau=10, margin=0.2, eval_stride=5, log_every=50,
+        "config": dict(**_MODEL, steps=600, warmup_steps=40, eval_stride=5, log_every=50,
                        triplet_log_every=0, checkpoint_every=0, **METHOD),
     },
     "full": {
         "label_sets": [["S1"], ["S1", "S5"], ["S1", "S5", "S6"]],
-        "config": dict(crop_size=128, arch="resnet18", width=64, embedding_dim=128,
-                       pose_hidden=512, orientation_hidden=256, steps=6000, lr=1e-3,
-                       warmup_steps=200, sequences_per_batch=4, instants_per_sequence=8,
-                       views_per_instant=4, labelled_batch=64, tau=10, margin=0.2,
-                       eval_stride=2, log_every=100, triplet_log_every=500,
-                       checkpoint_every=2000, **METHOD),
+        "config": dict(**_MODEL, steps=2400, warmup_steps=100, eval_stride=3, log_every=100,
+                       triplet_log_every=500, checkpoint_every=1200, **METHOD),
     },
 }
 # lambda = 0.3: with lambda = 1 and hardest negatives the embedding collapsed (triplet loss stuck
@@ -66,6 +67,10 @@ VARIANTS = {
     "mcss": dict(lambda_metric=METRIC_WEIGHT, mining=MINING),
     "mcss_random": dict(lambda_metric=METRIC_WEIGHT, mining="random"),
 }
+# The ceiling any semi-supervised method chases: the baseline network given 3D labels for every
+# frame of every train subject. Run once per bench (it does not depend on the label set).
+ORACLE = "supervised_all"
+ORACLE_CHANGES = dict(lambda_metric=0.0, label_every=1)
 COLUMNS = [("mpjpe", "MPJPE"), ("n_mpjpe", "N-MPJPE"), ("p_mpjpe", "P-MPJPE"),
            ("hit@1", "Hit@1"), ("hit@5", "Hit@5"), ("hit@10", "Hit@10"), ("map@10", "mAP@10")]
 
@@ -116,9 +121,10 @@ def make_dataset(work: Path, spec: dict, seed: int) -> Path:
 
 def limited_supervision(
     preset: str = "quick", seed: int = 0, work_dir: str | None = None, device: str = "auto",
-    overrides: dict | None = None, data: str | Path | None = None,
+    overrides: dict | None = None, data: str | Path | None = None, with_oracle: bool = True,
 ) -> dict:
-    """Train every variant for every label set; returns {preset, rows: [...], ...}."""
+    """Train every variant for every label set (+ the all-labels ceiling); returns
+    {preset, rows: [...], ...}. `overrides` replace preset settings (e.g. a GPU-sized model)."""
     from .sources import load_sequences
 
     spec = PRESETS[preset]
@@ -137,23 +143,26 @@ def limited_supervision(
         train = load_sequences(data, TRAIN_SUBJECTS, cache, base.crop_size, base.crop_margin)
         test = load_sequences(data, TEST_SUBJECTS, cache, base.crop_size, base.crop_margin)
         data_seconds = time.perf_counter() - t0
+        plan = [(variant, changes, label_set) for label_set in spec["label_sets"]
+                for variant, changes in VARIANTS.items()]
+        if with_oracle:
+            plan.append((ORACLE, ORACLE_CHANGES, TRAIN_SUBJECTS))
         rows = []
-        for label_set in spec["label_sets"]:
-            labels = labels_from_ground_truth(train, label_set, base.label_every)
-            for variant, changes in VARIANTS.items():
-                run_id = f"{variant}-{'+'.join(label_set)}-seed{seed}"
-                config = replace(base, **changes, run_id=run_id, labelled_subjects=label_set)
-                start = time.perf_counter()
-                events = EventWriter(work / "runs" / run_id / "events.jsonl")
-                try:
-                    result = fit(config, events, sequences=train, labels=labels,
-                                 test_sequences=test, progress=False)
-                finally:
-                    events.close()
-                rows.append({"variant": variant, "labels": "+".join(label_set),
-                             "labelled_frames": len(labels), "status": result.status,
-                             "seconds": round(time.perf_counter() - start, 1),
-                             "metrics": result.metrics})
+        for variant, changes, label_set in plan:
+            config = replace(base, **changes, run_id=f"{variant}-{'+'.join(label_set)}-seed{seed}",
+                             labelled_subjects=list(label_set))
+            labels = labels_from_ground_truth(train, label_set, config.label_every)
+            start = time.perf_counter()
+            events = EventWriter(work / "runs" / config.run_id / "events.jsonl")
+            try:
+                result = fit(config, events, sequences=train, labels=labels,
+                             test_sequences=test, progress=False)
+            finally:
+                events.close()
+            rows.append({"variant": variant, "labels": "+".join(label_set),
+                         "labelled_frames": len(labels), "status": result.status,
+                         "seconds": round(time.perf_counter() - start, 1),
+                         "metrics": result.metrics})
         return {"preset": preset, "seed": seed, "kappa": KAPPA, "data": str(data),
                 "train_subjects": TRAIN_SUBJECTS, "test_subjects": TEST_SUBJECTS,
                 "config": base.to_dict(), "data_seconds": round(data_seconds, 1), "rows": rows}
@@ -168,14 +177,16 @@ def format_table(result: dict) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     baselines = {r["labels"]: r["metrics"].get("mpjpe") for r in result["rows"]
                  if r["variant"] == "baseline"}
+    first = next(iter(baselines), None)
     for r in result["rows"]:
         m = r["metrics"]
-        cells = [r["labels"], r["variant"]]
+        oracle = r["variant"] == ORACLE
+        cells = [f"all {r['labelled_frames']} frames" if oracle else r["labels"], r["variant"]]
         for key, _ in COLUMNS:
             value = m.get(key)
             cells.append("-" if value is None else (f"{value:.1f}" if "mpjpe" in key
                                                     else f"{value:.3f}"))
-        base = baselines.get(r["labels"])
+        base = baselines.get(first if oracle else r["labels"])
         if base and m.get("mpjpe") is not None:
             cells.append(f"{100 * (base - m['mpjpe']) / base:+.1f}%")
         else:
@@ -183,7 +194,10 @@ def format_table(result: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines.append(f"\npreset {result['preset']}, seed {result['seed']}, pose metrics in mm on "
                  f"{', '.join(result['test_subjects'])}; retrieval kappa {result['kappa']} "
-                 "(unit-scale Procrustes)")
+                 "(unit-scale Procrustes)"
+                 + (f"; {ORACLE}: the baseline network with 3D labels on every train frame "
+                    f"(the ceiling; compared with the {first} baseline)"
+                    if any(r["variant"] == ORACLE for r in result["rows"]) else ""))
     return "\n".join(lines)
 
 

@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--json", dest="json_out", help="write the results here too")
     ls.add_argument("--work-dir", help="dataset, caches and runs (default: a temporary folder)")
     ls.add_argument("--device", default="auto")
+    ls.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="change a preset setting for every variant, e.g. a GPU-sized model: "
+                    "--set crop_size=128 --set width=64 --set steps=6000 (repeatable)")
     return parser
 
 
@@ -138,9 +141,12 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import format_table, limited_supervision
+    from .config import TrainConfig, parse_overrides
 
+    overrides = parse_overrides(args.overrides)
+    TrainConfig.from_dict(overrides, "--set")  # one-line error before any data is rendered
     result = limited_supervision(args.preset, seed=args.seed, work_dir=args.work_dir,
-                                 device=args.device)
+                                 device=args.device, overrides=overrides)
     print(format_table(result))
     if args.json_out:
         path = Path(args.json_out)

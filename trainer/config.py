@@ -175,3 +175,27 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         if value is not None:
             base[f.name] = value
     return TrainConfig.from_dict(base, args.config if getattr(args, "config", None) else "flags")
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """["key=value", ...] -> {field: typed value}, typed like the TrainConfig field."""
+    defaults = TrainConfig()
+    kinds = {f.name: type(getattr(defaults, f.name)) for f in fields(TrainConfig)}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in kinds:
+            raise UserInputError("--set", f"expected KEY=VALUE naming a training setting, "
+                                          f"got {item!r}")
+        kind = kinds[key]
+        try:
+            if kind is bool:
+                out[key] = _parse_bool(text)
+            elif kind is list:
+                out[key] = [x for x in text.split(",") if x]
+            else:
+                out[key] = kind(text)
+        except (ValueError, argparse.ArgumentTypeError):
+            raise UserInputError("--set", f"{key} must be {kind.__name__}, got {text!r}") from None
+    return out
