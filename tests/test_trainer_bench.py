@@ -42,3 +42,47 @@ def test_bench_overrides_are_typed_and_checked(capsys):
         assert main(["bench", "limited-supervision", "--set", *bad]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("mcss-train: error: --set:") and "\n" not in err
+
+
+def _result(seed, base, mcss, preset="quick"):
+    def row(variant, mpjpe):
+        return {"variant": variant, "labels": "S1", "labelled_frames": 10, "status": "done",
+                "metrics": {"mpjpe": mpjpe, "n_mpjpe": mpjpe - 10, "p_mpjpe": 50.0,
+                            "hit@1": 0.5, "map@10": 0.25}}
+    return {"preset": preset, "seed": seed, "kappa": 0.1, "test_subjects": ["S9"],
+            "rows": [row("baseline", base), row("mcss", mcss)]}
+
+
+def test_summarize_averages_seeds_and_keeps_each_seeds_change(tmp_path, capsys):
+    import json
+
+    from trainer.cli import main
+
+    files = []
+    for seed, (base, mcss) in enumerate([(200.0, 180.0), (220.0, 231.0)]):
+        files.append(tmp_path / f"s{seed}.json")
+        files[-1].write_text(json.dumps(_result(seed, base, mcss)))
+    assert main(["bench", "summarize", *map(str, files)]) == 0
+    out = capsys.readouterr().out
+    mcss_row = next(line for line in out.splitlines() if line.startswith("| S1 | mcss |"))
+    assert "| 205.5 | 195.5 | 50.0 |" in mcss_row  # means of 180/231 and 170/221
+    assert mcss_row.endswith("| +2.1% |")  # (210 - 205.5) / 210
+    assert "seed 0, 1 (mean)" in out and "per seed: +10.0%, -5.0%" in out
+
+
+def test_summarize_refuses_other_files(tmp_path, capsys):
+    import json
+
+    from trainer.cli import main
+
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(_result(0, 200.0, 190.0)))
+    other = tmp_path / "full.json"
+    other.write_text(json.dumps(_result(1, 200.0, 190.0, preset="full")))
+    junk = tmp_path / "junk.json"
+    junk.write_text('{"rows": [{"variant": "x"}]}')
+    for files, problem in (([good, other], "another preset"), ([good, junk], "not a result file"),
+                           ([tmp_path / "nope.json"], "file not found")):
+        assert main(["bench", "summarize", *map(str, files)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert problem in err and str(files[-1]) in err and "\n" not in err

@@ -198,7 +198,61 @@ def format_table(result: dict) -> str:
                  + (f"; {ORACLE}: the baseline network with 3D labels on every train frame "
                     f"(the ceiling; compared with the {first} baseline)"
                     if any(r["variant"] == ORACLE for r in result["rows"]) else ""))
+    for name, changes in result.get("per_seed", {}).items():
+        if ORACLE not in name:
+            lines.append(f"{name} MPJPE vs baseline per seed: "
+                         + ", ".join(f"{c:+.1f}%" for c in changes))
     return "\n".join(lines)
+
+
+def load_results(paths: list[str]) -> list[dict]:
+    """Bench JSON files (--json) -> results; a file that is not one is a one-line error."""
+    from mcss_studio.core.errors import UserInputError
+
+    results = []
+    for path in paths:
+        try:
+            result = json.loads(Path(path).read_text(encoding="utf-8"))
+            rows = result["rows"]
+            if not all({"variant", "labels", "metrics"} <= set(r) for r in rows):
+                raise KeyError("rows")
+        except FileNotFoundError:
+            raise UserInputError(path, "file not found") from None
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            raise UserInputError(path, "not a result file of mcss-train bench --json") from None
+        results.append(result)
+    return results
+
+
+def average_results(results: list[dict], sources: list[str] | None = None) -> dict:
+    """The mean of several seeds' results (same preset, same rows); `per_seed` keeps each
+    seed's MPJPE change against its own baseline, since the spread is part of the finding."""
+    from mcss_studio.core.errors import UserInputError
+
+    def shape(r: dict) -> list:
+        return [r.get("preset")] + [(row["variant"], row["labels"]) for row in r["rows"]]
+
+    for i, r in enumerate(results[1:], 1):
+        if shape(r) != shape(results[0]):
+            name = sources[i] if sources else f"result {i}"
+            raise UserInputError(name, "another preset or other rows than the first file")
+    rows = []
+    for k, row in enumerate(results[0]["rows"]):
+        keys = set.intersection(*(set(r["rows"][k]["metrics"]) for r in results))
+        metrics = {key: sum(r["rows"][k]["metrics"][key] for r in results) / len(results)
+                   for key in sorted(keys)}
+        rows.append({**row, "metrics": metrics})
+    per_seed: dict[str, list[float]] = {}
+    for r in results:
+        base = {row["labels"]: row["metrics"]["mpjpe"] for row in r["rows"]
+                if row["variant"] == "baseline"}
+        for row in r["rows"]:
+            b = base.get(row["labels"])
+            if row["variant"] != "baseline" and b and "mpjpe" in row["metrics"]:
+                name = f"{row['variant']} ({row['labels']})"
+                per_seed.setdefault(name, []).append(100 * (b - row["metrics"]["mpjpe"]) / b)
+    seeds = ", ".join(str(r.get("seed")) for r in results)
+    return {**results[0], "seed": f"{seeds} (mean)", "rows": rows, "per_seed": per_seed}
 
 
 def dump(result: dict) -> str:

@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="change a preset setting for every variant, e.g. a GPU-sized model: "
                     "--set crop_size=128 --set width=64 --set steps=6000 (repeatable)")
+    sm = bench_sub.add_parser("summarize", help="one table with the mean of several seeds' "
+                              "--json results")
+    sm.add_argument("results", nargs="+", help="JSON files written by --json")
     return parser
 
 
@@ -140,7 +143,11 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import format_table, limited_supervision
+    from .bench import average_results, format_table, limited_supervision, load_results
+
+    if args.protocol == "summarize":
+        print(format_table(average_results(load_results(args.results), args.results)))
+        return 0
     from .config import TrainConfig, parse_overrides
 
     overrides = parse_overrides(args.overrides)
