@@ -86,3 +86,31 @@ def test_summarize_refuses_other_files(tmp_path, capsys):
         assert main(["bench", "summarize", *map(str, files)]) == 2
         err = capsys.readouterr().err.strip()
         assert problem in err and str(files[-1]) in err and "\n" not in err
+
+
+def test_a_signal_stops_the_whole_bench(tmp_path, monkeypatch):
+    """Ctrl-C / SIGTERM during one run ends the bench (partial table, handlers restored)
+    instead of stopping that run and going on with the next."""
+    import os
+    import signal
+
+    import trainer.bench as bench
+    from mcss_studio.core.synth import generate
+
+    data = generate(tmp_path / "data", preset="tiny", seed=0)
+    real_fit = bench.fit
+
+    def fit_then_signal(*args, **kwargs):
+        result = real_fit(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives between two runs
+        return result
+
+    monkeypatch.setattr(bench, "fit", fit_then_signal)
+    before = signal.getsignal(signal.SIGTERM)
+    tiny = dict(crop_size=32, width=8, embedding_dim=16, pose_hidden=32, orientation_hidden=16,
+                steps=2, tau=3, instants_per_sequence=3, labelled_batch=8, eval_stride=3)
+    result = limited_supervision("quick", seed=0, work_dir=str(tmp_path / "work"),
+                                 overrides=tiny, data=data)
+    assert result["stopped"] and len(result["rows"]) == 1 and result["planned_runs"] == 4
+    assert "STOPPED: 1 of 4 runs" in format_table(result)
+    assert signal.getsignal(signal.SIGTERM) == before

@@ -19,7 +19,7 @@ from .config import TrainConfig
 from .data import labels_from_ground_truth
 from .evaluate import KAPPA
 from .events import EventWriter
-from .train import fit
+from .train import StopFlag, fit
 
 TRAIN_SUBJECTS = ["S1", "S5", "S6", "S7", "S8"]
 TEST_SUBJECTS = ["S9", "S11"]
@@ -129,6 +129,7 @@ def limited_supervision(
 
     spec = PRESETS[preset]
     tmp = None
+    stop: StopFlag | None = None
     if work_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="mcss-bench-")
         work_dir = tmp.name
@@ -148,7 +149,11 @@ def limited_supervision(
         if with_oracle:
             plan.append((ORACLE, ORACLE_CHANGES, TRAIN_SUBJECTS))
         rows = []
+        stop = StopFlag()  # one Ctrl-C / SIGTERM ends the whole bench, not just the current run
+        stop.install()
         for variant, changes, label_set in plan:
+            if stop.event.is_set():
+                break
             config = replace(base, **changes, run_id=f"{variant}-{'+'.join(label_set)}-seed{seed}",
                              labelled_subjects=list(label_set))
             labels = labels_from_ground_truth(train, label_set, config.label_every)
@@ -156,7 +161,7 @@ def limited_supervision(
             events = EventWriter(work / "runs" / config.run_id / "events.jsonl")
             try:
                 result = fit(config, events, sequences=train, labels=labels,
-                             test_sequences=test, progress=False)
+                             test_sequences=test, stop=stop, progress=False)
             finally:
                 events.close()
             rows.append({"variant": variant, "labels": "+".join(label_set),
@@ -165,8 +170,11 @@ def limited_supervision(
                          "metrics": result.metrics})
         return {"preset": preset, "seed": seed, "kappa": KAPPA, "data": str(data),
                 "train_subjects": TRAIN_SUBJECTS, "test_subjects": TEST_SUBJECTS,
-                "config": base.to_dict(), "data_seconds": round(data_seconds, 1), "rows": rows}
+                "config": base.to_dict(), "data_seconds": round(data_seconds, 1), "rows": rows,
+                "stopped": stop.event.is_set(), "planned_runs": len(plan)}
     finally:
+        if stop is not None:
+            stop.restore()
         if tmp is not None:
             tmp.cleanup()
 
@@ -198,6 +206,9 @@ def format_table(result: dict) -> str:
                  + (f"; {ORACLE}: the baseline network with 3D labels on every train frame "
                     f"(the ceiling; compared with the {first} baseline)"
                     if any(r["variant"] == ORACLE for r in result["rows"]) else ""))
+    if result.get("stopped"):
+        lines.append(f"STOPPED: {len(result['rows'])} of {result.get('planned_runs', '?')} runs "
+                     "(the last one unfinished has no metrics)")
     for name, changes in result.get("per_seed", {}).items():
         if ORACLE not in name:
             lines.append(f"{name} MPJPE vs baseline per seed: "

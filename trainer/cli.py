@@ -155,13 +155,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     result = limited_supervision(args.preset, seed=args.seed, work_dir=args.work_dir,
                                  device=args.device, overrides=overrides)
     print(format_table(result))
+    if result.get("stopped"):
+        print("mcss-train: stopped by a signal; the table is partial", file=sys.stderr)
     if args.json_out:
         path = Path(args.json_out)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(result, indent=2))
         os.replace(tmp, path)
-    return 0
+    return 130 if result.get("stopped") else 0
 
 
 def main(argv: list[str] | None = None) -> int:
