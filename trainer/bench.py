@@ -207,11 +207,11 @@ def format_table(result: dict) -> str:
                     f"(the ceiling; compared with the {first} baseline)"
                     if any(r["variant"] == ORACLE for r in result["rows"]) else ""))
     if result.get("stopped"):
-        lines.append(f"STOPPED: {len(result['rows'])} of {result.get('planned_runs', '?')} runs "
+        lines.append(f"\nSTOPPED: {len(result['rows'])} of {result.get('planned_runs', '?')} runs "
                      "(the last one unfinished has no metrics)")
     for name, changes in result.get("per_seed", {}).items():
         if ORACLE not in name:
-            lines.append(f"{name} MPJPE vs baseline per seed: "
+            lines.append(f"\n{name} MPJPE vs baseline per seed: "
                          + ", ".join(f"{c:+.1f}%" for c in changes))
     return "\n".join(lines)
 
