@@ -365,11 +365,13 @@ def build_cache(
             raise UserInputError(None, f"boxes have shape {boxes.shape}, expected {(C, T, 4)}")
     folder = crops_dir(cache_dir, seq)
     folder.mkdir(parents=True, exist_ok=True)
+    settings = (crop_size, margin, boxes, proxies, proxy_max_side, box_method)
     # a complete cache is only read: no lock, so several trainers / the Studio can share it
-    if _complete(seq, cache_dir, folder, crop_size, margin, boxes, proxies, proxy_max_side,
-                 box_method):
+    if _complete(seq, cache_dir, folder, *settings):
         return CropCache.open(cache_dir, seq)
     with _BuildLock(folder):
+        if _complete(seq, cache_dir, folder, *settings):  # another process just finished it
+            return CropCache.open(cache_dir, seq)
         return _build_locked(
             seq, cache_dir, folder, crop_size, margin, boxes, proxies, proxy_max_side, progress,
             box_method, workers,
@@ -382,14 +384,13 @@ def _complete(
 ) -> bool:
     """Whether the finished cache (and proxies, if wanted) match these inputs and settings."""
     old = _read_meta(folder)
-    if old is None or not old.get("complete"):
+    if (old is None or not old.get("complete")
+            or old.get("fingerprint") != _crop_fingerprint(seq, crop_size, margin, boxes,
+                                                          box_method)):
         return False
-    if old.get("fingerprint") != _crop_fingerprint(seq, crop_size, margin, boxes, box_method):
-        return False
-    if old.get("input_fingerprint") != input_fingerprint(seq):
-        return False
-    return not proxies or all(
-        _proxies_complete(cache_dir, seq, proxy_max_side, c) for c in range(len(seq.cameras)))
+    # proxies are trusted only while the videos are those the last crop build saw
+    return not proxies or (old.get("input_fingerprint") == input_fingerprint(seq) and all(
+        _proxies_complete(cache_dir, seq, proxy_max_side, c) for c in range(len(seq.cameras))))
 
 
 def _build_locked(
@@ -416,8 +417,6 @@ def _build_locked(
         not proxies or (same_input and _proxies_complete(cache_dir, seq, proxy_max_side, c))
         for c in range(C)
     ]
-    if resume and old is not None and old.get("complete") and all(proxy_ok):
-        return CropCache.open(cache_dir, seq)
 
     squares = None
     if resume:
