@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -152,19 +153,26 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
+def _parse_list(text: str) -> list[str]:
+    return [x for x in text.split(",") if x]
+
+
+def _field_parsers() -> dict[str, tuple[Callable[[str], Any], str | None]]:
+    """TrainConfig field -> (text -> value, metavar): one typing for --flags and --set."""
+    defaults = TrainConfig()
+    out: dict[str, tuple[Callable[[str], Any], str | None]] = {}
+    for f in fields(TrainConfig):
+        kind = type(getattr(defaults, f.name))
+        out[f.name] = ((_parse_bool, "BOOL") if kind is bool
+                       else (_parse_list, "A,B") if kind is list else (kind, None))
+    return out
+
+
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """--<field> for every TrainConfig field (underscores as dashes); default None = unset."""
-    for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(TrainConfig(), f.name)
-        kind = type(default)
-        if kind is bool:
-            parser.add_argument(flag, type=_parse_bool, default=None, metavar="BOOL")
-        elif kind is list:
-            parser.add_argument(flag, type=lambda s: [x for x in s.split(",") if x], default=None,
-                                metavar="A,B")
-        else:
-            parser.add_argument(flag, type=kind, default=None)
+    for name, (parse, metavar) in _field_parsers().items():
+        parser.add_argument("--" + name.replace("_", "-"), type=parse, default=None,
+                            metavar=metavar)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -179,23 +187,18 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """["key=value", ...] -> {field: typed value}, typed like the TrainConfig field."""
-    defaults = TrainConfig()
-    kinds = {f.name: type(getattr(defaults, f.name)) for f in fields(TrainConfig)}
+    parsers = _field_parsers()
     out: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
         key = key.strip().replace("-", "_")
-        if not sep or key not in kinds:
+        if not sep or key not in parsers:
             raise UserInputError("--set", f"expected KEY=VALUE naming a training setting, "
                                           f"got {item!r}")
-        kind = kinds[key]
+        parse = parsers[key][0]
         try:
-            if kind is bool:
-                out[key] = _parse_bool(text)
-            elif kind is list:
-                out[key] = [x for x in text.split(",") if x]
-            else:
-                out[key] = kind(text)
+            out[key] = parse(text)
         except (ValueError, argparse.ArgumentTypeError):
-            raise UserInputError("--set", f"{key} must be {kind.__name__}, got {text!r}") from None
+            kind = type(getattr(TrainConfig(), key)).__name__
+            raise UserInputError("--set", f"{key} must be {kind}, got {text!r}") from None
     return out
