@@ -121,7 +121,7 @@ def make_dataset(work: Path, spec: dict, seed: int) -> Path:
 
 def limited_supervision(
     preset: str = "quick", seed: int = 0, work_dir: str | None = None, device: str = "auto",
-    overrides: dict | None = None, data: str | Path | None = None, with_oracle: bool = True,
+    overrides: dict | None = None, data: str | Path | None = None,
 ) -> dict:
     """Train every variant for every label set (+ the all-labels ceiling); returns
     {preset, rows: [...], ...}. `overrides` replace preset settings (e.g. a GPU-sized model)."""
@@ -146,8 +146,7 @@ def limited_supervision(
         data_seconds = time.perf_counter() - t0
         plan = [(variant, changes, label_set) for label_set in spec["label_sets"]
                 for variant, changes in VARIANTS.items()]
-        if with_oracle:
-            plan.append((ORACLE, ORACLE_CHANGES, TRAIN_SUBJECTS))
+        plan.append((ORACLE, ORACLE_CHANGES, TRAIN_SUBJECTS))
         rows = []
         stop = StopFlag()  # one Ctrl-C / SIGTERM ends the whole bench, not just the current run
         stop.install()
