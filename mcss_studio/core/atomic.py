@@ -11,7 +11,8 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from types import TracebackType
+from typing import IO, Any, TypeVar
 
 from .errors import UserInputError
 
@@ -50,3 +51,31 @@ def atomic_open(
         kwargs.setdefault("encoding", "utf-8")
     with atomic_path(path, fsync=fsync) as tmp, open(tmp, mode, **kwargs) as fh:
         yield fh
+
+
+_Writer = TypeVar("_Writer", bound="CommitOnExit")
+
+
+class CommitOnExit:
+    """Base of writers used as `with Writer(...) as w:`: the block ending normally commits
+    (close), an exception discards what was half written (abort)."""
+
+    def close(self) -> object:  # what a subclass returns (e.g. ProxyWriter's bool) is its own
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _Writer) -> _Writer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

@@ -22,12 +22,11 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 
 import cv2
 import numpy as np
 
-from .atomic import atomic_open
+from .atomic import CommitOnExit, atomic_open
 from .errors import UserInputError
 from .imageops import fast_area_resize
 from .sequence import MultiviewSequence
@@ -71,7 +70,7 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-class ProxyWriter:
+class ProxyWriter(CommitOnExit):
     """Builds one camera's proxy files; frames may arrive in any order, each at most once.
 
     Resumes a matching partial build (or a finished but incomplete one) found in `directory`.
@@ -240,19 +239,6 @@ class ProxyWriter:
         self._blob.close()
         self._closed = True
 
-    def __enter__(self) -> ProxyWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 class ProxyStore:

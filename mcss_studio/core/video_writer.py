@@ -24,11 +24,11 @@ from __future__ import annotations
 import os
 from fractions import Fraction
 from pathlib import Path
-from types import TracebackType
 
 import av
 import numpy as np
 
+from .atomic import CommitOnExit
 from .errors import UserInputError
 
 CODECS = ("h264", "mp4v", "xvid", "mjpg", "ffv1")
@@ -48,7 +48,7 @@ def _fps_fraction(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
-class VideoWriter:
+class VideoWriter(CommitOnExit):
     """Write RGB uint8 frames to a video file; the file appears complete or not at all.
 
     Frames go to a temporary name next to ``path``; `close()` renames it into place. If the
@@ -121,7 +121,7 @@ class VideoWriter:
             if codec == "mjpg":
                 ctx.color_range = 2  # full-range JPEG levels
         except Exception:
-            self._abort()
+            self.abort()
             raise
         self._closed = False
 
@@ -155,11 +155,11 @@ class VideoWriter:
                 self._container.mux(packet)
             self._container.close()
         except Exception:
-            self._abort()
+            self.abort()
             raise
         os.replace(self._tmp, self.path)
 
-    def _abort(self) -> None:
+    def abort(self) -> None:
         """Drop the half-written temporary file."""
         self._closed = True
         try:
@@ -168,19 +168,6 @@ class VideoWriter:
             pass
         self._tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> VideoWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self._abort()
 
 
 def _container_format(suffix: str) -> str:
