@@ -98,7 +98,7 @@ def play(window, seconds: float, speed: float = 1.0, probe: StallProbe | None = 
     on_shown = grid.frameShown.connect(count_shown)
     on_pred = state.predictionChanged.connect(count_answer)
     state.set_speed(speed)
-    dropped0 = window.inference.dropped
+    dropped0 = window.session.inference.dropped
     if probe is not None:
         probe.start()
     state.set_playing(True)
@@ -112,7 +112,7 @@ def play(window, seconds: float, speed: float = 1.0, probe: StallProbe | None = 
     state.predictionChanged.disconnect(on_pred)
     state.set_speed(1.0)
     return {"display_fps": shown[0] / elapsed, "inference_fps": answers[0] / elapsed,
-            "dropped": window.inference.dropped - dropped0, "stall_ms": stall * 1000,
+            "dropped": window.session.inference.dropped - dropped0, "stall_ms": stall * 1000,
             # load-independent cost: CPU the UI thread spent per shown frame (it also idles in
             # pump()'s 1 ms sleeps, so this is an upper bound), and the whole process's CPU use
             "ui_ms_per_frame": 1000 * ui_cpu / max(shown[0], 1), "cpu_cores": cpu / elapsed}
@@ -154,7 +154,7 @@ def gpu_throughput(checkpoint: Path) -> str:
     from mcss_studio.core.inference import Predictor
 
     pred = Predictor(checkpoint, device="cuda")
-    s = pred.crop_size or 128
+    s = pred.contract.crop_size
     lines = [f"device {pred.device_name}"]
     for n in (4, 64, 256):
         crops = np.random.default_rng(0).integers(0, 255, (n, s, s, 3), dtype=np.uint8)
@@ -189,8 +189,8 @@ def main() -> int:
 
     from PySide6.QtWidgets import QApplication
 
+    from mcss_studio.core.media import default_cache_root
     from mcss_studio.gui.main_window import MainWindow
-    from mcss_studio.gui.media import default_cache_root
 
     os.environ.setdefault("MCSS_STUDIO_SETTINGS", str(tmp / "settings.ini"))
     app = QApplication.instance() or QApplication([])
@@ -208,7 +208,7 @@ def main() -> int:
     if not window.open_path(demo):
         print(window.last_error)
         return 2
-    wait_for(lambda: not window.cache_busy, 900, "the proxy/crop cache build")
+    wait_for(lambda: not window.session.cache_busy, 900, "the proxy/crop cache build")
     seq = window.state.sequence
     load = os.getloadavg()
     print(f"machine: {os.cpu_count()} CPU cores, load average {load[0]:.1f} (other processes "
@@ -216,8 +216,7 @@ def main() -> int:
     print(f"sequence {seq.name}: {len(seq.cameras)} views "
           f"({', '.join(f'{c.width}x{c.height}' for c in seq.cameras)}), {seq.num_frames} frames "
           f"at {seq.fps:g} fps; proxies: {window.state.media.has_proxies}")
-    window.inference.predictor = None
-    window.state.set_checkpoint(None)
+    window.session.unload_checkpoint()
     pump(1.0)
 
     # 1. playback without and with inference
@@ -229,7 +228,7 @@ def main() -> int:
     with_inf = play(window, args.seconds, probe=probe)
     with_inf_fast = play(window, args.seconds / 2, speed=4.0)
     print(f"\nplayback at 1x ({seq.fps:g} fps video), {args.seconds:g} s each, device "
-          f"{window.device_name}, checkpoint {Path(ckpt).name}")
+          f"{window.state.device}, checkpoint {Path(ckpt).name}")
     print(f"{'':24s}{'display fps':>12s}{'inference/s':>12s}{'dropped':>9s}{'worst stall':>13s}"
           f"{'UI ms/frame':>13s}{'CPU cores':>11s}")
     for name, r in (("without inference, 1x", no_inf), ("with inference, 1x", with_inf),
@@ -240,8 +239,7 @@ def main() -> int:
           f"{with_inf['display_fps'] / max(no_inf['display_fps'], 1e-9):.2f}")
 
     # 2. random jumps: proxies vs direct seeking
-    window.inference.predictor = None
-    window.state.set_checkpoint(None)
+    window.session.unload_checkpoint()
     pump(0.5)
     rng = np.random.default_rng(0)
     frames = [int(v) for v in rng.integers(0, seq.num_frames, args.jumps)]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from mcss_studio.core.runlog import read_events
 from trainer.cli import main
-from trainer.events import read_events
 
 torch.set_num_threads(1)
 

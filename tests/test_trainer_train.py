@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from mcss_studio.core.checkpoint import load_checkpoint
+from mcss_studio.core.runlog import EventWriter, read_events
 from trainer.config import TrainConfig
-from trainer.events import EventWriter, read_events
 from trainer.fake import fake_sequences
 from trainer.train import StopFlag, fit
 
@@ -101,14 +101,21 @@ def test_stop_flag_saves_checkpoint_and_reports_stopped(tmp_path, data):
 
 
 def test_signals_set_the_stop_flag():
-    stop = StopFlag()
-    stop.install()
+    def before(signum, frame):  # the handler the trainer must hand back, not SIG_DFL
+        raise AssertionError("the stop flag's handler should have been called")
+
+    previous = signal.signal(signal.SIGTERM, before)
     try:
-        os.kill(os.getpid(), signal.SIGTERM)
-        assert stop.event.wait(timeout=5)
+        stop = StopFlag()
+        stop.install()
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert stop.event.wait(timeout=5)
+        finally:
+            stop.restore()
+        assert signal.getsignal(signal.SIGTERM) is before
     finally:
-        stop.restore()
-    assert signal.getsignal(signal.SIGTERM) is not None
+        signal.signal(signal.SIGTERM, previous)
 
 
 def test_failure_is_reported(tmp_path, data):

@@ -15,10 +15,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from mcss_studio.core.runlog import EventWriter
+
 from .config import TrainConfig
 from .data import labels_from_ground_truth
 from .evaluate import KAPPA
-from .events import EventWriter
 from .train import StopFlag, fit
 
 TRAIN_SUBJECTS = ["S1", "S5", "S6", "S7", "S8"]

@@ -1,16 +1,17 @@
-"""`mcss-train`: fit, evaluate, embed, bench. User errors print one line and exit 2."""
+"""`mcss-train`: fit, evaluate, embed, bench. User errors print one line and exit 2, Ctrl+C
+exits 130 (mcss_studio.cli.common.run_cli); every output file is written atomically."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from mcss_studio.cli.common import EXIT_INTERRUPTED, run_cli
+from mcss_studio.core.atomic import atomic_open
 from mcss_studio.core.errors import UserInputError
 
 from .config import add_config_flags, config_from_args
@@ -69,18 +70,19 @@ def _checkpoint_data(args: argparse.Namespace, split: str | None):
     from .sources import load_sequences, resolve_subjects
 
     predictor = Predictor(args.checkpoint, device=args.device)
-    crop = int(predictor.meta.get("crop_size") or 128)
-    margin = float((predictor.meta.get("train_config") or {}).get("crop_margin", 0.2))
+    contract = predictor.contract
     given = [s for s in args.subjects.split(",") if s]
     subjects = resolve_subjects(args.data, given, split) if split else (given or None)
-    sequences = load_sequences(args.data, subjects, args.cache_dir or None, crop, margin)
+    sequences = load_sequences(args.data, subjects, args.cache_dir or None, contract.crop_size,
+                               contract.crop_margin)
     if not sequences:
         raise UserInputError(args.data, f"no sequences for subjects {subjects}")
     return predictor, sequences
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from .events import EventWriter
+    from mcss_studio.core.runlog import EventWriter
+
     from .train import _new_run_dir, fit
 
     config = config_from_args(args)
@@ -111,33 +113,52 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+EMBED_CHUNK = 64  # frames per model call: all views of them in one batch
+
+
 def cmd_embed(args: argparse.Namespace) -> int:
+    """Embeddings and camera-frame poses of every (frame, camera) through the prediction
+    pipeline, the same path the Studio's live inference takes."""
+    from mcss_studio.core import open_dataset
+    from mcss_studio.core.cache import build_cache
+    from mcss_studio.core.media import MediaAccess
+    from mcss_studio.core.pipeline import PosePipeline
+
+    from .sources import default_cache_dir
+
     out = Path(args.out)
     if out.suffix != ".npz":
         raise UserInputError(out, "output must be an .npz file")
-    predictor, sequences = _checkpoint_data(args, None)
+    pipeline = PosePipeline.load(args.checkpoint, device=args.device)
+    contract = pipeline.contract
+    dataset = open_dataset(args.data)
+    given = [s for s in args.subjects.split(",") if s]
+    entries = dataset.for_subjects(given) if given else dataset.sequences
+    if not entries:
+        raise UserInputError(args.data, f"no sequences for subjects {given}")
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir(args.data)
     names, frames, cams, emb, poses = [], [], [], [], []
-    for s in sequences:
-        idx = np.arange(0, s.num_frames, max(1, args.stride))
-        for c in range(s.num_cameras):
-            pred = predictor.predict(np.asarray(s.crops[c][idx]),
-                                     rays=s.ray_features(idx, np.full(len(idx), c)))
-            names += [s.name] * len(idx)
-            frames.append(idx)
-            cams += [s.camera_names[c]] * len(idx)
-            emb.append(pred["embedding"])
-            poses.append(pred["pose_cam"])
+    for entry in entries:
+        seq = entry.open()
+        media = MediaAccess(seq, cache_dir)
+        try:
+            build_cache(seq, cache_dir, crop_size=contract.crop_size,
+                        margin=contract.crop_margin, proxies=False)
+            media.attach_caches()
+            idx = range(0, seq.num_frames, max(1, args.stride))
+            for start in range(0, len(idx), EMBED_CHUNK):
+                for pred in pipeline.predict_frames(media, idx[start:start + EMBED_CHUNK]):
+                    names += [entry.name] * len(seq.cameras)
+                    frames += [pred.frame] * len(seq.cameras)
+                    cams += seq.camera_names
+                    emb.append(pred.embedding)
+                    poses.append(pred.pose_cam.astype(np.float32))
+        finally:
+            media.close()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".npz", dir=out.parent)
-    os.close(fd)
-    try:
-        np.savez(tmp, sequence=np.array(names), frame=np.concatenate(frames),
-                 camera=np.array(cams), embedding=np.concatenate(emb),
-                 pose_cam=np.concatenate(poses))
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_open(out, "wb") as fh:
+        np.savez(fh, sequence=np.array(names), frame=np.array(frames), camera=np.array(cams),
+                 embedding=np.concatenate(emb), pose_cam=np.concatenate(poses))
     print(f"{len(names)} embeddings -> {out}")
     return 0
 
@@ -160,10 +181,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json_out:
         path = Path(args.json_out)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(result, indent=2))
-        os.replace(tmp, path)
-    return 130 if result.get("stopped") else 0
+        with atomic_open(path) as fh:
+            fh.write(json.dumps(result, indent=2))
+    return EXIT_INTERRUPTED if result.get("stopped") else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,11 +192,7 @@ def main(argv: list[str] | None = None) -> int:
 
     set_threads()
     commands = {"fit": cmd_fit, "evaluate": cmd_evaluate, "embed": cmd_embed, "bench": cmd_bench}
-    try:
-        return commands[args.command](args)
-    except UserInputError as exc:
-        print(f"mcss-train: error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: commands[args.command](args), "mcss-train")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from mcss_studio.core.checkpoint import load_checkpoint, load_training_state, sa
 from mcss_studio.core.errors import UserInputError
 from mcss_studio.core.inference import autocast_for, pick_device
 from mcss_studio.core.model import MCSSModel, ModelConfig
+from mcss_studio.core.runlog import EventWriter, JsonLines
 
 from .config import TrainConfig
 from .data import (
@@ -40,7 +41,6 @@ from .data import (
     to_float_images,
 )
 from .evaluate import evaluate
-from .events import EventWriter, JsonLines
 from .losses import pose_loss, rotation_loss, triplet_loss
 from .mining import mine_triplets
 

@@ -1,7 +1,8 @@
 """Predictor: checkpoint (or model) -> 3D poses and embeddings for uint8 crops, on the best device.
 
-Used by the GUI's inference worker and by `mcss-train evaluate/embed`. Device "auto" picks CUDA
-(bf16 or fp16 autocast, channels_last) over Apple MPS over CPU.
+Used by the prediction pipeline (core/pipeline.py: the Studio's inference worker and
+`mcss-train embed`) and by `mcss-train evaluate`. Device "auto" picks CUDA (bf16 or fp16
+autocast, channels_last) over Apple MPS over CPU. `contract` says what crops the model expects.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_checkpoint
+from .contract import InputContract, input_contract
 from .model import RAY_DIM, MCSSModel
 
 
@@ -60,8 +62,11 @@ class Predictor:
         if isinstance(checkpoint_path_or_model, torch.nn.Module):
             self.model = checkpoint_path_or_model
             self.meta: dict = {}
+            source = None
         else:
             self.model, self.meta = load_checkpoint(checkpoint_path_or_model)
+            source = checkpoint_path_or_model
+        self.contract: InputContract = input_contract(self.meta, self.model.config, source)
         self.model = self.model.to(self.device).eval()
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -76,13 +81,9 @@ class Predictor:
         return str(self.device)
 
     @property
-    def crop_size(self) -> int | None:
-        return self.meta.get("crop_size")
-
-    @property
     def uses_rays(self) -> bool:
         """True when the orientation head reads viewing rays (core.model.crop_rays)."""
-        return bool(getattr(self.model.config, "ray_input", False))
+        return self.contract.uses_rays
 
     @torch.no_grad()
     def predict(self, crops: np.ndarray, rays: np.ndarray | None = None) -> dict[str, np.ndarray]:

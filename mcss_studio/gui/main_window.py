@@ -1,15 +1,17 @@
-"""The Studio's main window: camera grid and 3D view side by side, transport below.
+"""The Studio's main window: layout, menus and dialogs, nothing else.
 
-The window wires panels to the shared state and owns the workers; panels never call each other.
+Camera grid and 3D view side by side, transport below. The Session (gui/session.py) does the
+work and writes the shared state; the window asks the user (file dialogs, questions), hands the
+answer to the Session and shows what the state says (status bar, error dialogs). Panels observe
+the state and never call each other.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -18,34 +20,21 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
+    QProgressDialog,
     QSplitter,
     QToolBar,
     QVBoxLayout,
     QWidget,
 )
 
-from ..core.errors import UserInputError
-from ..core.project import create_project, is_project, read_project
 from .dialogs import ShortcutsDialog, progress_dialog, show_error
-from .media import MediaAccess, default_cache_root
 from .player.grid import CameraGrid
 from .player.transport import PlaybackClock, TransportBar
-from .posing import RateMeter
-from .state import SPEEDS, Prediction, StudioState
-from .workers import FrameDecodeWorker, InferenceWorker, TaskWorker, run_off_ui_thread
+from .recent import APP
+from .session import Session
+from .state import SPEEDS
 
-MAX_RECENT = 10
-ORG, APP = "mcss-studio", "MCSS Studio"
-
-
-def find_demo_checkpoint() -> Path | None:
-    """The small checkpoint shipped in assets/ for the demo, if present."""
-    assets = Path(__file__).resolve().parents[2] / "assets"
-    for pattern in ("demo*.safetensors", "demo*.pt", "*.safetensors", "*.pt"):
-        found = sorted(assets.glob(pattern)) if assets.is_dir() else []
-        if found:
-            return found[0]
-    return None
+STATUS_KEYS = ("cache", "device", "checkpoint", "inference", "display")
 
 
 class MainWindow(QMainWindow):
@@ -59,28 +48,13 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.setWindowTitle(APP)
         self.interactive = interactive  # False: never ask questions (tests, --screenshot)
-        self.state = StudioState(self)
-        self.dataset = None
-        self.project = None
-        self.cache_dir: Path | None = None
-        self.cache_worker: TaskWorker | None = None
+        self.session = Session(device=device, parent=self)
+        self.state = self.session.state
         self.error_boxes: list = []
         self.last_error: str | None = None
-        self.inference_rate = RateMeter()
-        self.device_name = "-"
-        self._pending_checkpoint: Path | None = None  # last checkpoint asked for
+        self._demo_dialog: QProgressDialog | None = None
 
-        self.decoder = FrameDecodeWorker(self)
-        self.decoder.failed.connect(lambda m: self.statusBar().showMessage(m, 5000))
-        self.decoder.start()
-        self.inference = InferenceWorker(self, device=device)
-        self.inference.done.connect(self._prediction_arrived)
-        self.inference.loaded.connect(self._checkpoint_loaded)
-        self.inference.loadFailed.connect(self._checkpoint_failed)
-        self.inference.failed.connect(lambda m: self.statusBar().showMessage(m, 5000))
-        self.inference.start()
-
-        self.grid = CameraGrid(self.state, self.decoder)
+        self.grid = CameraGrid(self.state, self.session.decoder)
         self.view3d = None
         if with_3d:
             from .view3d import View3D
@@ -106,7 +80,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._build_status()
         self.setAcceptDrops(True)
-        self.state.frameChanged.connect(self._frame_changed)
+        self._observe_state()
         self.resize(1400, 800)
 
     # -- chrome -------------------------------------------------------------------------------
@@ -116,7 +90,9 @@ class MainWindow(QMainWindow):
         bar.addWidget(QLabel(" Sequence: "))
         self.sequence_box = QComboBox(bar)
         self.sequence_box.setMinimumContentsLength(24)
-        self.sequence_box.activated.connect(self._sequence_chosen)
+        self.sequence_box.activated.connect(
+            lambda i: self.session.choose_sequence(self.sequence_box.itemText(i))
+        )
         bar.addWidget(self.sequence_box)
         self.addToolBar(bar)
 
@@ -181,25 +157,43 @@ class MainWindow(QMainWindow):
     def _build_status(self) -> None:
         sb = self.statusBar()
         self.status_labels: dict[str, QLabel] = {}
-        for key, text in (
-            ("cache", ""),
-            ("device", "device: -"),
-            ("checkpoint", "checkpoint: none"),
-            ("inference", "inference: - fps"),
-            ("display", "display: - fps"),
-        ):
-            label = QLabel(text)
+        for key in STATUS_KEYS:
+            label = QLabel(self.state.status.get(key, ""))
             sb.addPermanentWidget(label)
             self.status_labels[key] = label
-        self.state.statusChanged.connect(lambda k, t: self.status_labels[k].setText(t))
         self._status_timer = QTimer(self)
         self._status_timer.timeout.connect(self._update_rates)
         self._status_timer.start(500)
+        self._update_rates()
 
     def _update_rates(self) -> None:
-        self.status_labels["display"].setText(f"display: {self.grid.display_rate.rate():.1f} fps")
-        rate = self.inference_rate.rate()
-        self.status_labels["inference"].setText(f"inference: {rate:.1f} fps")
+        self.session.update_rates()
+        self.state.set_status("display", f"display: {self.grid.display_rate.rate():.1f} fps")
+
+    def _observe_state(self) -> None:
+        s = self.state
+        s.statusChanged.connect(lambda key, text: self.status_labels[key].setText(text))
+        s.errorRaised.connect(self.report_error)
+        s.datasetChanged.connect(self._dataset_changed)
+        s.sequenceChanged.connect(self._sequence_changed)
+        s.projectChanged.connect(lambda _root: self.setWindowTitle(f"{APP} - {s.opened_path}"))
+        self.session.message.connect(lambda text: self.statusBar().showMessage(text, 10000))
+        self.session.recentChanged.connect(self._refresh_recent)
+        self.session.demoStarted.connect(self._demo_started)
+        self.session.demoProgress.connect(self._demo_progress)
+        self.session.demoFinished.connect(self._demo_finished)
+
+    def _dataset_changed(self, dataset) -> None:
+        self.sequence_box.blockSignals(True)
+        self.sequence_box.clear()
+        if dataset is not None:
+            self.sequence_box.addItems(dataset.names)
+        self.sequence_box.blockSignals(False)
+
+    def _sequence_changed(self, seq) -> None:
+        names = self.state.dataset.names if self.state.dataset is not None else []
+        if seq is not None and seq.name in names:
+            self.sequence_box.setCurrentIndex(names.index(seq.name))
 
     # -- errors -------------------------------------------------------------------------------
     def report_error(self, message: str) -> None:
@@ -217,160 +211,43 @@ class MainWindow(QMainWindow):
 
     def open_path(self, path: Path, sequence: str | None = None) -> bool:
         """Open a project, dataset or recording folder; errors become a dialog. True on success."""
-        from ..core import open_dataset
+        ask = self._ask_create_project if self.interactive else None
+        return self.session.open_path(Path(path), sequence, ask)
 
-        path = Path(path).expanduser()
-        try:
-            project = None
-            if is_project(path):
-                project = read_project(path)
-                source = project.sources[0]
-            else:
-                source = path
-            dataset = run_off_ui_thread(lambda: open_dataset(source))
-            if project is None and dataset.kind == "recording" and self.interactive:
-                answer = QMessageBox.question(
-                    self,
-                    "Create a project?",
-                    f"{path} is a recording. Create a project in it (mcss-project.toml and a "
-                    "cache/ folder for proxies and crops)?",
-                )
-                if answer == QMessageBox.StandardButton.Yes:
-                    project = create_project(path, path)
-            self.project, self.dataset = project, dataset
-            self.cache_dir = project.cache_dir if project else default_cache_root() / "cache"
-            self.sequence_box.blockSignals(True)
-            self.sequence_box.clear()
-            self.sequence_box.addItems(dataset.names)
-            self.sequence_box.blockSignals(False)
-            name = sequence if sequence is not None else dataset.names[0]
-            self.sequence_box.setCurrentIndex(
-                dataset.names.index(name) if name in dataset.names else 0
-            )
-            self.open_sequence_named(dataset.names[self.sequence_box.currentIndex()])
-        except UserInputError as exc:
-            self.report_error(str(exc))
-            return False
-        self.state.set_project(project.root if project else None)
-        self._add_recent(project.root if project else path)
-        self.setWindowTitle(f"{APP} - {path}")
-        if self.state.checkpoint is None and self._pending_checkpoint is None:
-            ckpt = project.checkpoint if project and project.checkpoint else find_demo_checkpoint()
-            if ckpt is not None:
-                self.open_checkpoint(ckpt)
-        return True
-
-    def _sequence_chosen(self, index: int) -> None:
-        if self.dataset is not None and 0 <= index < len(self.dataset.names):
-            try:
-                self.open_sequence_named(self.dataset.names[index])
-            except UserInputError as exc:
-                self.report_error(str(exc))
-
-    def open_sequence_named(self, name: str) -> None:
-        dataset = self.dataset
-        seq = run_off_ui_thread(lambda: dataset.open(name))  # demuxes every video
-        self.show_sequence(seq, self.cache_dir)
-
-    def show_sequence(self, seq, cache_dir: Path | None) -> None:
-        """Show an opened MultiviewSequence; proxies and crops are built in the background."""
-        media = MediaAccess(seq, cache_dir)
-        ready = media.attach_caches()
-        self.state.set_sequence(seq, media)
-        for w in seq.warnings:
-            self.statusBar().showMessage(w, 10000)
-        self.status_labels["cache"].setText("proxies: ready" if ready else "proxies: none")
-        if not ready and cache_dir is not None:
-            self._build_caches(media)
-
-    def _build_caches(self, media: MediaAccess) -> None:
-        if self.cache_worker is not None and self.cache_worker.isRunning():
-            self.cache_worker.cancelled = True
-            self.cache_worker.wait()
-        worker = TaskWorker(media.build_caches, self)
-        worker.progress.connect(
-            lambda d, t: self.status_labels["cache"].setText(f"building proxies {d}/{t}")
+    def _ask_create_project(self, path: Path) -> bool:
+        answer = QMessageBox.question(
+            self,
+            "Create a project?",
+            f"{path} is a recording. Create a project in it (mcss-project.toml and a "
+            "cache/ folder for proxies and crops)?",
         )
-        worker.succeeded.connect(lambda _r, m=media: self._caches_built(m))
-        worker.failed.connect(lambda msg: self.status_labels["cache"].setText("proxies: failed"))
-        worker.failed.connect(lambda msg: self.statusBar().showMessage(f"cache: {msg}", 10000))
-        self.cache_worker = worker
-        self.status_labels["cache"].setText("building proxies...")
-        worker.start()
-
-    def _caches_built(self, media: MediaAccess) -> None:
-        ready = media.attach_caches()
-        self.status_labels["cache"].setText("proxies: ready" if ready else "proxies: none")
-        if media is self.state.media:
-            self.state.notify_media()
-            self._frame_changed(self.state.frame)
-
-    @property
-    def cache_busy(self) -> bool:
-        return self.cache_worker is not None and self.cache_worker.isRunning()
+        return answer == QMessageBox.StandardButton.Yes
 
     def open_demo(self, on_ready=None) -> None:
         """Open the demo project, generating its dataset on first use with a progress dialog."""
-        demo = default_cache_root() / "demo"
-        if (demo / "manifest.json").is_file():
-            self._open_demo_project(demo, on_ready)
-            return
+        self.session.open_demo(on_ready)
 
-        def generate(progress):
-            from ..core.synth import generate as synth_generate
-
-            return synth_generate(demo, preset="demo", progress=progress)
-
+    def _demo_started(self) -> None:
         dlg = progress_dialog(
             self, "Generating the demo", "Rendering the synthetic demo dataset..."
         )
-        worker = TaskWorker(generate, self)
-        worker.progress.connect(lambda d, t: (dlg.setMaximum(t), dlg.setValue(d)))
-        dlg.canceled.connect(lambda: setattr(worker, "cancelled", True))
-
-        def finished(path) -> None:
-            dlg.close()
-            self._open_demo_project(Path(path), on_ready)
-
-        def failed(msg: str) -> None:
-            dlg.close()
-            self.report_error(msg)
-
-        worker.succeeded.connect(finished)
-        worker.failed.connect(failed)
-        self._demo_worker = worker
+        dlg.canceled.connect(self.session.cancel_demo)
+        self._demo_dialog = dlg
         dlg.show()
-        worker.start()
 
-    def _open_demo_project(self, demo: Path, on_ready=None) -> None:
-        try:
-            if not is_project(demo):
-                create_project(demo, demo)  # the demo is a project: its cache lives beside it
-        except UserInputError as exc:
-            self.report_error(str(exc))
-            return
-        if self.open_path(demo) and on_ready is not None:
-            on_ready()
+    def _demo_progress(self, done: int, total: int) -> None:
+        if self._demo_dialog is not None:
+            self._demo_dialog.setMaximum(total)
+            self._demo_dialog.setValue(done)
+
+    def _demo_finished(self) -> None:
+        if self._demo_dialog is not None:
+            self._demo_dialog.close()
+            self._demo_dialog = None
 
     # -- recent projects ----------------------------------------------------------------------
-    def _settings(self) -> QSettings:
-        """User settings; MCSS_STUDIO_SETTINGS names an INI file instead (tests, portable use)."""
-        path = os.environ.get("MCSS_STUDIO_SETTINGS")
-        if path:
-            return QSettings(path, QSettings.Format.IniFormat)
-        return QSettings(ORG, APP)
-
     def recent_paths(self) -> list[str]:
-        value = self._settings().value("recent", [])
-        if isinstance(value, str):
-            value = [value]
-        return [str(v) for v in (value or [])]
-
-    def _add_recent(self, path: Path) -> None:
-        p = str(Path(path).resolve())
-        recent = [r for r in self.recent_paths() if r != p]
-        self._settings().setValue("recent", [p, *recent][:MAX_RECENT])
-        self._refresh_recent()
+        return self.session.recent.paths()
 
     def _refresh_recent(self) -> None:
         self.recent_menu.clear()
@@ -406,33 +283,8 @@ class MainWindow(QMainWindow):
             self.open_checkpoint(Path(path))
 
     def open_checkpoint(self, path: Path) -> None:
-        """Load a checkpoint in the inference worker; a bad file becomes a dialog."""
-        self.status_labels["checkpoint"].setText(f"checkpoint: loading {Path(path).name}")
-        self._pending_checkpoint = Path(path)
-        if self.state.num_cameras:
-            self.inference.warmup_batch = self.state.num_cameras
-        self.inference.load(Path(path))
-
-    def _checkpoint_loaded(self, path, device: str) -> None:
-        self.device_name = device
-        self.status_labels["device"].setText(f"device: {device}")
-        self.status_labels["checkpoint"].setText(f"checkpoint: {Path(path).name}")
-        self.state.set_checkpoint(Path(path))
-        self._frame_changed(self.state.frame)
-
-    def _checkpoint_failed(self, message: str) -> None:
-        name = self.state.checkpoint.name if self.state.checkpoint else "none"
-        self.status_labels["checkpoint"].setText(f"checkpoint: {name}")
-        self.report_error(message)
-
-    def _frame_changed(self, t: int) -> None:
-        if self.state.media is not None:
-            self.inference.request_frame(self.state.media, t)
-
-    def _prediction_arrived(self, pred: Prediction) -> None:
-        self.inference_rate.tick()
-        if pred.extra.get("media") is self.state.media:  # not an answer about a closed sequence
-            self.state.set_prediction(pred)
+        """Load a checkpoint for live inference; a bad file becomes a dialog."""
+        self.session.open_checkpoint(Path(path))
 
     def showEvent(self, event) -> None:  # noqa: N802
         super().showEvent(event)
@@ -476,12 +328,6 @@ class MainWindow(QMainWindow):
             render_panel(self, "window").save(path)
 
     def closeEvent(self, event) -> None:  # noqa: N802
-        self.state.set_playing(False)
-        if self.cache_worker is not None and self.cache_worker.isRunning():
-            self.cache_worker.cancelled = True
-            self.cache_worker.wait(30000)
-        self.decoder.stop()
-        self.inference.stop()
-        if self.state.media is not None:
-            self.state.media.close()
+        self._status_timer.stop()
+        self.session.close()
         super().closeEvent(event)

@@ -85,7 +85,7 @@ class ScreenshotJob(QObject):
 
     def _ready(self) -> bool:
         w, s = self.window, self.window.state
-        if s.sequence is None or w.cache_busy:
+        if s.sequence is None or w.session.cache_busy:
             return False
         if not self._frame_set:
             target = 0 if self.frame is None else self.frame
@@ -99,7 +99,7 @@ class ScreenshotJob(QObject):
             return False
         if w.grid.full_res_frame != s.frame:
             return False
-        if w._pending_checkpoint is not None:
+        if s.checkpoint_requested is not None or s.checkpoint is not None:
             return (
                 s.checkpoint is not None
                 and s.prediction is not None

@@ -1,69 +1,65 @@
 """The one shared state model of the Studio.
 
 Panels observe it through signals and change it through its setters; they never call each other.
-That keeps every panel testable alone and makes the order of updates irrelevant.
+The Session (gui/session.py) writes what it opens and loads here; the main window only shows it.
+That keeps every panel testable alone and makes the order of updates irrelevant. Every setter
+emits the signal of each value it changes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from PySide6.QtCore import QObject, Signal
+
+from ..core.media import MediaAccess
+from ..core.pipeline import Prediction
+from ..core.sources.dataset import Dataset
 
 OVERLAY_NAMES: tuple[str, ...] = ("box", "skeleton", "gt", "names")
 DEFAULT_OFF = ("names",)
 SPEEDS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
-@dataclass
-class Prediction:
-    """The model's answer for one synchronised frame, all views of it in one batch.
-
-    pose_cam: (C, 17, 3) mm root-relative, each camera's frame; pose_world: (17, 3) mm in the
-    world frame when calibration allows it (else None); points2d: (C, 17, 2) native pixels of each
-    view (projected when calibrated, else the camera-frame pose fitted into the person box).
-    """
-
-    frame: int
-    pose_cam: np.ndarray
-    pose_world: np.ndarray | None
-    points2d: np.ndarray
-    embedding: np.ndarray | None = None
-    seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
-
-
 class StudioState(QObject):
-    """Project, sequence, current frame, selection, checkpoint, overlays, prediction, playback."""
+    """Project, dataset, sequence, current frame, selection, checkpoint (requested and loaded),
+    overlays, prediction, playback, status texts and the last error."""
 
     projectChanged = Signal(object)  # Path | None
+    datasetChanged = Signal(object)  # Dataset | None
     sequenceChanged = Signal(object)  # MultiviewSequence | None
     mediaChanged = Signal()  # proxies / crop cache became available
     frameChanged = Signal(int)
     selectionChanged = Signal(int)  # camera index, -1 = none
     maximisedChanged = Signal(int)  # camera index shown alone, -1 = grid
-    checkpointChanged = Signal(object)  # Path | None
+    checkpointRequested = Signal(object)  # Path | None: asked for, not loaded yet
+    checkpointChanged = Signal(object)  # Path | None: loaded and answering
     overlaysChanged = Signal()
     predictionChanged = Signal(object)  # Prediction | None
     playingChanged = Signal(bool)
     speedChanged = Signal(float)
     statusChanged = Signal(str, str)  # key, text (device, checkpoint, inference fps, ...)
+    errorRaised = Signal(str)  # one-line message for a dialog
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.project: Path | None = None
+        self.dataset: Dataset | None = None
+        self.opened_path: Path | None = None  # the folder the user opened (title bar)
         self.sequence = None
-        self.media = None  # gui.media.MediaAccess for the current sequence
+        self.media: MediaAccess | None = None  # pixels of the current sequence
         self.frame = 0
         self.selected_camera = -1
         self.maximised_camera = -1
+        self.checkpoint_requested: Path | None = None
         self.checkpoint: Path | None = None
+        self.device = "-"  # where the loaded checkpoint runs
         self.overlays: dict[str, bool] = {n: n not in DEFAULT_OFF for n in OVERLAY_NAMES}
         self.prediction: Prediction | None = None
         self.playing = False
         self.speed = 1.0
+        self.status: dict[str, str] = {}
+        self.last_error: str | None = None
 
     # -- data ---------------------------------------------------------------------------------
     @property
@@ -78,17 +74,22 @@ class StudioState(QObject):
         self.project = path
         self.projectChanged.emit(path)
 
-    def set_sequence(self, sequence, media=None) -> None:
+    def set_dataset(self, dataset: Dataset | None, opened_path: Path | None) -> None:
+        self.dataset = dataset
+        self.opened_path = opened_path
+        self.datasetChanged.emit(dataset)
+
+    def set_sequence(self, sequence, media: MediaAccess | None = None) -> None:
         """Replace the shown sequence; frame, selection and prediction start afresh."""
         self.set_playing(False)
         old = self.media
         self.sequence = sequence
         self.media = media
         self.frame = 0
-        self.selected_camera = -1
-        self.maximised_camera = -1
         self.prediction = None
         self.sequenceChanged.emit(sequence)
+        self.select_camera(-1)
+        self.set_maximised(-1)
         self.predictionChanged.emit(None)
         self.frameChanged.emit(0)
         if old is not None and old is not media:
@@ -148,8 +149,18 @@ class StudioState(QObject):
             self.overlaysChanged.emit()
 
     # -- model --------------------------------------------------------------------------------
-    def set_checkpoint(self, path: Path | None) -> None:
+    def request_checkpoint(self, path: Path | None) -> None:
+        """A checkpoint is being loaded (None: no load pending any more)."""
+        if path != self.checkpoint_requested:
+            self.checkpoint_requested = path
+            self.checkpointRequested.emit(path)
+
+    def set_checkpoint(self, path: Path | None, device: str = "-") -> None:
+        """The checkpoint now answering (None: none); a pending request for it is fulfilled."""
+        if path is not None and path == self.checkpoint_requested:
+            self.request_checkpoint(None)
         self.checkpoint = path
+        self.device = device
         self.prediction = None
         self.checkpointChanged.emit(path)
         self.predictionChanged.emit(None)
@@ -158,5 +169,13 @@ class StudioState(QObject):
         self.prediction = prediction
         self.predictionChanged.emit(prediction)
 
+    # -- reports ------------------------------------------------------------------------------
     def set_status(self, key: str, text: str) -> None:
-        self.statusChanged.emit(key, text)
+        if self.status.get(key) != text:
+            self.status[key] = text
+            self.statusChanged.emit(key, text)
+
+    def report_error(self, message: str) -> None:
+        """A user error (one line naming the file and the problem) for the window to show."""
+        self.last_error = message
+        self.errorRaised.emit(message)

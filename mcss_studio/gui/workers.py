@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 from PySide6.QtCore import QEventLoop, QThread, Signal
 
 from ..core.errors import UserInputError
-from ..core.joints import NUM_JOINTS
-from ..core.model import crop_rays
-from .posing import place_in_world, project_views
-from .state import Prediction
+from ..core.media import MediaAccess
+from ..core.pipeline import PosePipeline
 
 
 def _lower_thread_priority(nice: int) -> None:
@@ -113,22 +109,22 @@ class FrameDecodeWorker(LatestRequestWorker):
 
 
 class InferenceWorker(LatestRequestWorker):
-    """Runs the Predictor on all views of one frame in one batch.
+    """Runs the prediction pipeline (core/pipeline.py) on all views of one frame in one batch.
 
     Requests: ("load", checkpoint path) or ("frame", media, t). Loads are never dropped by frames:
-    a load replaces everything pending, and a frame request after it waits for the load.
+    a load replaces everything pending, and a frame request after it waits for the load. A
+    result is a Prediction whose extra["media"] names the media it is about.
     """
 
     loaded = Signal(object, str)  # checkpoint path, device name
-    loadFailed = Signal(str)  # one-line message naming the checkpoint
+    loadFailed = Signal(object, str)  # checkpoint path, one-line message naming it
 
     def __init__(self, parent=None, device: str = "auto") -> None:
         super().__init__(parent)
         self.device = device
-        self.predictor = None
-        self.crop_size = 128
+        self.pipeline: PosePipeline | None = None
         self.cpu_threads: int | None = None
-        self.warmup_batch = 4  # the window sets it to the number of views
+        self.warmup_batch = 4  # the Session sets it to the number of views
         self._load_lock = threading.Lock()
         self._load_request: Path | None = None
 
@@ -137,8 +133,12 @@ class InferenceWorker(LatestRequestWorker):
             self._load_request = Path(path)
         self.submit(("load",))
 
-    def request_frame(self, media, t: int) -> None:
-        if self.predictor is None and self._load_request is None:
+    def unload(self) -> None:
+        """Forget the model (answers stop until the next load)."""
+        self.pipeline = None
+
+    def request_frame(self, media: MediaAccess, t: int) -> None:
+        if self.pipeline is None and self._load_request is None:
             return
         self.submit(("frame", media, int(t)))
 
@@ -149,87 +149,25 @@ class InferenceWorker(LatestRequestWorker):
             try:
                 self._load(load)
             except UserInputError as exc:
-                self.loadFailed.emit(str(exc))
-            except Exception as exc:  # noqa: BLE001 - incompatible files fail in many ways
-                self.loadFailed.emit(
-                    f"{load}: cannot load checkpoint ({type(exc).__name__}: {exc})"
-                )
+                self.loadFailed.emit(load, str(exc))
             if request[0] == "load":
                 return None
-        if request[0] != "frame" or self.predictor is None:
+        if request[0] != "frame" or self.pipeline is None:
             return None
         _, media, t = request
-        return self.infer(media, t)
+        prediction = self.pipeline.predict_frame(media, t)
+        prediction.extra["media"] = media
+        return prediction
 
     def _load(self, path: Path) -> None:
-        import torch
-
-        from ..core.inference import Predictor
-
         if self.cpu_threads is None:
+            import torch
+
             # leave a core to the UI thread and the decoders: playback must not stutter
             self.cpu_threads = max(1, (os.cpu_count() or 2) - 1)
             torch.set_num_threads(self.cpu_threads)
-
-        if not Path(path).is_file():
-            raise UserInputError(path, "checkpoint file does not exist")
-        predictor = Predictor(path, device=self.device)
-        size = int(_crop_size_of(predictor))
-        # the probe checks the model's answer and warms it up at the batch size of the views:
-        # a first call at a new batch size holds the interpreter for a few hundred ms
-        batch = max(1, self.warmup_batch)
-        probe = predictor.predict(np.zeros((batch, size, size, 3), dtype=np.uint8))
-        shape = tuple(np.shape(probe.get("pose_cam")))
-        if shape != (batch, NUM_JOINTS, 3):
-            raise UserInputError(
-                path,
-                f"model predicts poses of shape {shape[1:]}, the Studio needs ({NUM_JOINTS}, 3)",
-            )
-        self.predictor, self.crop_size = predictor, size
-        self.loaded.emit(path, str(getattr(predictor, "device_name", self.device)))
-
-    def infer(self, media, t: int) -> Prediction:
-        start = time.perf_counter()
-        crops, regions = media.crops(t, self.crop_size)
-        seq = media.sequence
-        cals = [c.calibration for c in seq.cameras]
-        rays = None  # where each crop sits in its image: needed for the camera-frame orientation
-        if getattr(self.predictor, "uses_rays", False) and all(c is not None for c in cals):
-            rays = np.stack(
-                [crop_rays(np.asarray(r, float), c.K, c.dist) for r, c in zip(regions, cals)]
-            )
-        out = self.predictor.predict(crops, rays=rays)
-        pose_cam = np.asarray(out["pose_cam"], dtype=np.float64)
-        pose_world = None
-        if len(cals) >= 2 and all(c is not None for c in cals):
-            pose_world = place_in_world(pose_cam, cals, regions)
-        points2d = project_views(pose_cam, pose_world, cals, regions)
-        emb = out.get("embedding")
-        return Prediction(
-            frame=t,
-            pose_cam=pose_cam,
-            pose_world=pose_world,
-            points2d=points2d,
-            embedding=None if emb is None else np.asarray(emb),
-            seconds=time.perf_counter() - start,
-            extra={"regions": regions, "media": media},
-        )
-
-
-def _crop_size_of(predictor) -> int:
-    for name in ("crop_size", "input_size"):
-        value = getattr(predictor, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    meta = getattr(predictor, "meta", None) or {}
-    if isinstance(meta, dict):
-        for key in ("crop_size", "input_size"):
-            if isinstance(meta.get(key), int):
-                return meta[key]
-        cfg = meta.get("config")
-        if isinstance(cfg, dict) and isinstance(cfg.get("crop_size"), int):
-            return cfg["crop_size"]
-    return 128
+        self.pipeline = PosePipeline.load(path, self.device, self.warmup_batch)
+        self.loaded.emit(path, self.pipeline.device_name)
 
 
 class TaskWorker(QThread):

@@ -19,7 +19,6 @@ import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,11 +26,9 @@ from ..camera import Calibration, fit_calibration_to_image
 from ..errors import UserInputError
 from ..joints import NUM_JOINTS
 from ..sequence import CameraView, MultiviewSequence, synchronise
+from .base import Dataset, SequenceEntry
 from .h36m_cameras import CAMERA_IDS, published_calibration
 from .h36m_npz import load_positions_3d
-
-if TYPE_CHECKING:
-    from .dataset import Dataset
 
 # Human3.6M 32-joint skeleton -> our 17 joints (core/joints.py order), by meaning:
 # hip<-0 Hips, r_hip<-1 RightUpLeg, r_knee<-2 RightLeg, r_foot<-3 RightFoot, l_hip<-6 LeftUpLeg,
@@ -122,8 +119,6 @@ def list_h36m_sequences(root: str | Path) -> list[SequenceInfo]:
 
 def dataset(root: str | Path) -> Dataset:
     """The root as a Dataset (kind "h36m") with the usual subject splits."""
-    from .dataset import Dataset, SequenceEntry
-
     root = Path(root)
     entries = [
         SequenceEntry(name=i.name, subject=i.subject, action=i.action, opener=i.open)

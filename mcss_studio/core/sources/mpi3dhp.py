@@ -26,16 +26,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..camera import Calibration, fit_calibration_to_image
 from ..errors import UserInputError
 from ..sequence import CameraView, MultiviewSequence, synchronise
-
-if TYPE_CHECKING:
-    from .dataset import Dataset
+from .base import Dataset, SequenceEntry
 
 # MPI-INF-3DHP's 28 joints (its mpii_get_joint_set.m order)
 MPI_JOINT_NAMES: tuple[str, ...] = (
@@ -124,8 +121,6 @@ def list_mpi3dhp_sequences(root: str | Path) -> list[SequenceInfo]:
 
 def dataset(root: str | Path) -> Dataset:
     """The root as a Dataset (kind "mpi3dhp"); all its subjects are training subjects."""
-    from .dataset import Dataset, SequenceEntry
-
     root = Path(root)
     infos = list_mpi3dhp_sequences(root)
     entries = [

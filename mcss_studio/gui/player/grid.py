@@ -12,7 +12,7 @@ import numpy as np
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QGridLayout, QWidget
 
-from ..posing import RateMeter
+from ..rates import RateMeter
 from ..state import StudioState
 from ..workers import FrameDecodeWorker
 from .camera_view import CameraView

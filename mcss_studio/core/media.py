@@ -1,21 +1,30 @@
-"""Pixels for the Studio, without Qt: display proxies, full-resolution frames and model crops.
+"""Pixels of one sequence for viewers and the prediction pipeline: display proxies,
+full-resolution frames and model crops.
 
-The sequence's frame readers are not thread-safe, so every full-resolution read goes through
-one lock; proxies and crop caches are read-only memory maps and need none.
+Crops follow the checkpoint's input contract (core/contract.py): the crop cache is used only when
+it was built with the same margin, otherwise crops are cut from the full-resolution frames, so a
+model never sees crops made differently from its training crops. The sequence's frame readers
+are not thread-safe, so every full-resolution read goes through one lock; proxies and crop caches
+are read-only memory maps and need none.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from ..core.errors import UserInputError
-
-CROP_MARGIN = 0.2  # the crop cache's default margin, so live crops match cached ones
+from .boxes import gt_boxes
+from .cache import CropCache, build_cache, crop_square, crop_squares
+from .contract import DEFAULT_CROP_MARGIN
+from .errors import UserInputError
+from .proxies import ProxyStore
+from .sequence import MultiviewSequence
+from .sources.folder import open_recording
 
 
 def default_cache_root() -> Path:
@@ -26,10 +35,8 @@ def default_cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mcss-studio"
 
 
-def _private_copy(seq):
+def _private_copy(seq: MultiviewSequence) -> MultiviewSequence | None:
     """A second opening of a recording with its own readers (for a build beside the player)."""
-    from ..core.sources.folder import open_recording
-
     try:
         other = open_recording(seq.path)
     except Exception:  # noqa: BLE001 - not a plain recording folder: share the readers instead
@@ -45,16 +52,14 @@ def _private_copy(seq):
 class MediaAccess:
     """Frames and crops of one sequence: proxies when built, full-res decode, crop cache."""
 
-    def __init__(self, sequence, cache_dir: Path | None) -> None:
+    def __init__(self, sequence: MultiviewSequence, cache_dir: Path | None) -> None:
         self.sequence = sequence
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.lock = threading.Lock()
-        self.proxies = None
-        self.crop_cache = None
+        self.proxies: ProxyStore | None = None
+        self.crop_cache: CropCache | None = None
         self._person_boxes = sequence.boxes
         if self._person_boxes is None and sequence.joints3d is not None and sequence.is_calibrated:
-            from ..core.boxes import gt_boxes
-
             self._person_boxes = gt_boxes(sequence)
 
     # -- caches -------------------------------------------------------------------------------
@@ -63,37 +68,31 @@ class MediaAccess:
         if self.cache_dir is None:
             return False
         try:
-            from ..core.cache import CropCache
-
             self.crop_cache = CropCache.open(self.cache_dir, self.sequence)
-        except (ImportError, UserInputError, OSError):
+        except (UserInputError, OSError):
             self.crop_cache = None
         self.proxies = _open_proxies(self.cache_dir, self.sequence)
         return self.proxies is not None
 
-    def build_caches(self, progress=None) -> None:
+    def build_caches(self, progress: Callable[[int, int], None] | None = None) -> None:
         """Build crops and proxies in one decode pass (runs in a worker thread)."""
         if self.cache_dir is None:
             raise UserInputError(None, "no cache folder for this sequence")
-        from ..core.cache import build_cache
-
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         copy = _private_copy(self.sequence)
         try:
             if copy is not None:
-                self._build(build_cache, copy, progress)
+                self._build(copy, progress)
             else:
                 with self.lock:  # shared readers: the player waits for the build
-                    self._build(build_cache, self.sequence, progress)
+                    self._build(self.sequence, progress)
         finally:
             if copy is not None:
                 copy.close()
 
-    def _build(self, build_cache, seq, progress) -> None:
-        try:
-            build_cache(seq, self.cache_dir, margin=CROP_MARGIN, proxies=True, progress=progress)
-        except ImportError:  # display proxies not available: crops only
-            build_cache(seq, self.cache_dir, margin=CROP_MARGIN, proxies=False, progress=progress)
+    def _build(self, seq: MultiviewSequence, progress) -> None:
+        build_cache(seq, self.cache_dir, margin=DEFAULT_CROP_MARGIN, proxies=True,
+                    progress=progress)
 
     @property
     def has_proxies(self) -> bool:
@@ -125,30 +124,27 @@ class MediaAccess:
             return np.asarray(self.crop_cache.boxes[:, t], dtype=np.float64)
         return None
 
-    def crop_regions(self, t: int, size: int = 128) -> np.ndarray:
-        """(C, 4) square crop regions the model sees for frame t."""
-        if self.crop_cache is not None:
-            return np.asarray(self.crop_cache.boxes[:, t], dtype=np.float64)
-        from ..core.cache import crop_squares
+    def _cached_crops_fit(self, margin: float) -> bool:
+        """True when the crop cache was cut with this margin (its squares are the model's)."""
+        return self.crop_cache is not None and bool(np.isclose(self.crop_cache.margin, margin))
 
+    def crop_regions(self, t: int, size: int, margin: float) -> np.ndarray:
+        """(C, 4) square crop regions of frame t for crops of `size` px with `margin`."""
+        if self._cached_crops_fit(margin):
+            return np.asarray(self.crop_cache.boxes[:, t], dtype=np.float64)
         boxes = self.person_boxes(t)
         if boxes is None:
             boxes = np.full((len(self.sequence.cameras), 4), np.nan)
         sizes = [(c.width, c.height) for c in self.sequence.cameras]
-        try:
-            return crop_squares(boxes[:, None], CROP_MARGIN, sizes, size)[:, 0]
-        except TypeError:  # older signature without crop_size
-            return crop_squares(boxes[:, None], CROP_MARGIN, sizes)[:, 0]
+        return crop_squares(boxes[:, None], margin, sizes, size)[:, 0]
 
-    def crops(self, t: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    def crops(self, t: int, size: int, margin: float) -> tuple[np.ndarray, np.ndarray]:
         """All views' crops of frame t (C, size, size, 3) and their square regions (C, 4)."""
-        from ..core.cache import crop_square
-
-        regions = self.crop_regions(t, size)
+        regions = self.crop_regions(t, size, margin)
+        cached = self._cached_crops_fit(margin)
         out = np.empty((len(self.sequence.cameras), size, size, 3), dtype=np.uint8)
         for c in range(len(self.sequence.cameras)):
-            crop = None
-            if self.crop_cache is not None:
+            if cached:
                 crop = np.asarray(self.crop_cache.get(c, t))
             else:
                 crop = crop_square(self.full_frame(c, t), regions[c], size)
@@ -161,32 +157,18 @@ class MediaAccess:
         with self.lock:
             self.sequence.close()
         for store in (self.proxies, self.crop_cache):
-            close = getattr(store, "close", None)
-            if close is not None:
-                close()
+            if store is not None:
+                store.close()
 
 
-def _open_proxies(cache_dir: Path, sequence):
+def _open_proxies(cache_dir: Path, sequence: MultiviewSequence) -> ProxyStore | None:
     """The data layer's ProxyStore for this sequence if complete, else None."""
+    store = ProxyStore(cache_dir, sequence)
     try:
-        from ..core.proxies import ProxyStore
-    except ImportError:
+        complete = all(store.complete(c) for c in range(len(sequence.cameras)))
+    except (UserInputError, OSError, ValueError):  # a damaged store is simply not used
+        complete = False
+    if not complete:
+        store.close()
         return None
-    attempts = [lambda: ProxyStore(cache_dir, sequence)]
-    opener = getattr(ProxyStore, "open", None)
-    if opener is not None:
-        attempts.append(lambda: opener(cache_dir / "proxies" / sequence.key))
-    for attempt in attempts:
-        try:
-            store = attempt()
-        except (UserInputError, OSError, TypeError, ValueError, FileNotFoundError):
-            continue
-        complete = getattr(store, "complete", None) or getattr(store, "available", None)
-        if complete is not None:
-            try:
-                if not all(complete(c) for c in range(len(sequence.cameras))):
-                    continue
-            except Exception:  # noqa: BLE001 - a broken store is simply not used
-                continue
-        return store
-    return None
+    return store

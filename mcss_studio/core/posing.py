@@ -1,4 +1,4 @@
-"""Placing the model's camera-frame poses in the world and in each view, without Qt.
+"""Placing the model's camera-frame poses in the world and in each view.
 
 The model answers root-relative poses per camera. With calibration, each view's pose is rotated
 into the world and the views are fused (medoid); the body is placed where the rays through the crop
@@ -7,28 +7,14 @@ centres meet. Without calibration the pose stays centred and is drawn fitted int
 
 from __future__ import annotations
 
-import time
-from collections import deque
-
 import numpy as np
+
+from .geometry import triangulate
 
 
 def triangulate_point(points2d: np.ndarray, calibrations: list) -> np.ndarray:
     """One 3D point (mm) from its pixel position in >= 2 calibrated views (linear DLT)."""
-    try:
-        from ..core.geometry import triangulate
-
-        return np.asarray(triangulate(points2d[:, None, :], calibrations), dtype=np.float64)[0]
-    except ImportError:
-        pass
-    rows = []
-    for (u, v), cal in zip(points2d, calibrations):
-        P = cal.K @ np.hstack([cal.R, cal.t[:, None]])
-        rows.append(u * P[2] - P[0])
-        rows.append(v * P[2] - P[1])
-    _, _, vt = np.linalg.svd(np.asarray(rows))
-    X = vt[-1]
-    return X[:3] / X[3]
+    return np.asarray(triangulate(points2d[:, None, :], calibrations), dtype=np.float64)[0]
 
 
 def medoid_pose(poses: np.ndarray) -> np.ndarray:
@@ -76,23 +62,3 @@ def project_views(
         else:
             out[c] = fit_in_box(pose_cam[c], regions[c])
     return out
-
-
-class RateMeter:
-    """Events per second over a sliding window (display fps, inference fps)."""
-
-    def __init__(self, window_s: float = 2.0) -> None:
-        self.window_s = window_s
-        self.stamps: deque[float] = deque()
-
-    def tick(self, now: float | None = None) -> None:
-        now = time.perf_counter() if now is None else now
-        self.stamps.append(now)
-        while self.stamps and now - self.stamps[0] >= self.window_s:
-            self.stamps.popleft()
-
-    def rate(self, now: float | None = None) -> float:
-        now = time.perf_counter() if now is None else now
-        while self.stamps and now - self.stamps[0] >= self.window_s:
-            self.stamps.popleft()
-        return len(self.stamps) / self.window_s

@@ -1,0 +1,144 @@
+"""The prediction pipeline: frames of a sequence + checkpoint -> poses and embeddings.
+
+One path for everything that runs a model on a sequence (the Studio's inference worker,
+`mcss-train embed`, the coming embedding index): crops made by the checkpoint's input contract
+-> viewing rays where the model reads them and the cameras are calibrated -> the model ->
+per-view camera-frame poses and embeddings -> the world pose when at least two calibrated views
+agree on where the person is -> the skeleton drawn in every view. No Qt; thread-confined (one
+pipeline per worker thread).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .camera import Calibration
+from .contract import InputContract
+from .errors import UserInputError
+from .inference import Predictor
+from .joints import NUM_JOINTS
+from .media import MediaAccess
+from .model import crop_rays
+from .posing import place_in_world, project_views
+
+
+@dataclass
+class Prediction:
+    """The model's answer for one synchronised frame, all views of it in one batch.
+
+    pose_cam: (C, J, 3) mm root-relative, each camera's frame; pose_world: (J, 3) mm in the
+    world frame when calibration allows it (else None); points2d: (C, J, 2) native pixels of each
+    view (projected when calibrated, else the camera-frame pose fitted into the crop region);
+    embedding: (C, D); regions: (C, 4) the crop squares the model saw (x0, y0, x1, y1).
+    """
+
+    frame: int
+    pose_cam: np.ndarray
+    pose_world: np.ndarray | None
+    points2d: np.ndarray
+    embedding: np.ndarray | None = None
+    regions: np.ndarray | None = None
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def viewing_rays(regions: np.ndarray, calibrations: Sequence[Calibration | None]) -> np.ndarray:
+    """(C, 3) viewing ray of each crop region; needs every view calibrated."""
+    return np.stack([crop_rays(np.asarray(r, float), c.K, c.dist)
+                     for r, c in zip(regions, calibrations)])
+
+
+def _place(
+    pose_cam: np.ndarray, regions: np.ndarray, calibrations: Sequence[Calibration | None]
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """World pose (when >= 2 views, all calibrated) and each view's 2D skeleton."""
+    calibrated = all(c is not None for c in calibrations)
+    pose_world = None
+    if len(calibrations) >= 2 and calibrated:
+        pose_world = place_in_world(pose_cam, list(calibrations), regions)
+    return pose_world, project_views(pose_cam, pose_world, list(calibrations), regions)
+
+
+class PosePipeline:
+    """A loaded checkpoint applied to synchronised frames of a sequence."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+        self.contract: InputContract = predictor.contract
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], device: str = "auto", warmup_batch: int = 4
+    ) -> PosePipeline:
+        """Load a checkpoint and check with one probe batch that it answers (J, 3) poses for the
+        joint count its contract names; the probe, at the batch size of the views, also warms the
+        model up (a first call at a new batch size holds the interpreter for a few hundred ms)."""
+        path = Path(path)
+        if not path.is_file():
+            raise UserInputError(path, "checkpoint file does not exist")
+        try:
+            pipeline = cls(Predictor(path, device=device))
+            pipeline._probe(path, max(1, warmup_batch))
+        except UserInputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - incompatible files fail in many ways
+            raise UserInputError(
+                path, f"cannot load checkpoint ({type(exc).__name__}: {exc})"
+            ) from None
+        return pipeline
+
+    def _probe(self, path: Path, batch: int) -> None:
+        size = self.contract.crop_size
+        probe = self.predictor.predict(np.zeros((batch, size, size, 3), dtype=np.uint8))
+        shape = tuple(np.shape(probe["pose_cam"]))
+        if shape != (batch, NUM_JOINTS, 3):
+            raise UserInputError(
+                path,
+                f"model predicts poses of shape {shape[1:]}, the Studio needs ({NUM_JOINTS}, 3)",
+            )
+
+    @property
+    def device_name(self) -> str:
+        return self.predictor.device_name
+
+    def crops(self, media: MediaAccess, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """All views' crops of frame t as the model expects them, and their regions."""
+        return media.crops(t, self.contract.crop_size, self.contract.crop_margin)
+
+    def predict_frames(self, media: MediaAccess, frames: Sequence[int]) -> list[Prediction]:
+        """Predictions for synchronised frames of `media`'s sequence, all views of all frames
+        through the model in one batch."""
+        start = time.perf_counter()
+        cals = [c.calibration for c in media.sequence.cameras]
+        views = len(cals)
+        cut = [self.crops(media, int(t)) for t in frames]
+        if not cut:
+            return []
+        crops = np.concatenate([c for c, _ in cut])
+        regions = np.concatenate([r for _, r in cut])
+        rays = None  # where each crop sits in its image: the camera-frame orientation needs it
+        if self.contract.uses_rays and all(c is not None for c in cals):
+            rays = viewing_rays(regions, cals * len(cut))
+        out = self.predictor.predict(crops, rays=rays)
+        seconds = (time.perf_counter() - start) / len(cut)
+        predictions = []
+        for i, t in enumerate(frames):
+            part = slice(i * views, (i + 1) * views)
+            pose_cam = np.asarray(out["pose_cam"][part], dtype=np.float64)
+            pose_world, points2d = _place(pose_cam, regions[part], cals)
+            predictions.append(Prediction(
+                frame=int(t), pose_cam=pose_cam, pose_world=pose_world, points2d=points2d,
+                embedding=np.asarray(out["embedding"][part]), regions=regions[part],
+                seconds=seconds,
+            ))
+        return predictions
+
+    def predict_frame(self, media: MediaAccess, t: int) -> Prediction:
+        """The prediction for synchronised frame t, all views in one batch."""
+        return self.predict_frames(media, [t])[0]

@@ -1,0 +1,281 @@
+"""The Session: everything the Studio does, without a single widget.
+
+It owns the background workers (full-resolution decode, live inference, cache builds, demo
+generation; soon the trainer subprocess), opens projects, recordings and datasets, loads
+checkpoints, keeps the recent-folder list and holds the one undo stack. It writes only to the
+shared state (gui/state.py); panels and the main window observe the state. Questions to the user
+come in as arguments (a callback that asks), so the Session can be driven by tests and scripts
+without a window.
+
+A user edit is a command (gui/commands.py) pushed with `execute`: the window asks the user what
+to do, the command does and undoes it on the state, the stack gives undo and redo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtGui import QUndoCommand, QUndoStack
+
+from ..core import open_dataset
+from ..core.errors import UserInputError
+from ..core.media import MediaAccess, default_cache_root
+from ..core.pipeline import Prediction
+from ..core.project import create_project, is_project, read_project
+from ..core.sequence import MultiviewSequence
+from ..core.sources.dataset import Dataset
+from .rates import RateMeter
+from .recent import RecentFolders
+from .state import StudioState
+from .workers import FrameDecodeWorker, InferenceWorker, TaskWorker, run_off_ui_thread
+
+AskCreateProject = Callable[[Path], bool]  # "make a project in this recording folder?"
+
+
+def find_demo_checkpoint() -> Path | None:
+    """The small checkpoint shipped in assets/ for the demo, if present."""
+    assets = Path(__file__).resolve().parents[2] / "assets"
+    for pattern in ("demo*.safetensors", "demo*.pt", "*.safetensors", "*.pt"):
+        found = sorted(assets.glob(pattern)) if assets.is_dir() else []
+        if found:
+            return found[0]
+    return None
+
+
+class Session(QObject):
+    """Opens things, runs the workers and writes the results to `state`."""
+
+    demoStarted = Signal()
+    demoProgress = Signal(int, int)  # done, total
+    demoFinished = Signal()  # generated or failed (the failure is reported through the state)
+    recentChanged = Signal()
+    message = Signal(str)  # transient note for the status bar (warnings, worker hiccups)
+
+    def __init__(
+        self, state: StudioState | None = None, device: str = "auto", parent: QObject | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.state = state if state is not None else StudioState(self)
+        self.undo_stack = QUndoStack(self)
+        self.recent = RecentFolders()
+        self.cache_dir: Path | None = None
+        self.cache_worker: TaskWorker | None = None
+        self.demo_worker: TaskWorker | None = None
+        self.inference_rate = RateMeter()
+
+        self.decoder = FrameDecodeWorker(self)
+        self.decoder.failed.connect(self.message)
+        self.decoder.start()
+        self.inference = InferenceWorker(self, device=device)
+        self.inference.done.connect(self._prediction_arrived)
+        self.inference.loaded.connect(self._checkpoint_loaded)
+        self.inference.loadFailed.connect(self._checkpoint_failed)
+        self.inference.failed.connect(self.message)
+        self.inference.start()
+        self.state.frameChanged.connect(self._request_prediction)
+
+        self.state.set_status("cache", "")
+        self.state.set_status("device", "device: -")
+        self.state.set_status("checkpoint", "checkpoint: none")
+        self.state.set_status("inference", "inference: - fps")
+        self._rate_timer = QTimer(self)
+        self._rate_timer.timeout.connect(self.update_rates)
+        self._rate_timer.start(500)
+
+    # -- edits ----------------------------------------------------------------------------------
+    def execute(self, command: QUndoCommand) -> None:
+        """Do a user edit and make it undoable."""
+        self.undo_stack.push(command)
+
+    # -- opening ------------------------------------------------------------------------------
+    def open_path(
+        self, path: Path, sequence: str | None = None, ask: AskCreateProject | None = None
+    ) -> bool:
+        """Open a project, dataset or recording folder; errors go to the state. True on success.
+
+        `ask` is called for a recording that is no project yet; True makes one in it.
+        """
+        path = Path(path).expanduser()
+        try:
+            project = read_project(path) if is_project(path) else None
+            source = project.sources[0] if project else path
+            dataset = run_off_ui_thread(lambda: open_dataset(source))
+            if project is None and dataset.kind == "recording" and ask is not None and ask(path):
+                project = create_project(path, path)
+            self.cache_dir = project.cache_dir if project else default_cache_root() / "cache"
+            self.state.set_dataset(dataset, path)
+            name = sequence if sequence in dataset.names else dataset.names[0]
+            self.open_sequence(name)
+        except UserInputError as exc:
+            self.state.report_error(str(exc))
+            return False
+        root = project.root if project else None
+        self.state.set_project(root)
+        self.recent.add(root or path)
+        self.recentChanged.emit()
+        if self.state.checkpoint is None and self.state.checkpoint_requested is None:
+            ckpt = project.checkpoint if project and project.checkpoint else find_demo_checkpoint()
+            if ckpt is not None:
+                self.open_checkpoint(ckpt)
+        return True
+
+    def open_sequence(self, name: str) -> None:
+        """Show sequence `name` of the open dataset (UserInputError if it cannot be opened)."""
+        dataset: Dataset | None = self.state.dataset
+        if dataset is None:
+            raise UserInputError(None, "no dataset is open")
+        seq = run_off_ui_thread(lambda: dataset.open(name))  # demuxes every video
+        self.show_sequence(seq, self.cache_dir)
+
+    def choose_sequence(self, name: str) -> None:
+        """The user picked another sequence of the open dataset; errors go to the state."""
+        try:
+            self.open_sequence(name)
+        except UserInputError as exc:
+            self.state.report_error(str(exc))
+
+    def show_sequence(self, seq: MultiviewSequence, cache_dir: Path | None) -> None:
+        """Show an opened MultiviewSequence; proxies and crops are built in the background."""
+        media = MediaAccess(seq, cache_dir)
+        ready = media.attach_caches()
+        self.state.set_sequence(seq, media)
+        for warning in seq.warnings:
+            self.message.emit(warning)
+        self.state.set_status("cache", "proxies: ready" if ready else "proxies: none")
+        if not ready and cache_dir is not None:
+            self._build_caches(media)
+
+    # -- caches -------------------------------------------------------------------------------
+    def _build_caches(self, media: MediaAccess) -> None:
+        self.cancel_cache_build()
+        worker = TaskWorker(media.build_caches, self)
+        worker.progress.connect(
+            lambda d, t: self.state.set_status("cache", f"building proxies {d}/{t}")
+        )
+        worker.succeeded.connect(lambda _r, m=media: self._caches_built(m))
+        worker.failed.connect(self._cache_failed)
+        self.cache_worker = worker
+        self.state.set_status("cache", "building proxies...")
+        worker.start()
+
+    def _cache_failed(self, message: str) -> None:
+        self.state.set_status("cache", "proxies: failed")
+        self.message.emit(f"cache: {message}")
+
+    def _caches_built(self, media: MediaAccess) -> None:
+        ready = media.attach_caches()
+        self.state.set_status("cache", "proxies: ready" if ready else "proxies: none")
+        if media is self.state.media:
+            self.state.notify_media()
+            self._request_prediction(self.state.frame)
+
+    def cancel_cache_build(self, timeout_ms: int = -1) -> None:
+        worker = self.cache_worker
+        if worker is not None and worker.isRunning():
+            worker.cancelled = True
+            if timeout_ms < 0:
+                worker.wait()
+            else:
+                worker.wait(timeout_ms)
+
+    @property
+    def cache_busy(self) -> bool:
+        return self.cache_worker is not None and self.cache_worker.isRunning()
+
+    # -- the demo -----------------------------------------------------------------------------
+    def open_demo(self, on_ready: Callable[[], None] | None = None) -> None:
+        """Open the demo project, generating its dataset on first use (demo* signals report
+        the progress)."""
+        demo = default_cache_root() / "demo"
+        if (demo / "manifest.json").is_file():
+            self._open_demo_project(demo, on_ready)
+            return
+
+        def generate(progress):
+            from ..core.synth import generate as synth_generate
+
+            return synth_generate(demo, preset="demo", progress=progress)
+
+        worker = TaskWorker(generate, self)
+        worker.progress.connect(self.demoProgress)
+
+        def finished(path) -> None:
+            self.demoFinished.emit()
+            self._open_demo_project(Path(path), on_ready)
+
+        def failed(message: str) -> None:
+            self.demoFinished.emit()
+            self.state.report_error(message)
+
+        worker.succeeded.connect(finished)
+        worker.failed.connect(failed)
+        self.demo_worker = worker
+        self.demoStarted.emit()
+        worker.start()
+
+    def cancel_demo(self) -> None:
+        if self.demo_worker is not None:
+            self.demo_worker.cancelled = True
+
+    def _open_demo_project(self, demo: Path, on_ready: Callable[[], None] | None) -> None:
+        try:
+            if not is_project(demo):
+                create_project(demo, demo)  # the demo is a project: its cache lives beside it
+        except UserInputError as exc:
+            self.state.report_error(str(exc))
+            return
+        if self.open_path(demo) and on_ready is not None:
+            on_ready()
+
+    # -- checkpoint and inference -------------------------------------------------------------
+    def open_checkpoint(self, path: Path) -> None:
+        """Load a checkpoint in the inference worker; a bad file is reported through the state."""
+        path = Path(path)
+        self.state.request_checkpoint(path)
+        self.state.set_status("checkpoint", f"checkpoint: loading {path.name}")
+        if self.state.num_cameras:
+            self.inference.warmup_batch = self.state.num_cameras
+        self.inference.load(path)
+
+    def unload_checkpoint(self) -> None:
+        """Stop live inference (benchmarks compare playback with and without it)."""
+        self.inference.unload()
+        self.state.set_checkpoint(None)
+
+    def _checkpoint_loaded(self, path: Path, device: str) -> None:
+        self.state.set_checkpoint(Path(path), device)
+        self.state.set_status("device", f"device: {device}")
+        self.state.set_status("checkpoint", f"checkpoint: {Path(path).name}")
+        self._request_prediction(self.state.frame)
+
+    def _checkpoint_failed(self, path: Path, message: str) -> None:
+        if self.state.checkpoint_requested == Path(path):
+            self.state.request_checkpoint(None)  # nothing pending: a project may load its own
+        name = self.state.checkpoint.name if self.state.checkpoint else "none"
+        self.state.set_status("checkpoint", f"checkpoint: {name}")
+        self.state.report_error(message)
+
+    def _request_prediction(self, t: int) -> None:
+        if self.state.media is not None:
+            self.inference.request_frame(self.state.media, t)
+
+    def _prediction_arrived(self, prediction: Prediction) -> None:
+        self.inference_rate.tick()
+        if prediction.extra.get("media") is self.state.media:  # not about a closed sequence
+            self.state.set_prediction(prediction)
+
+    def update_rates(self) -> None:
+        self.state.set_status("inference", f"inference: {self.inference_rate.rate():.1f} fps")
+
+    # -- the end ------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop every worker and release the open sequence."""
+        self._rate_timer.stop()
+        self.state.set_playing(False)
+        self.cancel_cache_build(30000)
+        self.decoder.stop()
+        self.inference.stop()
+        if self.state.media is not None:
+            self.state.media.close()
