@@ -1,0 +1,57 @@
+"""Run logs (core/runlog.py): complete records only, and a resumed writer never fuses records."""
+
+from __future__ import annotations
+
+import json
+
+from mcss_studio.core.runlog import EventWriter, JsonLines, read_events, read_triplets, tail_records
+
+
+def test_reader_skips_a_half_written_last_line(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"event":"start","time":1}\n{"event":"step","time":2}\n{"event":"st')
+    assert read_events(path) == [{"event": "start", "time": 1}, {"event": "step", "time": 2}]
+
+
+def test_resumed_writer_starts_on_a_fresh_line(tmp_path):
+    path = tmp_path / "triplets.jsonl"
+    path.write_text('{"step":1,"violation":0.5}\n{"step":2,"viol')  # killed mid-write
+    log = JsonLines(path)
+    log.write({"step": 3, "violation": 0.25})
+    log.close()
+    text = path.read_text()
+    assert text.endswith('\n{"step":3,"violation":0.25}\n')  # not fused with the cut-off one
+    # the cut-off record is skipped, the resumed run's record is read
+    assert read_triplets(path) == [{"step": 1, "violation": 0.5}, {"step": 3, "violation": 0.25}]
+
+
+def test_writer_adds_no_blank_line_to_a_clean_file(tmp_path):
+    path = tmp_path / "events.jsonl"
+    with_events = EventWriter(path)
+    with_events.emit("start", steps=2)
+    with_events.close()
+    again = EventWriter(path)
+    again.emit("status", status="done", loss=float("nan"))
+    again.close()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 2 and all(lines)
+    last = json.loads(lines[1])
+    assert last["event"] == "status" and last["loss"] is None  # non-finite -> null
+
+
+def test_tail_follows_a_live_file_without_reading_half_records(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b'{"a":1}\n{"b":')
+    records, offset = tail_records(path)
+    assert records == [{"a": 1}] and offset == 8
+    with open(path, "ab") as fh:
+        fh.write(b'2}\n{"c":3}\n')
+    records, offset = tail_records(path, offset)
+    assert records == [{"b": 2}, {"c": 3}] and offset == path.stat().st_size
+
+
+def test_none_path_writes_nothing(tmp_path):
+    log = EventWriter(None)
+    assert log.emit("step", step=1)["event"] == "step"
+    log.close()
+    assert list(tmp_path.iterdir()) == []
