@@ -62,8 +62,9 @@ def make_recording(folder: Path, frames: int = 30, calibrated: bool = True,
     return folder
 
 
-def make_checkpoint(path: Path, crop_size: int = 32) -> Path:
-    """A tiny randomly-initialised MCSS checkpoint saved by the checkpoint module."""
+def make_checkpoint(path: Path, crop_size: int = 32, meta: dict | None = None) -> Path:
+    """A tiny randomly-initialised MCSS checkpoint saved by the checkpoint module (`meta` adds
+    metadata, e.g. the train config the trainer stores)."""
     import torch
 
     from mcss_studio.core.checkpoint import save_checkpoint
@@ -73,4 +74,4 @@ def make_checkpoint(path: Path, crop_size: int = 32) -> Path:
     # ray_input, as training now defaults to: the Studio must pass each crop's viewing ray
     model = MCSSModel(ModelConfig(width=8, embedding_dim=16, pose_hidden=32,
                                   orientation_hidden=16, ray_input=True))
-    return save_checkpoint(path, model, meta={"crop_size": crop_size})
+    return save_checkpoint(path, model, meta={"crop_size": crop_size, **(meta or {})})

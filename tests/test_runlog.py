@@ -11,6 +11,9 @@ def test_reader_skips_a_half_written_last_line(tmp_path):
     path = tmp_path / "events.jsonl"
     path.write_text('{"event":"start","time":1}\n{"event":"step","time":2}\n{"event":"st')
     assert read_events(path) == [{"event": "start", "time": 1}, {"event": "step", "time": 2}]
+    # a record whose newline has not been written yet is still being written: not read either
+    path.write_text('{"event":"start","time":1}\n{"event":"step","time":2}')
+    assert read_events(path) == [{"event": "start", "time": 1}]
 
 
 def test_resumed_writer_starts_on_a_fresh_line(tmp_path):

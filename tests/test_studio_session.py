@@ -1,0 +1,151 @@
+"""The Studio's Session driven without a window: opening, live inference through the prediction
+pipeline, the checkpoint's crop margin, checkpoint requests, state signals and undo."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mcss_studio.core.cache import crop_square
+from mcss_studio.core.inference import Predictor
+from mcss_studio.core.project import create_project
+from mcss_studio.gui.commands import SetValueCommand
+from mcss_studio.gui.session import Session
+from tests.gui_fixtures import make_checkpoint, make_recording
+
+pytestmark = pytest.mark.gui
+WAIT_MS = 60000  # generous: the machine is shared; nothing here measures time
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    return make_recording(tmp_path_factory.mktemp("session") / "rec", frames=12)
+
+
+@pytest.fixture(autouse=True)
+def private_dirs(tmp_path, monkeypatch):
+    monkeypatch.setenv("MCSS_STUDIO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MCSS_STUDIO_SETTINGS", str(tmp_path / "settings.ini"))
+    monkeypatch.setattr("mcss_studio.gui.session.find_demo_checkpoint", lambda: None)
+
+
+@pytest.fixture
+def session(qtbot):
+    s = Session()
+    yield s
+    s.close()
+
+
+def open_ready(qtbot, session: Session, path: Path) -> None:
+    assert session.open_path(path), session.state.last_error
+    qtbot.waitUntil(lambda: not session.cache_busy and session.state.media.has_proxies,
+                    timeout=WAIT_MS)
+
+
+def test_session_opens_infers_and_reports_through_the_state(qtbot, session, recording,
+                                                            tmp_path):
+    state = session.state
+    seen: dict[str, list] = {"dataset": [], "status": []}
+    state.datasetChanged.connect(seen["dataset"].append)
+    state.statusChanged.connect(lambda k, t: seen["status"].append((k, t)))
+    open_ready(qtbot, session, recording)
+    assert [d.kind for d in seen["dataset"]] == ["recording"]
+    assert state.opened_path == recording and state.project is None
+    assert state.status["cache"] == "proxies: ready"
+    assert session.recent.paths()[0] == str(recording.resolve())
+
+    ckpt = make_checkpoint(tmp_path / "tiny.safetensors")
+    session.open_checkpoint(ckpt)
+    assert state.checkpoint_requested == ckpt
+    qtbot.waitUntil(lambda: state.prediction is not None, timeout=WAIT_MS)
+    assert state.checkpoint == ckpt and state.checkpoint_requested is None
+    assert state.device == "cpu" and state.status["device"] == "device: cpu"
+    assert state.status["checkpoint"] == "checkpoint: tiny.safetensors"
+    state.set_frame(5)
+    qtbot.waitUntil(lambda: state.prediction.frame == 5, timeout=WAIT_MS)
+    pred = state.prediction
+    assert pred.pose_cam.shape == (3, 17, 3) and pred.points2d.shape == (3, 17, 2)
+    assert pred.embedding.shape == (3, 16) and pred.pose_world is not None
+    assert ("checkpoint", "checkpoint: tiny.safetensors") in seen["status"]
+
+
+def test_new_sequence_resets_selection_and_maximised_view_with_signals(qtbot, session,
+                                                                       recording):
+    open_ready(qtbot, session, recording)
+    state = session.state
+    state.select_camera(2)
+    state.set_maximised(1)
+    selections, maximised = [], []
+    state.selectionChanged.connect(selections.append)
+    state.maximisedChanged.connect(maximised.append)
+    session.choose_sequence(state.dataset.names[0])
+    assert state.selected_camera == -1 and state.maximised_camera == -1
+    assert selections == [-1] and maximised == [-1]
+
+
+def test_failed_checkpoint_load_then_project_open_loads_the_projects_checkpoint(
+        qtbot, session, recording, tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(recording, project)
+    create_project(project, project)
+    good = make_checkpoint(project / "model.safetensors")
+    with open(project / "mcss-project.toml", "a", encoding="utf-8") as fh:
+        fh.write('checkpoint = "model.safetensors"\n')
+    state = session.state
+    session.open_checkpoint(tmp_path / "absent.safetensors")
+    qtbot.waitUntil(lambda: state.last_error is not None, timeout=WAIT_MS)
+    assert "absent.safetensors" in state.last_error
+    assert state.checkpoint_requested is None and state.checkpoint is None
+    assert state.status["checkpoint"] == "checkpoint: none"
+
+    assert session.open_path(project)
+    assert state.project == project
+    qtbot.waitUntil(lambda: state.checkpoint is not None, timeout=WAIT_MS)
+    assert state.checkpoint == good.resolve()
+
+
+def test_studio_crops_follow_the_checkpoints_margin(qtbot, session, recording, tmp_path,
+                                                    monkeypatch):
+    crops_seen: list[np.ndarray] = []
+    original = Predictor.predict
+
+    def spy(self, crops, rays=None):
+        crops_seen.append(np.array(crops))
+        return original(self, crops, rays=rays)
+
+    monkeypatch.setattr(Predictor, "predict", spy)
+    open_ready(qtbot, session, recording)  # builds the crop cache with margin 0.2
+    state = session.state
+    assert state.media.crop_cache.margin == pytest.approx(0.2)
+    # saved the way the trainer saves it after `mcss-train fit --crop-margin 0.3`
+    ckpt = make_checkpoint(tmp_path / "m03.safetensors",
+                           meta={"train_config": {"crop_margin": 0.3}})
+    session.open_checkpoint(ckpt)
+    qtbot.waitUntil(lambda: state.prediction is not None, timeout=WAIT_MS)
+    pred, t = state.prediction, state.prediction.frame
+    boxes = state.media.person_boxes(t)
+    for c in range(3):
+        box_side = max(boxes[c, 2] - boxes[c, 0], boxes[c, 3] - boxes[c, 1])
+        side = pred.regions[c, 2] - pred.regions[c, 0]
+        assert abs(side - 1.3 * box_side) <= 2.0, (side, box_side)  # 0.2 would be 0.1 * side off
+        centre = (pred.regions[c, :2] + pred.regions[c, 2:]) / 2
+        assert np.allclose(centre, (boxes[c, :2] + boxes[c, 2:]) / 2, atol=1.0)
+    # and the model saw exactly those regions, cut from the full-resolution frames
+    frame_crops = crops_seen[-1]
+    for c in range(3):
+        expected = crop_square(state.media.full_frame(c, t), pred.regions[c], 32)
+        assert np.array_equal(frame_crops[c], expected)
+
+
+def test_edits_are_undoable_commands(qtbot, session):
+    state = session.state
+    session.execute(SetValueCommand("Faster", lambda: state.speed, state.set_speed, 2.0))
+    assert state.speed == 2.0 and session.undo_stack.canUndo()
+    session.undo_stack.undo()
+    assert state.speed == 1.0
+    session.undo_stack.redo()
+    assert state.speed == 2.0
+    assert session.undo_stack.undoText() == "Faster"
