@@ -149,3 +149,20 @@ def test_edits_are_undoable_commands(qtbot, session):
     session.undo_stack.redo()
     assert state.speed == 2.0
     assert session.undo_stack.undoText() == "Faster"
+
+
+def test_unloading_while_a_checkpoint_loads_keeps_the_model_away(qtbot, session, recording,
+                                                                  tmp_path):
+    open_ready(qtbot, session, recording)
+    state, worker = session.state, session.inference
+    session.open_checkpoint(make_checkpoint(tmp_path / "late.safetensors"))
+    qtbot.waitUntil(lambda: not worker.idle(), timeout=WAIT_MS)  # the load is under way
+    session.unload_checkpoint()
+    assert state.checkpoint_requested is None
+    qtbot.waitUntil(worker.idle, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not session.cache_busy, timeout=WAIT_MS)
+    from PySide6.QtWidgets import QApplication
+
+    QApplication.processEvents()  # deliver a `loaded` signal, had one been sent
+    assert worker.pipeline is None and state.checkpoint is None
+    assert state.status["checkpoint"] == "checkpoint: none"

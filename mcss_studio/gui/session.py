@@ -240,9 +240,13 @@ class Session(QObject):
         self.inference.load(path)
 
     def unload_checkpoint(self) -> None:
-        """Stop live inference (benchmarks compare playback with and without it)."""
+        """Stop live inference, also a load still under way (benchmarks compare playback with
+        and without it)."""
         self.inference.unload()
+        self.state.request_checkpoint(None)
         self.state.set_checkpoint(None)
+        self.state.set_status("device", "device: -")
+        self.state.set_status("checkpoint", "checkpoint: none")
 
     def _checkpoint_loaded(self, path: Path, device: str) -> None:
         self.state.set_checkpoint(Path(path), device)

@@ -127,6 +127,7 @@ class InferenceWorker(LatestRequestWorker):
         self.warmup_batch = 4  # the Session sets it to the number of views
         self._load_lock = threading.Lock()
         self._load_request: Path | None = None
+        self._unloads = 0  # a load that started before an unload must not bring its model back
 
     def load(self, path: Path) -> None:
         with self._load_lock:
@@ -134,8 +135,12 @@ class InferenceWorker(LatestRequestWorker):
         self.submit(("load",))
 
     def unload(self) -> None:
-        """Forget the model (answers stop until the next load)."""
-        self.pipeline = None
+        """Forget the model and any load still pending or running (answers stop until the next
+        load)."""
+        with self._load_lock:
+            self._load_request = None
+            self._unloads += 1
+            self.pipeline = None
 
     def request_frame(self, media: MediaAccess, t: int) -> None:
         if self.pipeline is None and self._load_request is None:
@@ -145,9 +150,10 @@ class InferenceWorker(LatestRequestWorker):
     def process(self, request):
         with self._load_lock:
             load, self._load_request = self._load_request, None
+            unloads = self._unloads
         if load is not None:
             try:
-                self._load(load)
+                self._load(load, unloads)
             except UserInputError as exc:
                 self.loadFailed.emit(load, str(exc))
             if request[0] == "load":
@@ -159,15 +165,19 @@ class InferenceWorker(LatestRequestWorker):
         prediction.extra["media"] = media
         return prediction
 
-    def _load(self, path: Path) -> None:
+    def _load(self, path: Path, unloads: int) -> None:
         if self.cpu_threads is None:
             import torch
 
             # leave a core to the UI thread and the decoders: playback must not stutter
             self.cpu_threads = max(1, (os.cpu_count() or 2) - 1)
             torch.set_num_threads(self.cpu_threads)
-        self.pipeline = PosePipeline.load(path, self.device, self.warmup_batch)
-        self.loaded.emit(path, self.pipeline.device_name)
+        pipeline = PosePipeline.load(path, self.device, self.warmup_batch)
+        with self._load_lock:
+            if unloads != self._unloads:
+                return  # unloaded while loading
+            self.pipeline = pipeline
+        self.loaded.emit(path, pipeline.device_name)
 
 
 class TaskWorker(QThread):

@@ -1,0 +1,70 @@
+"""The prediction pipeline and the input contract, without Qt: a checkpoint + frames of a
+sequence -> per-view camera poses, world pose, 2D per view, embeddings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mcss_studio.core import open_sequence
+from mcss_studio.core.contract import input_contract
+from mcss_studio.core.errors import UserInputError
+from mcss_studio.core.media import MediaAccess
+from mcss_studio.core.model import ModelConfig
+from mcss_studio.core.pipeline import PosePipeline
+from tests.gui_fixtures import make_checkpoint, make_recording
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    return make_recording(tmp_path_factory.mktemp("pipe") / "rec", frames=6)
+
+
+def test_contract_reads_the_trainers_metadata_and_defaults():
+    cfg = ModelConfig(embedding_dim=16, ray_input=True)
+    c = input_contract({"crop_size": 64, "train_config": {"crop_margin": 0.35}}, cfg)
+    assert (c.crop_size, c.crop_margin, c.uses_rays, c.embedding_dim) == (64, 0.35, True, 16)
+    assert c.joint_names[0] == "hip" and len(c.joint_names) == 17
+    plain = input_contract({}, ModelConfig())
+    assert (plain.crop_size, plain.crop_margin, plain.uses_rays) == (128, 0.2, False)
+    # a margin at the top level wins over the train config's
+    assert input_contract({"crop_margin": 0.1, "train_config": {"crop_margin": 0.3}},
+                          cfg).crop_margin == 0.1
+
+
+@pytest.mark.parametrize("meta, problem", [
+    ({"crop_size": 0}, "crop size"),
+    ({"train_config": {"crop_margin": -1}}, "crop margin"),
+    ({"joint_names": ["a", "b"]}, "joint_names"),
+])
+def test_contract_refuses_bad_metadata_naming_the_file(meta, problem):
+    with pytest.raises(UserInputError, match=problem) as err:
+        input_contract(meta, ModelConfig(), "m.safetensors")
+    assert "m.safetensors" in str(err.value)
+
+
+def test_pipeline_predicts_all_views_of_several_frames(recording, tmp_path):
+    pipeline = PosePipeline.load(make_checkpoint(tmp_path / "m.safetensors"), device="cpu")
+    seq = open_sequence(recording)
+    media = MediaAccess(seq, None)  # no caches: crops are cut from the full frames
+    try:
+        preds = pipeline.predict_frames(media, [1, 4])
+        single = pipeline.predict_frame(media, 4)
+    finally:
+        media.close()
+    assert [p.frame for p in preds] == [1, 4]
+    for p in preds:
+        assert p.pose_cam.shape == (3, 17, 3) and p.embedding.shape == (3, 16)
+        assert p.pose_world.shape == (17, 3) and p.points2d.shape == (3, 17, 2)
+        assert p.regions.shape == (3, 4)
+        # calibrated: the 2D skeleton is the world pose projected into each view
+        for c, cam in enumerate(seq.cameras):
+            assert np.allclose(p.points2d[c], cam.calibration.project(p.pose_world))
+    # a frame in a batch of two gets the same answer as alone
+    assert np.allclose(preds[1].pose_cam, single.pose_cam, atol=1e-4)
+    assert np.allclose(preds[1].embedding, single.embedding, atol=1e-5)
+
+
+def test_pipeline_refuses_a_missing_checkpoint(tmp_path):
+    with pytest.raises(UserInputError, match="does not exist"):
+        PosePipeline.load(tmp_path / "none.safetensors")
