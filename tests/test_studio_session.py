@@ -152,17 +152,30 @@ def test_edits_are_undoable_commands(qtbot, session):
 
 
 def test_unloading_while_a_checkpoint_loads_keeps_the_model_away(qtbot, session, recording,
-                                                                  tmp_path):
+                                                                  tmp_path, monkeypatch):
+    import threading
+
+    from PySide6.QtWidgets import QApplication
+
+    from mcss_studio.core.pipeline import PosePipeline
+
+    started, release = threading.Event(), threading.Event()
+    original = PosePipeline.load
+
+    def held_load(path, device="auto", warmup_batch=4):
+        started.set()
+        assert release.wait(60)
+        return original(path, device, warmup_batch)
+
+    monkeypatch.setattr(PosePipeline, "load", staticmethod(held_load))
     open_ready(qtbot, session, recording)
     state, worker = session.state, session.inference
     session.open_checkpoint(make_checkpoint(tmp_path / "late.safetensors"))
-    qtbot.waitUntil(lambda: not worker.idle(), timeout=WAIT_MS)  # the load is under way
+    assert started.wait(60)  # the worker is inside the load
     session.unload_checkpoint()
     assert state.checkpoint_requested is None
+    release.set()
     qtbot.waitUntil(worker.idle, timeout=WAIT_MS)
-    qtbot.waitUntil(lambda: not session.cache_busy, timeout=WAIT_MS)
-    from PySide6.QtWidgets import QApplication
-
     QApplication.processEvents()  # deliver a `loaded` signal, had one been sent
     assert worker.pipeline is None and state.checkpoint is None
     assert state.status["checkpoint"] == "checkpoint: none"
