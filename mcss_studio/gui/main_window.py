@@ -81,6 +81,7 @@ class MainWindow(QMainWindow):
         self._build_status()
         self.setAcceptDrops(True)
         self._observe_state()
+        self._update_rates()
         self.resize(1400, 800)
 
     # -- chrome -------------------------------------------------------------------------------
@@ -164,7 +165,6 @@ class MainWindow(QMainWindow):
         self._status_timer = QTimer(self)
         self._status_timer.timeout.connect(self._update_rates)
         self._status_timer.start(500)
-        self._update_rates()
 
     def _update_rates(self) -> None:
         self.session.update_rates()
