@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 from ..core.errors import UserInputError
 from ..core.project import create_project, is_project, read_project
 from .dialogs import ShortcutsDialog, progress_dialog, show_error
+from .empty_hint import EmptyHint
 from .media import MediaAccess, default_cache_root
 from .player.grid import CameraGrid
 from .player.transport import PlaybackClock, TransportBar
@@ -54,11 +55,13 @@ class MainWindow(QMainWindow):
     errorShown = Signal(str)
 
     def __init__(
-        self, interactive: bool = True, with_3d: bool = True, device: str = "auto"
+        self, interactive: bool = True, with_3d: bool = True, device: str = "auto",
+        remember_recent: bool = True,
     ) -> None:
         super().__init__()
         self.setWindowTitle(APP)
         self.interactive = interactive  # False: never ask questions (tests, --screenshot)
+        self.remember_recent = remember_recent  # False: leave the recent list alone (--screenshot)
         self.state = StudioState(self)
         self.dataset = None
         self.project = None
@@ -81,6 +84,7 @@ class MainWindow(QMainWindow):
         self.inference.start()
 
         self.grid = CameraGrid(self.state, self.decoder)
+        self.empty_hint = EmptyHint(self.state, self.grid)
         self.view3d = None
         if with_3d:
             from .view3d import View3D
@@ -104,6 +108,8 @@ class MainWindow(QMainWindow):
 
         self._build_toolbar()
         self._build_menus()
+        self.empty_hint.openRequested.connect(self.open_dialog)
+        self.empty_hint.demoRequested.connect(self.open_demo)
         self._build_status()
         self.setAcceptDrops(True)
         self.state.frameChanged.connect(self._frame_changed)
@@ -174,6 +180,7 @@ class MainWindow(QMainWindow):
         view.addSeparator()
         self._action(view, "Back to the grid", lambda: s.set_maximised(-1), "Escape")
         self._action(view, "&Reset views", self.reset_views, "R")
+        self._action(view, "3D view: &frame rig / person", self.toggle_framing, "F")
 
         helpm = self.menuBar().addMenu("&Help")
         self._action(helpm, "Keyboard &shortcuts", self.show_shortcuts, ["F1", "?"])
@@ -334,7 +341,10 @@ class MainWindow(QMainWindow):
 
         def failed(msg: str) -> None:
             dlg.close()
-            self.report_error(msg)
+            if worker.cancelled:  # the user's choice, not an error
+                self.statusBar().showMessage("Demo generation cancelled", 5000)
+            else:
+                self.report_error(msg)
 
         worker.succeeded.connect(finished)
         worker.failed.connect(failed)
@@ -367,6 +377,8 @@ class MainWindow(QMainWindow):
         return [str(v) for v in (value or [])]
 
     def _add_recent(self, path: Path) -> None:
+        if not self.remember_recent:
+            return
         p = str(Path(path).resolve())
         recent = [r for r in self.recent_paths() if r != p]
         self._settings().setValue("recent", [p, *recent][:MAX_RECENT])
@@ -460,6 +472,10 @@ class MainWindow(QMainWindow):
             v.reset_view()
         if self.view3d is not None:
             self.view3d.reset_camera()
+
+    def toggle_framing(self) -> None:
+        if self.view3d is not None:
+            self.view3d.toggle_framing()
 
     def show_shortcuts(self) -> ShortcutsDialog:
         dlg = ShortcutsDialog(self)
