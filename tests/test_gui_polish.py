@@ -9,8 +9,9 @@ import time
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtWidgets import QProgressDialog, QPushButton
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt
+from PySide6.QtGui import QMouseEvent
+from PySide6.QtWidgets import QApplication, QProgressDialog, QPushButton
 
 from mcss_studio.core.joints import JOINT_NAMES
 from mcss_studio.gui.dialogs import SHORTCUTS
@@ -122,16 +123,24 @@ def test_panning_always_keeps_the_image_in_view(qtbot):
     def shown() -> QRectF:
         return view.native_to_widget().mapRect(QRectF(0, 0, 160, 120))
 
+    def send(kind, pos: QPointF) -> None:
+        left = Qt.MouseButton.LeftButton
+        event = QMouseEvent(kind, pos, view.mapToGlobal(pos), left, left,
+                            Qt.KeyboardModifier.NoModifier)
+        QApplication.sendEvent(view, event)
+
     def drag(dx: float, dy: float) -> None:
         start = QPointF(160, 160)
-        view._drag_from = start
+        send(QEvent.Type.MouseButtonPress, start)
         for i in range(1, 21):  # a long drag far out of the widget
-            qtbot.mouseMove(view, (start + QPointF(dx * i, dy * i)).toPoint())
-        view.mouseReleaseEvent(None)
+            send(QEvent.Type.MouseMove, start + QPointF(dx * i, dy * i))
+        send(QEvent.Type.MouseButtonRelease, start + QPointF(dx * 20, dy * 20))
 
     drag(500, 500)  # zoom 1: nothing to pan
     assert view.pan == QPointF(0, 0)
     view.zoom_at(QPointF(160, 160), 4.0)
+    drag(1, 0)
+    assert view.pan.x() > 0  # a small drag does pan
     for dx, dy in ((500, 500), (-500, -500), (500, -500)):
         drag(dx, dy)
         img, widget = shown(), QRectF(view.rect())
