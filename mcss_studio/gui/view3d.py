@@ -59,6 +59,26 @@ def looked_at(calibrations: list) -> np.ndarray:
     return np.linalg.lstsq(A, b, rcond=None)[0]
 
 
+def scene_points(seq) -> tuple[np.ndarray | None, np.ndarray, float]:
+    """(rig points: camera centres and frusta, or None; points the person takes up; side of the
+    floor grid), in world mm, for core.framing. With nothing open, the grid is the rig."""
+    grid = 4000.0
+    if seq is None:
+        corners = np.array([[x, y, 0.0] for x in (-grid / 2, grid / 2) for y in (-grid / 2,
+                                                                              grid / 2)])
+        return corners, standing_person(np.zeros(3)), grid
+    if not seq.is_calibrated:
+        return None, standing_person(np.zeros(3)), grid  # the pose is shown centred
+    cals = [c.calibration for c in seq.cameras]
+    centres = np.stack([c.center for c in cals])
+    rig = np.concatenate([centres, *[camera_frustum(c) for c in cals]])
+    grid = float(np.ptp(centres[:, :2], axis=0).max()) * 1.2 + 1000
+    person = standing_person(looked_at(cals) if len(cals) >= 2 else np.zeros(3))
+    if seq.joints3d is not None and np.isfinite(seq.joints3d).any():
+        person = np.asarray(seq.joints3d, dtype=np.float64)  # where it walks, all frames
+    return rig, person, grid
+
+
 def display_pose(pred: Prediction) -> np.ndarray:
     """World pose when placed, else camera 0's pose centred with z up and feet on the floor."""
     if pred.pose_world is not None:
@@ -182,28 +202,16 @@ class View3D(QWidget):
     # -- scene --------------------------------------------------------------------------------
     def _sequence_changed(self, seq) -> None:
         calibrated = seq is not None and seq.is_calibrated
-        rig = None
-        floor = np.zeros(3)
-        size = 4000.0
         if calibrated:
             cals = [c.calibration for c in seq.cameras]
-            centres = np.stack([c.center for c in cals])
-            frusta = np.concatenate([camera_frustum(c) for c in cals])
-            self.frusta.set_data(pos=frusta)
+            self.frusta.set_data(pos=np.concatenate([camera_frustum(c) for c in cals]))
             self.cam_labels.text = [c.name for c in seq.cameras]
-            self.cam_labels.pos = centres + np.array([0, 0, 150.0])
-            rig = np.concatenate([centres, frusta])
-            floor = looked_at(cals) if len(cals) >= 2 else np.zeros(3)
-            size = float(np.ptp(centres[:, :2], axis=0).max()) * 1.2 + 1000
-        person = standing_person(floor)
-        if calibrated and seq.joints3d is not None:
-            joints = np.asarray(seq.joints3d, dtype=np.float64)
-            if np.isfinite(joints).any():
-                person = joints
+            self.cam_labels.pos = np.stack([c.center for c in cals]) + np.array([0, 0, 150.0])
+        self._set_visible(self.frusta, self.cam_labels, on=calibrated)
+        rig, person, grid_size = scene_points(seq)
         rig_framing, person_framing = rig_and_person(rig, person)
         self.framings = {"rig": rig_framing, "person": person_framing}
-        self._set_visible(self.frusta, self.cam_labels, on=calibrated)
-        self._make_grid(np.array([*person_framing.centre[:2], 0.0]), size)
+        self._make_grid(np.array([*person_framing.centre[:2], 0.0]), grid_size)
         self.reset_camera()
         self.refresh()
 
