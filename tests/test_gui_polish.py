@@ -61,13 +61,16 @@ def test_3d_view_frames_the_whole_rig_and_f_switches_to_the_person(qtbot, window
         return float(np.ptp(mapped[:, 1] / mapped[:, 3]))
 
     rig_height = person_height_px()
+    window.state.set_frame(5)
     shortcut_action(window, "F").trigger()
     assert view.framing == "person"
-    assert on_canvas(view, joints).all()
+    now = np.asarray(seq.joints3d[5])  # the close-up is of the person at the shown frame
+    assert on_canvas(view, now).all()
+    assert np.allclose(view.view.camera.center, (now.min(0) + now.max(0)) / 2)
     assert not on_canvas(view, centres).all()  # the cameras are out of the close-up
     assert person_height_px() > 2 * rig_height
     window.reset_views()  # R keeps the chosen framing
-    assert view.framing == "person" and on_canvas(view, joints).all()
+    assert view.framing == "person" and on_canvas(view, now).all()
     shortcut_action(window, "F").trigger()
     assert view.framing == "rig" and on_canvas(view, centres).all()
     assert "F" in [k for k, _ in SHORTCUTS]

@@ -13,7 +13,7 @@ import numpy as np
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-from ..core.framing import Framing, rig_and_person, standing_person
+from ..core.framing import Framing, bounding_sphere, rig_and_person, standing_person
 from ..core.joints import BONES, JOINT_NAMES, bone_colors
 from .label_layout import place_joint_labels
 from .state import Prediction, StudioState
@@ -60,8 +60,9 @@ def looked_at(calibrations: list) -> np.ndarray:
 
 
 def scene_points(seq) -> tuple[np.ndarray | None, np.ndarray, float]:
-    """(rig points: camera centres and frusta, or None; points the person takes up; side of the
-    floor grid), in world mm, for core.framing. With nothing open, the grid is the rig."""
+    """(rig points: camera centres and frusta, or None; points the person takes up over the
+    sequence; side of the floor grid), in world mm, for core.framing. With nothing open, the
+    grid is the rig."""
     grid = 4000.0
     if seq is None:
         corners = np.array([[x, y, 0.0] for x in (-grid / 2, grid / 2) for y in (-grid / 2,
@@ -223,10 +224,23 @@ class View3D(QWidget):
             segs += [[v, -half, 0], [v, half, 0], [-half, v, 0], [half, v, 0]]
         self.grid.set_data(pos=np.asarray(segs, dtype=np.float64) + [centre[0], centre[1], 0])
 
+    def _framing_now(self) -> Framing:
+        """The chosen framing; the person close-up is of the person where it is now (ground
+        truth, else the prediction), so that a long walk does not shrink it."""
+        if self.framing == "person":
+            state, seq = self.state, self.state.sequence
+            if seq is not None and seq.is_calibrated and seq.joints3d is not None \
+                    and state.frame < len(seq.joints3d) \
+                    and np.isfinite(seq.joints3d[state.frame]).any():
+                return bounding_sphere(seq.joints3d[state.frame])
+            if state.prediction is not None:
+                return bounding_sphere(display_pose(state.prediction))
+        return self.framings[self.framing]
+
     def reset_camera(self) -> None:
         """Look at the current framing's sphere from the default direction, from just far
         enough for all of it to be in view at the canvas's present aspect ratio."""
-        framing = self.framings[self.framing]
+        framing = self._framing_now()
         width, height = self.canvas.size
         distance = framing.distance(FOV_DEG, max(width, 1) / max(height, 1))
         cam = self.view.camera
