@@ -330,6 +330,8 @@ def test_screenshot_cli_renders_window_and_panels(assets, tmp_path):
                     "--panel", "3d"], tmp_path)
     assert res.returncode == 0, res.stderr
     assert to_array(QImage(str(out3d))).std() > 5
+    settings = tmp_path / "cli.ini"  # a headless run leaves the recent-files list alone
+    assert not settings.exists() or "recent" not in settings.read_text()
 
 
 def test_screenshot_cli_reports_bad_input_on_one_line(tmp_path):

@@ -24,7 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     fit = sub.add_parser("fit", help="train a model (TOML config; every field also a --flag)")
     fit.add_argument("--config", help="TOML file with the training settings")
     fit.add_argument("--events", help="JSON-lines event stream (default runs/<id>/events.jsonl)")
-    fit.add_argument("--progress", choices=("auto", "on", "off"), default="auto")
+    fit.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
+                     help="progress line on stderr: auto = when stderr is a terminal")
     add_config_flags(fit)
 
     ev = sub.add_parser("evaluate", help="pose metrics and cross-view retrieval of a checkpoint")

@@ -13,69 +13,91 @@ from mcss_studio.core.errors import UserInputError
 from mcss_studio.core.tomlio import tomllib
 
 
+def _setting(default: Any, help: str) -> Any:
+    """A TrainConfig field with its help text: the one description of the setting, shown by
+    `mcss-train fit --help` (list defaults are given as `list`)."""
+    if default is list:
+        return field(default_factory=list, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
     """Every setting of `mcss-train fit`. Empty subject lists mean "the dataset's split"."""
 
     # data
-    data: str = ""  # dataset folder (manifest.json)
-    cache_dir: str = ""  # crop caches; default <data>/cache
-    crop_size: int = 128
-    crop_margin: float = 0.2
-    train_subjects: list[str] = field(default_factory=list)  # unlabelled multi-view video
-    labelled_subjects: list[str] = field(default_factory=list)  # 3D labels from ground truth
-    test_subjects: list[str] = field(default_factory=list)
-    label_every: int = 1  # keep every n-th labelled frame
+    data: str = _setting("", "dataset folder (with manifest.json)")
+    cache_dir: str = _setting("", "folder of the crop caches (default: <data>/cache)")
+    crop_size: int = _setting(128, "side of the square person crop fed to the network, px")
+    crop_margin: float = _setting(0.2, "context added around the person box, as a fraction "
+                                       "of its size")
+    train_subjects: list[str] = _setting(list, "subjects whose unlabelled multi-view video "
+                                               "trains the metric loss (default: the split's)")
+    labelled_subjects: list[str] = _setting(list, "subjects whose ground-truth 3D poses are "
+                                                  "used as labels (default: the split's)")
+    test_subjects: list[str] = _setting(list, "subjects evaluated (default: the split's)")
+    label_every: int = _setting(1, "keep every n-th labelled frame (fewer labels)")
     # model
-    arch: str = "resnet18"
-    width: int = 64
-    embedding_dim: int = 128
-    pose_hidden: int = 512
-    orientation_hidden: int = 256
-    pose_on_unit_embedding: bool = True  # False: pose head reads the embedding before L2 norm
-    ray_input: bool = True  # orientation head reads the crop's viewing ray (core.model.crop_rays)
-    orientation_spatial: bool = False  # orientation head reads a 2x2 feature grid, not the mean
+    arch: str = _setting("resnet18", "encoder: resnet18, resnet34 or resnet50")
+    width: int = _setting(64, "channels of the encoder's first stage (64 = the standard ResNet)")
+    embedding_dim: int = _setting(128, "size of the pose embedding")
+    pose_hidden: int = _setting(512, "hidden units of the canonical-pose head")
+    orientation_hidden: int = _setting(256, "hidden units of the orientation head")
+    pose_on_unit_embedding: bool = _setting(True, "pose head reads the L2-normalised embedding "
+                                                  "(false: the embedding before normalisation)")
+    ray_input: bool = _setting(True, "orientation head also reads the crop's viewing ray "
+                                     "(core.model.crop_rays)")
+    orientation_spatial: bool = _setting(False, "orientation head reads a 2x2 feature grid "
+                                                "instead of the mean feature")
     # method
-    lambda_metric: float = 0.1  # 0 = baseline (labels only); 1 collapsed with hardest mining
-    mining: str = "hardest"  # hardest | semihard | random
-    tau: int = 10  # minimum temporal distance (frames) of in-sequence negatives
-    tau_max: int = 0  # maximum one (0 = none): periodic motion repeats poses a period later
-    cross_sequence_negatives: bool = True  # also frames of other sequences as negatives
-    margin: float = 0.2
-    soft_margin: bool = False  # softplus(d_ap - d_an) instead of relu(d_ap - d_an + margin)
-    metric_warmup: int = 0  # steps over which lambda ramps linearly from 0 to lambda_metric
-    mining_warmup: int = 0  # steps of random negatives before `mining` takes over
-    canonical_weight: float = 1.0  # weight of the canonical-frame term of the pose loss
-    rotation_weight: float = 0.0  # weight of a direct loss on the orientation (chordal distance)
-    sequences_per_batch: int = 4
-    instants_per_sequence: int = 8
-    views_per_instant: int = 2
-    labelled_batch: int = 32
+    lambda_metric: float = _setting(0.1, "weight of the multi-view metric loss (0 = baseline "
+                                         "on labels only; 1 collapsed with hardest mining)")
+    mining: str = _setting("hardest", "negative mining: hardest, semihard or random")
+    tau: int = _setting(10, "minimum temporal distance (frames) of in-sequence negatives")
+    tau_max: int = _setting(0, "maximum temporal distance of in-sequence negatives (0 = none; "
+                               "periodic motion repeats poses a period later)")
+    cross_sequence_negatives: bool = _setting(True, "also take negatives from other sequences")
+    margin: float = _setting(0.2, "triplet margin")
+    soft_margin: bool = _setting(False, "softplus(d_ap - d_an) instead of "
+                                        "relu(d_ap - d_an + margin)")
+    metric_warmup: int = _setting(0, "steps over which lambda_metric ramps up linearly from 0")
+    mining_warmup: int = _setting(0, "steps of random negatives before `mining` takes over")
+    canonical_weight: float = _setting(1.0, "weight of the canonical-frame term of the pose "
+                                            "loss")
+    rotation_weight: float = _setting(0.0, "weight of a direct loss on the predicted "
+                                           "orientation (chordal distance)")
+    sequences_per_batch: int = _setting(4, "sequences in each unlabelled batch")
+    instants_per_sequence: int = _setting(8, "time instants drawn from each sequence")
+    views_per_instant: int = _setting(2, "camera views of each instant (>= 2 for the metric "
+                                         "loss)")
+    labelled_batch: int = _setting(32, "labelled crops in each batch")
     # augmentation
-    augment: bool = True
-    color_jitter: float = 0.2
-    scale_jitter: float = 0.1
-    shift_jitter: float = 0.05
-    flip: bool = True
+    augment: bool = _setting(True, "augment the training crops (the four settings below)")
+    color_jitter: float = _setting(0.2, "strength of brightness/contrast/saturation jitter")
+    scale_jitter: float = _setting(0.1, "random crop scale change, as a fraction")
+    shift_jitter: float = _setting(0.05, "random crop shift, as a fraction of the crop")
+    flip: bool = _setting(True, "random horizontal flips (left and right joints swapped)")
     # optimisation
-    steps: int = 5000
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_steps: int = 100
-    grad_clip: float = 5.0
-    amp: bool = True  # autocast on CUDA (bf16 if supported, else fp16)
-    device: str = "auto"
-    seed: int = 0
+    steps: int = _setting(5000, "training steps")
+    lr: float = _setting(1e-3, "peak learning rate of AdamW (linear warm-up, then cosine decay "
+                                  "to 1%%)")
+    weight_decay: float = _setting(1e-4, "AdamW weight decay")
+    warmup_steps: int = _setting(100, "steps of linear learning-rate warm-up")
+    grad_clip: float = _setting(5.0, "clip the gradient norm to this value")
+    amp: bool = _setting(True, "mixed precision on CUDA (bf16 if supported, else fp16)")
+    device: str = _setting("auto", "auto, cpu, cuda or cuda:N")
+    seed: int = _setting(0, "random seed (data order, augmentation, initialisation)")
     # bookkeeping
-    run_dir: str = "runs"
-    run_id: str = ""  # default: time stamp
-    log_every: int = 10
-    triplet_log_every: int = 100
-    triplet_log_size: int = 16
-    eval_every: int = 0  # 0 = only at the end
-    eval_stride: int = 5  # evaluate every n-th test frame
-    checkpoint_every: int = 500
-    resume: str = ""  # checkpoint to resume from (exact: model, optimiser, scheduler, step, RNG)
+    run_dir: str = _setting("runs", "folder that holds the runs")
+    run_id: str = _setting("", "name of this run's folder in run_dir (default: a time stamp)")
+    log_every: int = _setting(10, "steps between training-loss events")
+    triplet_log_every: int = _setting(100, "steps between logged samples of mined triplets")
+    triplet_log_size: int = _setting(16, "triplets in each logged sample")
+    eval_every: int = _setting(0, "steps between evaluations (0 = only at the end)")
+    eval_stride: int = _setting(5, "evaluate every n-th test frame")
+    checkpoint_every: int = _setting(500, "steps between checkpoints")
+    resume: str = _setting("", "checkpoint to resume from (exactly: model, optimiser, "
+                               "scheduler, step, random state)")
 
     def validate(self, source: str | os.PathLike[str] | None = "config") -> None:
         """Raise UserInputError for values training cannot use."""
@@ -157,6 +179,16 @@ def _parse_list(text: str) -> list[str]:
     return [x for x in text.split(",") if x]
 
 
+def field_help(name: str) -> str:
+    """The help text of a TrainConfig field, with its default (%% escaped for argparse)."""
+    text = next(f for f in fields(TrainConfig) if f.name == name).metadata["help"]
+    if "(default:" in text:  # an empty default explained in the text itself
+        return text
+    default = getattr(TrainConfig(), name)
+    shown = str(default).lower() if isinstance(default, bool) else default
+    return f"{text} (default: {shown if shown != '' else 'none'})"
+
+
 def _field_parsers() -> dict[str, tuple[Callable[[str], Any], str | None]]:
     """TrainConfig field -> (text -> value, metavar): one typing for --flags and --set."""
     defaults = TrainConfig()
@@ -172,7 +204,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """--<field> for every TrainConfig field (underscores as dashes); default None = unset."""
     for name, (parse, metavar) in _field_parsers().items():
         parser.add_argument("--" + name.replace("_", "-"), type=parse, default=None,
-                            metavar=metavar)
+                            metavar=metavar, help=field_help(name))
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

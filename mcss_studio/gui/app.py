@@ -75,8 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("MCSS Studio")
     app.setOrganizationName("mcss-studio")
+    headless = args.screenshot is not None
     window = MainWindow(
-        interactive=args.screenshot is None, with_3d=not args.no_3d, device=args.device
+        interactive=not headless, with_3d=not args.no_3d, device=args.device,
+        remember_recent=not headless,
     )
     window.resize(*size)
     window.show()

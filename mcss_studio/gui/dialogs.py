@@ -27,6 +27,7 @@ SHORTCUTS: tuple[tuple[str, str], ...] = (
     ("Double click on a view", "Maximise the view / back to the grid"),
     ("Escape", "Back to the grid"),
     ("R", "Reset all views and the 3D camera"),
+    ("F", "3D view: frame the whole rig / the person alone"),
     ("B / S / G / N", "Toggle box / skeleton / ground truth / joint names"),
     ("3D view: drag / Shift+drag / wheel", "Orbit / pan / zoom"),
     ("Ctrl+O", "Open a project, recording or dataset folder"),
@@ -61,14 +62,32 @@ class ShortcutsDialog(QDialog):
         for row, (keys, action) in enumerate(SHORTCUTS):
             table.setItem(row, 0, QTableWidgetItem(keys))
             table.setItem(row, 1, QTableWidgetItem(action))
+        table.setWordWrap(False)
         table.resizeColumnsToContents()
+        table.resizeRowsToContents()
         table.horizontalHeader().setStretchLastSection(True)
         lay.addWidget(table)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, parent=self)
         buttons.rejected.connect(self.reject)
         lay.addWidget(buttons)
         self.table = table
-        self.resize(520, 480)
+        self._fit_to_content()
+
+    def _fit_to_content(self) -> None:
+        """Every row and every cell's full text in view without scrolling, when the screen is
+        large enough (else as large as the screen allows, with scroll bars)."""
+        table = self.table
+        frame = 2 * table.frameWidth()
+        width = frame + sum(table.columnWidth(c) for c in range(table.columnCount()))
+        height = frame + table.horizontalHeader().sizeHint().height() + sum(
+            table.rowHeight(r) for r in range(table.rowCount())
+        )
+        screen = self.screen().availableGeometry() if self.screen() is not None else None
+        if screen is not None:
+            width = min(width, screen.width() - 80)
+            height = min(height, screen.height() - 160)
+        table.setMinimumSize(width + 4, height + 4)
+        self.adjustSize()
 
 
 def progress_dialog(parent: QWidget | None, title: str, text: str) -> QProgressDialog:

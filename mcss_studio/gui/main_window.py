@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from .dialogs import ShortcutsDialog, progress_dialog, show_error
+from .empty_hint import EmptyHint
 from .player.grid import CameraGrid
 from .player.transport import PlaybackClock, TransportBar
 from .recent import APP
@@ -43,18 +44,20 @@ class MainWindow(QMainWindow):
     errorShown = Signal(str)
 
     def __init__(
-        self, interactive: bool = True, with_3d: bool = True, device: str = "auto"
+        self, interactive: bool = True, with_3d: bool = True, device: str = "auto",
+        remember_recent: bool = True,
     ) -> None:
         super().__init__()
         self.setWindowTitle(APP)
         self.interactive = interactive  # False: never ask questions (tests, --screenshot)
-        self.session = Session(device=device, parent=self)
+        self.session = Session(device=device, remember_recent=remember_recent, parent=self)
         self.state = self.session.state
         self.error_boxes: list = []
         self.last_error: str | None = None
         self._demo_dialog: QProgressDialog | None = None
 
         self.grid = CameraGrid(self.state, self.session.decoder)
+        self.empty_hint = EmptyHint(self.state, self.grid)
         self.view3d = None
         if with_3d:
             from .view3d import View3D
@@ -78,6 +81,8 @@ class MainWindow(QMainWindow):
 
         self._build_toolbar()
         self._build_menus()
+        self.empty_hint.openRequested.connect(self.open_dialog)
+        self.empty_hint.demoRequested.connect(self.open_demo)
         self._build_status()
         self.setAcceptDrops(True)
         self._observe_state()
@@ -151,6 +156,7 @@ class MainWindow(QMainWindow):
         view.addSeparator()
         self._action(view, "Back to the grid", lambda: s.set_maximised(-1), "Escape")
         self._action(view, "&Reset views", self.reset_views, "R")
+        self._action(view, "3D view: &frame rig / person", self.toggle_framing, "F")
 
         helpm = self.menuBar().addMenu("&Help")
         self._action(helpm, "Keyboard &shortcuts", self.show_shortcuts, ["F1", "?"])
@@ -312,6 +318,10 @@ class MainWindow(QMainWindow):
             v.reset_view()
         if self.view3d is not None:
             self.view3d.reset_camera()
+
+    def toggle_framing(self) -> None:
+        if self.view3d is not None:
+            self.view3d.toggle_framing()
 
     def show_shortcuts(self) -> ShortcutsDialog:
         dlg = ShortcutsDialog(self)

@@ -23,7 +23,11 @@ def user_settings() -> QSettings:
 
 
 class RecentFolders:
-    """Read and extend the recent-folder list."""
+    """Read and extend the recent-folder list; with remember=False (headless screenshots) it is
+    read but never changed."""
+
+    def __init__(self, remember: bool = True) -> None:
+        self.remember = remember
 
     def paths(self) -> list[str]:
         value = user_settings().value("recent", [])
@@ -32,6 +36,8 @@ class RecentFolders:
         return [str(v) for v in (value or [])]
 
     def add(self, path: Path) -> None:
+        if not self.remember:
+            return
         p = str(Path(path).resolve())
         recent = [r for r in self.paths() if r != p]
         user_settings().setValue("recent", [p, *recent][:MAX_RECENT])

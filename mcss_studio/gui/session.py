@@ -54,12 +54,16 @@ class Session(QObject):
     message = Signal(str)  # transient note for the status bar (warnings, worker hiccups)
 
     def __init__(
-        self, state: StudioState | None = None, device: str = "auto", parent: QObject | None = None
+        self,
+        state: StudioState | None = None,
+        device: str = "auto",
+        remember_recent: bool = True,
+        parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self.state = state if state is not None else StudioState(self)
         self.undo_stack = QUndoStack(self)
-        self.recent = RecentFolders()
+        self.recent = RecentFolders(remember=remember_recent)
         self.cache_dir: Path | None = None
         self.cache_worker: TaskWorker | None = None
         self.demo_worker: TaskWorker | None = None
@@ -207,7 +211,10 @@ class Session(QObject):
 
         def failed(message: str) -> None:
             self.demoFinished.emit()
-            self.state.report_error(message)
+            if worker.cancelled:  # the user's choice, not an error
+                self.message.emit("Demo generation cancelled")
+            else:
+                self.state.report_error(message)
 
         worker.succeeded.connect(finished)
         worker.failed.connect(failed)

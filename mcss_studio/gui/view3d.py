@@ -13,13 +13,18 @@ import numpy as np
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
+from ..core.framing import Framing, bounding_sphere, rig_and_person, standing_person
 from ..core.joints import BONES, JOINT_NAMES, bone_colors
+from .label_layout import place_joint_labels
 from .state import Prediction, StudioState
 
 _BONE_RGBA = np.array([[*c, 255] for c in bone_colors()], dtype=np.float32) / 255.0
 _GT_RGBA = np.array([0.25, 0.9, 0.35, 1.0], dtype=np.float32)
 PLAYING_REDRAW_MS = 80
 _FRUSTUM_RGBA = np.array([0.85, 0.85, 0.5, 1.0], dtype=np.float32)
+FOV_DEG = 45.0
+FRAMINGS = ("rig", "person")  # the default first
+_LABEL_PT = 7
 
 
 def _segments(points: np.ndarray) -> np.ndarray:
@@ -54,6 +59,27 @@ def looked_at(calibrations: list) -> np.ndarray:
     return np.linalg.lstsq(A, b, rcond=None)[0]
 
 
+def scene_points(seq) -> tuple[np.ndarray | None, np.ndarray, float]:
+    """(rig points: camera centres and frusta, or None; points the person takes up over the
+    sequence; side of the floor grid), in world mm, for core.framing. With nothing open, the
+    grid is the rig."""
+    grid = 4000.0
+    if seq is None:
+        corners = np.array([[x, y, 0.0] for x in (-grid / 2, grid / 2) for y in (-grid / 2,
+                                                                              grid / 2)])
+        return corners, standing_person(np.zeros(3)), grid
+    if not seq.is_calibrated:
+        return None, standing_person(np.zeros(3)), grid  # the pose is shown centred
+    cals = [c.calibration for c in seq.cameras]
+    centres = np.stack([c.center for c in cals])
+    rig = np.concatenate([centres, *[camera_frustum(c) for c in cals]])
+    grid = float(np.ptp(centres[:, :2], axis=0).max()) * 1.2 + 1000
+    person = standing_person(looked_at(cals) if len(cals) >= 2 else np.zeros(3))
+    if seq.joints3d is not None and np.isfinite(seq.joints3d).any():
+        person = np.asarray(seq.joints3d, dtype=np.float64)  # where it walks, all frames
+    return rig, person, grid
+
+
 def display_pose(pred: Prediction) -> np.ndarray:
     """World pose when placed, else camera 0's pose centred with z up and feet on the floor."""
     if pred.pose_world is not None:
@@ -66,7 +92,8 @@ def display_pose(pred: Prediction) -> np.ndarray:
 
 class View3D(QWidget):
     """vispy SceneCanvas with a turntable camera: left-drag orbits, Shift+drag pans, wheel zooms,
-    `reset_camera()` frames the scene."""
+    `reset_camera()` frames the scene: the whole rig and the person by default, the person alone
+    after `toggle_framing()` (core.framing computes both)."""
 
     def __init__(self, state: StudioState, parent=None) -> None:
         super().__init__(parent)
@@ -85,7 +112,7 @@ class View3D(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.canvas.native)
         self.view = self.canvas.central_widget.add_view()
-        self.view.camera = scene.TurntableCamera(up="z", fov=45, elevation=20, azimuth=30)
+        self.view.camera = scene.TurntableCamera(up="z", fov=FOV_DEG, elevation=20, azimuth=30)
         self.grid = scene.visuals.Line(
             parent=self.view.scene, connect="segments", color=(0.35, 0.35, 0.4, 1.0)
         )
@@ -98,9 +125,13 @@ class View3D(QWidget):
             parent=self.view.scene, connect="segments", color=_GT_RGBA, width=2
         )
         self.cam_labels = scene.visuals.Text(parent=self.view.scene, color="white", font_size=7)
+        # joint names live in canvas pixels, placed by label_layout so that none overlaps
         self.joint_labels = scene.visuals.Text(
-            parent=self.view.scene, color="white", font_size=6, anchor_x="left"
+            parent=self.canvas.scene, color="white", font_size=_LABEL_PT, anchor_x="left",
+            anchor_y="center",
         )
+        self._label_pose: np.ndarray | None = None
+        self.label_rects: list = []  # where the names were last placed (None: left out)
         self.info = scene.visuals.Text(
             "",
             parent=self.canvas.scene,
@@ -110,7 +141,10 @@ class View3D(QWidget):
             anchor_y="bottom",
             pos=(6, 16),
         )
-        self._extent = (np.zeros(3), 2000.0)
+        person = Framing(np.array([0.0, 0.0, 900.0]), 1000.0)
+        self.framings: dict[str, Framing] = {"rig": person, "person": person}
+        self.framing = FRAMINGS[0]
+        self._fitted: tuple | None = None  # (centre, distance) last set by reset_camera
         self._warmed = False
         self._set_visible(
             self.pred_bones,
@@ -130,6 +164,8 @@ class View3D(QWidget):
         state.predictionChanged.connect(lambda _p: self.schedule())
         state.frameChanged.connect(lambda _t: self.schedule())
         state.overlaysChanged.connect(self.schedule)
+        self.view.scene.events.transform_change.connect(lambda _e: self._place_labels())
+        self.canvas.events.resize.connect(lambda _e: self._refit_if_untouched())
         self._sequence_changed(state.sequence)
 
     def showEvent(self, event) -> None:  # noqa: N802
@@ -148,7 +184,7 @@ class View3D(QWidget):
         self.pred_joints.set_data(pose, face_color="white", edge_color=None, size=6)
         self.gt_bones.set_data(pos=_segments(pose))
         self.joint_labels.text = list(JOINT_NAMES)
-        self.joint_labels.pos = pose
+        self.joint_labels.pos = pose[:, :2]
         self.info.text = string.ascii_letters + string.digits + string.punctuation  # glyph atlas
         hidden = [v for v in (self.pred_bones, self.pred_joints, self.gt_bones, self.joint_labels,
                               self.frusta, self.cam_labels) if not v.visible]
@@ -166,23 +202,17 @@ class View3D(QWidget):
 
     # -- scene --------------------------------------------------------------------------------
     def _sequence_changed(self, seq) -> None:
-        centre, size, distance = np.zeros(3), 4000.0, 4000.0
         calibrated = seq is not None and seq.is_calibrated
         if calibrated:
             cals = [c.calibration for c in seq.cameras]
-            centres = np.stack([c.center for c in cals])
             self.frusta.set_data(pos=np.concatenate([camera_frustum(c) for c in cals]))
             self.cam_labels.text = [c.name for c in seq.cameras]
-            self.cam_labels.pos = centres + np.array([0, 0, 150.0])
-            spread = float(np.ptp(centres[:, :2], axis=0).max())
-            centre = looked_at(cals) if len(cals) >= 2 else np.zeros(3)
-            size, distance = spread * 1.2 + 1000, max(3000.0, 0.7 * spread)
-        if seq is not None and seq.joints3d is not None and calibrated:
-            centre = seq.joints3d[:, 0].mean(axis=0)
-        centre = np.array([centre[0], centre[1], 0.0])
+            self.cam_labels.pos = np.stack([c.center for c in cals]) + np.array([0, 0, 150.0])
         self._set_visible(self.frusta, self.cam_labels, on=calibrated)
-        self._make_grid(centre, size)
-        self._extent = (centre + np.array([0, 0, 900.0]), distance)
+        rig, person, grid_size = scene_points(seq)
+        rig_framing, person_framing = rig_and_person(rig, person)
+        self.framings = {"rig": rig_framing, "person": person_framing}
+        self._make_grid(np.array([*person_framing.centre[:2], 0.0]), grid_size)
         self.reset_camera()
         self.refresh()
 
@@ -194,13 +224,48 @@ class View3D(QWidget):
             segs += [[v, -half, 0], [v, half, 0], [-half, v, 0], [half, v, 0]]
         self.grid.set_data(pos=np.asarray(segs, dtype=np.float64) + [centre[0], centre[1], 0])
 
+    def _framing_now(self) -> Framing:
+        """The chosen framing; the person close-up is of the person where it is now (ground
+        truth, else the prediction), so that a long walk does not shrink it."""
+        if self.framing == "person":
+            state, seq = self.state, self.state.sequence
+            if seq is not None and seq.is_calibrated and seq.joints3d is not None \
+                    and state.frame < len(seq.joints3d) \
+                    and np.isfinite(seq.joints3d[state.frame]).any():
+                return bounding_sphere(seq.joints3d[state.frame])
+            if state.prediction is not None:
+                return bounding_sphere(display_pose(state.prediction))
+        return self.framings[self.framing]
+
     def reset_camera(self) -> None:
-        centre, size = self._extent
+        """Look at the current framing's sphere from the default direction, from just far
+        enough for all of it to be in view at the canvas's present aspect ratio."""
+        framing = self._framing_now()
+        width, height = self.canvas.size
+        distance = framing.distance(FOV_DEG, max(width, 1) / max(height, 1))
         cam = self.view.camera
-        cam.center = tuple(float(v) for v in centre)
-        cam.distance = float(size)
+        cam.center = tuple(float(v) for v in framing.centre)
+        cam.distance = distance
         cam.elevation, cam.azimuth = 22.0, 35.0
+        self._fitted = (cam.center, cam.distance)
         self.canvas.update()
+
+    def set_framing(self, name: str) -> None:
+        """Frame "rig" (every camera and the person) or "person" (the person alone)."""
+        if name not in FRAMINGS:
+            raise ValueError(f"framing must be one of {FRAMINGS}, not {name!r}")
+        self.framing = name
+        self.reset_camera()
+        self.refresh()
+
+    def toggle_framing(self) -> None:
+        self.set_framing(FRAMINGS[(FRAMINGS.index(self.framing) + 1) % len(FRAMINGS)])
+
+    def _refit_if_untouched(self) -> None:
+        """A resize changes what fits; refit unless the user has moved the camera since."""
+        cam = self.view.camera
+        if self._fitted is not None and (cam.center, cam.distance) == self._fitted:
+            self.reset_camera()
 
     def schedule(self) -> None:
         """Redraw soon: at once when paused, at most PLAYING_REDRAW_MS apart during playback."""
@@ -219,11 +284,9 @@ class View3D(QWidget):
             colors = np.repeat(_BONE_RGBA, 2, axis=0)
             self.pred_bones.set_data(pos=seg, color=colors)
             self.pred_joints.set_data(pose, face_color="white", edge_color=None, size=6)
-            if on["names"]:
-                self.joint_labels.text = list(JOINT_NAMES)
-                self.joint_labels.pos = pose + np.array([25.0, 0, 0])
         self._set_visible(self.pred_bones, self.pred_joints, on=show_pred)
-        self.joint_labels.visible = show_pred and on["names"]
+        self._label_pose = pose if show_pred and on["names"] else None
+        self._place_labels()
         gt = None
         if (
             seq is not None
@@ -239,9 +302,32 @@ class View3D(QWidget):
         text = ""
         if pred is not None:
             where = "world" if pred.pose_world is not None else "centred (no calibration)"
-            text = f"prediction for frame {pred.frame}, {where}"
+            text = f"prediction for frame {pred.frame}, {where}   "
+        if seq is not None and seq.is_calibrated:
+            other = FRAMINGS[(FRAMINGS.index(self.framing) + 1) % len(FRAMINGS)]
+            text += f"F: frame the {other}"
         self.info.text = text
         self.canvas.update()
+
+    def _place_labels(self) -> None:
+        """Joint names at the canvas pixels label_layout finds free for them."""
+        pose = self._label_pose
+        if pose is None:
+            self.joint_labels.visible = False
+            return
+        mapped = self.pred_joints.get_transform("visual", "canvas").map(pose)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xy = mapped[:, :2] / mapped[:, 3:4]
+        xy[mapped[:, 3] <= 0] = np.nan  # behind the camera
+        px = _LABEL_PT * self.canvas.dpi / 72.0
+        sizes = [(0.62 * px * len(n) + 4, 1.4 * px) for n in JOINT_NAMES]
+        rects = place_joint_labels([tuple(p) for p in xy], sizes, tuple(self.canvas.size))
+        shown = [(n, r) for n, r in zip(JOINT_NAMES, rects) if r is not None]
+        self.label_rects = rects
+        self.joint_labels.visible = bool(shown)
+        if shown:
+            self.joint_labels.text = [n for n, _ in shown]
+            self.joint_labels.pos = np.array([[r[0] + 2, r[1] + r[3] / 2] for _, r in shown])
 
     def render_image(self) -> np.ndarray:
         """The canvas as RGBA uint8 (for screenshots and tests), with any pending redraw done."""

@@ -8,6 +8,7 @@ from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QTransform
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from ...core.joints import BONES, JOINT_NAMES, bone_colors
+from ..label_layout import place_joint_labels
 
 _BONE_QCOLORS = [QColor(*rgb) for rgb in bone_colors()]
 GT_COLOR = QColor(60, 230, 90)
@@ -53,6 +54,7 @@ class CameraView(QWidget):
         self.skeleton: np.ndarray | None = None
         self.gt: np.ndarray | None = None
         self.show_labels = True
+        self.label_rects: list = []  # where the last paint put each joint's name (None: left out)
         self.paint_count = 0
 
     # -- content ------------------------------------------------------------------------------
@@ -74,6 +76,19 @@ class CameraView(QWidget):
         self.update()
 
     # -- geometry -----------------------------------------------------------------------------
+    def _clamp_pan(self) -> None:
+        """Keep the image covering the widget along every axis where it is larger than the
+        widget, and centred where it is smaller: panning can never lose the image."""
+        s = min(self.width() / self.native_w, self.height() / self.native_h) * self.zoom
+        room_x = max(0.0, (self.native_w * s - self.width()) / 2)
+        room_y = max(0.0, (self.native_h * s - self.height()) / 2)
+        self.pan = QPointF(min(max(self.pan.x(), -room_x), room_x),
+                           min(max(self.pan.y(), -room_y), room_y))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._clamp_pan()
+
     def native_to_widget(self) -> QTransform:
         """Transform from native camera pixels to widget pixels (fit, then zoom and pan)."""
         fit = min(self.width() / self.native_w, self.height() / self.native_h)
@@ -86,6 +101,7 @@ class CameraView(QWidget):
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt API
         p = QPainter(self)
         p.fillRect(self.rect(), QColor(18, 18, 20))
+        self.label_rects = []
         xf = self.native_to_widget()
         if self._image is not None:
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
@@ -122,11 +138,23 @@ class CameraView(QWidget):
             p.setBrush(QColor(255, 255, 255))
             for q in mapped:
                 p.drawEllipse(q, 2.2, 2.2)
-            if self.show_labels:
-                p.setPen(QColor(255, 255, 255))
-                p.setFont(QFont("Sans", 7))
-                for q, name in zip(mapped, JOINT_NAMES):
-                    p.drawText(q + QPointF(4, -4), name)
+        if self.show_labels and (not gt or self.skeleton is None):
+            self._draw_labels(p, mapped)
+
+    def _draw_labels(self, p: QPainter, mapped: list[QPointF]) -> None:
+        """Joint names where they fit without covering another name or joint (label_layout)."""
+        p.setFont(QFont("Sans", 8))
+        metrics = p.fontMetrics()
+        sizes = [(metrics.horizontalAdvance(n) + 4, metrics.height()) for n in JOINT_NAMES]
+        anchors = [(q.x(), q.y()) for q in mapped]
+        self.label_rects = place_joint_labels(anchors, sizes, (self.width(), self.height()))
+        for rect, name in zip(self.label_rects, JOINT_NAMES):
+            if rect is None:
+                continue
+            box = QRectF(*rect)
+            p.fillRect(box, QColor(0, 0, 0, 150))
+            p.setPen(QColor(255, 255, 255))
+            p.drawText(box, Qt.AlignmentFlag.AlignCenter, name)
 
     def _draw_caption(self, p: QPainter) -> None:
         text = f"{self.name}  {self.native_w}x{self.native_h}"
@@ -161,8 +189,7 @@ class CameraView(QWidget):
         self.zoom = new
         moved = self.native_to_widget().map(anchor)
         self.pan += pos - moved
-        if self.zoom == 1.0:
-            self.pan = QPointF(0.0, 0.0)
+        self._clamp_pan()
         self.update()
 
     def mousePressEvent(self, event) -> None:  # noqa: N802
@@ -176,6 +203,7 @@ class CameraView(QWidget):
         if self._drag_from is not None and self.zoom > 1.0:
             self.pan += event.position() - self._drag_from
             self._drag_from = event.position()
+            self._clamp_pan()
             self.update()
 
     def mouseReleaseEvent(self, event) -> None:  # noqa: N802
