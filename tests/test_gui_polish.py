@@ -48,7 +48,7 @@ def test_3d_view_frames_the_whole_rig_and_f_switches_to_the_person(qtbot, window
     view, seq = window.view3d, window.state.sequence
     cals = [c.calibration for c in seq.cameras]
     centres = np.stack([c.center for c in cals])
-    from mcss_studio.gui.view3d import camera_frustum
+    from mcss_studio.core.scene3d import camera_frustum
 
     frusta = np.concatenate([camera_frustum(c) for c in cals])
     joints = np.asarray(seq.joints3d).reshape(-1, 3)
@@ -202,3 +202,17 @@ def test_cancelling_demo_generation_shows_no_dialog(qtbot, window, monkeypatch):
     assert window.error_boxes == [] and window.last_error is None
     assert "cancelled" in window.statusBar().currentMessage()
     assert window.state.sequence is None
+
+
+def test_edit_menu_undoes_and_redoes_the_sessions_commands(qtbot, window):  # noqa: F811
+    from mcss_studio.gui.commands import SetValueCommand
+
+    state = window.state
+    assert not window.undo_action.isEnabled()
+    window.session.execute(SetValueCommand("Faster", lambda: state.speed, state.set_speed, 2.0))
+    assert state.speed == 2.0
+    assert window.undo_action.isEnabled() and "Faster" in window.undo_action.text()
+    window.undo_action.trigger()
+    assert state.speed == 1.0 and window.redo_action.isEnabled()
+    window.redo_action.trigger()
+    assert state.speed == 2.0

@@ -32,6 +32,7 @@ SHORTCUTS: tuple[tuple[str, str], ...] = (
     ("3D view: drag / Shift+drag / wheel", "Orbit / pan / zoom"),
     ("Ctrl+O", "Open a project, recording or dataset folder"),
     ("Ctrl+K", "Open a checkpoint"),
+    ("Ctrl+Z / Ctrl+Shift+Z", "Undo / redo the last edit"),
     ("F1 or ?", "This help"),
     ("Ctrl+Q", "Quit"),
 )

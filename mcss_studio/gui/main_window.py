@@ -118,6 +118,20 @@ class MainWindow(QMainWindow):
         self.addAction(act)
         return act
 
+    def _build_edit_menu(self) -> None:
+        """Undo / redo of the Session's one stack: every user edit is a command on it."""
+        edit = self.menuBar().addMenu("&Edit")
+        stack = self.session.undo_stack
+        for act, keys in (
+            (stack.createUndoAction(self, "&Undo"), [QKeySequence.StandardKey.Undo]),
+            (stack.createRedoAction(self, "&Redo"), [QKeySequence.StandardKey.Redo, "Ctrl+Y"]),
+        ):
+            act.setShortcuts([QKeySequence(k) for k in keys])
+            act.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            edit.addAction(act)
+            self.addAction(act)
+        self.undo_action, self.redo_action = edit.actions()
+
     def _build_menus(self) -> None:
         s = self.state
         file = self.menuBar().addMenu("&File")
@@ -129,6 +143,7 @@ class MainWindow(QMainWindow):
         self._action(file, "Save &screenshot...", self.screenshot_dialog, "Ctrl+Shift+S")
         self._action(file, "&Quit", self.close, QKeySequence.StandardKey.Quit)
         self._refresh_recent()
+        self._build_edit_menu()
 
         play = self.menuBar().addMenu("&Playback")
         self._action(play, "Play / pause", s.toggle_playing, "Space")
