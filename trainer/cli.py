@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from mcss_studio.core.atomic import atomic_open, make_dirs, writable_folder
 from mcss_studio.core.errors import UserInputError
 
 from .config import add_config_flags, config_from_args
@@ -115,6 +114,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".npz":
         raise UserInputError(out, "output must be an .npz file")
+    writable_folder(out.parent)  # before the work, not after it
     predictor, sequences = _checkpoint_data(args, None)
     names, frames, cams, emb, poses = [], [], [], [], []
     for s in sequences:
@@ -127,17 +127,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
             cams += [s.camera_names[c]] * len(idx)
             emb.append(pred["embedding"])
             poses.append(pred["pose_cam"])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".npz", dir=out.parent)
-    os.close(fd)
-    try:
-        np.savez(tmp, sequence=np.array(names), frame=np.concatenate(frames),
+    with atomic_open(out, "wb") as fh:
+        np.savez(fh, sequence=np.array(names), frame=np.concatenate(frames),
                  camera=np.array(cams), embedding=np.concatenate(emb),
                  pose_cam=np.concatenate(poses))
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     print(f"{len(names)} embeddings -> {out}")
     return 0
 
@@ -159,10 +152,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print("mcss-train: stopped by a signal; the table is partial", file=sys.stderr)
     if args.json_out:
         path = Path(args.json_out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(result, indent=2))
-        os.replace(tmp, path)
+        with atomic_open(make_dirs(path.parent) / path.name) as fh:
+            fh.write(json.dumps(result, indent=2))
     return 130 if result.get("stopped") else 0
 
 

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from mcss_studio.core.atomic import writing
+
 
 def _clean(value: Any) -> Any:
     """JSON-safe: non-finite floats become null, numpy scalars become Python numbers."""
@@ -34,14 +36,16 @@ class JsonLines:
         self.path = None if path is None else Path(path)
         self._fh: IO[str] | None = None
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "a", encoding="utf-8")
+            with writing(self.path):  # unwritable run folder, full disk: one line, not a trace
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fh = open(self.path, "a", encoding="utf-8")
 
     def write(self, record: dict) -> None:
         if self._fh is None:
             return
-        self._fh.write(json.dumps(_clean(record), separators=(",", ":")) + "\n")
-        self._fh.flush()
+        with writing(self.path or "events"):
+            self._fh.write(json.dumps(_clean(record), separators=(",", ":")) + "\n")
+            self._fh.flush()
 
     def close(self) -> None:
         if self._fh is not None:

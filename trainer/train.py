@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from mcss_studio.core.atomic import make_dirs
 from mcss_studio.core.checkpoint import load_checkpoint, load_training_state, save_checkpoint
 from mcss_studio.core.errors import UserInputError
 from mcss_studio.core.inference import autocast_for, pick_device
@@ -182,7 +183,7 @@ def fit(
         sequences = list(sequences)
         test_sequences = list(test_sequences or [])
         if rank == 0:
-            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            make_dirs(run_dir / "checkpoints")
         device = pick_device(config.device)
         if world > 1 and device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
