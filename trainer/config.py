@@ -76,6 +76,7 @@ class TrainConfig:
     eval_stride: int = 5  # evaluate every n-th test frame
     checkpoint_every: int = 500
     resume: str = ""  # checkpoint to resume from (exact: model, optimiser, scheduler, step, RNG)
+    override_settings: bool = False  # resume even if the settings differ from the checkpoint's
 
     def validate(self, source: str | os.PathLike[str] | None = "config") -> None:
         """Raise UserInputError for values training cannot use."""
@@ -130,6 +131,25 @@ class TrainConfig:
         return config
 
 
+# settings that may differ between a run and its resume: where things are and how often to
+# report, none of which changes the trained weights
+FREE_ON_RESUME = frozenset({
+    "data", "cache_dir", "test_subjects", "device", "run_dir", "run_id", "resume",
+    "override_settings", "log_every", "triplet_log_every", "triplet_log_size", "eval_every",
+    "eval_stride", "checkpoint_every",
+})
+
+
+def resume_differences(saved: dict, requested: TrainConfig) -> list[tuple[str, Any, Any]]:
+    """(field, saved value, requested value) for each training setting that differs.
+
+    Fields a checkpoint from an older version does not have are not compared.
+    """
+    wanted = requested.to_dict()
+    return [(k, saved[k], wanted[k]) for k in wanted
+            if k not in FREE_ON_RESUME and k in saved and saved[k] != wanted[k]]
+
+
 def load_config(path: str | os.PathLike[str]) -> TrainConfig:
     """Read a TOML file (top-level keys, or a [train] table) into a TrainConfig."""
     path = Path(path)
@@ -168,11 +188,19 @@ def _field_parsers() -> dict[str, tuple[Callable[[str], Any], str | None]]:
     return out
 
 
+_FLAG_HELP = {
+    "resume": "checkpoint to continue from; its settings must equal these (see "
+    "--override-settings)",
+    "override_settings": "with --resume: continue even though settings (crop size, steps, "
+    "model, method...) differ from the checkpoint's; the result is then not the run it continues",
+}
+
+
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """--<field> for every TrainConfig field (underscores as dashes); default None = unset."""
     for name, (parse, metavar) in _field_parsers().items():
         parser.add_argument("--" + name.replace("_", "-"), type=parse, default=None,
-                            metavar=metavar)
+                            metavar=metavar, help=_FLAG_HELP.get(name))
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
