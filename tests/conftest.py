@@ -104,3 +104,13 @@ def make_recording(tmp_path: Path):
         return folder
 
     return make
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest's hook
+    """After a run that included tests/test_faults.py: the table of fault cases tried and held."""
+    import sys
+
+    faultlib = sys.modules.get("tests.faultlib")
+    if faultlib is not None and faultlib.TABLE:
+        terminalreporter.write_sep("=", "fault injection: cases tried and held")
+        terminalreporter.write_line(faultlib.format_table())

@@ -6,14 +6,15 @@ Every record has "event" and "time" (Unix seconds). Events: start, step, eval, c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from mcss_studio.core.atomic import writing
+from mcss_studio.core.atomic import write_error, writing
 
 
 def _clean(value: Any) -> Any:
@@ -30,27 +31,38 @@ def _clean(value: Any) -> Any:
 
 
 class JsonLines:
-    """Appends one JSON object per line; a None path makes every call a no-op."""
+    """Appends one JSON object per line; a None path makes every call a no-op.
+
+    Each record is one unbuffered append; if it cannot be written whole (disk full), the file is
+    cut back to where the record began, so no half record stays to be fused with a later one,
+    and the failure is a one-line UserInputError.
+    """
 
     def __init__(self, path: str | os.PathLike[str] | None) -> None:
         self.path = None if path is None else Path(path)
-        self._fh: IO[str] | None = None
+        self._fd: int | None = None
         if self.path is not None:
             with writing(self.path):  # unwritable run folder, full disk: one line, not a trace
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._fh = open(self.path, "a", encoding="utf-8")
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
 
     def write(self, record: dict) -> None:
-        if self._fh is None:
+        if self._fd is None or self.path is None:
             return
-        with writing(self.path or "events"):
-            self._fh.write(json.dumps(_clean(record), separators=(",", ":")) + "\n")
-            self._fh.flush()
+        data = memoryview((json.dumps(_clean(record), separators=(",", ":")) + "\n").encode())
+        start = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            while data:
+                data = data[os.write(self._fd, data):]
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)
+            raise write_error(self.path, exc) from None
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class EventWriter(JsonLines):
