@@ -422,17 +422,18 @@ def _read_proxies(cache: Path, rec: Path) -> None:
 
 def _formats(world: Path, d: Path) -> dict[str, tuple[Path, Callable[[], object]]]:
     """file format -> (a valid file of it inside d, the reader the project opens it with)."""
-    rec = d / "rec"
+    rec, synced = d / "rec", d / "synced"
     shutil.copytree(world / "rec", rec)
-    shutil.copytree(world / "ref", d / "cache")
+    shutil.copytree(world / "rec", synced)
     with open_sequence(rec) as seq:
+        build_cache(seq, d / "cache", **CACHE_ARGS)
         crops, proxies = crops_dir(d / "cache", seq), proxy_dir(d / "cache", seq)
     save_calibration_toml(d / "calibration.toml", _calib(0))
     save_boxes_npz(d / "boxes.npz", _boxes(0), NAMES)
     (d / "boxes.csv").write_text("camera,frame,x0,y0,x1,y1\ncam0,1,1,2,30,40\n"
                                  "cam1,3,2.5,2,31,41\n")
     np.savetxt(d / "joints3d.csv", standing_pose(4).reshape(4, -1), delimiter=",")
-    (rec / "sequence.toml").write_text('name = "take"\n[offsets]\ncam1 = 1\n')
+    (synced / "sequence.toml").write_text('name = "take"\n[offsets]\ncam1 = 1\n')
     save_checkpoint(d / "model.safetensors", _model(0), {"tag": "x"}, {"step": 3})
     (d / "a").mkdir()
     create_project(d / "p", d / "a")
@@ -444,7 +445,7 @@ def _formats(world: Path, d: Path) -> dict[str, tuple[Path, Callable[[], object]
                              lambda: load_calibration(rec / "calibration.json")),
         "calibration.toml": (d / "calibration.toml",
                              lambda: load_calibration(d / "calibration.toml")),
-        "sequence.toml": (rec / "sequence.toml", lambda: open_sequence(rec).close()),
+        "sequence.toml": (synced / "sequence.toml", lambda: open_sequence(synced).close()),
         "joints3d.npz": (rec / "joints3d.npz", lambda: load_joints3d(rec / "joints3d.npz")),
         "joints3d.csv": (d / "joints3d.csv", lambda: load_joints3d(d / "joints3d.csv")),
         "boxes.npz": (d / "boxes.npz", lambda: load_boxes_file(d / "boxes.npz", NAMES, None)),

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mcss_studio.core.atomic import write_error, writing
+from mcss_studio.core.errors import UserInputError
 
 
 def _clean(value: Any) -> Any:
@@ -75,10 +76,14 @@ class EventWriter(JsonLines):
 
 
 def read_events(path: str | os.PathLike[str]) -> list[dict]:
-    """All complete records of an event file (a trailing partial line is ignored)."""
+    """All complete records of an event file (a trailing partial line is ignored); a damaged
+    record before it is a one-line UserInputError naming its line."""
     records = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, 1):
             if line.endswith("\n"):
-                records.append(json.loads(line))
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    raise UserInputError(path, f"line {number} is not a JSON record") from None
     return records

@@ -214,10 +214,15 @@ class CropCache:
             raise UserInputError(folder, "crop cache is incomplete; resume the build")
         if meta.get("input_fingerprint") != input_fingerprint(seq):
             raise UserInputError(folder, "crop cache is stale (the videos changed); rebuild it")
-        C, T, S = len(meta["camera_names"]), int(meta["num_frames"]), int(meta["crop_size"])
+        try:
+            C, T, S = len(meta["camera_names"]), int(meta["num_frames"]), int(meta["crop_size"])
+            float(meta["margin"]), str(meta["box_method"])
+        except (KeyError, TypeError, ValueError):
+            raise UserInputError(folder / "meta.json", "damaged crop cache metadata; rebuild "
+                                 "the cache") from None
         try:
             boxes = np.load(folder / "boxes.npy", allow_pickle=False)
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError):
             raise UserInputError(folder / "boxes.npy", "missing or unreadable") from None
         if boxes.shape != (C, T, 4):
             raise UserInputError(folder / "boxes.npy", f"shape {boxes.shape}, expected {(C, T, 4)}")
@@ -433,7 +438,7 @@ def _build_locked(
             squares = np.load(folder / "boxes.npy", allow_pickle=False)
             if squares.shape != (C, T, 4):
                 squares = None
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError):
             squares = None
     if squares is None:
         _wipe(folder)
