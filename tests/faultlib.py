@@ -48,12 +48,20 @@ def record(group: str, case: str, held: bool) -> None:
 
 
 def format_table() -> str:
-    rows = [f"| {'fault':<22} | {'writer / file format':<38} | tried | held |",
-            f"|{'-' * 24}|{'-' * 40}|-------|------|"]
-    for (group, case), (tried, held) in sorted(TABLE.items()):
-        rows.append(f"| {group:<22} | {case:<38} | {tried:>5} | {held:>4} |")
-    total = sum(t for t, _ in TABLE.values()), sum(h for _, h in TABLE.values())
-    rows.append(f"| {'total':<22} | {'':<38} | {total[0]:>5} | {total[1]:>4} |")
+    """Markdown: one row per writer or file format, one column per fault, cells held/tried."""
+    faults = sorted({group for group, _ in TABLE})
+    cases = sorted({case for _, case in TABLE})
+    width = max(len(c) for c in [*cases, "writer / file format"])
+    rows = ["| " + " | ".join([f"{'writer / file format':<{width}}", *faults]) + " |",
+            "|" + "|".join(["-" * (width + 2), *("-" * (len(f) + 2) for f in faults)]) + "|"]
+    for case in cases:
+        cells = [f"{TABLE[(f, case)][1]}/{TABLE[(f, case)][0]}" if (f, case) in TABLE else "-"
+                 for f in faults]
+        rows.append("| " + " | ".join([f"{case:<{width}}",
+                                       *(f"{c:>{len(f)}}" for c, f in zip(cells, faults))]) + " |")
+    tried = sum(t for t, _ in TABLE.values())
+    held = sum(h for _, h in TABLE.values())
+    rows.append(f"\n{held} of {tried} cases held (cells: held/tried).")
     return "\n".join(rows)
 
 
@@ -193,10 +201,10 @@ def world_readable_dir() -> Path:
 
 # -- mutations -------------------------------------------------------------------------------
 def mutations(data: bytes, n: int, seed: int) -> Iterator[tuple[str, bytes]]:
-    """n truncations and n single-bit flips of data, seeded; ("truncate"|"bit flip", bytes)."""
+    """n truncations and n single-bit flips of data, seeded; ("truncated"|"bit flip", bytes)."""
     rng = np.random.default_rng(seed)
     for cut in sorted(set(rng.integers(0, len(data), size=n).tolist()) | {0}):
-        yield "truncate", data[:cut]
+        yield "truncated", data[:cut]
     for pos in rng.integers(0, len(data), size=n):
         flipped = bytearray(data)
         flipped[pos] ^= 1 << int(rng.integers(0, 8))

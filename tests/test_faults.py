@@ -50,6 +50,7 @@ from trainer.events import EventWriter, read_events
 torch.set_num_threads(1)
 NAMES = ["cam0", "cam1"]
 CACHE_ARGS = {"crop_size": 16, "proxy_max_side": 32, "workers": 1}
+UNWRITABLE = {"other user": "EACCES (nobody)", "read-only mount": "EROFS"}
 
 
 # -- shared inputs ------------------------------------------------------------------------
@@ -249,7 +250,7 @@ def test_sigkill_at_random_points_of_every_writer(writer, world, reference, tmp_
         outcome = run_child(lambda d=d: writer.write(d, world / "rec"), kill_at=k)
         problem = (None if outcome.status in (-9, 0) else f"not killed: {outcome}") or \
             writer.check(d, world / "rec", reference)
-        record("SIGKILL mid-write", writer.name, problem is None)
+        record("SIGKILL", writer.name, problem is None)
         if problem:
             failures.append(f"kill at call {k}/{total}: {problem}")
     assert not failures
@@ -264,7 +265,7 @@ def test_file_size_limit_is_a_one_line_error(writer, limit, world, reference, tm
     outcome = run_child(lambda: writer.write(tmp_path, world / "rec"), fsize=limit)
     problem = _held(outcome, lambda: writer.check(tmp_path, world / "rec", reference),
                     "file-size limit")
-    record("file-size limit", writer.name, problem is None)
+    record("RLIMIT_FSIZE", writer.name, problem is None)
     assert problem is None
 
 
@@ -294,7 +295,7 @@ def test_full_disk_is_a_one_line_error_and_the_rerun_completes(writer, world, re
             again = run_child(lambda: writer.write(fs, world / "rec"))
             problem = (None if again.status == 0 else f"rerun failed: {again}") or \
                 writer.check(fs, world / "rec", reference)
-        record("disk full (tmpfs)", writer.name, problem is None)
+        record("full tmpfs", writer.name, problem is None)
         assert problem is None
 
 
@@ -317,7 +318,7 @@ def test_cache_cli_on_a_full_disk_exits_2_and_resumes_byte_identical(size_kb, wo
             problem = None if again.status == 0 else f"rerun failed: {again}"
         if problem is None and _cache_files(fs / "c", world / "rec") != reference:
             problem = "cache after the rerun is not byte-identical"
-        record("disk full (tmpfs)", "mcss-data cache CLI", problem is None)
+        record("full tmpfs", "mcss-data cache CLI", problem is None)
         assert problem is None
 
 
@@ -351,7 +352,7 @@ def test_unwritable_folder_is_a_one_line_error(writer, how, world, reference, tm
                                 "read-only")
         if problem is None and outcome.status == 0:
             problem = "the write claimed success in an unwritable folder"
-        record(f"unwritable ({how})", writer.name, problem is None)
+        record(UNWRITABLE[how], writer.name, problem is None)
         assert problem is None
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -391,7 +392,7 @@ def test_cli_into_unwritable_folder_exits_2_with_one_line(case, how, world, tmp_
             outcome = run_child(lambda: CLI_CASES[case](ro, world))
         expect = "read-only"
     held = outcome.one_line_error and expect in outcome.stderr
-    record(f"unwritable ({how})", case, held)
+    record(UNWRITABLE[how], case, held)
     assert held, outcome
 
 
@@ -484,7 +485,7 @@ def test_truncated_or_bit_flipped_files_open_or_fail_in_one_line(fmt, world, ref
         path.write_bytes(data)
         outcome = run_child(read)
         held = outcome.status == 0 or outcome.one_line_error
-        record(f"corrupt file ({kind})", fmt, held)
+        record(kind, fmt, held)
         if not held:
             failures.append(f"{kind} to {len(data)} bytes: {outcome}")
     path.write_bytes(original)
