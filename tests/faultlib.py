@@ -85,15 +85,16 @@ def run_child(
 ) -> Outcome:
     """Run body() in a forked child under the given fault; see the module docstring."""
     with tempfile.TemporaryDirectory() as tmp:
-        err_path, count_path = Path(tmp) / "stderr", Path(tmp) / "calls"
+        count_path = Path(tmp) / "calls"
         sys.stdout.flush()
         sys.stderr.flush()
+        read_end, write_end = os.pipe()  # a pipe: the file-size limit does not apply to it
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child
             code = 3
             try:
-                fd = os.open(err_path, os.O_WRONLY | os.O_CREAT, 0o666)
-                os.dup2(fd, 2)
+                os.close(read_end)
+                os.dup2(write_end, 2)
                 # pytest's capture may have pointed sys.stderr elsewhere than fd 2
                 sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
                 calls = _install_counter(kill_at)
@@ -113,7 +114,7 @@ def run_child(
                 except BaseException:  # noqa: BLE001 - the bug we are looking for
                     message, code = traceback.format_exc(), 3
                 sys.setprofile(None)
-                if fsize is not None:  # lift the limit so the report itself can be written
+                if fsize is not None:  # lift the limit so the call count can be written
                     resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
                 sys.stdout.flush()
                 sys.stderr.flush()  # what the CLI printed; os._exit would drop it
@@ -122,9 +123,11 @@ def run_child(
                     count_path.write_text(str(calls[0]))
             finally:
                 os._exit(code)
+        os.close(write_end)
+        with open(read_end, "rb") as pipe:  # read to the end first: a full pipe would block
+            stderr = pipe.read().decode(errors="replace")
         _, status = os.waitpid(pid, 0)
         code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-        stderr = err_path.read_text(errors="replace") if err_path.exists() else ""
         calls = int(count_path.read_text()) if count_path.exists() else -1
         return Outcome(code, stderr, calls)
 

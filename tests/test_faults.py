@@ -299,6 +299,16 @@ def test_full_disk_is_a_one_line_error_and_the_rerun_completes(writer, world, re
         assert problem is None
 
 
+@pytest.mark.parametrize("limit", [1, 2000])
+def test_synth_past_a_file_size_limit_is_one_line_and_leaves_nothing(limit, tmp_path):
+    outcome = run_child(lambda: data_cli.main(["synth", str(tmp_path / "out"), "--workers",
+                                               "1"]), fsize=limit)
+    held = outcome.one_line_error and "file-size limit" in outcome.stderr
+    held = held and list(tmp_path.iterdir()) == []  # no dataset, no temp folder
+    record("RLIMIT_FSIZE", "mcss-data synth", held)
+    assert held, (outcome, list(tmp_path.iterdir()))
+
+
 @pytest.mark.parametrize("size_kb", [8, 24, 40, 64])
 def test_cache_cli_on_a_full_disk_exits_2_and_resumes_byte_identical(size_kb, world, reference,
                                                                      tmp_path):
