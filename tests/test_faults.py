@@ -500,3 +500,20 @@ def test_truncated_or_bit_flipped_files_open_or_fail_in_one_line(fmt, world, ref
             failures.append(f"{kind} to {len(data)} bytes: {outcome}")
     path.write_bytes(original)
     assert not failures
+
+
+@pytest.mark.parametrize("limit", [1, 3000])
+def test_video_export_past_a_file_size_limit_is_one_line_and_leaves_nothing(limit, tmp_path):
+    from mcss_studio.core.video_writer import VideoWriter
+
+    def export() -> None:
+        frames = np.random.default_rng(0).integers(0, 255, (6, 48, 64, 3), dtype=np.uint8)
+        with VideoWriter(tmp_path / "out.mp4", 25, 64, 48, codec="mp4v") as writer:
+            for frame in frames:
+                writer.write(frame)
+
+    outcome = run_child(export, fsize=limit)
+    held = outcome.one_line_error and "file-size limit" in outcome.stderr
+    held = held and list(tmp_path.iterdir()) == []  # neither the video nor its temp file
+    record("RLIMIT_FSIZE", "video export (VideoWriter)", held)
+    assert held, (outcome, list(tmp_path.iterdir()))
