@@ -552,6 +552,8 @@ def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
     view = memoryview(data)
     while view:
         n = os.pwrite(fd, view, offset)
+        if n == 0:  # no progress and no error: treat as the full disk it almost surely is
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         view, offset = view[n:], offset + n
 
 
