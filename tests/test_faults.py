@@ -11,10 +11,11 @@ The harness is tests/faultlib.py; the table of cases tried and held is printed a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from mcss_studio.core.checkpoint import load_checkpoint, load_training_state, sa
 from mcss_studio.core.errors import UserInputError
 from mcss_studio.core.model import MCSSModel, ModelConfig
 from mcss_studio.core.project import create_project, read_project
-from mcss_studio.core.proxies import ProxyMissingError, ProxyStore, proxy_dir
+from mcss_studio.core.proxies import ProxyMissingError, ProxyStore, build_proxies, proxy_dir
 from mcss_studio.core.sources.folder import load_joints3d
 from tests.conftest import ring_cameras, standing_pose, write_mp4v
 from tests.faultlib import (
@@ -132,6 +133,27 @@ def _cache_check(d: Path, rec: Path, ref: dict) -> str | None:
     return None
 
 
+def _proxies_write(d: Path, rec: Path) -> None:
+    with open_sequence(rec) as seq:
+        build_proxies(seq, d / "px", max_side=CACHE_ARGS["proxy_max_side"])
+
+
+def _proxies_check(d: Path, rec: Path, ref: dict) -> str | None:
+    with open_sequence(rec) as seq:
+        store, folder = ProxyStore(d / "px", seq), proxy_dir(d / "px", seq)
+        for c in range(2):
+            if store.complete(c) and (folder / f"{c}.blob").read_bytes() != ref[
+                    f"proxies/{c}.blob"]:
+                return f"complete proxies of camera {c} differ"
+        if not build_proxies(seq, d / "px", max_side=CACHE_ARGS["proxy_max_side"]):
+            return "resumed proxies incomplete"
+    for c in range(2):
+        for ext in ("blob", "idx"):
+            if (folder / f"{c}.{ext}").read_bytes() != ref[f"proxies/{c}.{ext}"]:
+                return f"resumed proxies {c}.{ext} differ from an uninterrupted build"
+    return None
+
+
 def _ckpt_setup(d: Path, rec: Path) -> None:
     save_checkpoint(d / "model.safetensors", _model(0), {"tag": "old"}, {"step": 1})
 
@@ -212,6 +234,7 @@ def _calib_check(d: Path, rec: Path, ref: dict) -> str | None:
 
 WRITERS = [
     Writer("crop cache + proxies", lambda d, r: None, _cache_write, _cache_check),
+    Writer("display proxies (alone)", lambda d, r: None, _proxies_write, _proxies_check),
     Writer("checkpoint", _ckpt_setup, _ckpt_write, _ckpt_check),
     Writer("events.jsonl", _events_setup, _events_write, _events_check),
     Writer("project file", _project_setup, lambda d, r: create_project(d / "p", d / "b"),
@@ -287,7 +310,7 @@ def test_full_disk_is_a_one_line_error_and_the_rerun_completes(writer, world, re
             os.close(fd)
         outcome = run_child(lambda: writer.write(fs, world / "rec"))
         problem = _held(outcome, lambda: writer.check(fs, world / "rec", reference)
-                        if writer.name != "crop cache + proxies" else None, "disk is full")
+                        if "proxies" not in writer.name else None, "disk is full")
         if problem is None and outcome.status == 0:
             problem = "the write claimed success on a full disk"
         if problem is None:
@@ -333,12 +356,23 @@ def test_cache_cli_on_a_full_disk_exits_2_and_resumes_byte_identical(size_kb, wo
 
 
 # -- unwritable folders --------------------------------------------------------------------
-def _as_nobody(root: Path) -> Path:
-    """A folder only root may write (0755, owned by root): a real EACCES for user nobody."""
-    os.chmod(root, 0o755)
-    for p in root.rglob("*"):
-        os.chmod(p, 0o755 if p.is_dir() else 0o644)
-    return root
+@contextlib.contextmanager
+def _other_user(root: Path) -> Iterator[int | None]:
+    """Make root a folder this test's child may not write; yield the uid the child runs as.
+
+    As root (CI), permission bits do not stop root, so the child runs as user nobody and the
+    folder stays owned by root (0755). Otherwise the folder is made read-only (0555) for us,
+    and writable again afterwards.
+    """
+    def set_modes(dirs: int, files: int) -> None:
+        for p in [root, *root.rglob("*")]:
+            os.chmod(p, dirs if p.is_dir() else files)
+
+    set_modes(0o755 if os.geteuid() == 0 else 0o555, 0o644 if os.geteuid() == 0 else 0o444)
+    try:
+        yield NOBODY if os.geteuid() == 0 else None
+    finally:
+        set_modes(0o755, 0o644)
 
 
 @pytest.mark.parametrize("how", ["other user", "read-only mount"])
@@ -349,8 +383,8 @@ def test_unwritable_folder_is_a_one_line_error(writer, how, world, reference, tm
     try:
         writer.setup(base, world / "rec")
         if how == "other user":
-            _as_nobody(base)
-            outcome = run_child(lambda: writer.write(base, world / "rec"), uid=NOBODY)
+            with _other_user(base) as uid:
+                outcome = run_child(lambda: writer.write(base, world / "rec"), uid=uid)
             problem = _held(outcome, lambda: _unchanged(writer, base, world, reference),
                             "permission denied")
         else:
@@ -373,6 +407,10 @@ def _unchanged(writer: Writer, d: Path, world: Path, reference: dict) -> str | N
         with open_sequence(world / "rec") as seq, pytest.raises(UserInputError):
             CropCache.open(d / "cache", seq)
         return None
+    if writer.name == "display proxies (alone)":
+        with open_sequence(world / "rec") as seq:
+            store = ProxyStore(d / "px", seq)
+            return None if not any(store.available(c) for c in range(2)) else "proxies appeared"
     return writer.check(d, world / "rec", reference)
 
 
@@ -393,7 +431,8 @@ def test_cli_into_unwritable_folder_exits_2_with_one_line(case, how, world, tmp_
     """The report's item 2: each of these gave a traceback and exit 1."""
     target = world / "rec"
     if how == "other user":
-        outcome = run_child(lambda: CLI_CASES[case](target, world), uid=NOBODY)
+        with _other_user(target) as uid:
+            outcome = run_child(lambda: CLI_CASES[case](target, world), uid=uid)
         expect = "permission denied"
     else:
         with read_only_view(target, tmp_path / "ro") as ro:
