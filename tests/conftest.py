@@ -113,3 +113,13 @@ def private_studio_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("MCSS_STUDIO_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("MCSS_STUDIO_SETTINGS", str(tmp_path / "settings.ini"))
     monkeypatch.setattr("mcss_studio.gui.session.find_demo_checkpoint", lambda: None)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest's hook
+    """After a run that included tests/test_faults.py: the table of fault cases tried and held."""
+    import sys
+
+    faultlib = sys.modules.get("tests.faultlib")
+    if faultlib is not None and faultlib.TABLE:
+        terminalreporter.write_sep("=", "fault injection: cases tried and held")
+        terminalreporter.write_line(faultlib.format_table())

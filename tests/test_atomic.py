@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
+
 import pytest
 
-from mcss_studio.core.atomic import atomic_open
+from mcss_studio.core.atomic import atomic_open, atomic_path, writing
+from mcss_studio.core.checkpoint import save_checkpoint
 from mcss_studio.core.errors import UserInputError
+from mcss_studio.core.model import MCSSModel, ModelConfig
 
 
 def test_success_replaces_and_failure_keeps_old(tmp_path):
@@ -26,3 +32,54 @@ def test_unwritable_folder_is_a_user_error(tmp_path):
     with pytest.raises(UserInputError, match="missing.*cannot write"):
         with atomic_open(tmp_path / "missing" / "x.json") as fh:
             fh.write("x")
+
+
+def _dead_pid() -> int:
+    """The pid of a child that has exited and been reaped (so no process has it now)."""
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return pid
+
+
+def test_temp_files_of_dead_writers_are_removed_by_the_next_write(tmp_path):
+    """A SIGKILLed save leaves `.<name>.<pid>.<hex>.tmp`; the next save in that folder removes
+    it, but never the temp file of a writer that still runs, nor other files."""
+    dead = tmp_path / f".step_0000100.safetensors.{_dead_pid()}.0123abcd.tmp"
+    alive = tmp_path / f".step_0000200.safetensors.{os.getppid()}.89abcdef.tmp"
+    other = tmp_path / ".notes.1.tmp"
+    for p in (dead, alive, other):
+        p.write_bytes(b"")
+    with atomic_open(tmp_path / "last.safetensors", "wb") as fh:
+        fh.write(b"x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [alive.name, other.name, "last.safetensors"])
+
+
+def test_finished_files_get_the_ordinary_mode_even_if_the_writer_made_them_private(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "a.bin") as tmp:
+            tmp.unlink()
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600))  # like safetensors' writer
+        save_checkpoint(tmp_path / "m.safetensors", MCSSModel(ModelConfig(
+            width=8, embedding_dim=16, pose_hidden=32, orientation_hidden=16)))
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "a.bin").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "m.safetensors").stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize("errno_, advice", [
+    (errno.ENOSPC, "the disk is full; free space"),
+    (errno.EDQUOT, "quota"),
+    (errno.EROFS, "read-only; choose a writable folder"),
+    (errno.EACCES, "permission denied"),
+])
+def test_write_errors_name_the_path_and_what_to_do(tmp_path, errno_, advice):
+    with pytest.raises(UserInputError) as err:
+        with writing(tmp_path / "out.npz"):
+            raise OSError(errno_, os.strerror(errno_))
+    assert str(err.value).startswith(f"{tmp_path / 'out.npz'}: cannot write: ")
+    assert advice in str(err.value) and "\n" not in str(err.value)

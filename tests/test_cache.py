@@ -119,7 +119,8 @@ def test_resume_after_interruption_gives_identical_bytes(seq, tmp_path: Path) ->
                     progress=interrupt, workers=1)
     folder = crops_dir(tmp_path / "c", seq)
     assert np.fromfile(folder / "0.done", np.uint8).sum() == 9
-    assert (folder / "1.u8").stat().st_blocks * 512 < (folder / "1.u8").stat().st_size  # sparse
+    if hasattr(os, "posix_fallocate"):  # disk space reserved up front, not a sparse file
+        assert (folder / "1.u8").stat().st_blocks * 512 >= (folder / "1.u8").stat().st_size
     with pytest.raises(UserInputError, match="incomplete"):
         CropCache.open(tmp_path / "c", seq)
     seen = []

@@ -21,7 +21,8 @@ def test_inspect_json_document(make_recording):
     res = run_cli("inspect", str(folder), "--json")
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
-    assert set(doc) == {"unit", "frames", "has_3d", "joints", "cameras"}
+    assert set(doc) == {"unit", "frames", "has_3d", "joints", "cameras", "warnings"}
+    assert len(doc["warnings"]) == 1 and "common 8 frames" in doc["warnings"][0]
     assert doc["unit"] == "mm" and doc["frames"] == 8 and doc["has_3d"] and doc["joints"] == 17
     cam = doc["cameras"][0]
     assert set(cam) == {"name", "width", "height", "fps", "frames", "offset", "K", "R", "t", "dist"}

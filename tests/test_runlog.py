@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from mcss_studio.core.errors import UserInputError
 from mcss_studio.core.runlog import EventWriter, JsonLines, read_events, read_triplets, tail_records
 
 
@@ -22,10 +25,43 @@ def test_resumed_writer_starts_on_a_fresh_line(tmp_path):
     log = JsonLines(path)
     log.write({"step": 3, "violation": 0.25})
     log.close()
-    text = path.read_text()
-    assert text.endswith('\n{"step":3,"violation":0.25}\n')  # not fused with the cut-off one
-    # the cut-off record is skipped, the resumed run's record is read
+    # the record the killed writer never finished is cut off, the new one starts on a fresh line
+    assert path.read_text() == '{"step":1,"violation":0.5}\n{"step":3,"violation":0.25}\n'
     assert read_triplets(path) == [{"step": 1, "violation": 0.5}, {"step": 3, "violation": 0.25}]
+
+
+def test_a_damaged_complete_record_is_a_one_line_error(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b'{"a":1}\n{"b"\xff2}\n{"c":3}\n')
+    with pytest.raises(UserInputError, match="damaged record at byte 8"):
+        read_events(path)
+    path.write_bytes(b'{"a":1}\n[1, 2]\n')  # valid JSON, but no record
+    with pytest.raises(UserInputError, match="byte 8"):
+        read_events(path)
+
+
+def test_a_record_that_does_not_fit_on_the_disk_is_cut_back(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    path = tmp_path / "events.jsonl"
+    log = EventWriter(path)
+    log.emit("start", steps=1)
+    real_write = os.write
+
+    def half_then_full(fd, data):  # a full disk after the first few bytes of the record
+        if len(data) > 5:
+            return real_write(fd, bytes(data[:5]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", half_then_full)
+    with pytest.raises(UserInputError, match="disk is full"):
+        log.emit("step", step=1)
+    monkeypatch.setattr(os, "write", real_write)
+    log.emit("step", step=2)
+    log.close()
+    assert [r["event"] for r in read_events(path)] == ["start", "step"]
+    assert read_events(path)[1]["step"] == 2
 
 
 def test_writer_adds_no_blank_line_to_a_clean_file(tmp_path):

@@ -210,3 +210,46 @@ def test_calibrated_camera_without_video_is_reported(make_recording):
     with open_sequence(folder) as seq:
         assert seq.is_calibrated
         assert any("no video for calibrated camera(s) ['cam2']" in w for w in seq.warnings)
+
+
+def _joints(frames: int) -> np.ndarray:
+    return np.arange(frames * 17 * 3, dtype=np.float64).reshape(frames, 17, 3)
+
+
+@pytest.mark.parametrize("box_frames, joint_frames, common, detail", [
+    (12, None, 8, "cam0.mp4 10, cam1.mp4 8, boxes.npz 12"),  # boxes longer: trimmed, not refused
+    (None, 12, 8, "cam0.mp4 10, cam1.mp4 8, joints3d.npz 12"),  # joints longer: now reported
+    (6, None, 6, "cam0.mp4 10, cam1.mp4 8, boxes.npz 6"),  # boxes shorter: the common range
+    (12, 7, 7, "cam0.mp4 10, cam1.mp4 8, joints3d.npz 7, boxes.npz 12"),
+])
+def test_every_per_frame_file_is_trimmed_to_the_common_range_with_one_warning(
+        make_recording, box_frames, joint_frames, common, detail):
+    folder = make_recording(cameras=2, frames=[10, 8], joints=False)
+    if box_frames is not None:
+        boxes = np.tile([1.0, 2.0, 30.0, 40.0], (2, box_frames, 1))
+        boxes[:, :, 0] += np.arange(box_frames)  # frame t's box starts at x = 1 + t
+        np.savez(folder / "boxes.npz", boxes=boxes, cameras=np.array(["cam0", "cam1"]))
+    if joint_frames is not None:
+        np.savez(folder / "joints3d.npz", joints3d=_joints(joint_frames))
+    with open_sequence(folder) as seq:
+        assert seq.num_frames == common
+        warning = f"frame counts differ ({detail}); using the common {common} frames"
+        assert seq.warnings == [warning] and seq.describe()["warnings"] == [warning]
+        if box_frames is not None:
+            assert seq.boxes.shape == (2, common, 4)
+            np.testing.assert_array_equal(seq.boxes[1, :, 0], 1.0 + np.arange(common))
+        if joint_frames is not None:
+            np.testing.assert_array_equal(seq.joints3d, _joints(joint_frames)[:common])
+
+
+def test_sparse_csv_boxes_never_shorten_the_sequence(make_recording):
+    folder = make_recording(cameras=2, frames=[8, 8], joints=False)
+    (folder / "boxes.csv").write_text("camera,frame,x0,y0,x1,y1\ncam0,2,1,2,3,4\n")
+    with open_sequence(folder) as seq:  # boxes for frame 2 only: others have none, no warning
+        assert seq.num_frames == 8 and seq.warnings == []
+        assert np.isnan(seq.boxes[0, 3]).all() and seq.boxes[0, 2].tolist() == [1, 2, 3, 4]
+    (folder / "boxes.csv").write_text("camera,frame,x0,y0,x1,y1\ncam1,9,1,2,3,4\n")
+    with open_sequence(folder) as seq:  # a row past the end is dropped, and said so
+        assert seq.num_frames == 8 and np.isnan(seq.boxes).all()
+        assert seq.warnings == [
+            "frame counts differ (cam0.mp4 8, cam1.mp4 8, boxes.csv 10); using the common 8 frames"]

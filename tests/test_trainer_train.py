@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from mcss_studio.core.checkpoint import load_checkpoint
+from mcss_studio.core.errors import UserInputError
 from mcss_studio.core.runlog import EventWriter, read_events
 from trainer.config import TrainConfig
 from trainer.fake import fake_sequences
@@ -154,3 +155,47 @@ def test_resume_restores_the_fp16_loss_scale(tmp_path, data):
     fresh = torch.amp.GradScaler("cpu")
     assert _resume(str(path), model, optimizer, fresh) == 7
     assert fresh.get_scale() == 512.0
+
+
+@pytest.fixture(scope="module")
+def step4_checkpoint(tmp_path_factory, data):
+    """A run stopped at step 4 of 8 (its checkpoint, and the settings it ran with)."""
+    tmp = tmp_path_factory.mktemp("resume")
+    train, _ = data
+    run = fit(_config(tmp, steps=8, checkpoint_every=4, run_id="full"), None, sequences=train,
+              progress=False)
+    return tmp, run.run_dir / "checkpoints" / "step_0000004.safetensors"
+
+
+@pytest.mark.parametrize("changes, shown", [
+    ({"crop_size": 96}, "crop_size=128 -> 96"),
+    ({"steps": 12}, "steps=8 -> 12"),
+    ({"lr": 1e-2, "margin": 0.5}, "margin=0.2 -> 0.5, lr=0.003 -> 0.01"),
+])
+def test_resume_refuses_different_settings_in_one_line(step4_checkpoint, data, changes, shown):
+    tmp, ckpt = step4_checkpoint
+    base = dict(steps=8, resume=str(ckpt), run_id="again")
+    with pytest.raises(UserInputError) as err:
+        fit(_config(tmp, **{**base, **changes}), None, sequences=data[0], progress=False)
+    message = str(err.value)
+    assert "\n" not in message and shown in message and "--override-settings" in message
+
+
+def test_resume_with_steps_below_the_checkpoint_is_refused_even_with_override(
+        step4_checkpoint, data):
+    tmp, ckpt = step4_checkpoint
+    for override in (False, True):
+        with pytest.raises(UserInputError, match="at step 4, past steps=3: nothing to train"):
+            fit(_config(tmp, steps=3, resume=str(ckpt), run_id="short",
+                        override_settings=override), None, sequences=data[0], progress=False)
+
+
+def test_resume_with_override_continues_with_the_new_settings(step4_checkpoint, data):
+    tmp, ckpt = step4_checkpoint
+    # bookkeeping settings (where, how often to log) may differ without an override
+    same = fit(_config(tmp, steps=8, resume=str(ckpt), run_id="same", log_every=2), None,
+               sequences=data[0], progress=False)
+    assert same.status == "done" and same.step == 8
+    longer = fit(_config(tmp, steps=10, resume=str(ckpt), run_id="longer",
+                         override_settings=True), None, sequences=data[0], progress=False)
+    assert longer.status == "done" and longer.step == 10 and len(longer.history) == 6

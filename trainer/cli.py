@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from mcss_studio.cli.common import EXIT_INTERRUPTED, run_cli
-from mcss_studio.core.atomic import atomic_open
+from mcss_studio.core.atomic import atomic_open, make_dirs, writable_folder
 from mcss_studio.core.errors import UserInputError
 
 from .config import add_config_flags, config_from_args
@@ -130,6 +130,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".npz":
         raise UserInputError(out, "output must be an .npz file")
+    writable_folder(out.parent)  # before the work, not after it
     pipeline = PosePipeline.load(args.checkpoint, device=args.device)
     contract = pipeline.contract
     dataset = open_dataset(args.data)
@@ -156,7 +157,6 @@ def cmd_embed(args: argparse.Namespace) -> int:
                     poses.append(pred.pose_cam.astype(np.float32))
         finally:
             media.close()
-    out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(out, "wb") as fh:
         np.savez(fh, sequence=np.array(names), frame=np.array(frames), camera=np.array(cams),
                  embedding=np.concatenate(emb), pose_cam=np.concatenate(poses))
@@ -181,8 +181,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print("mcss-train: stopped by a signal; the table is partial", file=sys.stderr)
     if args.json_out:
         path = Path(args.json_out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_open(path) as fh:
+        with atomic_open(make_dirs(path.parent) / path.name) as fh:
             fh.write(json.dumps(result, indent=2))
     return EXIT_INTERRUPTED if result.get("stopped") else 0
 

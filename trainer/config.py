@@ -96,8 +96,13 @@ class TrainConfig:
     eval_every: int = _setting(0, "steps between evaluations (0 = only at the end)")
     eval_stride: int = _setting(5, "evaluate every n-th test frame")
     checkpoint_every: int = _setting(500, "steps between checkpoints")
-    resume: str = _setting("", "checkpoint to resume from (exactly: model, optimiser, "
-                               "scheduler, step, random state)")
+    resume: str = _setting("", "checkpoint to continue from (exactly: model, optimiser, "
+                               "scheduler, step, random state); its settings must equal these "
+                               "(see --override-settings)")
+    override_settings: bool = _setting(False, "with --resume: continue even though settings "
+                                              "(crop size, steps, model, method...) differ from "
+                                              "the checkpoint's; the result is then not the run "
+                                              "it continues")
 
     def validate(self, source: str | os.PathLike[str] | None = "config") -> None:
         """Raise UserInputError for values training cannot use."""
@@ -150,6 +155,25 @@ class TrainConfig:
         config = cls(**values)
         config.validate(source)
         return config
+
+
+# settings that may differ between a run and its resume: where things are and how often to
+# report, none of which changes the trained weights
+FREE_ON_RESUME = frozenset({
+    "data", "cache_dir", "test_subjects", "device", "run_dir", "run_id", "resume",
+    "override_settings", "log_every", "triplet_log_every", "triplet_log_size", "eval_every",
+    "eval_stride", "checkpoint_every",
+})
+
+
+def resume_differences(saved: dict, requested: TrainConfig) -> list[tuple[str, Any, Any]]:
+    """(field, saved value, requested value) for each training setting that differs.
+
+    Fields a checkpoint from an older version does not have are not compared.
+    """
+    wanted = requested.to_dict()
+    return [(k, saved[k], wanted[k]) for k in wanted
+            if k not in FREE_ON_RESUME and k in saved and saved[k] != wanted[k]]
 
 
 def load_config(path: str | os.PathLike[str]) -> TrainConfig:

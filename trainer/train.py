@@ -22,13 +22,14 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from mcss_studio.core.atomic import make_dirs
 from mcss_studio.core.checkpoint import load_checkpoint, load_training_state, save_checkpoint
 from mcss_studio.core.errors import UserInputError
 from mcss_studio.core.inference import autocast_for, pick_device
 from mcss_studio.core.model import MCSSModel, ModelConfig
 from mcss_studio.core.runlog import EventWriter, JsonLines
 
-from .config import TrainConfig
+from .config import TrainConfig, resume_differences
 from .data import (
     BatchSampler,
     LabelledFrame,
@@ -182,7 +183,7 @@ def fit(
         sequences = list(sequences)
         test_sequences = list(test_sequences or [])
         if rank == 0:
-            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            make_dirs(run_dir / "checkpoints")
         device = pick_device(config.device)
         if world > 1 and device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -199,7 +200,8 @@ def fit(
         use_fp16 = (config.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported())
         scaler = torch.amp.GradScaler("cuda") if use_fp16 else None
         if config.resume:
-            step = _resume(config.resume, model, optimizer, scaler)
+            step = _resume(config.resume, model, optimizer, scaler, config,
+                           sequences[0].crop_size)
         net: torch.nn.Module = model
         if world > 1:
             net = torch.nn.parallel.DistributedDataParallel(
@@ -370,16 +372,41 @@ def _evaluate_event(
     return metrics
 
 
+def _check_resume(path: str, meta: dict, step: int, config: TrainConfig, crop_size: int) -> None:
+    """Refuse, in one line, a resume whose settings differ from the checkpoint's (unless
+    config.override_settings) or that has nothing left to train."""
+    if step > config.steps:
+        raise UserInputError(path, f"checkpoint is at step {step}, past steps={config.steps}: "
+                             f"nothing to train; ask for more than {step} steps")
+    if config.override_settings:
+        return
+    saved = dict(meta.get("train_config") or {})
+    diffs = resume_differences(saved, config)
+    if meta.get("crop_size") not in (None, crop_size) and "crop_size" not in {d[0] for d in diffs}:
+        diffs.append(("crop_size (of the data)", meta["crop_size"], crop_size))
+    if diffs:
+        shown = ", ".join(f"{k}={a!r} -> {b!r}" for k, a, b in diffs[:6])
+        more = f" and {len(diffs) - 6} more" if len(diffs) > 6 else ""
+        raise UserInputError(path, f"settings differ from the checkpoint's ({shown}{more}); "
+                             "resume with its settings, or pass --override-settings true")
+
+
 def _resume(
     path: str, model: MCSSModel, optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler | None = None,
+    scaler: torch.amp.GradScaler | None = None, config: TrainConfig | None = None,
+    crop_size: int | None = None,
 ) -> int:
-    """Restore model, optimiser, RNG and (fp16 runs) the loss scale; returns the step."""
-    loaded, _meta = load_checkpoint(path)
+    """Restore model, optimiser, RNG and (fp16 runs) the loss scale; returns the step.
+
+    With `config`, its settings are first checked against the checkpoint's (_check_resume).
+    """
+    loaded, meta = load_checkpoint(path)
+    state = load_training_state(path)
+    if config is not None:
+        _check_resume(path, meta, int(state["step"]), config, crop_size or config.crop_size)
     if loaded.config != model.config:
         raise UserInputError(path, "checkpoint model settings differ from the config")
     model.load_state_dict(loaded.state_dict())
-    state = load_training_state(path)
     if "optimizer" in state:
         try:
             optimizer.load_state_dict(state["optimizer"])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..core.errors import UserInputError
@@ -59,6 +61,18 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def _cache_hint(cache_flag: str | None) -> Iterator[None]:
+    """A cache that cannot be written inside the recording: say how to put it elsewhere."""
+    try:
+        yield
+    except UserInputError as exc:
+        if cache_flag or not exc.problem.startswith("cannot write"):
+            raise
+        raise UserInputError(exc.source, f"{exc.problem}, or keep the cache elsewhere with "
+                             "--cache DIR") from None
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from ..core import open_dataset
     from ..core.cache import build_cache
@@ -70,7 +84,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
         with entry.open() as seq:
             for w in seq.warnings:
                 print(f"{PROG}: warning: {seq.path}: {w}", file=sys.stderr)
-            with progress_bar(f"cache {seq.name}") as progress:
+            with progress_bar(f"cache {seq.name}") as progress, _cache_hint(args.cache):
                 cache = build_cache(
                     seq,
                     cache_dir,

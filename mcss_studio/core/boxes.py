@@ -242,7 +242,7 @@ def _check_values(path: Path, boxes: np.ndarray, where: Callable[[int, int], str
         raise UserInputError(path, f"{where(c, t)}: x1 < x0 or y1 < y0")
 
 
-def _load_npz(path: Path, camera_names: Sequence[str], num_frames: int) -> np.ndarray:
+def _load_npz(path: Path, camera_names: Sequence[str], num_frames: int | None) -> np.ndarray:
     try:
         with np.load(path, allow_pickle=False) as z:
             if "boxes" not in z or "cameras" not in z:
@@ -259,7 +259,9 @@ def _load_npz(path: Path, camera_names: Sequence[str], num_frames: int) -> np.nd
         raise UserInputError(
             path, f"'boxes' has shape {raw.shape}; expected ({len(names)}, T, 4) for the cameras"
         )
-    if raw.shape[1] > num_frames:
+    if num_frames is None:
+        num_frames = raw.shape[1]
+    elif raw.shape[1] > num_frames:
         raise UserInputError(
             path, f"'boxes' has {raw.shape[1]} frames but the sequence has {num_frames}"
         )
@@ -275,10 +277,10 @@ def _load_npz(path: Path, camera_names: Sequence[str], num_frames: int) -> np.nd
     return out
 
 
-def _load_csv(path: Path, camera_names: Sequence[str], num_frames: int) -> np.ndarray:
-    out = np.full((len(camera_names), num_frames, 4), np.nan)
+def _load_csv(path: Path, camera_names: Sequence[str], num_frames: int | None) -> np.ndarray:
     index = {n: i for i, n in enumerate(camera_names)}
     rows: dict[tuple[int, int], int] = {}
+    values: dict[tuple[int, int], list[float]] = {}
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.reader(f)
@@ -303,27 +305,35 @@ def _load_csv(path: Path, camera_names: Sequence[str], num_frames: int) -> np.nd
                     coords = [float(v) for v in row[2:]]
                 except ValueError:
                     raise UserInputError(path, f"line {line}: non-numeric value") from None
-                if not 0 <= frame < num_frames:
-                    raise UserInputError(
-                        path, f"line {line}: frame {frame} out of range 0..{num_frames - 1}"
-                    )
+                if frame < 0 or (num_frames is not None and frame >= num_frames):
+                    top = "" if num_frames is None else f"..{num_frames - 1}"
+                    raise UserInputError(path, f"line {line}: frame {frame} out of range 0{top}")
                 key = (index[name], frame)
                 if key in rows:
                     raise UserInputError(
                         path, f"line {line}: camera {name} frame {frame} repeats line {rows[key]}"
                     )
                 rows[key] = line
-                out[key] = coords
+                values[key] = coords
     except UnicodeDecodeError:
         raise UserInputError(path, "not a UTF-8 text file") from None
+    if num_frames is None:
+        num_frames = 1 + max((t for _, t in values), default=-1)
+    out = np.full((len(camera_names), num_frames, 4), np.nan)
+    for key, coords in values.items():
+        out[key] = coords
     _check_values(path, out, lambda c, t: f"line {rows.get((c, t), '?')}")
     return out
 
 
 def load_boxes_file(
-    path: str | os.PathLike[str], camera_names: Sequence[str], num_frames: int
+    path: str | os.PathLike[str], camera_names: Sequence[str], num_frames: int | None
 ) -> np.ndarray:
-    """Read boxes.npz or boxes.csv into (C, T, 4) in `camera_names` order (NaN = none)."""
+    """Read boxes.npz or boxes.csv into (C, T, 4) in `camera_names` order (NaN = none).
+
+    T is `num_frames` (a file covering more frames is refused), or with None the file's own
+    length: an npz's T, a csv's last frame + 1.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserInputError(path, "box file not found")

@@ -15,15 +15,22 @@ edge pixels would smear streaks into the crop that the network could mistake for
 
 One sequential decode pass per camera (no seeking) feeds both the crops and the proxies; cameras
 run in parallel threads (decoding, resizing and JPEG encoding release the GIL). Interrupted
-builds resume from the done-bitmaps: crops go through shared memory maps and a crop's done-byte
-is set only after its pixels, so a killed process (Ctrl-C, crash, kill -9) loses at most the
-frame in flight; files are flushed to disk when the build ends or stops. meta.json is replaced
-atomically and says `complete: true` only after every crop is written and flushed. A cache built
-from different inputs or settings has a different fingerprint and is rebuilt, never reused.
+builds resume from the done-bitmaps: a crop's done-byte is written only after its pixels, so a
+killed process (Ctrl-C, crash, kill -9) loses at most the frame in flight; files are flushed to
+disk when the build ends or stops. meta.json is replaced atomically and says `complete: true`
+only after every crop is written and flushed. A cache built from different inputs or settings
+has a different fingerprint and is rebuilt, never reused.
+
+Crops are written with ordinary file I/O (pwrite) into files preallocated with posix_fallocate
+where the system has it, never through writable memory maps: on a full disk a write through a
+map kills the process with SIGBUS, a pwrite fails with ENOSPC. A full disk or an unwritable
+folder is therefore a one-line UserInputError (core/atomic.py `writing`), and the build resumes
+where it stopped once space is freed. Only readers map the (complete) files.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -36,7 +43,7 @@ from typing import IO
 import cv2
 import numpy as np
 
-from .atomic import atomic_open
+from .atomic import atomic_open, write_error, writing
 from .boxes import BOX_METHODS, boxes_digest, compute_boxes_with_method, square_crop_box
 from .errors import UserInputError
 from .proxies import ProxyWriter, proxy_dir
@@ -207,10 +214,15 @@ class CropCache:
             raise UserInputError(folder, "crop cache is incomplete; resume the build")
         if meta.get("input_fingerprint") != input_fingerprint(seq):
             raise UserInputError(folder, "crop cache is stale (the videos changed); rebuild it")
-        C, T, S = len(meta["camera_names"]), int(meta["num_frames"]), int(meta["crop_size"])
+        try:
+            C, T, S = len(meta["camera_names"]), int(meta["num_frames"]), int(meta["crop_size"])
+            float(meta["margin"]), str(meta["box_method"])
+        except (KeyError, TypeError, ValueError):
+            raise UserInputError(folder / "meta.json", "damaged crop cache metadata; rebuild "
+                                 "the cache") from None
         try:
             boxes = np.load(folder / "boxes.npy", allow_pickle=False)
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError):
             raise UserInputError(folder / "boxes.npy", "missing or unreadable") from None
         if boxes.shape != (C, T, 4):
             raise UserInputError(folder / "boxes.npy", f"shape {boxes.shape}, expected {(C, T, 4)}")
@@ -288,7 +300,8 @@ class _BuildLock:
         self.file: IO[bytes] | None = None
 
     def __enter__(self) -> _BuildLock:
-        self.file = open(self.path, "ab")  # noqa: SIM115 - closed in __exit__
+        with writing(self.path):
+            self.file = open(self.path, "ab")  # noqa: SIM115 - closed in __exit__
         if fcntl is not None:
             try:
                 fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -364,12 +377,13 @@ def build_cache(
         if boxes.shape != (C, T, 4):
             raise UserInputError(None, f"boxes have shape {boxes.shape}, expected {(C, T, 4)}")
     folder = crops_dir(cache_dir, seq)
-    folder.mkdir(parents=True, exist_ok=True)
     settings = (crop_size, margin, boxes, proxies, proxy_max_side, box_method)
     # a complete cache is only read: no lock, so several trainers / the Studio can share it
     if _complete(seq, cache_dir, folder, *settings):
         return CropCache.open(cache_dir, seq)
-    with _BuildLock(folder):
+    with writing(folder):  # a read-only recording or a full disk: one line, not a traceback
+        folder.mkdir(parents=True, exist_ok=True)
+    with _BuildLock(folder), writing(folder):
         if _complete(seq, cache_dir, folder, *settings):  # another process just finished it
             return CropCache.open(cache_dir, seq)
         return _build_locked(
@@ -424,7 +438,7 @@ def _build_locked(
             squares = np.load(folder / "boxes.npy", allow_pickle=False)
             if squares.shape != (C, T, 4):
                 squares = None
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError):
             squares = None
     if squares is None:
         _wipe(folder)
@@ -463,9 +477,7 @@ def _build_locked(
         for c, cam in enumerate(seq.cameras):
             files = ((folder / f"{c}.u8", crop_bytes), (folder / f"{c}.done", T))
             if any(not p.is_file() or p.stat().st_size != size for p, size in files):
-                for p, size in files:  # both afresh: done-bytes must never outlive their crops
-                    with open(p, "wb") as f:
-                        f.truncate(size)  # sparse: no RAM, no disk until written
+                _allocate(files)  # both afresh: done-bytes must never outlive their crops
             missing = np.flatnonzero(np.fromfile(folder / f"{c}.done", dtype=np.uint8) == 0)
             start = int(missing[0]) if missing.size else T
             writer = None
@@ -508,6 +520,43 @@ def _build_locked(
     return CropCache.open(cache_dir, seq)
 
 
+def _allocate(files: tuple[tuple[Path, int], ...]) -> None:
+    """Create zero-filled files of these sizes, their disk space reserved up front.
+
+    A disk that cannot hold them fails here, before any decoding, with the space needed; the
+    files are then removed, so a half-reserved build never holds the space it could not use.
+    """
+    for path, size in files:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            os.ftruncate(fd, size)
+            if hasattr(os, "posix_fallocate"):
+                try:
+                    os.posix_fallocate(fd, 0, size)
+                except OSError as exc:
+                    if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP):
+                        continue  # no reservation here; writes still report a full disk
+                    for p, _ in files:
+                        p.unlink(missing_ok=True)
+                    total = sum(n for _, n in files) / 1e6
+                    err = write_error(path, exc)
+                    raise UserInputError(
+                        path.parent, f"{err.problem} (this camera's crops need {total:.1f} MB)"
+                    ) from None
+        finally:
+            os.close(fd)
+
+
+def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    """os.pwrite until every byte is written (a short write is legal, if rare)."""
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        if n == 0:  # no progress and no error: treat as the full disk it almost surely is
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view, offset = view[n:], offset + n
+
+
 def _build_camera(
     seq: MultiviewSequence,
     c: int,
@@ -520,29 +569,42 @@ def _build_camera(
     """One sequential decode of camera c from `start`: crops and proxies where missing."""
     folder = state.folder
     T = seq.num_frames
-    crops = np.memmap(folder / f"{c}.u8", np.uint8, "r+", shape=(T, crop_size, crop_size, 3))
-    done = np.memmap(folder / f"{c}.done", np.uint8, "r+", shape=(T,))
+    crop_path, done_path = folder / f"{c}.u8", folder / f"{c}.done"
+    done = np.fromfile(done_path, dtype=np.uint8)
+    frame_bytes = crop_size * crop_size * 3
     finished = False
     t = start - 1
+    with writing(crop_path):
+        crops_fd = os.open(crop_path, os.O_WRONLY)
     try:
-        for t, frame in enumerate(seq.iter_frames(c, start), start):
-            if state.stop.is_set():
-                break
-            if not done[t]:
-                crops[t] = crop_square(frame, squares[t], crop_size)
-                done[t] = 1  # after the crop: a crash between the two just redoes frame t
-            if writer is not None:
-                writer.add(t, frame)  # a no-op for frames a resumed writer already has
-            state.tick()
-        else:
-            if t != T - 1:
-                raise UserInputError(
-                    seq.cameras[c].source.path, f"decoding stopped at frame {t + 1} of {T}"
-                )
-            finished = True
+        with writing(done_path):
+            done_fd = os.open(done_path, os.O_WRONLY)
+        try:
+            for t, frame in enumerate(seq.iter_frames(c, start), start):
+                if state.stop.is_set():
+                    break
+                if not done[t]:
+                    crop = np.ascontiguousarray(crop_square(frame, squares[t], crop_size))
+                    with writing(crop_path):
+                        _pwrite_all(crops_fd, crop.data.cast("B"), t * frame_bytes)
+                    with writing(done_path):  # after the crop: a kill between redoes frame t
+                        _pwrite_all(done_fd, b"\x01", t)
+                    done[t] = 1
+                if writer is not None:
+                    writer.add(t, frame)  # a no-op for frames a resumed writer already has
+                state.tick()
+            else:
+                if t != T - 1:
+                    raise UserInputError(
+                        seq.cameras[c].source.path, f"decoding stopped at frame {t + 1} of {T}"
+                    )
+                finished = True
+            with writing(folder):  # finished or stopped: what is done survives a power cut
+                os.fsync(crops_fd)
+                os.fsync(done_fd)
+        finally:
+            os.close(done_fd)
     finally:
-        crops.flush()
-        done.flush()
-        del crops, done
+        os.close(crops_fd)
     if writer is not None and finished:
         writer.close()

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
-from .atomic import atomic_path
+from .atomic import atomic_open, make_dirs
 from .errors import UserInputError
 from .joints import JOINT_NAMES
 from .model import MCSSModel, ModelConfig
@@ -65,6 +65,8 @@ def save_checkpoint(
 ) -> Path:
     """Write model weights + metadata (+ optional training state) atomically to `path`.
 
+    A full disk or unwritable folder raises a UserInputError and leaves any old file as it was.
+
     `meta` is free JSON (train config, crop size, ...); model config and joint names are added.
     `training_state` may hold `optimizer` (a state_dict), `scheduler` (JSON-able dict), `step`,
     `numpy_rng` (bit generator state dict) and `torch_rng` / `cuda_rng` (tensors).
@@ -89,9 +91,12 @@ def save_checkpoint(
             tensors[f"{_RNG}cuda.{i}"] = s.cpu()
         plain["cuda_rng_count"] = len(ts.get("cuda_rng") or [])
         document["training_state"] = plain
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"mcss": json.dumps(document)})
+    data = save(tensors, metadata={"mcss": json.dumps(document)})
+    # written by Python, not by safetensors' own file code: a full disk then is an OSError that
+    # atomic_open turns into a one-line error, and the file gets the ordinary mode (umask)
+    make_dirs(path.parent)
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
     return path
 
 

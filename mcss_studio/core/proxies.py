@@ -14,10 +14,14 @@ a half-written one. An interrupted build leaves the partial files, and a new `Pr
 the same settings picks them up and skips the frames already written (resume).
 
 Readers memory-map the blob and the index: nothing but the requested JPEG is ever read into RAM.
+Writers use ordinary file I/O only (a write through a memory map on a full disk is SIGBUS, not an
+error); a full disk or unwritable folder raises a one-line UserInputError and leaves the partial
+files for a resume.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Callable
@@ -26,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .atomic import CommitOnExit, atomic_open
+from .atomic import CommitOnExit, atomic_open, writing
 from .errors import UserInputError
 from .imageops import fast_area_resize
 from .sequence import MultiviewSequence
@@ -99,12 +103,15 @@ class ProxyWriter(CommitOnExit):
             None if native_size is None else (int(native_size[0]), int(native_size[1]))
         )
         self._p = _paths(self.directory, self.camera_index)
-        self.directory.mkdir(parents=True, exist_ok=True)
         self._closed = False
         self._complete = False
-        self._prepare_partial()
-        self._idx = np.memmap(self._p["idx_tmp"], dtype=np.int64, mode="r+", shape=(num_frames, 2))
-        self._blob = open(self._p["blob_tmp"], "r+b")  # noqa: SIM115 - closed in close()/abort()
+        with writing(self.directory):
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._prepare_partial()
+            # the index lives in RAM and each entry is also pwritten: no writable memory map
+            self._idx = np.fromfile(self._p["idx_tmp"], dtype=np.int64).reshape(num_frames, 2)
+            self._idx_fd = os.open(self._p["idx_tmp"], os.O_WRONLY)
+            self._blob = open(self._p["blob_tmp"], "r+b")  # noqa: SIM115 - closed in close/abort
         self._blob.seek(0, os.SEEK_END)
 
     # -- resume -------------------------------------------------------------------------------
@@ -207,26 +214,33 @@ class ProxyWriter(CommitOnExit):
         if not ok:
             raise RuntimeError(f"JPEG encoding failed for frame {t}")
         offset = self._blob.tell()
-        self._blob.write(jpeg.tobytes())
-        self._blob.flush()  # bytes first, then the index entry that points at them
-        self._idx[t] = (offset, len(jpeg))
+        entry = np.array([offset, len(jpeg)], np.int64)
+        with writing(self._p["blob_tmp"]):
+            self._blob.write(jpeg.tobytes())
+            self._blob.flush()  # bytes first, then the index entry that points at them
+        with writing(self._p["idx_tmp"]):
+            if os.pwrite(self._idx_fd, entry.tobytes(), t * 16) != 16:
+                raise OSError(errno.ENOSPC, "short write of a proxy index entry")
+        self._idx[t] = entry
 
     def close(self) -> bool:
         """Make the files final (missing frames stay length 0); True if every frame is there."""
         if self._closed:
             return self._complete
         complete = not (self._idx[:, 1] == 0).any()
-        self._idx.flush()
-        del self._idx
-        self._blob.close()
         self._closed = True
         p = self._p
-        p["idx"].unlink(missing_ok=True)  # no final index may point into the replaced blob
-        p["meta"].unlink(missing_ok=True)
-        os.replace(p["blob_tmp"], p["blob"])
-        self._write_meta(p["meta"], complete=complete)
-        os.replace(p["idx_tmp"], p["idx"])
-        p["meta_tmp"].unlink(missing_ok=True)
+        with writing(p["blob_tmp"]):
+            try:
+                self._blob.close()  # flushes; a full disk fails here, before anything is final
+            finally:
+                os.close(self._idx_fd)
+            p["idx"].unlink(missing_ok=True)  # no final index may point into the replaced blob
+            p["meta"].unlink(missing_ok=True)
+            os.replace(p["blob_tmp"], p["blob"])
+            self._write_meta(p["meta"], complete=complete)
+            os.replace(p["idx_tmp"], p["idx"])
+            p["meta_tmp"].unlink(missing_ok=True)
         self._complete = complete
         return complete
 
@@ -234,10 +248,12 @@ class ProxyWriter(CommitOnExit):
         """Stop without finalising; the partial files stay for a resume."""
         if self._closed:
             return
-        self._idx.flush()
-        del self._idx
-        self._blob.close()
         self._closed = True
+        os.close(self._idx_fd)
+        try:
+            self._blob.close()
+        except OSError:  # its buffer could not be flushed (disk full): resume truncates the blob
+            pass
 
 
 

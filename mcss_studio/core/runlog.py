@@ -1,14 +1,17 @@
 """A training run's logs: the event stream (`events.jsonl`) and the mined-triplet log
 (`triplets.jsonl`), written by the trainer and read by the Studio.
 
-Both are JSON lines: one object per line, flushed at once. Guarantees, whatever happened to the
-writer before (a kill mid-write, then `--resume` appending to the same file):
+Both are JSON lines: one object per line, each appended with unbuffered writes. Guarantees,
+whatever happened to the writer before (a kill mid-write, a full disk, then `--resume` appending
+to the same file):
 
-- the writer starts on a fresh line: if the file does not end in a newline, a newline is written
-  first, so a new record is never fused with a half-written one;
+- the writer starts on a fresh line: a last line without its newline is a record a killed writer
+  never finished, and it is cut off when the file is opened for writing, so a new record is
+  never fused with a half-written one; a record that cannot be written whole (disk full) is cut
+  back at once and reported as a one-line UserInputError;
 - the readers return complete records only: a last line without its newline is a record still
-  being written (or cut off by a kill) and is skipped, and so is a cut-off line that a resumed
-  run closed with its fresh-line newline.
+  being written and is left for later; a damaged complete line can only be corruption of the
+  file and is a one-line UserInputError naming where it is, never skipped silently.
 
 Every event record has "event" and "time" (Unix seconds). Events: start, step, eval,
 checkpoint, status. Triplet records: step, anchor/positive/negative as (sequence, camera, frame),
@@ -17,12 +20,16 @@ distances and margin violation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from .atomic import write_error, writing
+from .errors import UserInputError
 
 EVENTS_FILE = "events.jsonl"
 TRIPLETS_FILE = "triplets.jsonl"
@@ -41,17 +48,19 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _ends_mid_line(path: Path) -> bool:
-    """True when the file exists, is not empty and its last byte is not a newline."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            if fh.tell() == 0:
-                return False
-            fh.seek(-1, os.SEEK_END)
-            return fh.read(1) != b"\n"
-    except FileNotFoundError:
-        return False
+def _complete_length(fd: int) -> int:
+    """Bytes of the open file up to and including its last newline (0 if it has none)."""
+    size = os.lseek(fd, 0, os.SEEK_END)
+    tail = 4096
+    while True:
+        start = max(0, size - tail)
+        data = os.pread(fd, size - start, start)
+        cut = data.rfind(b"\n")
+        if cut >= 0:
+            return start + cut + 1
+        if start == 0:
+            return 0
+        tail *= 2
 
 
 class JsonLines:
@@ -59,25 +68,32 @@ class JsonLines:
 
     def __init__(self, path: str | os.PathLike[str] | None) -> None:
         self.path = None if path is None else Path(path)
-        self._fh: IO[str] | None = None
+        self._fd: int | None = None
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fresh_line = _ends_mid_line(self.path)
-            self._fh = open(self.path, "a", encoding="utf-8")
-            if fresh_line:  # close the record a killed writer left half-written
-                self._fh.write("\n")
-                self._fh.flush()
+            with writing(self.path):  # unwritable run folder, full disk: one line, not a trace
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+                complete = _complete_length(self._fd)
+                if complete < os.fstat(self._fd).st_size:  # a record a killed writer left
+                    os.ftruncate(self._fd, complete)
 
     def write(self, record: dict) -> None:
-        if self._fh is None:
+        if self._fd is None or self.path is None:
             return
-        self._fh.write(json.dumps(_clean(record), separators=(",", ":")) + "\n")
-        self._fh.flush()
+        data = memoryview((json.dumps(_clean(record), separators=(",", ":")) + "\n").encode())
+        start = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            while data:
+                data = data[os.write(self._fd, data):]
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)  # no half record stays to be fused with the next
+            raise write_error(self.path, exc) from None
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class EventWriter(JsonLines):
@@ -89,26 +105,27 @@ class EventWriter(JsonLines):
         return record
 
 
-def _parse(line: bytes) -> dict | None:
-    """The record on one complete line, or None for a line cut off by a killed writer."""
-    try:
-        record = json.loads(line)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
 def tail_records(path: str | os.PathLike[str], offset: int = 0) -> tuple[list[dict], int]:
     """Complete records from byte `offset` on, and the offset to continue from next time.
 
     For a reader following a live run: a last line still being written is left for the next
-    call (the returned offset stops before it).
+    call (the returned offset stops before it). A complete line that is no JSON object is a
+    UserInputError naming its byte offset.
     """
     with open(path, "rb") as fh:
         fh.seek(offset)
         data = fh.read()
     end = data.rfind(b"\n") + 1  # 0 when no line is complete yet
-    records = [r for r in map(_parse, data[:end].splitlines()) if r is not None]
+    records, at = [], offset
+    for line in data[:end].splitlines(keepends=True):
+        try:
+            record = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            record = None
+        if not isinstance(record, dict):
+            raise UserInputError(path, f"damaged record at byte {at}: not a JSON object")
+        records.append(record)
+        at += len(line)
     return records, offset + end
 
 

@@ -148,6 +148,7 @@ class MultiviewSequence:
             "has_3d": self.has_3d,
             "joints": 17,
             "cameras": cams,
+            "warnings": list(self.warnings),
         }
 
 

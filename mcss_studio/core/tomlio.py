@@ -23,3 +23,5 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise UserInputError(path, f"cannot read: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserInputError(path, f"not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise UserInputError(path, "not valid TOML (not UTF-8 text)") from None

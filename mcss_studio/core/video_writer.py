@@ -28,7 +28,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .atomic import CommitOnExit
+from .atomic import CommitOnExit, write_error, writing
 from .errors import UserInputError
 
 CODECS = ("h264", "mp4v", "xvid", "mjpg", "ffv1")
@@ -94,14 +94,15 @@ class VideoWriter(CommitOnExit):
         self._rate = _fps_fraction(fps)
         self._pix_fmt = pix_fmt
         self._tmp = self.path.with_name(f".{self.path.stem}.writing{self.path.suffix}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # fflags=+bitexact: no library version strings in the container, same bytes every run
-        self._container = av.open(
-            str(self._tmp),
-            mode="w",
-            format=_container_format(self.path.suffix.lower()),
-            options={"fflags": "+bitexact"},
-        )
+        with writing(self.path, name_file=False):  # unwritable folder: one line, not a trace
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # fflags=+bitexact: no library version strings in the container, same bytes every run
+            self._container = av.open(
+                str(self._tmp),
+                mode="w",
+                format=_container_format(self.path.suffix.lower()),
+                options={"fflags": "+bitexact"},
+            )
         try:
             self._stream = self._container.add_stream(
                 encoder, rate=self._rate, options=_encoder_options(codec, gop, bframes, quality)
@@ -139,8 +140,9 @@ class VideoWriter(CommitOnExit):
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_array), format="rgb24")
         frame.pts = self.frames_written
         frame.time_base = self._stream.codec_context.time_base
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
+        with writing(self.path, name_file=False):  # a full disk: one line, the caller aborts
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
         self.frames_written += 1
 
     def close(self) -> None:
@@ -154,10 +156,14 @@ class VideoWriter(CommitOnExit):
             for packet in self._stream.encode(None):
                 self._container.mux(packet)
             self._container.close()
+        except OSError as exc:  # a full disk while flushing: nothing half-written stays
+            self.abort()
+            raise write_error(self.path, exc, name_file=False) from None
         except Exception:
             self.abort()
             raise
-        os.replace(self._tmp, self.path)
+        with writing(self.path, name_file=False):
+            os.replace(self._tmp, self.path)
 
     def abort(self) -> None:
         """Drop the half-written temporary file."""

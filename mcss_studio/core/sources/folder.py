@@ -53,6 +53,32 @@ def is_recording_folder(folder: Path) -> bool:
     return folder.is_dir() and bool(find_camera_files(folder))
 
 
+def _common_length(
+    cams: list[tuple[str, Path]], sources: list[FrameSource], offsets: list[int],
+    boxes: tuple[Path, np.ndarray] | None, joints: tuple[Path, np.ndarray] | None,
+) -> tuple[int, list[str]]:
+    """The frames every file covers, and one warning naming each file's length if they differ.
+
+    Every per-frame file counts alike: a camera (its frames after its offset), the 3D joints
+    and boxes.npz. A boxes.csv lists only frames that have a box, so it never shortens the
+    sequence, but rows past the end are reported. Frames only some files cover are dropped,
+    never guessed, and the warning says which file had how many.
+    """
+    lengths = [(p.name, s.frame_count - o, "" if o == 0 else f" after offset {o}")
+               for (_, p), s, o in zip(cams, sources, offsets)]
+    if joints is not None:
+        lengths.append((joints[0].name, joints[1].shape[0], ""))
+    if boxes is not None:
+        lengths.append((boxes[0].name, boxes[1].shape[1], ""))
+    counted = [n for name, n, _ in lengths if name != "boxes.csv"]
+    common = min(counted)
+    shown = [(name, n, note) for name, n, note in lengths if name != "boxes.csv" or n > common]
+    if all(n == common for _, n, _ in shown):
+        return common, []
+    detail = ", ".join(f"{name} {n}{note}" for name, n, note in shown)
+    return common, [f"frame counts differ ({detail}); using the common {common} frames"]
+
+
 def find_calibration_file(folder: Path) -> Path | None:
     for name in CALIBRATION_NAMES:
         if (folder / name).is_file():
@@ -205,32 +231,31 @@ def open_recording(folder: str | Path) -> MultiviewSequence:
                 notes.append(f"{calib_path.name}: no video for calibrated camera(s) {unused}")
         else:
             notes = []
-        num_frames, warnings = synchronise(
+        num_frames, _ = synchronise(
             folder, names, [s.frame_count for s in sources], offsets
         )
-        warnings += notes
-        boxes = None
-        for name in ("boxes.npz", "boxes.csv"):
-            if (folder / name).is_file():
-                from ..boxes import load_boxes_file
+        boxes = joints = None
+        box_file = next((folder / n for n in ("boxes.npz", "boxes.csv")
+                         if (folder / n).is_file()), None)
+        if box_file is not None:
+            from ..boxes import load_boxes_file
 
-                boxes = load_boxes_file(folder / name, names, num_frames)
-                break
-        joints = None
-        for name in ("joints3d.npz", "joints3d.csv"):
-            if (folder / name).is_file():
-                joints = load_joints3d(folder / name)
-                break
+            boxes = load_boxes_file(box_file, names, None)
+        joint_file = next((folder / n for n in ("joints3d.npz", "joints3d.csv")
+                           if (folder / n).is_file()), None)
+        if joint_file is not None:
+            joints = load_joints3d(joint_file)
+        num_frames, warnings = _common_length(
+            cams, sources, offsets, None if boxes is None else (box_file, boxes),
+            None if joints is None else (joint_file, joints))
+        warnings += notes
         if joints is not None:
-            if joints.shape[0] < num_frames:
-                warnings.append(
-                    f"3D joints cover {joints.shape[0]} of {num_frames} frames; using the common "
-                    "range"
-                )
-                num_frames = joints.shape[0]
             joints = joints[:num_frames]
-        if boxes is not None:
-            boxes = boxes[:, :num_frames]
+        if boxes is not None:  # a csv without boxes in the last frames: those have none (NaN)
+            padded = np.full((len(names), num_frames, 4), np.nan)
+            kept = min(num_frames, boxes.shape[1])
+            padded[:, :kept] = boxes[:, :kept]
+            boxes = padded
     except BaseException:
         for src in opened.values():
             src.close()

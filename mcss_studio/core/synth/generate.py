@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import tomli_w
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, writing
 from ..calibration import save_calibration_json
 from ..errors import UserInputError
 from ..video_writer import VideoWriter
@@ -174,10 +174,11 @@ def generate(
     out = Path(out)
     tmp = _make_temp_folder(out)
     try:
-        write_dataset(tmp, plan, progress, _default_workers(plan) if workers == 0 else workers)
-        if out.is_dir():
-            out.rmdir()  # empty (checked before); rename cannot replace it on every platform
-        os.rename(tmp, out)
+        with writing(out, name_file=False):  # full disk: one line; the temp folder goes
+            write_dataset(tmp, plan, progress, _default_workers(plan) if workers == 0 else workers)
+            if out.is_dir():
+                out.rmdir()  # empty (checked before); rename cannot replace it on every platform
+            os.rename(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
