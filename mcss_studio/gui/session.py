@@ -147,23 +147,23 @@ class Session(QObject):
         """A project in a recording folder that opened fine, if the user wants one and the folder
         takes it; otherwise None, and a read-only folder's cache goes to the user cache folder."""
         if not os.access(folder, os.W_OK):  # EROFS even for root; nothing to ask then
-            self._note_cache_elsewhere(folder, "read-only")
+            self._note_cache_elsewhere(folder, "read-only recording")
             return None
         if ask is None or not ask(folder):
             return None
         try:
             return create_project(folder, folder)
         except UserInputError as exc:
-            self._note_cache_elsewhere(folder, f"no project ({exc.problem})")
+            self._note_cache_elsewhere(folder, f"no project made ({exc.problem})")
         except OSError as exc:
-            self._note_cache_elsewhere(folder, f"no project ({exc.strerror or exc})")
+            self._note_cache_elsewhere(folder, f"no project made ({exc.strerror or exc})")
         return None
 
     def _note_cache_elsewhere(self, folder: Path, why: str) -> None:
         """Say (status line, no dialog) that a recording's cache lives in the user cache."""
         where = default_cache_root() / "cache"
-        self.state.set_status("notice", f"{why} recording: cache in {where}")
-        self.message.emit(f"{folder} is {why}: opened with its cache in {where}")
+        self.state.set_status("notice", f"{why}: cache in {where}")
+        self.message.emit(f"{folder}: {why}; opened with its cache in {where}")
 
     def open_sequence(self, name: str) -> None:
         """Show sequence `name` of the open dataset (UserInputError if it cannot be opened)."""
