@@ -175,3 +175,20 @@ def test_a_cache_write_failing_mid_build_is_one_dialog(qtbot, capfd, recording, 
     assert len(window.error_boxes) == 1 and window.state.sequence is not None
     window.close()
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_the_demo_in_an_unwritable_cache_folder_is_one_line(qtbot, capfd, tmp_path,
+                                                           monkeypatch):
+    cache = tmp_path / "ro-cache"
+    cache.mkdir()
+    monkeypatch.setenv("MCSS_STUDIO_CACHE", str(cache))
+    window = make_window(qtbot, interactive=False)
+    with read_only(cache):
+        window.open_demo()
+        qtbot.waitUntil(lambda: window.last_error is not None, timeout=WAIT_MS)
+    message = window.last_error
+    assert message.startswith(str(cache / "demo")) and "\n" not in message
+    assert "Read-only file system" in message or "Permission denied" in message
+    assert window.state.sequence is None and len(window.error_boxes) == 1
+    window.close()
+    assert "Traceback" not in capfd.readouterr().err

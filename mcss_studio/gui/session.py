@@ -38,7 +38,7 @@ AskCreateProject = Callable[[Path], bool]  # "make a project in this recording f
 
 
 def cache_write_error(folder: Path | None, exc: OSError) -> UserInputError:
-    """One line naming the folder a cache could not be written to and what to change."""
+    """One line naming where a cache could not be written, why, and what to change."""
     where = Path(exc.filename) if exc.filename else folder
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         fix = "free space there or set MCSS_STUDIO_CACHE to a folder on another disk"
