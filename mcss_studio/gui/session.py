@@ -147,23 +147,21 @@ class Session(QObject):
         """A project in a recording folder that opened fine, if the user wants one and the folder
         takes it; otherwise None, and a read-only folder's cache goes to the user cache folder."""
         if not os.access(folder, os.W_OK):  # EROFS even for root; nothing to ask then
-            self._note_cache_elsewhere(folder, "read-only recording")
+            self._note_cache_elsewhere("read-only recording")
             return None
         if ask is None or not ask(folder):
             return None
         try:
             return create_project(folder, folder)
         except UserInputError as exc:
-            self._note_cache_elsewhere(folder, f"no project made ({exc.problem})")
+            self._note_cache_elsewhere(f"no project made ({exc.problem})")
         except OSError as exc:
-            self._note_cache_elsewhere(folder, f"no project made ({exc.strerror or exc})")
+            self._note_cache_elsewhere(f"no project made ({exc.strerror or exc})")
         return None
 
-    def _note_cache_elsewhere(self, folder: Path, why: str) -> None:
-        """Say (status line, no dialog) that a recording's cache lives in the user cache."""
-        where = default_cache_root() / "cache"
-        self.state.set_status("notice", f"{why}: cache in {where}")
-        self.message.emit(f"{folder}: {why}; opened with its cache in {where}")
+    def _note_cache_elsewhere(self, why: str) -> None:
+        """Say, in a status line that stays (no dialog), that the cache is in the user cache."""
+        self.state.set_status("notice", f"{why}: cache in {default_cache_root() / 'cache'}")
 
     def open_sequence(self, name: str) -> None:
         """Show sequence `name` of the open dataset (UserInputError if it cannot be opened)."""
@@ -218,7 +216,10 @@ class Session(QObject):
                 raise cache_write_error(media.cache_dir, exc) from None
 
         worker = TaskWorker(build, self)
-        current = lambda: worker is self.cache_worker and media is self.state.media  # noqa: E731
+
+        def current() -> bool:  # signals of a replaced build or a closed sequence are stale
+            return worker is self.cache_worker and media is self.state.media
+
         worker.progress.connect(
             lambda d, t: current() and self.state.set_status("cache", f"building proxies {d}/{t}")
         )
