@@ -104,3 +104,12 @@ def make_recording(tmp_path: Path):
         return folder
 
     return make
+
+
+@pytest.fixture
+def private_studio_dirs(tmp_path, monkeypatch):
+    """The Studio's cache and settings in the test's folder; tests choose their checkpoints, so
+    the demo checkpoint shipped in assets/ is never picked up."""
+    monkeypatch.setenv("MCSS_STUDIO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MCSS_STUDIO_SETTINGS", str(tmp_path / "settings.ini"))
+    monkeypatch.setattr("mcss_studio.gui.session.find_demo_checkpoint", lambda: None)

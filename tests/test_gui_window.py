@@ -23,7 +23,7 @@ from mcss_studio.gui.main_window import MainWindow
 from mcss_studio.gui.workers import LatestRequestWorker
 from tests.gui_fixtures import make_checkpoint, make_recording
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("private_studio_dirs")]
 WAIT_MS = 60000  # generous: the machine is shared; nothing here measures time
 
 
@@ -33,14 +33,6 @@ def assets(tmp_path_factory):
     rec = make_recording(root / "rec", frames=30)
     ckpt = make_checkpoint(root / "tiny.safetensors")
     return rec, ckpt
-
-
-@pytest.fixture(autouse=True)
-def private_dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("MCSS_STUDIO_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("MCSS_STUDIO_SETTINGS", str(tmp_path / "settings.ini"))
-    # tests choose their checkpoints: never pick up the demo checkpoint shipped in assets/
-    monkeypatch.setattr("mcss_studio.gui.session.find_demo_checkpoint", lambda: None)
 
 
 @pytest.fixture
