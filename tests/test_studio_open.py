@@ -18,20 +18,13 @@ from mcss_studio.gui.main_window import MainWindow
 from tests.gui_fixtures import make_recording
 from tests.readonly import read_only
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("private_studio_dirs")]
 WAIT_MS = 60000  # generous: the machine is shared; nothing here measures time
 
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory) -> Path:
     return make_recording(tmp_path_factory.mktemp("open") / "rec", frames=8)
-
-
-@pytest.fixture(autouse=True)
-def private_dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("MCSS_STUDIO_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("MCSS_STUDIO_SETTINGS", str(tmp_path / "settings.ini"))
-    monkeypatch.setattr("mcss_studio.gui.session.find_demo_checkpoint", lambda: None)
 
 
 @pytest.fixture

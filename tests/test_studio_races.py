@@ -14,7 +14,7 @@ from mcss_studio.core.sources.folder import open_recording
 from mcss_studio.gui.main_window import MainWindow
 from tests.gui_fixtures import make_checkpoint, make_recording
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("private_studio_dirs")]
 WAIT_MS = 60000  # generous: the machine is shared; nothing here measures time
 FRAMES = 6
 SMALL_CAMERAS = (("a", 64, 48), ("b", 48, 64))
@@ -31,13 +31,6 @@ def dataset(tmp_path_factory) -> tuple[Path, list[str], Path]:
         "format": "mcss-multiview-dataset", "version": 1,
         "sequences": [{"name": n, "path": n} for n in names]}))
     return root, names, make_checkpoint(root.parent / "tiny.safetensors")
-
-
-@pytest.fixture(autouse=True)
-def private_dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("MCSS_STUDIO_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("MCSS_STUDIO_SETTINGS", str(tmp_path / "settings.ini"))
-    monkeypatch.setattr("mcss_studio.gui.session.find_demo_checkpoint", lambda: None)
 
 
 def test_a_read_after_close_is_refused_and_close_waits_for_a_read_in_flight(dataset):
