@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
-from mcss_studio.core.project import PROJECT_FILE
+from mcss_studio.core.project import PROJECT_FILE, create_project
 from mcss_studio.gui.main_window import MainWindow
 from tests.gui_fixtures import make_recording
 from tests.readonly import read_only
@@ -149,6 +149,20 @@ def test_an_unwritable_cache_folder_is_one_dialog_and_playback_goes_on(
         assert len(window.error_boxes) == 1
         window.close()
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_projects_unwritable_cache_names_it_without_the_user_cache_hint(
+    qtbot, recording, tmp_path
+):
+    rec = shutil.copytree(recording, tmp_path / "rec")
+    create_project(rec, rec)
+    (rec / "cache").mkdir()
+    window = make_window(qtbot, interactive=False)
+    with read_only(rec / "cache"):
+        assert window.open_path(rec)
+        assert window.last_error.startswith(f"{rec / 'cache'}: cannot write the cache (")
+        assert window.last_error.endswith("); make it writable; playing without proxies")
+        window.close()
 
 
 def test_a_cache_write_failing_mid_build_is_one_dialog(qtbot, capfd, recording, tmp_path,

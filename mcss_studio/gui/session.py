@@ -38,12 +38,16 @@ AskCreateProject = Callable[[Path], bool]  # "make a project in this recording f
 
 
 def cache_write_error(folder: Path | None, exc: OSError) -> UserInputError:
-    """One line naming where a cache could not be written, why, and what to change."""
+    """One line naming where a cache could not be written, why, and what to change (the user
+    cache can move with MCSS_STUDIO_CACHE; a project's cache lives in the project)."""
     where = Path(exc.filename) if exc.filename else folder
+    movable = folder == default_cache_root() / "cache"
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        fix = "free space there or set MCSS_STUDIO_CACHE to a folder on another disk"
+        fix = "free space there"
+        fix += " or set MCSS_STUDIO_CACHE to a folder on another disk" if movable else ""
     else:
-        fix = "make it writable or set MCSS_STUDIO_CACHE to a writable folder"
+        fix = "make it writable"
+        fix += " or set MCSS_STUDIO_CACHE to a writable folder" if movable else ""
     return UserInputError(
         where, f"cannot write the cache ({exc.strerror or exc}); {fix}; playing without proxies"
     )
@@ -202,7 +206,8 @@ class Session(QObject):
             self.state.set_status("cache", "proxies: none (cache folder not writable)")
             if cache_dir not in self._refused_caches:
                 self._refused_caches.add(cache_dir)
-                self.state.report_error(str(cache_write_error(cache_dir, exc)))
+                unnamed = OSError(exc.errno, exc.strerror)  # the folder, not the probe's name
+                self.state.report_error(str(cache_write_error(cache_dir, unnamed)))
             return False
         return True
 
