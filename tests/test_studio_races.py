@@ -66,6 +66,19 @@ def test_a_read_after_close_is_refused_and_close_waits_for_a_read_in_flight(data
     media.close()  # a second close is harmless
 
 
+def test_a_cache_build_on_shared_readers_never_starts_on_closed_media(dataset, tmp_path,
+                                                                     monkeypatch):
+    """Layouts that cannot be opened twice build on the player's own readers, under its lock."""
+    root, names, _ = dataset
+    monkeypatch.setattr("mcss_studio.core.media._private_copy", lambda seq: None)
+    media = MediaAccess(open_recording(root / names[0]), tmp_path / "cache")
+    media.close()
+    with pytest.raises(MediaClosedError):
+        media.build_caches()
+    assert not any((tmp_path / "cache").rglob("*.u8"))
+    assert not media.attach_caches()
+
+
 def test_hundreds_of_switches_during_playback_never_read_a_closed_sequence(qtbot, capfd,
                                                                            dataset):
     """Every switch leaves a decode request, a frame for live inference and a cache build
