@@ -6,6 +6,10 @@ it was built with the same margin, otherwise crops are cut from the full-resolut
 model never sees crops made differently from its training crops. The sequence's frame readers
 are not thread-safe, so every full-resolution read goes through one lock; proxies and crop caches
 are read-only memory maps and need none.
+
+A MediaAccess knows when it is closed: `close` waits for a read in flight, and any read after it
+raises MediaClosedError instead of touching the closed readers. Workers hold requests that name
+their media, so a request that outlives its sequence (the user switched) is dropped quietly.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ from .errors import UserInputError
 from .proxies import ProxyStore
 from .sequence import MultiviewSequence
 from .sources.folder import open_recording
+
+
+class MediaClosedError(Exception):
+    """A read of media that has been closed: the request is stale and is dropped, never shown."""
 
 
 def default_cache_root() -> Path:
@@ -58,6 +66,7 @@ class MediaAccess:
         self.lock = threading.Lock()
         self.proxies: ProxyStore | None = None
         self.crop_cache: CropCache | None = None
+        self._closed = False  # written under `lock`
         self._person_boxes = sequence.boxes
         if self._person_boxes is None and sequence.joints3d is not None and sequence.is_calibrated:
             self._person_boxes = gt_boxes(sequence)
@@ -65,7 +74,7 @@ class MediaAccess:
     # -- caches -------------------------------------------------------------------------------
     def attach_caches(self) -> bool:
         """Open proxies and crop cache if they exist and are complete; True if proxies are ready."""
-        if self.cache_dir is None:
+        if self.cache_dir is None or self._closed:
             return False
         try:
             self.crop_cache = CropCache.open(self.cache_dir, self.sequence)
@@ -75,7 +84,10 @@ class MediaAccess:
         return self.proxies is not None
 
     def build_caches(self, progress: Callable[[int, int], None] | None = None) -> None:
-        """Build crops and proxies in one decode pass (runs in a worker thread)."""
+        """Build crops and proxies in one decode pass (runs in a worker thread); MediaClosedError
+        when the media is closed before the build could start."""
+        if self._closed:
+            raise MediaClosedError(self.sequence.path)
         if self.cache_dir is None:
             raise UserInputError(None, "no cache folder for this sequence")
         self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -85,6 +97,8 @@ class MediaAccess:
                 self._build(copy, progress)
             else:
                 with self.lock:  # shared readers: the player waits for the build
+                    if self._closed:
+                        raise MediaClosedError(self.sequence.path)
                     self._build(self.sequence, progress)
         finally:
             if copy is not None:
@@ -98,10 +112,14 @@ class MediaAccess:
     def has_proxies(self) -> bool:
         return self.proxies is not None
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     # -- frames -------------------------------------------------------------------------------
     def proxy_frame(self, cam: int, t: int) -> tuple[np.ndarray, float] | None:
         """(RGB proxy, proxy px per native px), or None when no proxy exists for it."""
-        if self.proxies is None:
+        if self.proxies is None or self._closed:
             return None
         try:
             img = self.proxies.read(cam, t)
@@ -112,7 +130,10 @@ class MediaAccess:
         return img, float(img.shape[1]) / float(self.sequence.cameras[cam].width)
 
     def full_frame(self, cam: int, t: int) -> np.ndarray:
+        """Full-resolution RGB of camera cam at frame t; MediaClosedError once closed."""
         with self.lock:
+            if self._closed:
+                raise MediaClosedError(self.sequence.path)
             return self.sequence.frame(cam, t)
 
     # -- boxes and crops ----------------------------------------------------------------------
@@ -140,6 +161,8 @@ class MediaAccess:
 
     def crops(self, t: int, size: int, margin: float) -> tuple[np.ndarray, np.ndarray]:
         """All views' crops of frame t (C, size, size, 3) and their square regions (C, 4)."""
+        if self._closed:
+            raise MediaClosedError(self.sequence.path)
         regions = self.crop_regions(t, size, margin)
         cached = self._cached_crops_fit(margin)
         out = np.empty((len(self.sequence.cameras), size, size, 3), dtype=np.uint8)
@@ -154,7 +177,11 @@ class MediaAccess:
         return out, regions
 
     def close(self) -> None:
+        """Close the readers once a read in flight has finished; later reads are refused."""
         with self.lock:
+            if self._closed:
+                return
+            self._closed = True
             self.sequence.close()
         for store in (self.proxies, self.crop_cache):
             if store is not None:

@@ -35,7 +35,7 @@ from .recent import APP
 from .session import Session
 from .state import SPEEDS
 
-STATUS_KEYS = ("cache", "device", "checkpoint", "inference", "display")
+STATUS_KEYS = ("notice", "cache", "device", "checkpoint", "inference", "display")
 
 
 class MainWindow(QMainWindow):

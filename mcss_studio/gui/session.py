@@ -13,6 +13,9 @@ to do, the command does and undoes it on the state, the stack gives undo and red
 
 from __future__ import annotations
 
+import errno
+import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +26,7 @@ from ..core import open_dataset
 from ..core.errors import UserInputError
 from ..core.media import MediaAccess, default_cache_root
 from ..core.pipeline import Prediction
-from ..core.project import create_project, is_project, read_project
+from ..core.project import Project, create_project, is_project, read_project
 from ..core.sequence import MultiviewSequence
 from ..core.sources.dataset import Dataset
 from .rates import RateMeter
@@ -32,6 +35,22 @@ from .state import StudioState
 from .workers import FrameDecodeWorker, InferenceWorker, TaskWorker, run_off_ui_thread
 
 AskCreateProject = Callable[[Path], bool]  # "make a project in this recording folder?"
+
+
+def cache_write_error(folder: Path | None, exc: OSError) -> UserInputError:
+    """One line naming where a cache could not be written, why, and what to change (the user
+    cache can move with MCSS_STUDIO_CACHE; a project's cache lives in the project)."""
+    where = Path(exc.filename) if exc.filename else folder
+    movable = folder == default_cache_root() / "cache"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = "free space there"
+        fix += " or set MCSS_STUDIO_CACHE to a folder on another disk" if movable else ""
+    else:
+        fix = "make it writable"
+        fix += " or set MCSS_STUDIO_CACHE to a writable folder" if movable else ""
+    return UserInputError(
+        where, f"cannot write the cache ({exc.strerror or exc}); {fix}; playing without proxies"
+    )
 
 
 def find_demo_checkpoint() -> Path | None:
@@ -66,6 +85,7 @@ class Session(QObject):
         self.recent = RecentFolders(remember=remember_recent)
         self.cache_dir: Path | None = None
         self.cache_worker: TaskWorker | None = None
+        self._refused_caches: set[Path] = set()  # unwritable cache folders, already reported
         self.demo_worker: TaskWorker | None = None
         self.inference_rate = RateMeter()
 
@@ -80,6 +100,7 @@ class Session(QObject):
         self.inference.start()
         self.state.frameChanged.connect(self._request_prediction)
 
+        self.state.set_status("notice", "")
         self.state.set_status("cache", "")
         self.state.set_status("device", "device: -")
         self.state.set_status("checkpoint", "checkpoint: none")
@@ -99,22 +120,27 @@ class Session(QObject):
     ) -> bool:
         """Open a project, dataset or recording folder; errors go to the state. True on success.
 
-        `ask` is called for a recording that is no project yet; True makes one in it.
+        Open first, ask second: the sequence is opened (every video demuxed, the calibration
+        checked) before `ask` is called for a recording that is no project yet, so nothing is
+        ever written into a folder that fails to open. True from `ask` makes a project in it; a
+        read-only recording is opened with its cache in the user cache folder instead.
         """
         path = Path(path).expanduser()
         try:
             project = read_project(path) if is_project(path) else None
             source = project.sources[0] if project else path
             dataset = run_off_ui_thread(lambda: open_dataset(source))
-            if project is None and dataset.kind == "recording" and ask is not None and ask(path):
-                project = create_project(path, path)
-            self.cache_dir = project.cache_dir if project else default_cache_root() / "cache"
-            self.state.set_dataset(dataset, path)
             name = sequence if sequence in dataset.names else dataset.names[0]
-            self.open_sequence(name)
+            seq = run_off_ui_thread(lambda: dataset.open(name))  # demuxes every video
         except UserInputError as exc:
             self.state.report_error(str(exc))
             return False
+        self.state.set_status("notice", "")
+        if project is None and dataset.kind == "recording":
+            project = self._offer_project(path, ask)
+        self.cache_dir = project.cache_dir if project else default_cache_root() / "cache"
+        self.state.set_dataset(dataset, path)
+        self.show_sequence(seq, self.cache_dir)
         root = project.root if project else None
         self.state.set_project(root)
         self.recent.add(root or path)
@@ -124,6 +150,26 @@ class Session(QObject):
             if ckpt is not None:
                 self.open_checkpoint(ckpt)
         return True
+
+    def _offer_project(self, folder: Path, ask: AskCreateProject | None) -> Project | None:
+        """A project in a recording folder that opened fine, if the user wants one and the folder
+        takes it; otherwise None, and a read-only folder's cache goes to the user cache folder."""
+        if not os.access(folder, os.W_OK):  # EROFS even for root; nothing to ask then
+            self._note_cache_elsewhere("read-only recording")
+            return None
+        if ask is None or not ask(folder):
+            return None
+        try:
+            return create_project(folder, folder)
+        except UserInputError as exc:
+            self._note_cache_elsewhere(f"no project made ({exc.problem})")
+        except OSError as exc:
+            self._note_cache_elsewhere(f"no project made ({exc.strerror or exc})")
+        return None
+
+    def _note_cache_elsewhere(self, why: str) -> None:
+        """Say, in a status line that stays (no dialog), that the cache is in the user cache."""
+        self.state.set_status("notice", f"{why}: cache in {default_cache_root() / 'cache'}")
 
     def open_sequence(self, name: str) -> None:
         """Show sequence `name` of the open dataset (UserInputError if it cannot be opened)."""
@@ -142,38 +188,71 @@ class Session(QObject):
 
     def show_sequence(self, seq: MultiviewSequence, cache_dir: Path | None) -> None:
         """Show an opened MultiviewSequence; proxies and crops are built in the background."""
+        self.cancel_cache_build()  # a build on the old sequence's readers ends before they close
         media = MediaAccess(seq, cache_dir)
         ready = media.attach_caches()
         self.state.set_sequence(seq, media)
         for warning in seq.warnings:
             self.message.emit(warning)
         self.state.set_status("cache", "proxies: ready" if ready else "proxies: none")
-        if not ready and cache_dir is not None:
+        if not ready and cache_dir is not None and self._cache_writable(cache_dir):
             self._build_caches(media)
 
     # -- caches -------------------------------------------------------------------------------
+    def _cache_writable(self, cache_dir: Path) -> bool:
+        """Whether caches can be written into cache_dir. A refusal is shown once per folder in a
+        dialog naming it; playback goes on without proxies."""
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=cache_dir):
+                pass
+        except OSError as exc:
+            self.state.set_status("cache", "proxies: none (cache folder not writable)")
+            if cache_dir not in self._refused_caches:
+                self._refused_caches.add(cache_dir)
+                unnamed = OSError(exc.errno, exc.strerror)  # the folder, not the probe's name
+                self.state.report_error(str(cache_write_error(cache_dir, unnamed)))
+            return False
+        return True
+
     def _build_caches(self, media: MediaAccess) -> None:
         self.cancel_cache_build()
-        worker = TaskWorker(media.build_caches, self)
+
+        def build(progress) -> None:
+            try:
+                media.build_caches(progress)
+            except OSError as exc:  # core may raise it raw: one line naming the folder
+                raise cache_write_error(media.cache_dir, exc) from None
+
+        worker = TaskWorker(build, self)
+
+        def current() -> bool:  # signals of a replaced build or a closed sequence are stale
+            return worker is self.cache_worker and media is self.state.media
+
         worker.progress.connect(
-            lambda d, t: self.state.set_status("cache", f"building proxies {d}/{t}")
+            lambda d, t: current() and self.state.set_status("cache", f"building proxies {d}/{t}")
         )
-        worker.succeeded.connect(lambda _r, m=media: self._caches_built(m))
-        worker.failed.connect(self._cache_failed)
+        worker.succeeded.connect(lambda _r: current() and self._caches_built(media))
+        worker.failed.connect(lambda message: current() and self._cache_failed(worker, message))
         self.cache_worker = worker
         self.state.set_status("cache", "building proxies...")
         worker.start()
 
-    def _cache_failed(self, message: str) -> None:
+    def _cache_failed(self, worker: TaskWorker, message: str) -> None:
+        if worker.cancelled:
+            return  # stopped for another sequence or the end: nothing went wrong
+        if isinstance(worker.error, UserInputError):  # full disk, read-only folder, bad video
+            self.state.set_status("cache", "proxies: none (not written)")
+            self.state.report_error(message)
+            return
         self.state.set_status("cache", "proxies: failed")
         self.message.emit(f"cache: {message}")
 
     def _caches_built(self, media: MediaAccess) -> None:
         ready = media.attach_caches()
         self.state.set_status("cache", "proxies: ready" if ready else "proxies: none")
-        if media is self.state.media:
-            self.state.notify_media()
-            self._request_prediction(self.state.frame)
+        self.state.notify_media()
+        self._request_prediction(self.state.frame)
 
     def cancel_cache_build(self, timeout_ms: int = -1) -> None:
         worker = self.cache_worker

@@ -2,7 +2,9 @@
 
 Nothing here runs on the UI thread. Decode and inference keep only the newest request: when the
 UI asks faster than a worker answers, older requests are dropped instead of queueing up, so the
-answer is always about a frame the user is looking at now.
+answer is always about a frame the user is looking at now. A request names the media it is
+about; one whose media was closed meanwhile (the user switched sequences) is dropped quietly:
+that is no error, and nothing reaches the user or stderr.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from PySide6.QtCore import QEventLoop, QThread, Signal
 
 from ..core.errors import UserInputError
-from ..core.media import MediaAccess
+from ..core.media import MediaAccess, MediaClosedError
 from ..core.pipeline import PosePipeline
 
 
@@ -82,6 +84,8 @@ class LatestRequestWorker(QThread):
                 result = self.process(request)
                 if result is not None:
                     self.done.emit(result)
+            except MediaClosedError:
+                self.dropped += 1  # about a sequence that is no longer shown
             except UserInputError as exc:
                 self.failed.emit(str(exc))
             except Exception as exc:  # noqa: BLE001 - a worker must survive and report
@@ -104,6 +108,8 @@ class FrameDecodeWorker(LatestRequestWorker):
 
     def process(self, request):
         media, t = request
+        if media.closed:
+            raise MediaClosedError(media.sequence.path)
         frames = [media.full_frame(c, t) for c in range(len(media.sequence.cameras))]
         return media, t, frames
 
@@ -191,6 +197,7 @@ class TaskWorker(QThread):
         super().__init__(parent)
         self.fn = fn
         self.cancelled = False
+        self.error: BaseException | None = None  # why it failed, set before `failed` is sent
 
     def _progress(self, done: int, total: int) -> None:
         if self.cancelled:
@@ -202,10 +209,14 @@ class TaskWorker(QThread):
         try:
             result = self.fn(self._progress)
         except UserInputError as exc:
+            self.error = exc
             self.failed.emit(str(exc))
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, MediaClosedError) as exc:
+            self.error = exc
+            self.cancelled = True  # stopped, or its sequence was closed: nothing to report
             self.failed.emit("cancelled")
         except Exception as exc:  # noqa: BLE001 - reported, never crashes the window
+            self.error = exc
             traceback.print_exc()
             self.failed.emit(f"{type(exc).__name__}: {exc}")
         else:
