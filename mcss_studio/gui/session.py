@@ -289,8 +289,9 @@ class Session(QObject):
             self._open_demo_project(Path(path), on_ready)
 
         def failed(message: str) -> None:
+            cancelled = worker.cancelled  # before demoFinished: closing a progress dialog cancels
             self.demoFinished.emit()
-            if worker.cancelled:  # the user's choice, not an error
+            if cancelled:  # the user's choice, not an error
                 self.message.emit("Demo generation cancelled")
             else:
                 self.state.report_error(message)
