@@ -4,6 +4,7 @@ pipeline, the checkpoint's crop margin, checkpoint requests, state signals and u
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -172,3 +173,23 @@ def test_unloading_while_a_checkpoint_loads_keeps_the_model_away(qtbot, session,
     QApplication.processEvents()  # deliver a `loaded` signal, had one been sent
     assert worker.pipeline is None and state.checkpoint is None
     assert state.status["checkpoint"] == "checkpoint: none"
+
+
+def test_closing_the_session_stops_a_demo_generation_under_way(qtbot, monkeypatch):
+    import mcss_studio.core.synth as synth
+
+    reports: list[int] = []
+
+    def slow_generate(out, preset="demo", progress=None, **kw):
+        for i in range(100000):  # ends at the first progress report after the cancel
+            progress(i, 100000)
+            reports.append(i)
+            time.sleep(0.002)
+        raise AssertionError("never cancelled")
+
+    monkeypatch.setattr(synth, "generate", slow_generate)
+    s = Session()
+    s.open_demo()
+    qtbot.waitUntil(lambda: len(reports) > 3, timeout=WAIT_MS)
+    s.close()
+    assert s.demo_worker.isFinished()  # no thread left running into a destroyed Session

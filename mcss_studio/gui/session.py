@@ -366,6 +366,9 @@ class Session(QObject):
         self._rate_timer.stop()
         self.state.set_playing(False)
         self.cancel_cache_build(30000)
+        if self.demo_worker is not None and self.demo_worker.isRunning():
+            self.cancel_demo()  # stops at its next progress report; the temp folder is removed
+            self.demo_worker.wait(30000)
         self.decoder.stop()
         self.inference.stop()
         if self.state.media is not None:
