@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from mcss_studio.core import open_sequence
+from mcss_studio.core.cache import build_cache, crop_square, crop_squares
 from mcss_studio.core.contract import input_contract
 from mcss_studio.core.errors import UserInputError
 from mcss_studio.core.media import MediaAccess
@@ -68,3 +69,29 @@ def test_pipeline_predicts_all_views_of_several_frames(recording, tmp_path):
 def test_pipeline_refuses_a_missing_checkpoint(tmp_path):
     with pytest.raises(UserInputError, match="does not exist"):
         PosePipeline.load(tmp_path / "none.safetensors")
+
+
+def test_crop_cache_is_used_only_at_the_checkpoints_crop_size(recording, tmp_path, monkeypatch):
+    seq = open_sequence(recording)
+    build_cache(seq, tmp_path / "cache", crop_size=128, margin=0.2, proxies=False)
+    media = MediaAccess(seq, tmp_path / "cache")
+    try:
+        media.attach_caches()
+        assert (media.crop_cache.crop_size, media.crop_cache.margin) == (128, 0.2)
+        # a 64-px model (margin 0.2 like the cache): squares and pixels cut for 64 px from the
+        # full frames, not the cache's 128-px crops downscaled
+        pipeline = PosePipeline.load(make_checkpoint(tmp_path / "m64.safetensors", crop_size=64),
+                                     device="cpu")
+        crops, regions = pipeline.crops(media, 3)
+        sizes = [(c.width, c.height) for c in seq.cameras]
+        expected = crop_squares(media.person_boxes(3)[:, None], 0.2, sizes, 64)[:, 0]
+        assert crops.shape == (3, 64, 64, 3) and np.array_equal(regions, expected)
+        for c in range(3):
+            assert np.array_equal(crops[c], crop_square(media.full_frame(c, 3), expected[c], 64))
+        # the cache's own size and margin: its crops as they are, no frame decoded
+        monkeypatch.setattr(media, "full_frame", lambda c, t: pytest.fail("decoded a frame"))
+        crops, regions = media.crops(3, 128, 0.2)
+        assert np.array_equal(regions, media.crop_cache.boxes[:, 3])
+        assert all(np.array_equal(crops[c], media.crop_cache.get(c, 3)) for c in range(3))
+    finally:
+        media.close()
