@@ -3,6 +3,9 @@ sequence -> per-view camera poses, world pose, 2D per view, embeddings."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -10,6 +13,7 @@ from mcss_studio.core import open_sequence
 from mcss_studio.core.cache import build_cache, crop_square, crop_squares
 from mcss_studio.core.contract import input_contract
 from mcss_studio.core.errors import UserInputError
+from mcss_studio.core.joints import JOINT_NAMES
 from mcss_studio.core.media import MediaAccess
 from mcss_studio.core.model import ModelConfig
 from mcss_studio.core.pipeline import PosePipeline
@@ -95,3 +99,38 @@ def test_crop_cache_is_used_only_at_the_checkpoints_crop_size(recording, tmp_pat
         assert all(np.array_equal(crops[c], media.crop_cache.get(c, 3)) for c in range(3))
     finally:
         media.close()
+
+
+def renamed_joints(path: Path, names: list[str]) -> Path:
+    """The checkpoint at `path` with other joint names in its metadata, as a checkpoint from
+    elsewhere would have them (save_checkpoint always writes the Studio's)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(path), "pt") as fh:
+        document = json.loads(fh.metadata()["mcss"])
+    save_file(load_file(str(path)), str(path),
+              metadata={"mcss": json.dumps({**document, "joint_names": names})})
+    return path
+
+
+def _swapped_wrists() -> list[str]:
+    names = list(JOINT_NAMES)
+    names[13], names[16] = names[16], names[13]
+    return names
+
+
+@pytest.mark.parametrize("names, problem", [
+    (_swapped_wrists(), "another order, at 13: r_wrist (Studio: l_wrist), 16: l_wrist "
+                        "(Studio: r_wrist)"),
+    ([*JOINT_NAMES[:10], "nose", *JOINT_NAMES[11:]], "joints nose instead of head"),
+])
+def test_pipeline_refuses_joints_other_than_the_studios(tmp_path, names, problem):
+    path = renamed_joints(make_checkpoint(tmp_path / "other.safetensors"), names)
+    with pytest.raises(UserInputError) as err:
+        PosePipeline.load(path, device="cpu")
+    message = str(err.value)
+    assert "other.safetensors" in message and problem in message and "\n" not in message
+    # the same model with the Studio's names loads
+    ok = renamed_joints(make_checkpoint(tmp_path / "ok.safetensors"), list(JOINT_NAMES))
+    assert PosePipeline.load(ok, device="cpu").contract.joint_names == JOINT_NAMES
