@@ -15,8 +15,8 @@ from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from ..core.framing import Framing, bounding_sphere, rig_and_person
 from ..core.joints import BONES, JOINT_NAMES, bone_colors
+from ..core.label_layout import place_joint_labels
 from ..core.scene3d import camera_frustum, display_pose, scene_points
-from .label_layout import place_joint_labels
 from .state import StudioState
 
 _BONE_RGBA = np.array([[*c, 255] for c in bone_colors()], dtype=np.float32) / 255.0
