@@ -14,6 +14,7 @@ from mcss_studio.core.inference import Predictor
 from mcss_studio.core.project import create_project
 from mcss_studio.gui.commands import SetValueCommand
 from mcss_studio.gui.session import Session
+from mcss_studio.gui.state import StudioState
 from tests.gui_fixtures import make_checkpoint, make_recording
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("private_studio_dirs")]
@@ -172,3 +173,32 @@ def test_unloading_while_a_checkpoint_loads_keeps_the_model_away(qtbot, session,
     QApplication.processEvents()  # deliver a `loaded` signal, had one been sent
     assert worker.pipeline is None and state.checkpoint is None
     assert state.status["checkpoint"] == "checkpoint: none"
+
+
+def test_state_steps_speed_and_switches_3d_framing():
+    state = StudioState()
+    speeds: list[float] = []
+    state.speedChanged.connect(speeds.append)
+    for _ in range(3):
+        state.step_speed(+1)  # 1x -> 2x -> 4x, then stays at the fastest
+    assert speeds == [2.0, 4.0] and state.speed == 4.0
+    for _ in range(5):
+        state.step_speed(-1)  # 4x -> 2x -> 1x -> 0.5x -> 0.25x, then stays
+    assert speeds[2:] == [2.0, 1.0, 0.5, 0.25] and state.speed == 0.25
+    state.set_speed(3.0)  # not one of the steps: stepping starts at 1x
+    state.step_speed(-1)
+    assert state.speed == 0.5
+
+    framings: list[str] = []
+    state.framingChanged.connect(framings.append)
+    assert state.framing == "rig"
+    state.toggle_framing()
+    state.set_framing("person")  # unchanged: no signal
+    state.toggle_framing()
+    assert framings == ["person", "rig"] and state.framing == "rig"
+    with pytest.raises(ValueError, match="framing"):
+        state.set_framing("face")
+    resets: list[bool] = []
+    state.viewsResetRequested.connect(lambda: resets.append(True))
+    state.request_views_reset()
+    assert resets == [True]

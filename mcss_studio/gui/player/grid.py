@@ -61,6 +61,7 @@ class CameraGrid(QWidget):
         state.predictionChanged.connect(lambda _p: self._update_overlays())
         state.selectionChanged.connect(self._select)
         state.playingChanged.connect(self._playing_changed)
+        state.viewsResetRequested.connect(self._reset_views)
         decoder.done.connect(self._full_res_arrived)
 
     # -- building -----------------------------------------------------------------------------
@@ -168,6 +169,10 @@ class CameraGrid(QWidget):
                 gt,
                 on["names"],
             )
+
+    def _reset_views(self) -> None:
+        for v in self.views:
+            v.reset_view()
 
     def _select(self, index: int) -> None:
         for v in self.views:
