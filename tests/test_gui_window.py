@@ -100,7 +100,7 @@ def test_open_scrub_step_infer_and_render(qtbot, window, assets):
     assert window.state.device == "cpu"
     assert window.status_labels["device"].text() == "device: cpu"
     assert window.status_labels["checkpoint"].text() == "checkpoint: tiny.safetensors"
-    window._update_rates()
+    window.session.update_rates()
     assert window.status_labels["inference"].text().startswith("inference: ")
     assert window.status_labels["display"].text().endswith(" fps")
     s.set_frame(20)
@@ -139,7 +139,7 @@ def test_playback_advances_and_loops(qtbot, window, assets):
     stopped_at = s.frame
     qtbot.wait(100)
     assert s.frame == stopped_at
-    assert window.grid.display_rate.stamps  # frames were counted as displayed
+    assert window.session.display_rate.stamps  # frames were counted as displayed
 
 
 def test_views_maximise_zoom_and_overlays(qtbot, window, assets):

@@ -202,3 +202,14 @@ def test_state_steps_speed_and_switches_3d_framing():
     state.viewsResetRequested.connect(lambda: resets.append(True))
     state.request_views_reset()
     assert resets == [True]
+
+
+def test_display_rate_reaches_the_status_through_the_state(qtbot, session):
+    state = session.state
+    assert state.status["display"] == "display: 0.0 fps"  # before any frame, no window needed
+    for _ in range(3):
+        state.report_frame_displayed()  # what the camera grid reports per frame it shows
+    assert len(session.display_rate.stamps) == 3
+    session.update_rates()  # what the Session's one rate timer calls
+    assert state.status["display"].startswith("display: ") and state.status["display"] != \
+        "display: 0.0 fps"

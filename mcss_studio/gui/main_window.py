@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -83,7 +83,6 @@ class MainWindow(QMainWindow):
         self._build_status()
         self.setAcceptDrops(True)
         self._observe_state()
-        self._update_rates()
         self.resize(1400, 800)
 
     # -- chrome -------------------------------------------------------------------------------
@@ -180,13 +179,6 @@ class MainWindow(QMainWindow):
             label = QLabel(self.state.status.get(key, ""))
             sb.addPermanentWidget(label)
             self.status_labels[key] = label
-        self._status_timer = QTimer(self)
-        self._status_timer.timeout.connect(self._update_rates)
-        self._status_timer.start(500)
-
-    def _update_rates(self) -> None:
-        self.session.update_rates()
-        self.state.set_status("display", f"display: {self.grid.display_rate.rate():.1f} fps")
 
     def _observe_state(self) -> None:
         s = self.state
@@ -335,6 +327,5 @@ class MainWindow(QMainWindow):
             render_panel(self, "window").save(path)
 
     def closeEvent(self, event) -> None:  # noqa: N802
-        self._status_timer.stop()
         self.session.close()
         super().closeEvent(event)

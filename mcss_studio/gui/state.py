@@ -42,6 +42,7 @@ class StudioState(QObject):
     predictionChanged = Signal(object)  # Prediction | None
     playingChanged = Signal(bool)
     speedChanged = Signal(float)
+    frameDisplayed = Signal()  # the camera grid put a new frame on screen (display rate)
     statusChanged = Signal(str, str)  # key, text (device, checkpoint, inference fps, ...)
     errorRaised = Signal(str)  # one-line message for a dialog
 
@@ -131,6 +132,10 @@ class StudioState(QObject):
         if speed != self.speed:
             self.speed = float(speed)
             self.speedChanged.emit(self.speed)
+
+    def report_frame_displayed(self) -> None:
+        """A new frame reached the screen (the Session turns these into the display rate)."""
+        self.frameDisplayed.emit()
 
     def step_speed(self, direction: int) -> None:
         """The next faster (+1) or slower (-1) of SPEEDS, staying at the ends; from a speed not

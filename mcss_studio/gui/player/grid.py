@@ -12,7 +12,6 @@ import numpy as np
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QGridLayout, QWidget
 
-from ..rates import RateMeter
 from ..state import StudioState
 from ..workers import FrameDecodeWorker
 from .camera_view import CameraView
@@ -46,7 +45,6 @@ class CameraGrid(QWidget):
         self.layout_ = QGridLayout(self)
         self.layout_.setContentsMargins(0, 0, 0, 0)
         self.layout_.setSpacing(2)
-        self.display_rate = RateMeter()
         self.shown_frame = -1
         self.full_res_frame = -1
         self._gt2d: np.ndarray | None = None  # (C, T, 17, 2)
@@ -124,7 +122,7 @@ class CameraGrid(QWidget):
         self._update_overlays()
         if shown_all:
             self.shown_frame = t
-            self.display_rate.tick()
+            self.state.report_frame_displayed()
             self.frameShown.emit(t)
         if not media.has_proxies:
             self.decoder.submit((media, t))  # the only source until proxies exist
@@ -145,7 +143,7 @@ class CameraGrid(QWidget):
         self.full_res_frame = t
         if self.shown_frame != t:
             self.shown_frame = t
-            self.display_rate.tick()
+            self.state.report_frame_displayed()
             self.frameShown.emit(t)
 
     def _playing_changed(self, playing: bool) -> None:
