@@ -206,7 +206,7 @@ def main() -> int:
             print("generating the demo dataset ...", flush=True)
             generate(demo, preset="demo")
     if not window.open_path(demo):
-        print(window.last_error)
+        print(window.state.last_error)
         return 2
     wait_for(lambda: not window.session.cache_busy, 900, "the proxy/crop cache build")
     seq = window.state.sequence

@@ -52,7 +52,7 @@ def test_3d_view_frames_the_whole_rig_and_f_switches_to_the_person(qtbot, window
 
     frusta = np.concatenate([camera_frustum(c) for c in cals])
     joints = np.asarray(seq.joints3d).reshape(-1, 3)
-    assert view.framing == "rig"
+    assert window.state.framing == "rig"
     assert on_canvas(view, centres).all() and on_canvas(view, frusta).all()
     assert on_canvas(view, joints).all()
 
@@ -63,16 +63,28 @@ def test_3d_view_frames_the_whole_rig_and_f_switches_to_the_person(qtbot, window
     rig_height = person_height_px()
     window.state.set_frame(5)
     shortcut_action(window, "F").trigger()
-    assert view.framing == "person"
+    assert window.state.framing == "person"
     now = np.asarray(seq.joints3d[5])  # the close-up is of the person at the shown frame
     assert on_canvas(view, now).all()
     assert np.allclose(view.view.camera.center, (now.min(0) + now.max(0)) / 2)
     assert not on_canvas(view, centres).all()  # the cameras are out of the close-up
     assert person_height_px() > 2 * rig_height
-    window.reset_views()  # R keeps the chosen framing
-    assert view.framing == "person" and on_canvas(view, now).all()
+    # R (through the state) refits the 3D camera, keeping the chosen framing, and the zoom of
+    # every camera view
+    fitted = view.view.camera.distance
+    view.view.camera.distance = 20 * fitted
+    zoomed = window.grid.views[0]
+    zoomed.zoom_at(QPointF(zoomed.width() / 2, zoomed.height() / 2), 2.0)
+    resets: list[bool] = []
+    window.state.viewsResetRequested.connect(lambda: resets.append(True))
+    shortcut_action(window, "R").trigger()
+    assert resets == [True] and zoomed.zoom == 1.0
+    assert window.state.framing == "person" and on_canvas(view, now).all()
+    assert view.view.camera.distance == pytest.approx(fitted)
+    framings: list[str] = []
+    window.state.framingChanged.connect(framings.append)
     shortcut_action(window, "F").trigger()
-    assert view.framing == "rig" and on_canvas(view, centres).all()
+    assert framings == ["rig"] and on_canvas(view, centres).all()
     assert "F" in [k for k, _ in SHORTCUTS]
 
 
@@ -84,7 +96,7 @@ def test_3d_joint_names_do_not_overlap(qtbot, window, tmp_path):  # noqa: F811
     window.state.set_prediction(Prediction(0, np.zeros((4, 17, 3)), pose, np.zeros((4, 17, 2))))
     window.state.set_overlay("names", True)
     for framing in ("rig", "person"):
-        view.set_framing(framing)
+        window.state.set_framing(framing)
         view.render_image()
         placed = [r for r in view.label_rects if r is not None]
         assert view.joint_labels.visible and len(view.joint_labels.text) == len(placed) > 0
@@ -199,7 +211,7 @@ def test_cancelling_demo_generation_shows_no_dialog(qtbot, window, monkeypatch):
     qtbot.mouseClick(dlg.findChild(QPushButton), Qt.MouseButton.LeftButton)  # Cancel
     qtbot.waitUntil(lambda: window.session.demo_worker.isFinished(), timeout=WAIT_MS)
     qtbot.wait(50)  # the worker's queued signal
-    assert window.error_boxes == [] and window.last_error is None
+    assert window.error_boxes == [] and window.state.last_error is None
     assert "cancelled" in window.statusBar().currentMessage()
     assert window.state.sequence is None
 

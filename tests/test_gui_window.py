@@ -100,7 +100,7 @@ def test_open_scrub_step_infer_and_render(qtbot, window, assets):
     assert window.state.device == "cpu"
     assert window.status_labels["device"].text() == "device: cpu"
     assert window.status_labels["checkpoint"].text() == "checkpoint: tiny.safetensors"
-    window._update_rates()
+    window.session.update_rates()
     assert window.status_labels["inference"].text().startswith("inference: ")
     assert window.status_labels["display"].text().endswith(" fps")
     s.set_frame(20)
@@ -139,7 +139,7 @@ def test_playback_advances_and_loops(qtbot, window, assets):
     stopped_at = s.frame
     qtbot.wait(100)
     assert s.frame == stopped_at
-    assert window.grid.display_rate.stamps  # frames were counted as displayed
+    assert window.session.display_rate.stamps  # frames were counted as displayed
 
 
 def test_views_maximise_zoom_and_overlays(qtbot, window, assets):
@@ -211,31 +211,31 @@ def test_bad_inputs_show_dialogs_and_window_stays_usable(qtbot, window, assets, 
     not_rec.mkdir()
     (not_rec / "readme.txt").write_text("hello")
     assert not window.open_path(not_rec)
-    assert "notes" in window.last_error and "not a recording" in window.last_error
-    assert window.error_boxes[-1].text() == window.last_error
+    assert "notes" in window.state.last_error and "not a recording" in window.state.last_error
+    assert window.error_boxes[-1].text() == window.state.last_error
     assert window.state.sequence is None
 
     broken = tmp_path / "broken"
     shutil.copytree(rec, broken)
     (broken / "cam_b.mp4").write_bytes(b"this is no video")
     assert not window.open_path(broken)
-    assert "cam_b.mp4" in window.last_error
+    assert "cam_b.mp4" in window.state.last_error
 
     missing = tmp_path / "missing"
     shutil.copytree(rec, missing)
     (missing / "sequence.toml").write_text("[offsets]\ncam_a = 0\ncam_b = 1\ncam_c = 0\n")
     (missing / "cam_b.mp4").unlink()
     assert not window.open_path(missing)
-    assert "cam_b" in window.last_error
+    assert "cam_b" in window.state.last_error
 
     open_ready(qtbot, window, rec)  # still usable
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(b"\x00" * 64)
     window.open_checkpoint(corrupt)
-    qtbot.waitUntil(lambda: window.last_error and "corrupt.safetensors" in window.last_error,
+    qtbot.waitUntil(lambda: "corrupt.safetensors" in (window.state.last_error or ""),
                     timeout=WAIT_MS)
     window.open_checkpoint(tmp_path / "absent.safetensors")
-    qtbot.waitUntil(lambda: "absent.safetensors" in window.last_error, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: "absent.safetensors" in window.state.last_error, timeout=WAIT_MS)
     assert window.state.checkpoint is None
     # a good checkpoint after bad ones still works
     window.open_checkpoint(ckpt)
@@ -255,8 +255,8 @@ def test_incompatible_checkpoint_is_refused(qtbot, window, assets, tmp_path):
     save_checkpoint(path, model, meta={"crop_size": 32})
     open_ready(qtbot, window, assets[0])
     window.open_checkpoint(path)
-    qtbot.waitUntil(lambda: window.last_error is not None, timeout=WAIT_MS)
-    assert "fourteen.safetensors" in window.last_error
+    qtbot.waitUntil(lambda: window.state.last_error is not None, timeout=WAIT_MS)
+    assert "fourteen.safetensors" in window.state.last_error
     assert window.state.checkpoint is None
 
 

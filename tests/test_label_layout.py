@@ -1,11 +1,11 @@
-"""gui.label_layout: joint names placed clear of each other and of the joints, by hand."""
+"""core.label_layout: joint names placed clear of each other and of the joints, by hand."""
 
 from __future__ import annotations
 
 import itertools
 
 from mcss_studio.core.joints import JOINT_NAMES
-from mcss_studio.gui.label_layout import GAP, MARKER_HALF, place_joint_labels, place_labels
+from mcss_studio.core.label_layout import GAP, MARKER_HALF, place_joint_labels, place_labels
 
 OFF = GAP + MARKER_HALF  # 6 px from a joint to its label
 

@@ -3,12 +3,17 @@ sequence -> per-view camera poses, world pose, 2D per view, embeddings."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from mcss_studio.core import open_sequence
+from mcss_studio.core.cache import build_cache, crop_square, crop_squares
 from mcss_studio.core.contract import input_contract
 from mcss_studio.core.errors import UserInputError
+from mcss_studio.core.joints import JOINT_NAMES
 from mcss_studio.core.media import MediaAccess
 from mcss_studio.core.model import ModelConfig
 from mcss_studio.core.pipeline import PosePipeline
@@ -68,3 +73,64 @@ def test_pipeline_predicts_all_views_of_several_frames(recording, tmp_path):
 def test_pipeline_refuses_a_missing_checkpoint(tmp_path):
     with pytest.raises(UserInputError, match="does not exist"):
         PosePipeline.load(tmp_path / "none.safetensors")
+
+
+def test_crop_cache_is_used_only_at_the_checkpoints_crop_size(recording, tmp_path, monkeypatch):
+    seq = open_sequence(recording)
+    build_cache(seq, tmp_path / "cache", crop_size=128, margin=0.2, proxies=False)
+    media = MediaAccess(seq, tmp_path / "cache")
+    try:
+        media.attach_caches()
+        assert (media.crop_cache.crop_size, media.crop_cache.margin) == (128, 0.2)
+        # a 64-px model (margin 0.2 like the cache): squares and pixels cut for 64 px from the
+        # full frames, not the cache's 128-px crops downscaled
+        pipeline = PosePipeline.load(make_checkpoint(tmp_path / "m64.safetensors", crop_size=64),
+                                     device="cpu")
+        crops, regions = pipeline.crops(media, 3)
+        sizes = [(c.width, c.height) for c in seq.cameras]
+        expected = crop_squares(media.person_boxes(3)[:, None], 0.2, sizes, 64)[:, 0]
+        assert crops.shape == (3, 64, 64, 3) and np.array_equal(regions, expected)
+        for c in range(3):
+            assert np.array_equal(crops[c], crop_square(media.full_frame(c, 3), expected[c], 64))
+        # the cache's own size and margin: its crops as they are, no frame decoded
+        monkeypatch.setattr(media, "full_frame", lambda c, t: pytest.fail("decoded a frame"))
+        crops, regions = media.crops(3, 128, 0.2)
+        assert np.array_equal(regions, media.crop_cache.boxes[:, 3])
+        assert all(np.array_equal(crops[c], media.crop_cache.get(c, 3)) for c in range(3))
+    finally:
+        media.close()
+
+
+def renamed_joints(path: Path, names: list[str]) -> Path:
+    """The checkpoint at `path` with other joint names in its metadata, as a checkpoint from
+    elsewhere would have them (save_checkpoint always writes the Studio's)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(path), "pt") as fh:
+        document = json.loads(fh.metadata()["mcss"])
+    save_file(load_file(str(path)), str(path),
+              metadata={"mcss": json.dumps({**document, "joint_names": names})})
+    return path
+
+
+def _swapped_wrists() -> list[str]:
+    names = list(JOINT_NAMES)
+    names[13], names[16] = names[16], names[13]
+    return names
+
+
+@pytest.mark.parametrize("names, problem", [
+    (_swapped_wrists(), "another order, at 13: r_wrist (Studio: l_wrist), 16: l_wrist "
+                        "(Studio: r_wrist)"),
+    ([*JOINT_NAMES[:10], "nose", *JOINT_NAMES[11:]], "joints nose instead of head"),
+])
+def test_pipeline_refuses_joints_other_than_the_studios(tmp_path, names, problem):
+    path = renamed_joints(make_checkpoint(tmp_path / "other.safetensors"), names)
+    with pytest.raises(UserInputError) as err:
+        PosePipeline.load(path, device="cpu")
+    message = str(err.value)
+    assert "other.safetensors" in message and problem in message and "\n" not in message
+    # the same model with the Studio's names loads
+    ok = renamed_joints(make_checkpoint(tmp_path / "ok.safetensors"), list(JOINT_NAMES))
+    assert PosePipeline.load(ok, device="cpu").contract.joint_names == JOINT_NAMES

@@ -77,8 +77,8 @@ def test_a_bad_recording_is_refused_before_anything_is_written_or_asked(
     assert not window.open_path(bad)
     assert asked == []  # the question comes only after the recording opened
     assert listing(bad) == before and not (bad / PROJECT_FILE).exists()
-    assert culprit in window.last_error and "\n" not in window.last_error
-    assert [b.text() for b in window.error_boxes] == [window.last_error]
+    assert culprit in window.state.last_error and "\n" not in window.state.last_error
+    assert [b.text() for b in window.error_boxes] == [window.state.last_error]
     assert window.state.sequence is None
 
 
@@ -100,7 +100,7 @@ def test_a_read_only_recording_is_viewed_with_its_cache_in_the_user_cache(
     before = listing(rec)
     window = make_window(qtbot, interactive=True)
     with read_only(rec):
-        assert window.open_path(rec), window.last_error
+        assert window.open_path(rec), window.state.last_error
         assert asked == []  # nothing to ask: no project can be made there
         user_cache = tmp_path / "cache" / "cache"
         assert window.session.cache_dir == user_cache and window.state.project is None
@@ -108,7 +108,7 @@ def test_a_read_only_recording_is_viewed_with_its_cache_in_the_user_cache(
         qtbot.waitUntil(lambda: window.state.media.has_proxies, timeout=WAIT_MS)
         window.close()
     assert listing(rec) == before
-    assert any(user_cache.rglob("*")) and window.last_error is None
+    assert any(user_cache.rglob("*")) and window.state.last_error is None
 
 
 def test_a_failed_project_creation_still_opens_the_recording(qtbot, recording, tmp_path,
@@ -122,7 +122,7 @@ def test_a_failed_project_creation_still_opens_the_recording(qtbot, recording, t
     assert asked == ["Create a project?"] and window.state.sequence is not None
     notice = window.state.status["notice"]
     assert notice.startswith("no project made (Permission denied): cache in ")
-    assert window.last_error is None
+    assert window.state.last_error is None
 
 
 def test_an_unwritable_cache_folder_is_one_dialog_and_playback_goes_on(
@@ -135,7 +135,7 @@ def test_an_unwritable_cache_folder_is_one_dialog_and_playback_goes_on(
     with read_only(cache):
         assert window.open_path(recording)
         assert len(window.error_boxes) == 1
-        message = window.last_error
+        message = window.state.last_error
         assert message.startswith(f"{cache / 'cache'}: cannot write the cache (")
         assert "set MCSS_STUDIO_CACHE to a writable folder" in message and "\n" not in message
         assert window.state.status["cache"] == "proxies: none (cache folder not writable)"
@@ -160,8 +160,8 @@ def test_a_projects_unwritable_cache_names_it_without_the_user_cache_hint(
     window = make_window(qtbot, interactive=False)
     with read_only(rec / "cache"):
         assert window.open_path(rec)
-        assert window.last_error.startswith(f"{rec / 'cache'}: cannot write the cache (")
-        assert window.last_error.endswith("); make it writable; playing without proxies")
+        assert window.state.last_error.startswith(f"{rec / 'cache'}: cannot write the cache (")
+        assert window.state.last_error.endswith("); make it writable; playing without proxies")
         window.close()
 
 
@@ -173,8 +173,8 @@ def test_a_cache_write_failing_mid_build_is_one_dialog(qtbot, capfd, recording, 
     monkeypatch.setattr("mcss_studio.core.media.build_cache", disk_full)
     window = make_window(qtbot, interactive=False)
     assert window.open_path(recording)
-    qtbot.waitUntil(lambda: window.last_error is not None, timeout=WAIT_MS)
-    assert window.last_error == (
+    qtbot.waitUntil(lambda: window.state.last_error is not None, timeout=WAIT_MS)
+    assert window.state.last_error == (
         f"{tmp_path / 'cache' / 'cache' / 'crops' / '0.u8'}: cannot write the cache (No space "
         "left on device); free space there or set MCSS_STUDIO_CACHE to a folder on another "
         "disk; playing without proxies")
@@ -192,8 +192,8 @@ def test_the_demo_in_an_unwritable_cache_folder_is_one_line(qtbot, capfd, tmp_pa
     window = make_window(qtbot, interactive=False)
     with read_only(cache):
         window.open_demo()
-        qtbot.waitUntil(lambda: window.last_error is not None, timeout=WAIT_MS)
-    message = window.last_error
+        qtbot.waitUntil(lambda: window.state.last_error is not None, timeout=WAIT_MS)
+    message = window.state.last_error
     assert message.startswith(str(cache / "demo")) and "\n" not in message
     assert "Read-only file system" in message or "Permission denied" in message
     assert window.state.sequence is None and len(window.error_boxes) == 1

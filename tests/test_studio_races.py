@@ -106,7 +106,7 @@ def test_hundreds_of_switches_during_playback_never_read_a_closed_sequence(qtbot
     assert window.session.decoder.processed > decoded  # the workers really worked meanwhile
     assert window.session.inference.processed > inferred
     window.close()
-    assert reports == [] and window.last_error is None
+    assert reports == [] and window.state.last_error is None
     assert window.statusBar().currentMessage() == ""
     err = capfd.readouterr().err
     assert "Traceback" not in err and "Container is not open" not in err, err[-2000:]

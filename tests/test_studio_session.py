@@ -15,6 +15,7 @@ from mcss_studio.core.inference import Predictor
 from mcss_studio.core.project import create_project
 from mcss_studio.gui.commands import SetValueCommand
 from mcss_studio.gui.session import Session
+from mcss_studio.gui.state import StudioState
 from tests.gui_fixtures import make_checkpoint, make_recording
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("private_studio_dirs")]
@@ -193,3 +194,43 @@ def test_closing_the_session_stops_a_demo_generation_under_way(qtbot, monkeypatc
     qtbot.waitUntil(lambda: len(reports) > 3, timeout=WAIT_MS)
     s.close()
     assert s.demo_worker.isFinished()  # no thread left running into a destroyed Session
+
+
+def test_state_steps_speed_and_switches_3d_framing():
+    state = StudioState()
+    speeds: list[float] = []
+    state.speedChanged.connect(speeds.append)
+    for _ in range(3):
+        state.step_speed(+1)  # 1x -> 2x -> 4x, then stays at the fastest
+    assert speeds == [2.0, 4.0] and state.speed == 4.0
+    for _ in range(5):
+        state.step_speed(-1)  # 4x -> 2x -> 1x -> 0.5x -> 0.25x, then stays
+    assert speeds[2:] == [2.0, 1.0, 0.5, 0.25] and state.speed == 0.25
+    state.set_speed(3.0)  # not one of the steps: stepping starts at 1x
+    state.step_speed(-1)
+    assert state.speed == 0.5
+
+    framings: list[str] = []
+    state.framingChanged.connect(framings.append)
+    assert state.framing == "rig"
+    state.toggle_framing()
+    state.set_framing("person")  # unchanged: no signal
+    state.toggle_framing()
+    assert framings == ["person", "rig"] and state.framing == "rig"
+    with pytest.raises(ValueError, match="framing"):
+        state.set_framing("face")
+    resets: list[bool] = []
+    state.viewsResetRequested.connect(lambda: resets.append(True))
+    state.request_views_reset()
+    assert resets == [True]
+
+
+def test_display_rate_reaches_the_status_through_the_state(qtbot, session):
+    state = session.state
+    assert state.status["display"] == "display: 0.0 fps"  # before any frame, no window needed
+    for _ in range(3):
+        state.report_frame_displayed()  # what the camera grid reports per frame it shows
+    assert len(session.display_rate.stamps) == 3
+    session.update_rates()  # what the Session's one rate timer calls
+    assert state.status["display"].startswith("display: ") and state.status["display"] != \
+        "display: 0.0 fps"

@@ -2,10 +2,11 @@
 full-resolution frames and model crops.
 
 Crops follow the checkpoint's input contract (core/contract.py): the crop cache is used only when
-it was built with the same margin, otherwise crops are cut from the full-resolution frames, so a
-model never sees crops made differently from its training crops. The sequence's frame readers
-are not thread-safe, so every full-resolution read goes through one lock; proxies and crop caches
-are read-only memory maps and need none.
+it was built with the same crop size and margin, otherwise crops are cut from the full-resolution
+frames at the checkpoint's size and margin, so a model never sees crops made differently from its
+training crops (never a cached crop rescaled, never a square trimmed for another size). The
+sequence's frame readers are not thread-safe, so every full-resolution read goes through one
+lock; proxies and crop caches are read-only memory maps and need none.
 
 A MediaAccess knows when it is closed: `close` waits for a read in flight, and any read after it
 raises MediaClosedError instead of touching the closed readers. Workers hold requests that name
@@ -19,7 +20,6 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .boxes import gt_boxes
@@ -145,13 +145,16 @@ class MediaAccess:
             return np.asarray(self.crop_cache.boxes[:, t], dtype=np.float64)
         return None
 
-    def _cached_crops_fit(self, margin: float) -> bool:
-        """True when the crop cache was cut with this margin (its squares are the model's)."""
-        return self.crop_cache is not None and bool(np.isclose(self.crop_cache.margin, margin))
+    def _cached_crops_fit(self, size: int, margin: float) -> bool:
+        """True when the crop cache was cut at this size with this margin (its squares and
+        pixels are then exactly the ones the model expects)."""
+        cache = self.crop_cache
+        return (cache is not None and cache.crop_size == size
+                and bool(np.isclose(cache.margin, margin)))
 
     def crop_regions(self, t: int, size: int, margin: float) -> np.ndarray:
         """(C, 4) square crop regions of frame t for crops of `size` px with `margin`."""
-        if self._cached_crops_fit(margin):
+        if self._cached_crops_fit(size, margin):
             return np.asarray(self.crop_cache.boxes[:, t], dtype=np.float64)
         boxes = self.person_boxes(t)
         if boxes is None:
@@ -164,16 +167,13 @@ class MediaAccess:
         if self._closed:
             raise MediaClosedError(self.sequence.path)
         regions = self.crop_regions(t, size, margin)
-        cached = self._cached_crops_fit(margin)
+        cached = self._cached_crops_fit(size, margin)
         out = np.empty((len(self.sequence.cameras), size, size, 3), dtype=np.uint8)
         for c in range(len(self.sequence.cameras)):
             if cached:
-                crop = np.asarray(self.crop_cache.get(c, t))
+                out[c] = self.crop_cache.get(c, t)
             else:
-                crop = crop_square(self.full_frame(c, t), regions[c], size)
-            if crop.shape[0] != size:
-                crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
-            out[c] = crop
+                out[c] = crop_square(self.full_frame(c, t), regions[c], size)
         return out, regions
 
     def close(self) -> None:

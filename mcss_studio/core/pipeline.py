@@ -22,7 +22,7 @@ from .camera import Calibration
 from .contract import InputContract
 from .errors import UserInputError
 from .inference import Predictor
-from .joints import NUM_JOINTS
+from .joints import JOINT_NAMES
 from .media import MediaAccess
 from .model import crop_rays
 from .posing import place_in_world, project_views
@@ -65,6 +65,23 @@ def _place(
     return pose_world, project_views(pose_cam, pose_world, list(calibrations), regions)
 
 
+def _check_joints(path: Path, names: Sequence[str]) -> None:
+    """UserInputError unless the checkpoint's joint names are core.joints.JOINT_NAMES in order."""
+    if tuple(names) == JOINT_NAMES:
+        return
+    if len(names) != len(JOINT_NAMES):
+        problem = f"{len(names)} joints, the Studio draws {len(JOINT_NAMES)}"
+    elif set(names) == set(JOINT_NAMES):
+        moved = [f"{i}: {n} (Studio: {s})" for i, (n, s) in enumerate(zip(names, JOINT_NAMES))
+                 if n != s]
+        problem = "joints in another order, at " + ", ".join(moved)
+    else:
+        problem = (f"joints {', '.join(n for n in names if n not in JOINT_NAMES)} "
+                   f"instead of {', '.join(n for n in JOINT_NAMES if n not in names)}")
+    raise UserInputError(path, f"the model predicts {problem}; the Studio needs the "
+                               "Human3.6M 17-joint order of core/joints.py")
+
+
 class PosePipeline:
     """A loaded checkpoint applied to synchronised frames of a sequence."""
 
@@ -76,14 +93,17 @@ class PosePipeline:
     def load(
         cls, path: str | os.PathLike[str], device: str = "auto", warmup_batch: int = 4
     ) -> PosePipeline:
-        """Load a checkpoint and check with one probe batch that it answers (J, 3) poses for the
-        joint count its contract names; the probe, at the batch size of the views, also warms the
-        model up (a first call at a new batch size holds the interpreter for a few hundred ms)."""
+        """Load a checkpoint, refuse it unless its joints are the Studio's (core.joints, in that
+        order: every pose is drawn and placed by those indices), and check with one probe batch
+        that it answers (J, 3) poses for the joint count its contract names; the probe, at the
+        batch size of the views, also warms the model up (a first call at a new batch size holds
+        the interpreter for a few hundred ms)."""
         path = Path(path)
         if not path.is_file():
             raise UserInputError(path, "checkpoint file does not exist")
         try:
             pipeline = cls(Predictor(path, device=device))
+            _check_joints(path, pipeline.contract.joint_names)
             pipeline._probe(path, max(1, warmup_batch))
         except UserInputError:
             raise
@@ -97,10 +117,11 @@ class PosePipeline:
         size = self.contract.crop_size
         probe = self.predictor.predict(np.zeros((batch, size, size, 3), dtype=np.uint8))
         shape = tuple(np.shape(probe["pose_cam"]))
-        if shape != (batch, NUM_JOINTS, 3):
+        joints = len(self.contract.joint_names)
+        if shape != (batch, joints, 3):
             raise UserInputError(
                 path,
-                f"model predicts poses of shape {shape[1:]}, the Studio needs ({NUM_JOINTS}, 3)",
+                f"model predicts poses of shape {shape[1:]}, its joint names say ({joints}, 3)",
             )
 
     @property

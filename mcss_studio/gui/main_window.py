@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -33,7 +32,6 @@ from .player.grid import CameraGrid
 from .player.transport import PlaybackClock, TransportBar
 from .recent import APP
 from .session import Session
-from .state import SPEEDS
 
 STATUS_KEYS = ("notice", "cache", "device", "checkpoint", "inference", "display")
 
@@ -52,8 +50,7 @@ class MainWindow(QMainWindow):
         self.interactive = interactive  # False: never ask questions (tests, --screenshot)
         self.session = Session(device=device, remember_recent=remember_recent, parent=self)
         self.state = self.session.state
-        self.error_boxes: list = []
-        self.last_error: str | None = None
+        self.error_boxes: list = []  # the error dialogs shown (the message: state.last_error)
         self._demo_dialog: QProgressDialog | None = None
 
         self.grid = CameraGrid(self.state, self.session.decoder)
@@ -86,7 +83,6 @@ class MainWindow(QMainWindow):
         self._build_status()
         self.setAcceptDrops(True)
         self._observe_state()
-        self._update_rates()
         self.resize(1400, 800)
 
     # -- chrome -------------------------------------------------------------------------------
@@ -154,8 +150,8 @@ class MainWindow(QMainWindow):
         self._action(play, "First frame", lambda: s.set_frame(0), "Home")
         self._action(play, "Last frame", lambda: s.set_frame(s.num_frames - 1), "End")
         self._action(play, "Jump to frame...", self.jump_dialog, "Ctrl+G")
-        self._action(play, "Slower", lambda: self._change_speed(-1), "[")
-        self._action(play, "Faster", lambda: self._change_speed(1), "]")
+        self._action(play, "Slower", lambda: s.step_speed(-1), "[")
+        self._action(play, "Faster", lambda: s.step_speed(1), "]")
 
         view = self.menuBar().addMenu("&View")
         self.overlay_actions = {}
@@ -170,8 +166,8 @@ class MainWindow(QMainWindow):
             )
         view.addSeparator()
         self._action(view, "Back to the grid", lambda: s.set_maximised(-1), "Escape")
-        self._action(view, "&Reset views", self.reset_views, "R")
-        self._action(view, "3D view: &frame rig / person", self.toggle_framing, "F")
+        self._action(view, "&Reset views", s.request_views_reset, "R")
+        self._action(view, "3D view: &frame rig / person", s.toggle_framing, "F")
 
         helpm = self.menuBar().addMenu("&Help")
         self._action(helpm, "Keyboard &shortcuts", self.show_shortcuts, ["F1", "?"])
@@ -183,13 +179,6 @@ class MainWindow(QMainWindow):
             label = QLabel(self.state.status.get(key, ""))
             sb.addPermanentWidget(label)
             self.status_labels[key] = label
-        self._status_timer = QTimer(self)
-        self._status_timer.timeout.connect(self._update_rates)
-        self._status_timer.start(500)
-
-    def _update_rates(self) -> None:
-        self.session.update_rates()
-        self.state.set_status("display", f"display: {self.grid.display_rate.rate():.1f} fps")
 
     def _observe_state(self) -> None:
         s = self.state
@@ -219,7 +208,6 @@ class MainWindow(QMainWindow):
     # -- errors -------------------------------------------------------------------------------
     def report_error(self, message: str) -> None:
         """Show a user error in a dialog (non-blocking); the window stays usable."""
-        self.last_error = message
         self.statusBar().showMessage(message, 10000)
         self.error_boxes.append(show_error(self, message))
         self.errorShown.emit(message)
@@ -315,10 +303,6 @@ class MainWindow(QMainWindow):
             self.splitter.setSizes([int(w * 0.56), w - int(w * 0.56)])
 
     # -- misc ---------------------------------------------------------------------------------
-    def _change_speed(self, direction: int) -> None:
-        i = SPEEDS.index(self.state.speed) if self.state.speed in SPEEDS else SPEEDS.index(1.0)
-        self.state.set_speed(SPEEDS[int(np.clip(i + direction, 0, len(SPEEDS) - 1))])
-
     def jump_dialog(self) -> None:
         if self.state.sequence is None:
             return
@@ -327,16 +311,6 @@ class MainWindow(QMainWindow):
         )
         if ok:
             self.state.set_frame(t)
-
-    def reset_views(self) -> None:
-        for v in self.grid.views:
-            v.reset_view()
-        if self.view3d is not None:
-            self.view3d.reset_camera()
-
-    def toggle_framing(self) -> None:
-        if self.view3d is not None:
-            self.view3d.toggle_framing()
 
     def show_shortcuts(self) -> ShortcutsDialog:
         dlg = ShortcutsDialog(self)
@@ -353,6 +327,5 @@ class MainWindow(QMainWindow):
             render_panel(self, "window").save(path)
 
     def closeEvent(self, event) -> None:  # noqa: N802
-        self._status_timer.stop()
         self.session.close()
         super().closeEvent(event)

@@ -88,6 +88,7 @@ class Session(QObject):
         self._refused_caches: set[Path] = set()  # unwritable cache folders, already reported
         self.demo_worker: TaskWorker | None = None
         self.inference_rate = RateMeter()
+        self.display_rate = RateMeter()  # frames the camera grid put on screen
 
         self.decoder = FrameDecodeWorker(self)
         self.decoder.failed.connect(self.message)
@@ -99,13 +100,14 @@ class Session(QObject):
         self.inference.failed.connect(self.message)
         self.inference.start()
         self.state.frameChanged.connect(self._request_prediction)
+        self.state.frameDisplayed.connect(lambda: self.display_rate.tick())
 
         self.state.set_status("notice", "")
         self.state.set_status("cache", "")
         self.state.set_status("device", "device: -")
         self.state.set_status("checkpoint", "checkpoint: none")
-        self.state.set_status("inference", "inference: - fps")
-        self._rate_timer = QTimer(self)
+        self.update_rates()
+        self._rate_timer = QTimer(self)  # the one timer behind both rates in the status bar
         self._rate_timer.timeout.connect(self.update_rates)
         self._rate_timer.start(500)
 
@@ -358,7 +360,9 @@ class Session(QObject):
             self.state.set_prediction(prediction)
 
     def update_rates(self) -> None:
+        """Inference answers and displayed frames per second, into the state's status."""
         self.state.set_status("inference", f"inference: {self.inference_rate.rate():.1f} fps")
+        self.state.set_status("display", f"display: {self.display_rate.rate():.1f} fps")
 
     # -- the end ------------------------------------------------------------------------------
     def close(self) -> None:

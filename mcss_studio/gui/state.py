@@ -19,11 +19,13 @@ from ..core.sources.dataset import Dataset
 OVERLAY_NAMES: tuple[str, ...] = ("box", "skeleton", "gt", "names")
 DEFAULT_OFF = ("names",)
 SPEEDS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
+FRAMINGS: tuple[str, ...] = ("rig", "person")  # what the 3D view frames; the default first
 
 
 class StudioState(QObject):
     """Project, dataset, sequence, current frame, selection, checkpoint (requested and loaded),
-    overlays, prediction, playback, status texts and the last error."""
+    overlays, 3D framing, prediction, playback, status texts and the last error; requests to
+    reset the views' zoom and camera."""
 
     projectChanged = Signal(object)  # Path | None
     datasetChanged = Signal(object)  # Dataset | None
@@ -35,9 +37,12 @@ class StudioState(QObject):
     checkpointRequested = Signal(object)  # Path | None: asked for, not loaded yet
     checkpointChanged = Signal(object)  # Path | None: loaded and answering
     overlaysChanged = Signal()
+    framingChanged = Signal(str)  # "rig" (every camera and the person) or "person" alone
+    viewsResetRequested = Signal()  # views go back to their fitted zoom and 3D camera
     predictionChanged = Signal(object)  # Prediction | None
     playingChanged = Signal(bool)
     speedChanged = Signal(float)
+    frameDisplayed = Signal()  # the camera grid put a new frame on screen (display rate)
     statusChanged = Signal(str, str)  # key, text (device, checkpoint, inference fps, ...)
     errorRaised = Signal(str)  # one-line message for a dialog
 
@@ -55,6 +60,7 @@ class StudioState(QObject):
         self.checkpoint: Path | None = None
         self.device = "-"  # where the loaded checkpoint runs
         self.overlays: dict[str, bool] = {n: n not in DEFAULT_OFF for n in OVERLAY_NAMES}
+        self.framing = FRAMINGS[0]
         self.prediction: Prediction | None = None
         self.playing = False
         self.speed = 1.0
@@ -127,6 +133,16 @@ class StudioState(QObject):
             self.speed = float(speed)
             self.speedChanged.emit(self.speed)
 
+    def report_frame_displayed(self) -> None:
+        """A new frame reached the screen (the Session turns these into the display rate)."""
+        self.frameDisplayed.emit()
+
+    def step_speed(self, direction: int) -> None:
+        """The next faster (+1) or slower (-1) of SPEEDS, staying at the ends; from a speed not
+        in SPEEDS, the step starts at 1x."""
+        i = SPEEDS.index(self.speed) if self.speed in SPEEDS else SPEEDS.index(1.0)
+        self.set_speed(SPEEDS[min(max(i + direction, 0), len(SPEEDS) - 1)])
+
     # -- views --------------------------------------------------------------------------------
     def select_camera(self, index: int) -> None:
         if index != self.selected_camera:
@@ -147,6 +163,21 @@ class StudioState(QObject):
         if self.overlays[name] != bool(on):
             self.overlays[name] = bool(on)
             self.overlaysChanged.emit()
+
+    def set_framing(self, name: str) -> None:
+        """Frame "rig" (every camera and the person) or "person" (the person alone) in 3D."""
+        if name not in FRAMINGS:
+            raise ValueError(f"framing must be one of {FRAMINGS}, not {name!r}")
+        if name != self.framing:
+            self.framing = name
+            self.framingChanged.emit(name)
+
+    def toggle_framing(self) -> None:
+        self.set_framing(FRAMINGS[(FRAMINGS.index(self.framing) + 1) % len(FRAMINGS)])
+
+    def request_views_reset(self) -> None:
+        """Ask every view to go back to its fitted zoom (camera views) and camera (3D view)."""
+        self.viewsResetRequested.emit()
 
     # -- model --------------------------------------------------------------------------------
     def request_checkpoint(self, path: Path | None) -> None:

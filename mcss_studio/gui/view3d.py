@@ -15,16 +15,15 @@ from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from ..core.framing import Framing, bounding_sphere, rig_and_person
 from ..core.joints import BONES, JOINT_NAMES, bone_colors
+from ..core.label_layout import place_joint_labels
 from ..core.scene3d import camera_frustum, display_pose, scene_points
-from .label_layout import place_joint_labels
-from .state import StudioState
+from .state import FRAMINGS, StudioState
 
 _BONE_RGBA = np.array([[*c, 255] for c in bone_colors()], dtype=np.float32) / 255.0
 _GT_RGBA = np.array([0.25, 0.9, 0.35, 1.0], dtype=np.float32)
 PLAYING_REDRAW_MS = 80
 _FRUSTUM_RGBA = np.array([0.85, 0.85, 0.5, 1.0], dtype=np.float32)
 FOV_DEG = 45.0
-FRAMINGS = ("rig", "person")  # the default first
 _LABEL_PT = 7
 
 
@@ -37,8 +36,9 @@ def _segments(points: np.ndarray) -> np.ndarray:
 
 class View3D(QWidget):
     """vispy SceneCanvas with a turntable camera: left-drag orbits, Shift+drag pans, wheel zooms,
-    `reset_camera()` frames the scene: the whole rig and the person by default, the person alone
-    after `toggle_framing()` (core.framing computes both)."""
+    `reset_camera()` frames the scene as `state.framing` says: the whole rig and the person by
+    default, the person alone after `state.toggle_framing()` (core.framing computes both). It
+    refits on `state.framingChanged` and `state.viewsResetRequested`."""
 
     def __init__(self, state: StudioState, parent=None) -> None:
         super().__init__(parent)
@@ -88,7 +88,6 @@ class View3D(QWidget):
         )
         person = Framing(np.array([0.0, 0.0, 900.0]), 1000.0)
         self.framings: dict[str, Framing] = {"rig": person, "person": person}
-        self.framing = FRAMINGS[0]
         self._fitted: tuple | None = None  # (centre, distance) last set by reset_camera
         self._warmed = False
         self._set_visible(
@@ -109,6 +108,8 @@ class View3D(QWidget):
         state.predictionChanged.connect(lambda _p: self.schedule())
         state.frameChanged.connect(lambda _t: self.schedule())
         state.overlaysChanged.connect(self.schedule)
+        state.framingChanged.connect(self._framing_changed)
+        state.viewsResetRequested.connect(self.reset_camera)
         self.view.scene.events.transform_change.connect(lambda _e: self._place_labels())
         self.canvas.events.resize.connect(lambda _e: self._refit_if_untouched())
         self._sequence_changed(state.sequence)
@@ -172,7 +173,7 @@ class View3D(QWidget):
     def _framing_now(self) -> Framing:
         """The chosen framing; the person close-up is of the person where it is now (ground
         truth, else the prediction), so that a long walk does not shrink it."""
-        if self.framing == "person":
+        if self.state.framing == "person":
             state, seq = self.state, self.state.sequence
             if seq is not None and seq.is_calibrated and seq.joints3d is not None \
                     and state.frame < len(seq.joints3d) \
@@ -180,7 +181,7 @@ class View3D(QWidget):
                 return bounding_sphere(seq.joints3d[state.frame])
             if state.prediction is not None:
                 return bounding_sphere(display_pose(state.prediction))
-        return self.framings[self.framing]
+        return self.framings[self.state.framing]
 
     def reset_camera(self) -> None:
         """Look at the current framing's sphere from the default direction, from just far
@@ -195,16 +196,9 @@ class View3D(QWidget):
         self._fitted = (cam.center, cam.distance)
         self.canvas.update()
 
-    def set_framing(self, name: str) -> None:
-        """Frame "rig" (every camera and the person) or "person" (the person alone)."""
-        if name not in FRAMINGS:
-            raise ValueError(f"framing must be one of {FRAMINGS}, not {name!r}")
-        self.framing = name
+    def _framing_changed(self, _name: str) -> None:
         self.reset_camera()
         self.refresh()
-
-    def toggle_framing(self) -> None:
-        self.set_framing(FRAMINGS[(FRAMINGS.index(self.framing) + 1) % len(FRAMINGS)])
 
     def _refit_if_untouched(self) -> None:
         """A resize changes what fits; refit unless the user has moved the camera since."""
@@ -249,7 +243,7 @@ class View3D(QWidget):
             where = "world" if pred.pose_world is not None else "centred (no calibration)"
             text = f"prediction for frame {pred.frame}, {where}   "
         if seq is not None and seq.is_calibrated:
-            other = FRAMINGS[(FRAMINGS.index(self.framing) + 1) % len(FRAMINGS)]
+            other = FRAMINGS[(FRAMINGS.index(self.state.framing) + 1) % len(FRAMINGS)]
             text += f"F: frame the {other}"
         self.info.text = text
         self.canvas.update()

@@ -8,7 +8,7 @@ from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QTransform
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from ...core.joints import BONES, JOINT_NAMES, bone_colors
-from ..label_layout import place_joint_labels
+from ...core.label_layout import place_joint_labels
 
 _BONE_QCOLORS = [QColor(*rgb) for rgb in bone_colors()]
 GT_COLOR = QColor(60, 230, 90)

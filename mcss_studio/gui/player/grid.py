@@ -12,7 +12,6 @@ import numpy as np
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QGridLayout, QWidget
 
-from ..rates import RateMeter
 from ..state import StudioState
 from ..workers import FrameDecodeWorker
 from .camera_view import CameraView
@@ -46,7 +45,6 @@ class CameraGrid(QWidget):
         self.layout_ = QGridLayout(self)
         self.layout_.setContentsMargins(0, 0, 0, 0)
         self.layout_.setSpacing(2)
-        self.display_rate = RateMeter()
         self.shown_frame = -1
         self.full_res_frame = -1
         self._gt2d: np.ndarray | None = None  # (C, T, 17, 2)
@@ -61,6 +59,7 @@ class CameraGrid(QWidget):
         state.predictionChanged.connect(lambda _p: self._update_overlays())
         state.selectionChanged.connect(self._select)
         state.playingChanged.connect(self._playing_changed)
+        state.viewsResetRequested.connect(self._reset_views)
         decoder.done.connect(self._full_res_arrived)
 
     # -- building -----------------------------------------------------------------------------
@@ -123,7 +122,7 @@ class CameraGrid(QWidget):
         self._update_overlays()
         if shown_all:
             self.shown_frame = t
-            self.display_rate.tick()
+            self.state.report_frame_displayed()
             self.frameShown.emit(t)
         if not media.has_proxies:
             self.decoder.submit((media, t))  # the only source until proxies exist
@@ -144,7 +143,7 @@ class CameraGrid(QWidget):
         self.full_res_frame = t
         if self.shown_frame != t:
             self.shown_frame = t
-            self.display_rate.tick()
+            self.state.report_frame_displayed()
             self.frameShown.emit(t)
 
     def _playing_changed(self, playing: bool) -> None:
@@ -168,6 +167,10 @@ class CameraGrid(QWidget):
                 gt,
                 on["names"],
             )
+
+    def _reset_views(self) -> None:
+        for v in self.views:
+            v.reset_view()
 
     def _select(self, index: int) -> None:
         for v in self.views:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..core.joints import JOINT_NAMES
+from .joints import JOINT_NAMES
 
 # extremities first, then the joints between them, the crowded trunk last
 PRIORITY: tuple[str, ...] = (
