@@ -12,6 +12,7 @@ import pytest
 
 from mcss_studio.core.cache import crop_square
 from mcss_studio.core.inference import Predictor
+from mcss_studio.core.media import MediaAccess
 from mcss_studio.core.project import create_project
 from mcss_studio.gui.commands import SetValueCommand
 from mcss_studio.gui.session import Session
@@ -133,6 +134,24 @@ def test_studio_crops_follow_the_checkpoints_margin(qtbot, session, recording, t
     for c in range(3):
         expected = crop_square(state.media.full_frame(c, t), pred.regions[c], 32)
         assert np.array_equal(frame_crops[c], expected)
+
+
+def test_crops_are_cached_the_way_the_loaded_checkpoint_wants_them(qtbot, session, recording,
+                                                                   tmp_path, monkeypatch):
+    state = session.state
+    assert session.open_path(recording)  # starts caching crops at the default 128 px, 0.2
+    ckpt = make_checkpoint(tmp_path / "c32.safetensors",  # a 32 px, 0.3 margin model
+                           meta={"train_config": {"crop_margin": 0.3}})
+    session.open_checkpoint(ckpt)  # while that build may still run: it is followed by another
+    qtbot.waitUntil(lambda: state.checkpoint is not None and not session.cache_busy
+                    and state.media.crops_cached_for(32, 0.3), timeout=WAIT_MS)
+    assert state.media.has_proxies and state.status["cache"] == "proxies: ready"
+    decoded: list[tuple[int, int]] = []
+    monkeypatch.setattr(MediaAccess, "full_frame", lambda self, c, t: decoded.append((c, t)))
+    state.set_frame(7)
+    qtbot.waitUntil(lambda: state.prediction is not None and state.prediction.frame == 7,
+                    timeout=WAIT_MS)
+    assert decoded == []  # live inference read the cache, no view was decoded for it
 
 
 def test_edits_are_undoable_commands(qtbot, session):

@@ -24,7 +24,7 @@ import numpy as np
 
 from .boxes import gt_boxes
 from .cache import CropCache, build_cache, crop_square, crop_squares
-from .contract import DEFAULT_CROP_MARGIN
+from .contract import DEFAULT_CROP_MARGIN, DEFAULT_CROP_SIZE
 from .errors import UserInputError
 from .proxies import ProxyStore
 from .sequence import MultiviewSequence
@@ -83,9 +83,16 @@ class MediaAccess:
         self.proxies = _open_proxies(self.cache_dir, self.sequence)
         return self.proxies is not None
 
-    def build_caches(self, progress: Callable[[int, int], None] | None = None) -> None:
-        """Build crops and proxies in one decode pass (runs in a worker thread); MediaClosedError
-        when the media is closed before the build could start."""
+    def build_caches(
+        self,
+        progress: Callable[[int, int], None] | None = None,
+        crop_size: int = DEFAULT_CROP_SIZE,
+        margin: float = DEFAULT_CROP_MARGIN,
+    ) -> None:
+        """Build crops (at crop_size and margin: the loaded checkpoint's) and proxies in one
+        decode pass (runs in a worker thread); complete proxies are kept. MediaClosedError when
+        the media is closed before the build could start. A crop cache that is open meanwhile
+        keeps reading its old files: a rebuild replaces them, never overwrites them in place."""
         if self._closed:
             raise MediaClosedError(self.sequence.path)
         if self.cache_dir is None:
@@ -94,18 +101,18 @@ class MediaAccess:
         copy = _private_copy(self.sequence)
         try:
             if copy is not None:
-                self._build(copy, progress)
+                self._build(copy, progress, crop_size, margin)
             else:
                 with self.lock:  # shared readers: the player waits for the build
                     if self._closed:
                         raise MediaClosedError(self.sequence.path)
-                    self._build(self.sequence, progress)
+                    self._build(self.sequence, progress, crop_size, margin)
         finally:
             if copy is not None:
                 copy.close()
 
-    def _build(self, seq: MultiviewSequence, progress) -> None:
-        build_cache(seq, self.cache_dir, margin=DEFAULT_CROP_MARGIN, proxies=True,
+    def _build(self, seq: MultiviewSequence, progress, crop_size: int, margin: float) -> None:
+        build_cache(seq, self.cache_dir, crop_size=crop_size, margin=margin, proxies=True,
                     progress=progress)
 
     @property
@@ -145,7 +152,7 @@ class MediaAccess:
             return np.asarray(self.crop_cache.boxes[:, t], dtype=np.float64)
         return None
 
-    def _cached_crops_fit(self, size: int, margin: float) -> bool:
+    def crops_cached_for(self, size: int, margin: float) -> bool:
         """True when the crop cache was cut at this size with this margin (its squares and
         pixels are then exactly the ones the model expects)."""
         cache = self.crop_cache
@@ -154,7 +161,7 @@ class MediaAccess:
 
     def crop_regions(self, t: int, size: int, margin: float) -> np.ndarray:
         """(C, 4) square crop regions of frame t for crops of `size` px with `margin`."""
-        if self._cached_crops_fit(size, margin):
+        if self.crops_cached_for(size, margin):
             return np.asarray(self.crop_cache.boxes[:, t], dtype=np.float64)
         boxes = self.person_boxes(t)
         if boxes is None:
@@ -167,7 +174,7 @@ class MediaAccess:
         if self._closed:
             raise MediaClosedError(self.sequence.path)
         regions = self.crop_regions(t, size, margin)
-        cached = self._cached_crops_fit(size, margin)
+        cached = self.crops_cached_for(size, margin)
         out = np.empty((len(self.sequence.cameras), size, size, 3), dtype=np.uint8)
         for c in range(len(self.sequence.cameras)):
             if cached:

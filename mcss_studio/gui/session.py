@@ -23,6 +23,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from ..core import open_dataset
+from ..core.contract import DEFAULT_CROP_MARGIN, DEFAULT_CROP_SIZE
 from ..core.errors import UserInputError
 from ..core.media import MediaAccess, default_cache_root
 from ..core.pipeline import Prediction
@@ -86,6 +87,9 @@ class Session(QObject):
         self.cache_dir: Path | None = None
         self.cache_worker: TaskWorker | None = None
         self._refused_caches: set[Path] = set()  # unwritable cache folders, already reported
+        # crops are cached the way the loaded checkpoint wants them (size, margin), so live
+        # inference reads them instead of decoding every view at full resolution
+        self.crop_contract: tuple[int, float] = (DEFAULT_CROP_SIZE, DEFAULT_CROP_MARGIN)
         self.demo_worker: TaskWorker | None = None
         self.inference_rate = RateMeter()
         self.display_rate = RateMeter()  # frames the camera grid put on screen
@@ -197,8 +201,9 @@ class Session(QObject):
         for warning in seq.warnings:
             self.message.emit(warning)
         self.state.set_status("cache", "proxies: ready" if ready else "proxies: none")
-        if not ready and cache_dir is not None and self._cache_writable(cache_dir):
-            self._build_caches(media)
+        if cache_dir is not None and (not ready or not media.crops_cached_for(*self.crop_contract)):
+            if self._cache_writable(cache_dir):
+                self._build_caches(media)
 
     # -- caches -------------------------------------------------------------------------------
     def _cache_writable(self, cache_dir: Path) -> bool:
@@ -219,10 +224,12 @@ class Session(QObject):
 
     def _build_caches(self, media: MediaAccess) -> None:
         self.cancel_cache_build()
+        size, margin = contract = self.crop_contract
+        doing = "caching crops" if media.has_proxies else "building proxies"
 
         def build(progress) -> None:
             try:
-                media.build_caches(progress)
+                media.build_caches(progress, size, margin)
             except OSError as exc:  # core may raise it raw: one line naming the folder
                 raise cache_write_error(media.cache_dir, exc) from None
 
@@ -232,12 +239,12 @@ class Session(QObject):
             return worker is self.cache_worker and media is self.state.media
 
         worker.progress.connect(
-            lambda d, t: current() and self.state.set_status("cache", f"building proxies {d}/{t}")
+            lambda d, t: current() and self.state.set_status("cache", f"{doing} {d}/{t}")
         )
-        worker.succeeded.connect(lambda _r: current() and self._caches_built(media))
+        worker.succeeded.connect(lambda _r: current() and self._caches_built(media, contract))
         worker.failed.connect(lambda message: current() and self._cache_failed(worker, message))
         self.cache_worker = worker
-        self.state.set_status("cache", "building proxies...")
+        self.state.set_status("cache", f"{doing}...")
         worker.start()
 
     def _cache_failed(self, worker: TaskWorker, message: str) -> None:
@@ -250,11 +257,24 @@ class Session(QObject):
         self.state.set_status("cache", "proxies: failed")
         self.message.emit(f"cache: {message}")
 
-    def _caches_built(self, media: MediaAccess) -> None:
+    def _caches_built(self, media: MediaAccess, contract: tuple[int, float]) -> None:
         ready = media.attach_caches()
         self.state.set_status("cache", "proxies: ready" if ready else "proxies: none")
         self.state.notify_media()
         self._request_prediction(self.state.frame)
+        if contract != self.crop_contract:  # a checkpoint with other crops loaded meanwhile
+            self._build_caches(media)
+
+    def _cache_crops_for_checkpoint(self, contract: tuple[int, float]) -> None:
+        """A checkpoint loaded: cache the open sequence's crops its way unless they are, or a
+        build is already under way (it rebuilds when it ends)."""
+        self.crop_contract = contract
+        media = self.state.media
+        if (media is None or media.cache_dir is None or self.cache_busy
+                or media.crops_cached_for(*contract)
+                or media.cache_dir in self._refused_caches):
+            return
+        self._build_caches(media)
 
     def cancel_cache_build(self, timeout_ms: int = -1) -> None:
         worker = self.cache_worker
@@ -342,6 +362,10 @@ class Session(QObject):
         self.state.set_status("device", f"device: {device}")
         self.state.set_status("checkpoint", f"checkpoint: {Path(path).name}")
         self._request_prediction(self.state.frame)
+        pipeline = self.inference.pipeline
+        if pipeline is not None:
+            self._cache_crops_for_checkpoint(
+                (pipeline.contract.crop_size, pipeline.contract.crop_margin))
 
     def _checkpoint_failed(self, path: Path, message: str) -> None:
         if self.state.checkpoint_requested == Path(path):
