@@ -147,3 +147,21 @@ def test_resume_restores_the_fp16_loss_scale(tmp_path, data):
     fresh = torch.amp.GradScaler("cpu")
     assert _resume(str(path), model, optimizer, fresh) == 7
     assert fresh.get_scale() == 512.0
+
+
+def test_unlabelled_images_control_sees_them_without_a_metric_loss(tmp_path, data):
+    """lambda = 0 with unlabelled_images: the multi-view batches go through the network (the
+    BatchNorm statistics differ from the plain baseline's) but no metric loss is applied."""
+    from trainer.train import sampler_config
+
+    train, _ = data
+    plain = _config(tmp_path, steps=2, lambda_metric=0.0, run_id="plain")
+    control = _config(tmp_path, steps=2, lambda_metric=0.0, unlabelled_images=True, run_id="bn")
+    assert not sampler_config(plain).multiview and sampler_config(control).multiview
+    results = [fit(c, None, sequences=train, progress=False) for c in (plain, control)]
+    assert all(h["metric_loss"] == 0 for r in results for h in r.history)
+    assert "anchors_with_negative" in results[1].history[-1]
+    assert "anchors_with_negative" not in results[0].history[-1]
+    stats = [r.model.encoder.state_dict() for r in results]
+    running = [k for k in stats[0] if k.endswith("running_mean")]
+    assert running and not all(torch.equal(stats[0][k], stats[1][k]) for k in running)

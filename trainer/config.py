@@ -37,10 +37,18 @@ class TrainConfig:
     orientation_spatial: bool = False  # orientation head reads a 2x2 feature grid, not the mean
     # method
     lambda_metric: float = 0.1  # 0 = baseline (labels only); 1 collapsed with hardest mining
+    # lambda = 0 runs normally load no unlabelled images; True passes the multi-view batches
+    # through the network anyway (BatchNorm statistics see them, no loss does): the control
+    # that separates what MCSS's metric loss adds from what mere exposure to the images adds
+    unlabelled_images: bool = False
     mining: str = "hardest"  # hardest | semihard | random
     tau: int = 10  # minimum temporal distance (frames) of in-sequence negatives
     tau_max: int = 0  # maximum one (0 = none): periodic motion repeats poses a period later
     cross_sequence_negatives: bool = True  # also frames of other sequences as negatives
+    # how a batch picks a sequence's instants: "uniform" (any frames) or "window" (a comb
+    # around a random centre, gaps in [tau, tau_max / 2], so every instant has in-window
+    # negatives: trainer.data.window_instants)
+    instant_sampling: str = "uniform"
     margin: float = 0.2
     soft_margin: bool = False  # softplus(d_ap - d_an) instead of relu(d_ap - d_an + margin)
     metric_warmup: int = 0  # steps over which lambda ramps linearly from 0 to lambda_metric
@@ -84,6 +92,9 @@ class TrainConfig:
 
         if self.mining not in ("hardest", "semihard", "random"):
             raise bad(f"mining must be hardest, semihard or random, not {self.mining!r}")
+        if self.instant_sampling not in ("uniform", "window"):
+            raise bad(f"instant_sampling must be uniform or window, not "
+                      f"{self.instant_sampling!r}")
         if self.arch not in ("resnet18", "resnet34", "resnet50"):
             raise bad(f"arch must be resnet18, resnet34 or resnet50, not {self.arch!r}")
         if self.tau < 1:
