@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mcss_studio.core.geometry import pose_distance
 from mcss_studio.core.inference import Predictor
 from mcss_studio.core.model import MCSSModel
 
@@ -32,7 +33,6 @@ from .metrics import (
     map_at_k,
     orientation_metrics,
     pose_metrics,
-    procrustes_align,
     rank_by_distance,
 )
 
@@ -91,26 +91,6 @@ def predict_sequences(
     if not parts["seq"]:
         raise ValueError("no test sequences with 3D ground truth and calibration")
     return Predictions(**{k: np.concatenate(v) if v else None for k, v in parts.items()})
-
-
-def _normalise(poses: np.ndarray) -> np.ndarray:
-    centred = poses - poses.mean(axis=1, keepdims=True)
-    rms = np.sqrt((centred**2).sum(axis=2).mean(axis=1))
-    return centred / np.maximum(rms, 1e-9)[:, None, None]
-
-
-def pose_distance(gt_a: np.ndarray, gt_b: np.ndarray, chunk: int = 64) -> np.ndarray:
-    """(A, B) mean per-joint distance of unit-scale poses after Procrustes alignment."""
-    a, b = _normalise(gt_a), _normalise(gt_b)
-    out = np.zeros((len(a), len(b)))
-    for start in range(0, len(a), chunk):
-        qa = a[start:start + chunk]
-        pa = np.broadcast_to(qa[:, None], (len(qa), len(b)) + a.shape[1:]).reshape(-1, *a.shape[1:])
-        pb = np.broadcast_to(b[None], (len(qa),) + b.shape).reshape(-1, *b.shape[1:])
-        aligned = procrustes_align(pb, pa)
-        err = np.linalg.norm(aligned - pa, axis=-1).mean(axis=-1)
-        out[start:start + chunk] = err.reshape(len(qa), len(b))
-    return out
 
 
 def pose_match(
