@@ -15,9 +15,11 @@ def test_limited_supervision_table(tmp_path):
     tiny = dict(crop_size=32, width=8, embedding_dim=16, pose_hidden=32, orientation_hidden=16,
                 steps=3, tau=3, instants_per_sequence=3, labelled_batch=8, eval_stride=3,
                 log_every=1)
-    result = limited_supervision("quick", seed=0, work_dir=str(tmp_path / "work"),
+    result = limited_supervision("standard", seed=0, work_dir=str(tmp_path / "work"),
                                  overrides=tiny, data=data)
     rows = result["rows"]
+    assert result["config"]["instant_sampling"] == "window"
+    assert [r["steps"] for r in rows] == [3] * len(VARIANTS) + [6]  # the ceiling trains longer
     assert [r["variant"] for r in rows] == list(VARIANTS) + [ORACLE]
     assert all(r["status"] == "done" for r in rows)
     assert all(r["labels"] == "S1" for r in rows[:-1])

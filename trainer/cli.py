@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     bench_sub = bench.add_subparsers(dest="protocol", required=True)
     ls = bench_sub.add_parser("limited-supervision",
                               help="baseline vs MCSS vs MCSS-random on the synthetic benchmark")
-    ls.add_argument("--preset", choices=("quick", "full"), default="quick")
+    ls.add_argument("--preset", choices=("quick", "standard", "full"), default="quick")
     ls.add_argument("--seed", type=int, default=0)
     ls.add_argument("--json", dest="json_out", help="write the results here too")
     ls.add_argument("--work-dir", help="dataset, caches and runs (default: a temporary folder)")
