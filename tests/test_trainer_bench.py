@@ -146,3 +146,25 @@ def test_a_signal_stops_the_whole_bench(tmp_path, monkeypatch):
     assert result["stopped"] and len(result["rows"]) == 1 and result["planned_runs"] == 5
     assert "STOPPED: 1 of 5 runs" in format_table(result)
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_training_fit_uses_the_labelled_frames_subsampled(monkeypatch):
+    import numpy as np
+
+    import trainer.bench as bench
+    from trainer.data import LabelledFrame
+
+    seen = {}
+
+    def fake_evaluate(model, sequences, retrieval, frames):
+        assert retrieval is False
+        seen.clear()
+        seen.update(frames)
+        return {"p_mpjpe": 42.0}
+
+    monkeypatch.setattr(bench, "evaluate", fake_evaluate)
+    few = [LabelledFrame("a", t, np.zeros((17, 3))) for t in range(0, 100, 10)]
+    assert bench.training_fit(None, [], few) == 42.0 and seen == {"a": list(range(0, 100, 10))}
+    many = [LabelledFrame(s, t, np.zeros((17, 3))) for s in "ab" for t in range(600)]
+    bench.training_fit(None, [], many)  # 1200 labels > 500: every 3rd
+    assert seen["a"] == list(range(0, 600, 3)) and len(seen["b"]) == 200
