@@ -105,3 +105,18 @@ def test_synth_bad_arguments(tmp_path, args, message):
     res = run_cli("synth", str(tmp_path / "out"), *args)
     assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_motion_stats_prints_each_action_and_refuses_a_bad_window(capsys):
+    from mcss_studio.cli.data import main
+
+    assert main(["motion-stats", "--preset", "tiny", "--tau", "2", "--tau-max", "4"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == "preset tiny, seed 0"
+    assert any(line.startswith("walk ") for line in lines)
+    assert any(line.startswith("wave ") for line in lines)
+    assert any(line.startswith("all ") for line in lines) and "2-4" in out
+    assert main(["motion-stats", "--preset", "tiny", "--tau", "5", "--tau-max", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--tau" in err and "\n" not in err

@@ -77,3 +77,74 @@ def test_map_at_k_hand_case():
     # k = 2: only rank 1 counts, normaliser min(k, 2) = 2
     assert map_at_k(relevant, 2) == pytest.approx(0.5)
     assert map_at_k(np.zeros((2, 3), dtype=bool), 3) == 0.0
+
+
+# -- orientation ------------------------------------------------------------------------------
+def test_rotation_error_hand_case():
+    from trainer.metrics import rotation_error_deg
+
+    r = np.stack([np.eye(3), _rotation(np.radians(30)), _rotation(np.radians(-170))])
+    assert rotation_error_deg(r, np.stack([np.eye(3)] * 3)) == pytest.approx([0, 30, 170])
+    with pytest.raises(ValueError):
+        rotation_error_deg(r[:2], r)
+
+
+def test_orientation_metrics_separate_rotation_from_pose():
+    from mcss_studio.core.model import canonical_frame
+    from trainer.metrics import orientation_metrics
+
+    gt = _pose(6, n=3)
+    gt = gt - gt[:, :1]
+    r_gt, canonical = canonical_frame(gt)
+    off = r_gt @ _rotation(np.radians(40))  # every prediction 40 degrees off, pose exact
+    m = orientation_metrics(off, canonical, gt)
+    assert m["rot_err_deg"] == pytest.approx(40.0)
+    assert m["mpjpe_true_rot"] == pytest.approx(0.0, abs=1e-9)
+    moved = canonical.copy()
+    moved[:, 5, 0] += 17.0  # one joint of 17 off by 17 mm: 1 mm mean with the true rotation
+    assert orientation_metrics(r_gt, moved, gt)["mpjpe_true_rot"] == pytest.approx(1.0)
+    assert orientation_metrics(r_gt, moved, gt)["rot_err_deg"] == pytest.approx(0.0, abs=1e-6)
+
+
+# -- chance levels ----------------------------------------------------------------------------
+def test_chance_hit_hand_cases():
+    from trainer.metrics import chance_hit_at_k
+
+    one = np.array([[True, False, False, False]])  # r = 1 of G = 4
+    assert chance_hit_at_k(one, 1) == pytest.approx(1 / 4)
+    assert chance_hit_at_k(one, 2) == pytest.approx(1 - 3 / 6)  # 1 - C(3,2)/C(4,2)
+    two = np.array([[True, True, False, False]])
+    assert chance_hit_at_k(two, 2) == pytest.approx(1 - 1 / 6)  # 1 - C(2,2)/C(4,2)
+    assert chance_hit_at_k(two, 3) == pytest.approx(1.0)  # only 2 irrelevant items exist
+    assert chance_hit_at_k(two, 10) == pytest.approx(1.0)
+    none = np.zeros((1, 4), bool)
+    both = np.concatenate([one, none])
+    assert chance_hit_at_k(both, 1) == pytest.approx((1 / 4 + 0) / 2)
+
+
+def test_chance_map_hand_case():
+    from trainer.metrics import chance_map_at_k
+
+    # one relevant item uniformly at rank 1..4: AP@2 = 1 at rank 1, 1/2 at rank 2, else 0
+    assert chance_map_at_k(np.array([[False, True, False, False]]), 2) == pytest.approx(
+        1 / 4 + 1 / 8)
+    assert chance_map_at_k(np.ones((2, 3), bool), 10) == pytest.approx(1.0)
+    assert chance_map_at_k(np.zeros((2, 3), bool), 10) == 0.0
+
+
+def test_chance_levels_equal_the_mean_over_every_ranking():
+    """Exact: the average of hit@k / map@k over all G! orderings is the chance level."""
+    from itertools import permutations
+
+    from trainer.metrics import chance_hit_at_k, chance_map_at_k
+
+    relevant = np.array([[True, False, True, False, False],
+                         [False, False, False, False, True],
+                         [True, True, True, False, True],
+                         [False] * 5])
+    orders = np.array(list(permutations(range(5))))
+    for k in (1, 2, 3, 5):
+        hits = [hit_at_k(relevant, k, np.broadcast_to(o, relevant.shape)) for o in orders]
+        maps = [map_at_k(relevant, k, np.broadcast_to(o, relevant.shape)) for o in orders]
+        assert chance_hit_at_k(relevant, k) == pytest.approx(np.mean(hits))
+        assert chance_map_at_k(relevant, k) == pytest.approx(np.mean(maps))

@@ -8,7 +8,7 @@ import pytest
 from mcss_studio.core.joints import BONES
 from mcss_studio.core.synth.body import SUBJECT_ORDER
 from mcss_studio.core.synth.generate import make_subject
-from mcss_studio.core.synth.motion import ACTIONS, VOLUME_RADIUS_MM, synthesize
+from mcss_studio.core.synth.motion import ACTIONS, VARIED_ACTIONS, VOLUME_RADIUS_MM, synthesize
 
 
 def _angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -17,11 +17,14 @@ def _angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(np.clip(cos, -1, 1)))
 
 
-@pytest.mark.parametrize("action", ACTIONS)
-def test_action_is_plausible(action: str) -> None:
+@pytest.mark.parametrize(
+    "action, motion",
+    [(a, "cyclic") for a in ACTIONS] + [(a, "varied") for a in VARIED_ACTIONS],
+)
+def test_action_is_plausible(action: str, motion: str) -> None:
     subject = make_subject(0, "S5")
     joints = synthesize(
-        action, 150, 25.0, subject.skeleton, subject.style, np.random.default_rng(1)
+        action, 150, 25.0, subject.skeleton, subject.style, np.random.default_rng(1), motion
     )
     assert joints.shape == (150, 17, 3) and np.isfinite(joints).all()
     lengths = np.stack([np.linalg.norm(joints[:, c] - joints[:, p], axis=-1) for p, c in BONES], 1)

@@ -1,5 +1,6 @@
 """The limited-supervision protocol runs every variant and prints one table (tiny settings)."""
 
+import pytest
 import torch
 
 from trainer.bench import ORACLE, VARIANTS, format_table, limited_supervision
@@ -14,21 +15,35 @@ def test_limited_supervision_table(tmp_path):
     tiny = dict(crop_size=32, width=8, embedding_dim=16, pose_hidden=32, orientation_hidden=16,
                 steps=3, tau=3, instants_per_sequence=3, labelled_batch=8, eval_stride=3,
                 log_every=1)
-    result = limited_supervision("quick", seed=0, work_dir=str(tmp_path / "work"),
+    result = limited_supervision("standard", seed=0, work_dir=str(tmp_path / "work"),
                                  overrides=tiny, data=data)
     rows = result["rows"]
+    assert result["config"]["instant_sampling"] == "window"
+    assert [r["steps"] for r in rows] == [3] * len(VARIANTS) + [6]  # the ceiling trains longer
     assert [r["variant"] for r in rows] == list(VARIANTS) + [ORACLE]
     assert all(r["status"] == "done" for r in rows)
     assert all(r["labels"] == "S1" for r in rows[:-1])
-    assert all(r["metrics"]["mpjpe"] > 0 and "map@10" in r["metrics"] for r in rows)
+    wanted = {"mpjpe", "n_mpjpe", "p_mpjpe", "rot_err_deg", "mpjpe_true_rot", "train_p_mpjpe",
+              "map@10", "chance_map@10", "hit@1_kappa0.05", "chance_hit@1_kappa0.05",
+              "strict_hit@10", "chance_strict_hit@10"}
+    assert all(r["metrics"]["mpjpe"] > 0 and wanted <= set(r["metrics"]) for r in rows)
+    assert result["threads"] == 2 and torch.get_num_threads() == 1  # pinned, then restored
     # the ceiling labels every frame; the others every label_every-th (10 in the presets)
     assert rows[-1]["labelled_frames"] > 5 * rows[0]["labelled_frames"]
     table = format_table(result)
     lines = [line for line in table.splitlines() if line.startswith("|")]
-    assert len(lines) == 2 + len(VARIANTS) + 1
-    assert "MPJPE" in lines[0] and "mAP@10" in lines[0] and "+0.0%" in lines[2]
-    assert lines[-1].startswith(f"| all {rows[-1]['labelled_frames']} frames | {ORACLE} |")
-    assert lines[-1].rstrip(" |").endswith("%")  # compared with the S1 baseline
+    assert len(lines) == 2 * (2 + len(VARIANTS) + 1)
+    pose, retrieval = lines[:len(lines) // 2], lines[len(lines) // 2:]
+    assert "N-MPJPE" in pose[0] and "train P-MPJPE" in pose[0] and "+0.0%" in pose[2]
+    assert pose[-1].startswith(f"| all {rows[-1]['labelled_frames']} frames | {ORACLE} |")
+    assert pose[-1].endswith("% | - |")  # compared with the S1 baseline; no gap of its own
+    chance = rows[0]["metrics"]["chance_hit@1"]
+    assert "mAP@10 k.05" in retrieval[0] and f"({chance:.3f})" in retrieval[2]
+    assert "regime (S1): baseline P-MPJPE train" in table
+    # pinned threads, per-step batches, seeded mining: the same seed gives the same table again
+    again = limited_supervision("standard", seed=0, work_dir=str(tmp_path / "again"),
+                                overrides=tiny, data=data)
+    assert [r["metrics"] for r in again["rows"]] == [r["metrics"] for r in rows]
 
 
 def test_bench_overrides_are_typed_and_checked(capsys):
@@ -44,13 +59,16 @@ def test_bench_overrides_are_typed_and_checked(capsys):
         assert err.startswith("mcss-train: error: --set:") and "\n" not in err
 
 
-def _result(seed, base, mcss, preset="quick"):
+def _result(seed, base, mcss, preset="quick", ceiling=None):
     def row(variant, mpjpe):
         return {"variant": variant, "labels": "S1", "labelled_frames": 10, "status": "done",
-                "metrics": {"mpjpe": mpjpe, "n_mpjpe": mpjpe - 10, "p_mpjpe": 50.0,
-                            "hit@1": 0.5, "map@10": 0.25}}
-    return {"preset": preset, "seed": seed, "kappa": 0.1, "test_subjects": ["S9"],
-            "rows": [row("baseline", base), row("mcss", mcss)]}
+                "metrics": {"mpjpe": mpjpe + 10, "n_mpjpe": mpjpe, "p_mpjpe": 50.0,
+                            "train_p_mpjpe": 20.0, "hit@1": 0.5, "chance_hit@1": 0.125,
+                            "map@10": 0.25}}
+    rows = [row("baseline", base), row("mcss", mcss)]
+    if ceiling is not None:
+        rows.append({**row(ORACLE, ceiling), "labels": "S1+S5", "labelled_frames": 100})
+    return {"preset": preset, "seed": seed, "kappa": 0.1, "test_subjects": ["S9"], "rows": rows}
 
 
 def test_summarize_averages_seeds_and_keeps_each_seeds_change(tmp_path, capsys):
@@ -59,15 +77,33 @@ def test_summarize_averages_seeds_and_keeps_each_seeds_change(tmp_path, capsys):
     from trainer.cli import main
 
     files = []
-    for seed, (base, mcss) in enumerate([(200.0, 180.0), (220.0, 231.0)]):
+    # N-MPJPE: baseline 200 / 220, mcss 180 / 231, ceiling 150 / 170
+    for seed, (base, mcss, ceil) in enumerate([(200.0, 180.0, 150.0), (220.0, 231.0, 170.0)]):
         files.append(tmp_path / f"s{seed}.json")
-        files[-1].write_text(json.dumps(_result(seed, base, mcss)))
+        files[-1].write_text(json.dumps(_result(seed, base, mcss, ceiling=ceil)))
     assert main(["bench", "summarize", *map(str, files)]) == 0
     out = capsys.readouterr().out
-    mcss_row = next(line for line in out.splitlines() if line.startswith("| S1 | mcss |"))
-    assert "| 205.5 | 195.5 | 50.0 |" in mcss_row  # means of 180/231 and 170/221
-    assert mcss_row.endswith("| +2.1% |")  # (210 - 205.5) / 210
-    assert "seed 0, 1 (mean)" in out and "per seed: +10.0%, -5.0%" in out
+    lines = out.splitlines()
+    mcss_row = next(line for line in lines if line.startswith("| S1 | mcss |"))
+    # means of 190/241 and 180/231; sample sd of 180, 231 is 51 / sqrt(2)
+    assert "| 215.5 ± 36.1 | 205.5 ± 36.1 | 50.0 ± 0.0 |" in mcss_row
+    # (210 - 205.5) / 210 of the means; gap of the means (210 - 205.5) / (210 - 160)
+    assert mcss_row.endswith("| +2.1% | +9% |")
+    assert "seed 0, 1 (mean ± sd)" in out
+    assert "mcss (S1) per seed: N-MPJPE vs baseline +10.0%, -5.0%; gap closed +40%, -22%" in out
+    retrieval_row = [line for line in lines if line.startswith("| S1 | mcss |")][1]
+    assert "| 0.500 ± 0.000 (0.125) |" in retrieval_row
+    assert "regime (S1): baseline P-MPJPE train 20.0 / test 50.0 = 0.40; ceiling N-MPJPE " \
+        "160.0 vs baseline 210.0: +23.8%" in out
+
+
+def test_gap_closed_hand_cases():
+    from trainer.bench import gap_closed
+
+    assert gap_closed(200.0, 180.0, 150.0) == pytest.approx(0.4)
+    assert gap_closed(200.0, 210.0, 150.0) == pytest.approx(-0.2)
+    assert gap_closed(200.0, 180.0, 210.0) is None  # no gap: the ceiling is not ahead
+    assert gap_closed(200.0, 180.0, None) is None
 
 
 def test_summarize_refuses_other_files(tmp_path, capsys):
@@ -111,6 +147,28 @@ def test_a_signal_stops_the_whole_bench(tmp_path, monkeypatch):
                 steps=2, tau=3, instants_per_sequence=3, labelled_batch=8, eval_stride=3)
     result = limited_supervision("quick", seed=0, work_dir=str(tmp_path / "work"),
                                  overrides=tiny, data=data)
-    assert result["stopped"] and len(result["rows"]) == 1 and result["planned_runs"] == 4
-    assert "STOPPED: 1 of 4 runs" in format_table(result)
+    assert result["stopped"] and len(result["rows"]) == 1 and result["planned_runs"] == 5
+    assert "STOPPED: 1 of 5 runs" in format_table(result)
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_training_fit_uses_the_labelled_frames_subsampled(monkeypatch):
+    import numpy as np
+
+    import trainer.bench as bench
+    from trainer.data import LabelledFrame
+
+    seen = {}
+
+    def fake_evaluate(model, sequences, retrieval, frames):
+        assert retrieval is False
+        seen.clear()
+        seen.update(frames)
+        return {"p_mpjpe": 42.0}
+
+    monkeypatch.setattr(bench, "evaluate", fake_evaluate)
+    few = [LabelledFrame("a", t, np.zeros((17, 3))) for t in range(0, 100, 10)]
+    assert bench.training_fit(None, [], few) == 42.0 and seen == {"a": list(range(0, 100, 10))}
+    many = [LabelledFrame(s, t, np.zeros((17, 3))) for s in "ab" for t in range(600)]
+    bench.training_fit(None, [], many)  # 1200 labels > 500: every 3rd
+    assert seen["a"] == list(range(0, 600, 3)) and len(seen["b"]) == 200

@@ -157,3 +157,51 @@ def test_rays_follow_the_crops_through_sampling_and_augmentation(sequences):
     assert torch.allclose(out[0], torch.tensor([-(0.1 + 0.01), -0.05 - 0.02, 0.2]))
     assert torch.allclose(out[1], torch.tensor([0.1, -0.05, 0.1]))
     assert torch.equal(r[0], torch.tensor([0.1, -0.05, 0.2]))  # input untouched
+
+
+def test_window_instants_give_every_anchor_in_window_negatives():
+    from trainer.data import window_instants
+    from trainer.mining import negative_statistics
+
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        t = window_instants(rng, 100, 4, tau=10, tau_max=20)
+        assert len(set(t.tolist())) == 4 and t.min() >= 0 and t.max() < 100
+        gaps = np.diff(np.sort(t))
+        assert (gaps == 10).all()  # [tau, tau_max // 2] = [10, 10]: a comb 10 frames apart
+        stats = negative_statistics(torch.zeros(4, dtype=torch.long), torch.from_numpy(t), 10, 20)
+        # ends see 2 instants (10 and 20 away), inner ones 3: mean (2 + 3 + 3 + 2) / 4
+        assert stats == {"anchors_with_negative": 1.0, "negatives_per_anchor": 2.5}
+    wide = window_instants(np.random.default_rng(0), 200, 5, tau=10, tau_max=40)
+    assert ((np.diff(wide) >= 10) & (np.diff(wide) <= 20)).all()
+    # too short for the comb: evenly spread
+    assert window_instants(np.random.default_rng(0), 12, 4, 10, 20).tolist() == [0, 4, 7, 11]
+
+
+def test_negative_statistics_hand_case():
+    from trainer.mining import negative_statistics
+
+    seq = torch.tensor([0, 0, 0, 0, 1, 1, 1])  # duplicates are views of one instant
+    time = torch.tensor([0, 0, 5, 30, 0, 12, 40])
+    # seq 0 instants 0, 5, 30 with window 10..20: none; seq 1: 0 <-> 12 only
+    stats = negative_statistics(seq, time, tau=10, tau_max=20)
+    assert stats["anchors_with_negative"] == pytest.approx(2 / 6)
+    assert stats["negatives_per_anchor"] == pytest.approx(2 / 6)
+    unlimited = negative_statistics(seq, time, tau=10)  # 0-30, 5-30, 0-12, 0-40, 12-40
+    assert unlimited["negatives_per_anchor"] == pytest.approx(10 / 6)
+
+
+def test_window_sampling_in_batches_beats_uniform():
+    from trainer.mining import negative_statistics
+
+    seqs = fake_sequences(["S1", "S5"], frames=100, cameras=2, size=16)
+    labels = labels_from_ground_truth(seqs, ["S1"], every=10)
+    found = {}
+    for mode in ("uniform", "window"):
+        cfg = SamplerConfig(sequences_per_batch=2, instants_per_sequence=4, views_per_instant=2,
+                            labelled_batch=2, instant_sampling=mode, tau=10, tau_max=20)
+        sampler = BatchSampler(seqs, labels, cfg, seed=0)
+        runs = [negative_statistics(b.mv_seq, b.mv_time, 10, 20)
+                for b in map(sampler.batch, range(30))]
+        found[mode] = np.mean([r["anchors_with_negative"] for r in runs])
+    assert found["window"] == 1.0 and found["uniform"] < 0.7

@@ -199,3 +199,21 @@ def test_resume_with_override_continues_with_the_new_settings(step4_checkpoint, 
     longer = fit(_config(tmp, steps=10, resume=str(ckpt), run_id="longer",
                          override_settings=True), None, sequences=data[0], progress=False)
     assert longer.status == "done" and longer.step == 10 and len(longer.history) == 6
+
+
+def test_unlabelled_images_control_sees_them_without_a_metric_loss(tmp_path, data):
+    """lambda = 0 with unlabelled_images: the multi-view batches go through the network (the
+    BatchNorm statistics differ from the plain baseline's) but no metric loss is applied."""
+    from trainer.train import sampler_config
+
+    train, _ = data
+    plain = _config(tmp_path, steps=2, lambda_metric=0.0, run_id="plain")
+    control = _config(tmp_path, steps=2, lambda_metric=0.0, unlabelled_images=True, run_id="bn")
+    assert not sampler_config(plain).multiview and sampler_config(control).multiview
+    results = [fit(c, None, sequences=train, progress=False) for c in (plain, control)]
+    assert all(h["metric_loss"] == 0 for r in results for h in r.history)
+    assert "anchors_with_negative" in results[1].history[-1]
+    assert "anchors_with_negative" not in results[0].history[-1]
+    stats = [r.model.encoder.state_dict() for r in results]
+    running = [k for k in stats[0] if k.endswith("running_mean")]
+    assert running and not all(torch.equal(stats[0][k], stats[1][k]) for k in running)

@@ -1,25 +1,33 @@
 """Limited-supervision benchmark (DESIGN.md section 2) on the synthetic Human3.6M analogue.
 
-Baseline (lambda = 0) vs MCSS (hardest temporal negatives) vs MCSS with random negatives, all
-else equal (same network, labelled batches, steps, seed). Labels from S1 (full preset also
-S1+S5 and S1+S5+S6); unlabelled multi-view video from all train subjects; metrics on the test
-subjects S9 S11: MPJPE / N-MPJPE / P-MPJPE (mm) and cross-view retrieval Hit@1/5/10, mAP@10
-(kappa = evaluate.KAPPA on unit-scale Procrustes-aligned poses).
+Baseline (lambda = 0) vs the same with the unlabelled images in its batches (BatchNorm
+exposure, no metric loss) vs MCSS (temporal negatives) vs MCSS with random negatives, all else
+equal (same network, labelled batches, steps, seed), plus the all-labels ceiling. Labels from S1
+(full preset also S1+S5 and S1+S5+S6); unlabelled multi-view video from all train subjects;
+metrics on the test subjects S9 S11 (trainer.evaluate): MPJPE / N-MPJPE / P-MPJPE (mm), median
+orientation error, MPJPE with the true orientation, P-MPJPE on the labelled training frames, and
+cross-view retrieval at kappa 0.1 and 0.05 and same-instant, each beside its chance level. The
+regime (does the baseline generalise worse than it fits; is the ceiling far ahead) is printed
+with the table, and each method's share of the baseline-to-ceiling N-MPJPE gap.
+Threads are pinned (`threads`, default 2) so a seed gives the same table twice on one machine.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from mcss_studio.core.runlog import EventWriter
 
 from .config import TrainConfig
 from .data import labels_from_ground_truth
-from .evaluate import KAPPA
+from .evaluate import KAPPA, evaluate
 from .train import StopFlag, fit
 
 TRAIN_SUBJECTS = ["S1", "S5", "S6", "S7", "S8"]
@@ -39,7 +47,10 @@ METHOD = dict(label_every=10, ray_input=True, rotation_weight=1.0, tau_max=20,
 # `--set crop_size=128 --set width=64 ...` (mcss-train bench --help). The presets differ in data:
 # quick renders 5 actions x 100 frames at 160x120 (the person ~45 px tall, crops upsampled);
 # full is synth's `benchmark` preset (10 actions x 150 frames at 384x288, ~110 px tall) with
-# all three label sets, and 4x the steps.
+# all three label sets, and 4x the steps. standard is synth's `standard` preset (13 actions x
+# 100 frames at 256x192, the varied Human3.6M-like motion), windowed instant sampling (every
+# anchor has in-window negatives) and a ceiling trained twice as long (oracle_step_factor),
+# sized for about 25 minutes a seed on a 2-core CPU.
 _MODEL = dict(crop_size=64, arch="resnet18", width=16, embedding_dim=64, pose_hidden=256,
               orientation_hidden=128, lr=2e-3, sequences_per_batch=4, instants_per_sequence=4,
               views_per_instant=4, labelled_batch=32, tau=10, margin=0.2)
@@ -53,8 +64,17 @@ PRESETS: dict[str, dict] = {
     },
     "full": {
         "label_sets": [["S1"], ["S1", "S5"], ["S1", "S5", "S6"]],
+        "synth": "benchmark",
         "config": dict(**_MODEL, steps=2400, warmup_steps=100, eval_stride=3, log_every=100,
                        triplet_log_every=500, checkpoint_every=1200, **METHOD),
+    },
+    "standard": {
+        "label_sets": [["S1"]],
+        "synth": "standard",
+        "oracle_step_factor": 2,
+        "config": dict(**_MODEL, steps=1500, warmup_steps=60, eval_stride=5, log_every=50,
+                       triplet_log_every=0, checkpoint_every=0, instant_sampling="window",
+                       **METHOD),
     },
 }
 # lambda = 0.3: with lambda = 1 and hardest negatives the embedding collapsed (triplet loss stuck
@@ -65,6 +85,9 @@ METRIC_WEIGHT = 0.3
 MINING = "semihard"
 VARIANTS = {
     "baseline": dict(lambda_metric=0.0),
+    # the confound of a labels-only baseline: it never sees an unlabelled image, so its
+    # BatchNorm statistics come from the few labelled instants only
+    "baseline_bn": dict(lambda_metric=0.0, unlabelled_images=True),
     "mcss": dict(lambda_metric=METRIC_WEIGHT, mining=MINING),
     "mcss_random": dict(lambda_metric=METRIC_WEIGHT, mining="random"),
 }
@@ -72,27 +95,36 @@ VARIANTS = {
 # frame of every train subject. Run once per bench (it does not depend on the label set).
 ORACLE = "supervised_all"
 ORACLE_CHANGES = dict(lambda_metric=0.0, label_every=1)
-COLUMNS = [("mpjpe", "MPJPE"), ("n_mpjpe", "N-MPJPE"), ("p_mpjpe", "P-MPJPE"),
-           ("hit@1", "Hit@1"), ("hit@5", "Hit@5"), ("hit@10", "Hit@10"), ("map@10", "mAP@10")]
+HEADLINE = "n_mpjpe"  # the paper's metric for this protocol (Rhodin et al. 2018)
+POSE_COLUMNS = [("mpjpe", "MPJPE"), ("n_mpjpe", "N-MPJPE"), ("p_mpjpe", "P-MPJPE"),
+                ("rot_err_deg", "rot err (deg)"), ("mpjpe_true_rot", "MPJPE true rot"),
+                ("train_p_mpjpe", "train P-MPJPE")]
+RETRIEVAL_COLUMNS = [("hit@1", "Hit@1"), ("hit@5", "Hit@5"), ("hit@10", "Hit@10"),
+                     ("map@10", "mAP@10"), ("hit@1_kappa0.05", "Hit@1 k.05"),
+                     ("hit@5_kappa0.05", "Hit@5 k.05"), ("hit@10_kappa0.05", "Hit@10 k.05"),
+                     ("map@10_kappa0.05", "mAP@10 k.05"), ("strict_hit@1", "same-instant Hit@1"),
+                     ("strict_hit@10", "same-instant Hit@10")]
+DEFAULT_THREADS = 2
 
 
 def make_dataset(work: Path, spec: dict, seed: int) -> Path:
     """The synthetic benchmark dataset under `work` (reused when already generated).
 
-    The full preset renders synth's "benchmark" preset. The quick preset renders the same
+    The full and standard presets render synth's preset named by spec["synth"]. The quick
+    preset renders the same
     subjects and splits with fewer actions, shorter takes and smaller frames (a plan of the
     generator's own, written atomically the same way), so that it takes a minute, not a quarter
     of an hour, on a small CPU.
     """
     quick = spec.get("quick_data")
-    name = f"data-{'quick' if quick else 'benchmark'}-{seed}"
+    name = f"data-{'quick' if quick else spec['synth']}-{seed}"
     data = work / name
     if (data / "manifest.json").is_file():
         return data
     from mcss_studio.core import synth
 
     if not quick:
-        return synth.generate(data, preset="benchmark", seed=seed)
+        return synth.generate(data, preset=spec["synth"], seed=seed, workers=0)
     from mcss_studio.core.synth.generate import (
         DatasetPlan,
         SequencePlan,
@@ -123,14 +155,18 @@ def make_dataset(work: Path, spec: dict, seed: int) -> Path:
 def limited_supervision(
     preset: str = "quick", seed: int = 0, work_dir: str | None = None, device: str = "auto",
     overrides: dict | None = None, data: str | Path | None = None,
+    threads: int = DEFAULT_THREADS,
 ) -> dict:
     """Train every variant for every label set (+ the all-labels ceiling); returns
-    {preset, rows: [...], ...}. `overrides` replace preset settings (e.g. a GPU-sized model)."""
+    {preset, rows: [...], ...}. `overrides` replace preset settings (e.g. a GPU-sized model);
+    torch runs on `threads` threads throughout (restored afterwards)."""
     from .sources import load_sequences
 
     spec = PRESETS[preset]
     tmp = None
     stop: StopFlag | None = None
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     if work_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="mcss-bench-")
         work_dir = tmp.name
@@ -147,7 +183,8 @@ def limited_supervision(
         data_seconds = time.perf_counter() - t0
         plan = [(variant, changes, label_set) for label_set in spec["label_sets"]
                 for variant, changes in VARIANTS.items()]
-        plan.append((ORACLE, ORACLE_CHANGES, TRAIN_SUBJECTS))
+        oracle_steps = base.steps * spec.get("oracle_step_factor", 1)
+        plan.append((ORACLE, {**ORACLE_CHANGES, "steps": oracle_steps}, TRAIN_SUBJECTS))
         rows = []
         stop = StopFlag()  # one Ctrl-C / SIGTERM ends the whole bench, not just the current run
         stop.install()
@@ -164,55 +201,140 @@ def limited_supervision(
                              test_sequences=test, stop=stop, progress=False)
             finally:
                 events.close()
+            metrics = dict(result.metrics)
+            if result.status == "done" and result.model is not None:
+                metrics["train_p_mpjpe"] = training_fit(result.model, train, labels)
             rows.append({"variant": variant, "labels": "+".join(label_set),
                          "labelled_frames": len(labels), "status": result.status,
+                         "steps": result.step,
                          "seconds": round(time.perf_counter() - start, 1),
-                         "metrics": result.metrics})
+                         "metrics": metrics})
         return {"preset": preset, "seed": seed, "kappa": KAPPA, "data": str(data),
                 "train_subjects": TRAIN_SUBJECTS, "test_subjects": TEST_SUBJECTS,
                 "config": base.to_dict(), "data_seconds": round(data_seconds, 1), "rows": rows,
-                "stopped": stop.event.is_set(), "planned_runs": len(plan)}
+                "stopped": stop.event.is_set(), "planned_runs": len(plan), "threads": threads}
     finally:
+        torch.set_num_threads(threads_before)
         if stop is not None:
             stop.restore()
         if tmp is not None:
             tmp.cleanup()
 
 
+TRAIN_FIT_FRAMES = 500  # at most this many labelled instants are re-predicted (the ceiling's
+# labels are every train frame; a fixed subsample measures its fit as well, in a fraction of time)
+
+
+def training_fit(model, train, labels) -> float:
+    """P-MPJPE on the labelled training frames (all cameras; every n-th of them when there are
+    more than TRAIN_FIT_FRAMES): how well the run fits its labels, to set beside the test
+    P-MPJPE (the generalisation gap semi-supervision can close)."""
+    frames: dict[str, list[int]] = {}
+    every = max(1, -(-len(labels) // TRAIN_FIT_FRAMES))
+    for lab in labels[::every]:
+        frames.setdefault(lab.sequence, []).append(lab.frame)
+    return evaluate(model, train, retrieval=False, frames=frames)["p_mpjpe"]
+
+
+def _cell(value: float | None, spread: float | None, key: str) -> str:
+    if value is None:
+        return "-"
+    text = f"{value:.1f}" if ("mpjpe" in key or "deg" in key) else f"{value:.3f}"
+    return text + (f" ± {spread:.1f}" if spread is not None and ("mpjpe" in key or "deg" in key)
+                   else f" ± {spread:.3f}" if spread is not None else "")
+
+
+def _ceiling(rows: list[dict]) -> float | None:
+    return next((r["metrics"].get(HEADLINE) for r in rows if r["variant"] == ORACLE), None)
+
+
+def gap_closed(baseline: float | None, method: float | None, ceiling: float | None
+               ) -> float | None:
+    """Share of the baseline-to-ceiling gap a method closes: (b - m) / (b - c); None without a
+    gap (the ceiling not ahead of the baseline)."""
+    if baseline is None or method is None or ceiling is None or baseline - ceiling <= 0:
+        return None
+    return (baseline - method) / (baseline - ceiling)
+
+
 def format_table(result: dict) -> str:
-    """One Markdown table; the last column is the MPJPE improvement over the same-label baseline."""
-    header = ["labels", "method"] + [name for _, name in COLUMNS] + ["vs baseline"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    baselines = {r["labels"]: r["metrics"].get("mpjpe") for r in result["rows"]
+    """Two Markdown tables (pose; retrieval with chance levels in brackets) and the regime.
+
+    The pose table's last columns: the N-MPJPE change against the same-label baseline and the
+    share of the baseline-to-ceiling gap closed. A summary (average_results) shows ± the
+    sample standard deviation over seeds."""
+    rows = result["rows"]
+    spread_of = lambda r, k: (r.get("spread") or {}).get(k)  # noqa: E731
+    baselines = {r["labels"]: r["metrics"].get(HEADLINE) for r in rows
                  if r["variant"] == "baseline"}
     first = next(iter(baselines), None)
-    for r in result["rows"]:
+    ceiling = _ceiling(rows)
+
+    def label(r: dict) -> str:
+        return f"all {r['labelled_frames']} frames" if r["variant"] == ORACLE else r["labels"]
+
+    header = ["labels", "method"] + [n for _, n in POSE_COLUMNS] + [
+        "N-MPJPE vs baseline", "gap closed"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
         m = r["metrics"]
-        oracle = r["variant"] == ORACLE
-        cells = [f"all {r['labelled_frames']} frames" if oracle else r["labels"], r["variant"]]
-        for key, _ in COLUMNS:
-            value = m.get(key)
-            cells.append("-" if value is None else (f"{value:.1f}" if "mpjpe" in key
-                                                    else f"{value:.3f}"))
-        base = baselines.get(first if oracle else r["labels"])
-        if base and m.get("mpjpe") is not None:
-            cells.append(f"{100 * (base - m['mpjpe']) / base:+.1f}%")
-        else:
-            cells.append("-")
+        cells = [label(r), r["variant"]] + [_cell(m.get(k), spread_of(r, k), k)
+                                            for k, _ in POSE_COLUMNS]
+        base = baselines.get(first if r["variant"] == ORACLE else r["labels"])
+        value = m.get(HEADLINE)
+        cells.append(f"{100 * (base - value) / base:+.1f}%" if base and value is not None
+                     else "-")
+        gap = None if r["variant"] == ORACLE else gap_closed(base, value, ceiling)
+        cells.append("-" if gap is None else f"{100 * gap:+.0f}%")
+        lines.append("| " + " | ".join(cells) + " |")
+    header = ["labels", "method"] + [n for _, n in RETRIEVAL_COLUMNS]
+    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        m = r["metrics"]
+        cells = [label(r), r["variant"]]
+        for k, _ in RETRIEVAL_COLUMNS:
+            chance = m.get(f"chance_{k}")
+            cells.append(_cell(m.get(k), spread_of(r, k), k)
+                         + ("" if chance is None else f" ({chance:.3f})"))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append(f"\npreset {result['preset']}, seed {result['seed']}, pose metrics in mm on "
-                 f"{', '.join(result['test_subjects'])}; retrieval kappa {result['kappa']} "
-                 "(unit-scale Procrustes)"
+                 f"{', '.join(result['test_subjects'])}; retrieval in brackets: the chance level "
+                 "(expected figure of a random ranking of the same gallery); kappa 0.1 and 0.05 "
+                 "on unit-scale Procrustes-aligned poses; same-instant: +-2 frames"
                  + (f"; {ORACLE}: the baseline network with 3D labels on every train frame "
-                    f"(the ceiling; compared with the {first} baseline)"
-                    if any(r["variant"] == ORACLE for r in result["rows"]) else ""))
+                    f"(the ceiling; compared with the {first} baseline)" if ceiling else ""))
+    lines += regime_lines(rows, ceiling)
     if result.get("stopped"):
-        lines.append(f"\nSTOPPED: {len(result['rows'])} of {result.get('planned_runs', '?')} runs "
+        lines.append(f"\nSTOPPED: {len(rows)} of {result.get('planned_runs', '?')} runs "
                      "(the last one unfinished has no metrics)")
+    gaps = result.get("gap_per_seed", {})
     for name, changes in result.get("per_seed", {}).items():
-        lines.append(f"\n{name} MPJPE vs baseline per seed: "
-                     + ", ".join(f"{c:+.1f}%" for c in changes))
+        lines.append(f"\n{name} per seed: N-MPJPE vs baseline "
+                     + ", ".join(f"{c:+.1f}%" for c in changes)
+                     + ("; gap closed " + ", ".join(f"{g:+.0f}%" for g in gaps[name])
+                        if name in gaps else ""))
     return "\n".join(lines)
+
+
+def regime_lines(rows: list[dict], ceiling: float | None) -> list[str]:
+    """Whether a limited-label result can mean anything (DESIGN.md section 2): the baseline
+    must fit its labels better than it generalises, and the ceiling must be far ahead."""
+    out = []
+    for r in rows:
+        if r["variant"] != "baseline":
+            continue
+        m = r["metrics"]
+        train, test, base = m.get("train_p_mpjpe"), m.get("p_mpjpe"), m.get(HEADLINE)
+        parts = []
+        if train is not None and test:
+            parts.append(f"baseline P-MPJPE train {train:.1f} / test {test:.1f} = "
+                         f"{train / test:.2f}")
+        if ceiling is not None and base:
+            parts.append(f"ceiling N-MPJPE {ceiling:.1f} vs baseline {base:.1f}: "
+                         f"{100 * (base - ceiling) / base:+.1f}%")
+        if parts:
+            out.append(f"regime ({r['labels']}): " + "; ".join(parts))
+    return out
 
 
 def load_results(paths: list[str]) -> list[dict]:
@@ -235,8 +357,9 @@ def load_results(paths: list[str]) -> list[dict]:
 
 
 def average_results(results: list[dict], sources: list[str] | None = None) -> dict:
-    """The mean of several seeds' results (same preset, same rows); `per_seed` keeps each
-    seed's MPJPE change against its own baseline, since the spread is part of the finding."""
+    """The mean of several seeds' results (same preset, same rows), with each metric's sample
+    standard deviation over seeds in `spread`; `per_seed` keeps each seed's N-MPJPE change
+    against its own baseline and `gap_per_seed` each seed's share of the ceiling gap."""
     from mcss_studio.core.errors import UserInputError
 
     def shape(r: dict) -> list:
@@ -249,20 +372,35 @@ def average_results(results: list[dict], sources: list[str] | None = None) -> di
     rows = []
     for k, row in enumerate(results[0]["rows"]):
         keys = set.intersection(*(set(r["rows"][k]["metrics"]) for r in results))
-        metrics = {key: sum(r["rows"][k]["metrics"][key] for r in results) / len(results)
-                   for key in sorted(keys)}
-        rows.append({**row, "metrics": metrics})
+        values = {key: [r["rows"][k]["metrics"][key] for r in results] for key in sorted(keys)}
+        metrics = {key: sum(v) / len(v) for key, v in values.items()}
+        spread = ({key: _sample_sd(v) for key, v in values.items()} if len(results) > 1
+                  else {})
+        rows.append({**row, "metrics": metrics, "spread": spread})
     per_seed: dict[str, list[float]] = {}
+    gap_per_seed: dict[str, list[float]] = {}
     for r in results:
-        base = {row["labels"]: row["metrics"]["mpjpe"] for row in r["rows"]
+        base = {row["labels"]: row["metrics"].get(HEADLINE) for row in r["rows"]
                 if row["variant"] == "baseline"}
+        ceiling = _ceiling(r["rows"])
         for row in r["rows"]:
             b = base.get(row["labels"])
-            if row["variant"] != "baseline" and b and "mpjpe" in row["metrics"]:
-                name = f"{row['variant']} ({row['labels']})"
-                per_seed.setdefault(name, []).append(100 * (b - row["metrics"]["mpjpe"]) / b)
+            value = row["metrics"].get(HEADLINE)
+            if row["variant"] in ("baseline", ORACLE) or not b or value is None:
+                continue
+            name = f"{row['variant']} ({row['labels']})"
+            per_seed.setdefault(name, []).append(100 * (b - value) / b)
+            gap = gap_closed(b, value, ceiling)
+            if gap is not None:
+                gap_per_seed.setdefault(name, []).append(100 * gap)
     seeds = ", ".join(str(r.get("seed")) for r in results)
-    return {**results[0], "seed": f"{seeds} (mean)", "rows": rows, "per_seed": per_seed}
+    return {**results[0], "seed": f"{seeds} (mean ± sd)", "rows": rows, "per_seed": per_seed,
+            "gap_per_seed": gap_per_seed}
+
+
+def _sample_sd(values: list[float]) -> float:
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
 def dump(result: dict) -> str:

@@ -44,11 +44,13 @@ def _parser() -> argparse.ArgumentParser:
     bench_sub = bench.add_subparsers(dest="protocol", required=True)
     ls = bench_sub.add_parser("limited-supervision",
                               help="baseline vs MCSS vs MCSS-random on the synthetic benchmark")
-    ls.add_argument("--preset", choices=("quick", "full"), default="quick")
+    ls.add_argument("--preset", choices=("quick", "standard", "full"), default="quick")
     ls.add_argument("--seed", type=int, default=0)
     ls.add_argument("--json", dest="json_out", help="write the results here too")
     ls.add_argument("--work-dir", help="dataset, caches and runs (default: a temporary folder)")
     ls.add_argument("--device", default="auto")
+    ls.add_argument("--threads", type=int, default=2, help="torch threads, pinned for the whole "
+                    "bench so a seed gives the same table twice (default 2)")
     ls.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="change a preset setting for every variant, e.g. a GPU-sized model: "
                     "--set crop_size=128 --set width=64 --set steps=6000 (repeatable)")
@@ -175,7 +177,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.overrides)
     TrainConfig.from_dict(overrides, "--set")  # one-line error before any data is rendered
     result = limited_supervision(args.preset, seed=args.seed, work_dir=args.work_dir,
-                                 device=args.device, overrides=overrides)
+                                 device=args.device, overrides=overrides,
+                                 threads=max(1, args.threads))
     print(format_table(result))
     if result.get("stopped"):
         print("mcss-train: stopped by a signal; the table is partial", file=sys.stderr)

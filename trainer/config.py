@@ -52,11 +52,19 @@ class TrainConfig:
     # method
     lambda_metric: float = _setting(0.1, "weight of the multi-view metric loss (0 = baseline "
                                          "on labels only; 1 collapsed with hardest mining)")
+    unlabelled_images: bool = _setting(False, "with lambda_metric 0: pass the unlabelled "
+                                              "multi-view batches through the network anyway "
+                                              "(BatchNorm sees them, no loss does): the control "
+                                              "that separates the metric loss from exposure")
     mining: str = _setting("hardest", "negative mining: hardest, semihard or random")
     tau: int = _setting(10, "minimum temporal distance (frames) of in-sequence negatives")
     tau_max: int = _setting(0, "maximum temporal distance of in-sequence negatives (0 = none; "
                                "periodic motion repeats poses a period later)")
     cross_sequence_negatives: bool = _setting(True, "also take negatives from other sequences")
+    instant_sampling: str = _setting("uniform", "how a batch picks a sequence's instants: "
+                                                "uniform (any frames) or window (a comb around "
+                                                "a random centre, gaps in [tau, tau_max / 2], so "
+                                                "every instant has in-window negatives)")
     margin: float = _setting(0.2, "triplet margin")
     soft_margin: bool = _setting(False, "softplus(d_ap - d_an) instead of "
                                         "relu(d_ap - d_an + margin)")
@@ -111,6 +119,9 @@ class TrainConfig:
 
         if self.mining not in ("hardest", "semihard", "random"):
             raise bad(f"mining must be hardest, semihard or random, not {self.mining!r}")
+        if self.instant_sampling not in ("uniform", "window"):
+            raise bad(f"instant_sampling must be uniform or window, not "
+                      f"{self.instant_sampling!r}")
         if self.arch not in ("resnet18", "resnet34", "resnet50"):
             raise bad(f"arch must be resnet18, resnet34 or resnet50, not {self.arch!r}")
         if self.tau < 1:

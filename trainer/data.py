@@ -124,6 +124,9 @@ class SamplerConfig:
     flip: bool = True
     augment: bool = True
     multiview: bool = True  # False for the baseline: no unlabelled images are loaded at all
+    instant_sampling: str = "uniform"  # or "window": see window_instants
+    tau: int = 10  # the negative window the "window" sampling serves (TrainConfig.tau/tau_max)
+    tau_max: int = 0
 
 
 class BatchSampler:
@@ -169,7 +172,11 @@ class BatchSampler:
             data = self.sequences[s]
             k = min(c.instants_per_sequence, data.num_frames)
             v = min(c.views_per_instant, data.num_cameras)
-            for t in rng.choice(data.num_frames, size=k, replace=False):
+            if c.instant_sampling == "window":
+                instants = window_instants(rng, data.num_frames, k, c.tau, c.tau_max)
+            else:
+                instants = rng.choice(data.num_frames, size=k, replace=False)
+            for t in instants:
                 flip = bool(c.augment and c.flip and rng.random() < 0.5)
                 for cam in rng.choice(data.num_cameras, size=v, replace=False):
                     seqs.append(s)
@@ -230,6 +237,30 @@ class BatchSampler:
             lab_rays=torch.from_numpy(self.rays(l_seq, l_time, l_cam)),
             lab_rotation=torch.from_numpy(rotation).float(),
         )
+
+
+def window_instants(
+    rng: np.random.Generator, num_frames: int, k: int, tau: int, tau_max: int = 0
+) -> np.ndarray:
+    """k distinct frames of one sequence laid as a comb around a random centre, so that every
+    instant has several in-sequence negatives (tau <= |dt| <= tau_max) among the others.
+
+    Gaps between neighbours are drawn from [tau, max(tau, tau_max // 2)] (tau_max = 0: up to
+    2 tau), so neighbours and second neighbours both lie inside the window: with k >= 3 each
+    instant has at least 2 candidate negative instants, inner ones up to 4. Uniform draws give
+    most anchors none (with k = 4 of 100 frames and a 10..20 window, about 1 in 3 has one).
+    A sequence too short for the comb gets k evenly spaced frames instead.
+    """
+    k = min(k, num_frames)
+    if k <= 1:
+        return rng.choice(num_frames, size=k, replace=False)
+    widest = max(tau, tau_max // 2) if tau_max else 2 * tau
+    gaps = rng.integers(tau, widest + 1, size=k - 1)
+    span = int(gaps.sum())
+    if span > num_frames - 1:
+        return np.unique(np.linspace(0, num_frames - 1, k).round().astype(np.int64))
+    start = int(rng.integers(0, num_frames - span))
+    return start + np.concatenate([[0], np.cumsum(gaps)]).astype(np.int64)
 
 
 def flip_pose(pose: np.ndarray) -> np.ndarray:

@@ -4,7 +4,13 @@ Retrieval: for every ordered camera pair (i, j), queries are the test frames see
 the gallery the same frames seen by camera j; ranking by embedding distance. A retrieved frame is
 correct when its ground-truth pose lies within KAPPA of the query's after both poses are scaled to
 unit RMS joint distance from their mean and Procrustes-aligned (mean per-joint distance, unitless;
-0.1 as in Pr-VIPE). "Strict" counts only the same sequence within +-2 frames.
+0.1 as in Pr-VIPE; also the stricter 0.05). "Strict" counts only the same sequence within +-2
+frames. Every retrieval figure has a `chance_` twin: its exact expectation under a random ranking
+of the same gallery (trainer.metrics.chance_hit_at_k / chance_map_at_k), since on a small pose
+space a lenient kappa makes chance high.
+
+Keys: hit@1/5/10, map@10 at KAPPA; the same with the suffix `_kappa0.05` at 0.05; strict_hit@1/10;
+each with `chance_` in front. Pose keys: mpjpe, n_mpjpe, p_mpjpe, rot_err_deg, mpjpe_true_rot.
 """
 
 from __future__ import annotations
@@ -15,13 +21,24 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mcss_studio.core.geometry import pose_distance
 from mcss_studio.core.inference import Predictor
 from mcss_studio.core.model import MCSSModel
 
 from .data import SequenceData
-from .metrics import hit_at_k, map_at_k, pose_metrics, procrustes_align, rank_by_distance
+from .metrics import (
+    chance_hit_at_k,
+    chance_map_at_k,
+    hit_at_k,
+    map_at_k,
+    orientation_metrics,
+    pose_metrics,
+    rank_by_distance,
+)
 
 KAPPA = 0.1
+KAPPAS = (KAPPA, 0.05)  # the first one's keys carry no suffix
+STRICT_K = (1, 10)
 STRICT_FRAMES = 2
 RETRIEVAL_K = (1, 5, 10)
 
@@ -36,59 +53,62 @@ class Predictions:
     gt: np.ndarray
     pose_cam: np.ndarray
     embedding: np.ndarray
+    pose_canonical: np.ndarray | None = None
+    rotation: np.ndarray | None = None
 
 
 def predict_sequences(
     model: MCSSModel | Predictor, sequences: Sequence[SequenceData], stride: int = 1,
-    device: str = "auto",
+    device: str = "auto", frames: dict[str, Sequence[int]] | None = None,
 ) -> Predictions:
-    """Run the model on every `stride`-th frame of every camera of sequences with 3D GT."""
+    """Run the model on every `stride`-th frame of every camera of sequences with 3D GT, or,
+    with `frames` (sequence name -> frame indices), on those frames only (other sequences
+    skipped), e.g. the labelled training frames."""
     if not isinstance(model, Predictor) and device == "auto":
         device = str(next(model.parameters()).device)  # evaluate where the model lives
     predictor = model if isinstance(model, Predictor) else Predictor(model, device=device)
-    parts: dict[str, list] = {k: [] for k in ("seq", "frame", "cam", "gt", "pose_cam", "embedding")}
+    keys = ("seq", "frame", "cam", "gt", "pose_cam", "embedding", "pose_canonical", "rotation")
+    parts: dict[str, list] = {k: [] for k in keys}
     for si, s in enumerate(sequences):
         if s.joints3d is None or s.rotations is None:
             continue
-        frames = np.arange(0, s.num_frames, max(1, stride))
+        if frames is None:
+            chosen = np.arange(0, s.num_frames, max(1, stride))
+        elif s.name in frames and len(frames[s.name]):
+            chosen = np.unique(np.asarray(frames[s.name], np.int64))
+        else:
+            continue
         for c in range(s.num_cameras):
-            out = predictor.predict(np.asarray(s.crops[c][frames]),
-                                    rays=s.ray_features(frames, np.full(len(frames), c)))
-            parts["seq"].append(np.full(len(frames), si))
-            parts["frame"].append(frames)
-            parts["cam"].append(np.full(len(frames), c))
-            parts["gt"].append(s.pose_cam(s.joints3d[frames], np.full(len(frames), c)))
-            parts["pose_cam"].append(out["pose_cam"])
-            parts["embedding"].append(out["embedding"])
+            out = predictor.predict(np.asarray(s.crops[c][chosen]),
+                                    rays=s.ray_features(chosen, np.full(len(chosen), c)))
+            parts["seq"].append(np.full(len(chosen), si))
+            parts["frame"].append(chosen)
+            parts["cam"].append(np.full(len(chosen), c))
+            parts["gt"].append(s.pose_cam(s.joints3d[chosen], np.full(len(chosen), c)))
+            for key in ("pose_cam", "embedding", "pose_canonical", "rotation"):
+                if key in out:  # a model without pose heads gives embeddings only
+                    parts[key].append(out[key])
     if not parts["seq"]:
         raise ValueError("no test sequences with 3D ground truth and calibration")
-    return Predictions(**{k: np.concatenate(v) for k, v in parts.items()})
-
-
-def _normalise(poses: np.ndarray) -> np.ndarray:
-    centred = poses - poses.mean(axis=1, keepdims=True)
-    rms = np.sqrt((centred**2).sum(axis=2).mean(axis=1))
-    return centred / np.maximum(rms, 1e-9)[:, None, None]
+    return Predictions(**{k: np.concatenate(v) if v else None for k, v in parts.items()})
 
 
 def pose_match(
     gt_a: np.ndarray, gt_b: np.ndarray, kappa: float = KAPPA, chunk: int = 64
 ) -> np.ndarray:
     """(A, B) bool: Procrustes distance of unit-scale poses within kappa."""
-    a, b = _normalise(gt_a), _normalise(gt_b)
-    out = np.zeros((len(a), len(b)), bool)
-    for start in range(0, len(a), chunk):
-        qa = a[start:start + chunk]
-        pa = np.broadcast_to(qa[:, None], (len(qa), len(b)) + a.shape[1:]).reshape(-1, *a.shape[1:])
-        pb = np.broadcast_to(b[None], (len(qa),) + b.shape).reshape(-1, *b.shape[1:])
-        aligned = procrustes_align(pb, pa)
-        err = np.linalg.norm(aligned - pa, axis=-1).mean(axis=-1)
-        out[start:start + chunk] = (err <= kappa).reshape(len(qa), len(b))
-    return out
+    return pose_distance(gt_a, gt_b, chunk) <= kappa
 
 
-def retrieval_metrics(pred: Predictions, kappa: float = KAPPA) -> dict[str, float]:
-    """Hit@1/5/10 and mAP@10 averaged over ordered camera pairs (+ strict Hit@1)."""
+def _suffix(kappa: float) -> str:
+    return "" if kappa == KAPPA else f"_kappa{kappa:g}"
+
+
+def retrieval_metrics(
+    pred: Predictions, kappas: Sequence[float] = KAPPAS
+) -> dict[str, float]:
+    """Hit@1/5/10 and mAP@10 per kappa, strict Hit@1/10, averaged over ordered camera pairs,
+    each with its chance level (the relevance sets are the same for every pair)."""
     cams = np.unique(pred.cam)
     # instants seen by every camera, in a fixed order, so rows of camera i match rows of camera j
     keys = {c: {(int(s), int(f)): k for k, (s, f) in
@@ -98,38 +118,55 @@ def retrieval_metrics(pred: Predictions, kappa: float = KAPPA) -> dict[str, floa
         return {}
     idx = {c: np.flatnonzero(pred.cam == c)[[keys[c][key] for key in common]] for c in cams}
     ref = idx[cams[0]]
-    relevant = pose_match(pred.gt[ref], pred.gt[ref], kappa)
+    distance = pose_distance(pred.gt[ref], pred.gt[ref])
     seq = pred.seq[ref]
     frame = pred.frame[ref]
     near = np.abs(frame[:, None] - frame[None, :]) <= STRICT_FRAMES
+    relevance = {_suffix(kappa): distance <= kappa for kappa in kappas}
     strict = (seq[:, None] == seq[None, :]) & near
-    sums: dict[str, float] = {}
     pairs = [(i, j) for i in cams for j in cams if i != j]
+    sums: dict[str, float] = {}
+
+    def add(key: str, value: float) -> None:
+        sums[key] = sums.get(key, 0.0) + value / len(pairs)
+
     for i, j in pairs:
         ranking = rank_by_distance(pred.embedding[idx[i]], pred.embedding[idx[j]])
+        for suffix, relevant in relevance.items():
+            for k in RETRIEVAL_K:
+                add(f"hit@{k}{suffix}", hit_at_k(relevant, k, ranking))
+            add(f"map@10{suffix}", map_at_k(relevant, 10, ranking))
+        for k in STRICT_K:
+            add(f"strict_hit@{k}", hit_at_k(strict, k, ranking))
+    for suffix, relevant in relevance.items():
         for k in RETRIEVAL_K:
-            sums[f"hit@{k}"] = sums.get(f"hit@{k}", 0.0) + hit_at_k(relevant, k, ranking)
-        sums["map@10"] = sums.get("map@10", 0.0) + map_at_k(relevant, 10, ranking)
-        sums["strict_hit@1"] = sums.get("strict_hit@1", 0.0) + hit_at_k(strict, 1, ranking)
-    return {k: v / len(pairs) for k, v in sums.items()}
+            sums[f"chance_hit@{k}{suffix}"] = chance_hit_at_k(relevant, k)
+        sums[f"chance_map@10{suffix}"] = chance_map_at_k(relevant, 10)
+    for k in STRICT_K:
+        sums[f"chance_strict_hit@{k}"] = chance_hit_at_k(strict, k)
+    return sums
 
 
 @torch.no_grad()
 def evaluate(
     model: MCSSModel | Predictor, sequences: Sequence[SequenceData], stride: int = 1,
-    kappa: float = KAPPA, retrieval: bool = True,
+    kappas: Sequence[float] = KAPPAS, retrieval: bool = True,
+    frames: dict[str, Sequence[int]] | None = None,
 ) -> dict[str, float]:
-    """mpjpe / n_mpjpe / p_mpjpe (mm, root-relative camera frame, all cameras) + retrieval."""
+    """mpjpe / n_mpjpe / p_mpjpe (mm, root-relative camera frame, all cameras), rot_err_deg,
+    mpjpe_true_rot, + retrieval. `frames` restricts it to those frames (predict_sequences)."""
     was_training = isinstance(model, torch.nn.Module) and model.training
     if isinstance(model, torch.nn.Module):
         model.eval()
     try:
-        pred = predict_sequences(model, sequences, stride)
+        pred = predict_sequences(model, sequences, stride, frames=frames)
     finally:
         if was_training:
             model.train()
     result = pose_metrics(pred.pose_cam, pred.gt)
+    if pred.rotation is not None and pred.pose_canonical is not None:
+        result.update(orientation_metrics(pred.rotation, pred.pose_canonical, pred.gt))
     result["frames"] = int(len(pred.seq))
     if retrieval:
-        result.update(retrieval_metrics(pred, kappa))
+        result.update(retrieval_metrics(pred, kappas))
     return result

@@ -51,6 +51,23 @@ def triplet_masks(
     return positive, negative
 
 
+def negative_statistics(
+    seq: torch.Tensor, time: torch.Tensor, tau: int, tau_max: int = 0
+) -> dict[str, float]:
+    """What in-sequence mining can choose from in one batch, per distinct instant (anchor):
+    anchors_with_negative, the fraction with at least one other instant of its sequence at
+    tau <= |dt| <= tau_max; negatives_per_anchor, the mean number of such instants."""
+    pairs = torch.unique(torch.stack([seq.cpu(), time.cpu()], dim=1), dim=0)
+    if len(pairs) == 0:
+        return {"anchors_with_negative": 0.0, "negatives_per_anchor": 0.0}
+    s, t = pairs[:, 0], pairs[:, 1]
+    dt = (t[:, None] - t[None, :]).abs()
+    window = (s[:, None] == s[None, :]) & (dt >= tau) & ((dt <= tau_max) if tau_max else True)
+    count = window.sum(dim=1).double()
+    return {"anchors_with_negative": float((count > 0).double().mean()),
+            "negatives_per_anchor": float(count.mean())}
+
+
 @torch.no_grad()
 def mine_triplets(
     embeddings: torch.Tensor,

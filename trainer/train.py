@@ -43,7 +43,7 @@ from .data import (
 )
 from .evaluate import evaluate
 from .losses import pose_loss, rotation_loss, triplet_loss
-from .mining import mine_triplets
+from .mining import mine_triplets, negative_statistics
 
 
 @dataclass
@@ -86,7 +86,8 @@ def sampler_config(config: TrainConfig) -> SamplerConfig:
         views_per_instant=config.views_per_instant, labelled_batch=config.labelled_batch,
         color_jitter=config.color_jitter, scale_jitter=config.scale_jitter,
         shift_jitter=config.shift_jitter, flip=config.flip, augment=config.augment,
-        multiview=config.lambda_metric > 0,
+        multiview=config.lambda_metric > 0 or config.unlabelled_images,
+        instant_sampling=config.instant_sampling, tau=config.tau, tau_max=config.tau_max,
     )
 
 
@@ -341,6 +342,8 @@ def train_step(net, batch, optimizer, scaler, amp, device, config: TrainConfig, 
         active = (triplets.d_ap - triplets.d_an + config.margin) > 0
         losses["active_triplets"] = float(active.float().mean())
         losses["triplets"] = len(triplets)
+    if m > 0:  # what the sampler gave mining to choose from (in the step events)
+        losses.update(negative_statistics(batch.mv_seq, batch.mv_time, config.tau, config.tau_max))
     return losses, len(images), triplets
 
 

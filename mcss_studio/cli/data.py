@@ -120,6 +120,17 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_motion_stats(args: argparse.Namespace) -> int:
+    from ..core.synth.stats import format_statistics, motion_statistics
+
+    if not 1 <= args.tau <= args.tau_max:
+        raise UserInputError("--tau", f"need 1 <= tau <= tau-max, got {args.tau}, {args.tau_max}")
+    stats = motion_statistics(args.preset, args.seed, args.tau, args.tau_max, args.kappa)
+    print(f"preset {args.preset}, seed {args.seed}")
+    print(format_statistics(stats, args.tau, args.tau_max, args.kappa))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -142,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="render a synthetic multi-view dataset with 3D ground truth")
     p.add_argument("out")
-    p.add_argument("--preset", default="tiny", help="tiny, demo or benchmark")
+    p.add_argument("--preset", default="tiny", help="tiny, demo, benchmark or standard")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cameras", type=int)
     p.add_argument("--fps", type=float)
@@ -151,6 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=0, help="render processes (0: one per core, at most 4)"
     )
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("motion-stats", help="per action of a synth preset: how often frames "
+                       "tau..tau-max apart show the same pose, and the headings a take faces")
+    p.add_argument("--preset", default="standard", help="tiny, demo, benchmark or standard")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tau", type=int, default=10, help="smallest frame distance (default 10)")
+    p.add_argument("--tau-max", type=int, default=20, help="largest frame distance (default 20)")
+    p.add_argument("--kappa", type=float, default=0.1,
+                   help="same pose within this unit-scale Procrustes distance (default 0.1)")
+    p.set_defaults(func=cmd_motion_stats)
     return parser
 
 

@@ -152,3 +152,33 @@ def procrustes_align(pred: np.ndarray, gt: np.ndarray, scale: bool = True) -> np
     else:
         s = np.ones(p.shape[:-2])
     return s[..., None, None] * (p0 @ M) + mu_g
+
+
+def unit_scale(poses: np.ndarray) -> np.ndarray:
+    """Poses (N, J, 3) centred on their joint mean and scaled to unit RMS joint distance."""
+    centred = poses - poses.mean(axis=1, keepdims=True)
+    rms = np.sqrt((centred**2).sum(axis=2).mean(axis=1))
+    return centred / np.maximum(rms, 1e-9)[:, None, None]
+
+
+def pose_distance(poses_a: np.ndarray, poses_b: np.ndarray, chunk: int = 64) -> np.ndarray:
+    """(A, B) mean per-joint distance of unit-scale poses after Procrustes alignment of each b
+    onto each a (unitless; Pr-VIPE calls two poses the same within 0.1)."""
+    a = unit_scale(np.asarray(poses_a, dtype=np.float64))
+    b = unit_scale(np.asarray(poses_b, dtype=np.float64))
+    out = np.zeros((len(a), len(b)))
+    for start in range(0, len(a), chunk):
+        qa = a[start:start + chunk]
+        pa = np.broadcast_to(qa[:, None], (len(qa), len(b)) + a.shape[1:]).reshape(-1, *a.shape[1:])
+        pb = np.broadcast_to(b[None], (len(qa),) + b.shape).reshape(-1, *b.shape[1:])
+        aligned = procrustes_align(pb, pa)
+        err = np.linalg.norm(aligned - pa, axis=-1).mean(axis=-1)
+        out[start:start + chunk] = err.reshape(len(qa), len(b))
+    return out
+
+
+def paired_pose_distance(poses_a: np.ndarray, poses_b: np.ndarray) -> np.ndarray:
+    """(N,) pose_distance of a[i] and b[i] (row by row, not all pairs)."""
+    a = unit_scale(np.asarray(poses_a, dtype=np.float64))
+    b = unit_scale(np.asarray(poses_b, dtype=np.float64))
+    return np.linalg.norm(procrustes_align(b, a) - a, axis=-1).mean(axis=-1)

@@ -32,7 +32,7 @@ from ..errors import UserInputError
 from ..video_writer import VideoWriter
 from .body import SUBJECT_ORDER, Appearance, build_shapes, make_appearance, subject_seed
 from .cameras import MAX_CAMERAS, CameraView, Room, build_view, camera_layout
-from .motion import ACTIONS, Skeleton, Style, synthesize
+from .motion import VARIED_ACTIONS, Skeleton, Style, synthesize
 from .presets import MAX_FPS, MAX_SIDE, MIN_FPS, MIN_SIDE, PRESETS, splits_for
 from .render import render_frame
 
@@ -59,6 +59,7 @@ class DatasetPlan:
     size: tuple[int, int]
     sequences: tuple[SequencePlan, ...]
     splits: dict[str, list[str]]
+    motion: str = "cyclic"  # motion.MOTION_STYLES
 
     @property
     def subjects(self) -> list[str]:
@@ -146,7 +147,7 @@ def plan_dataset(
         for take in range(p.takes)
     )
     return DatasetPlan(
-        preset, int(seed), int(cams), rate, (w, h), sequences, splits_for(p.subjects)
+        preset, int(seed), int(cams), rate, (w, h), sequences, splits_for(p.subjects), p.motion
     )
 
 
@@ -225,11 +226,13 @@ def sequence_joints(plan: DatasetPlan, seq: SequencePlan, subject: Subject) -> n
         plan.seed,
         99,
         SUBJECT_ORDER.index(seq.subject) if seq.subject in SUBJECT_ORDER else 0,
-        ACTIONS.index(seq.action),
+        VARIED_ACTIONS.index(seq.action),  # the old actions first, with their old indices
         seq.take,
     ]
     rng = np.random.default_rng(np.random.SeedSequence(key))
-    return synthesize(seq.action, seq.frames, plan.fps, subject.skeleton, subject.style, rng)
+    return synthesize(
+        seq.action, seq.frames, plan.fps, subject.skeleton, subject.style, rng, plan.motion
+    )
 
 
 def write_dataset(
@@ -369,6 +372,8 @@ def _write_manifest(folder: Path, plan: DatasetPlan) -> None:
             "cameras": plan.cameras,
             "fps": plan.fps,
             "size": list(plan.size),
+            # only when not the original style, so the old presets' manifests keep their bytes
+            **({"motion": plan.motion} if plan.motion != "cyclic" else {}),
         },
         "sequences": [
             {"name": s.name, "path": s.name, "subject": s.subject, "action": s.action}

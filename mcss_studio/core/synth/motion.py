@@ -6,6 +6,17 @@ curves (degrees) driven by a phase; forward kinematics turns them into joints. A
 to anatomical limits, the lower foot is kept on the floor and the root travels through the
 capture volume, so every take differs in pose, place and heading.
 
+Two motion styles. "cyclic" (the tiny, demo and benchmark presets, kept byte for byte): each
+action repeats one cycle with holds, and a take keeps one heading +-70 degrees. "varied" (the
+standard preset), each change after a property of Human3.6M rather than of any method:
+- subjects turn through every heading within a take (Human3.6M subjects walk about and face
+  every direction; our takes are seconds long, so the turning is compressed into them);
+- no action repeats: the tempo drifts (+-35%), short holds (0.1-0.3 s) interrupt it, each cycle
+  has its own depth and timing, a transition blends another action in for a while, and a
+  fidget layer (head, trunk, arms, weight shift) runs through everything, so that frames
+  10-20 apart are rarely the same pose (mcss-data motion-stats prints the fraction);
+- more actions, after Human3.6M's Directions, Phoning and Discussion (VARIED_ACTIONS).
+
 Body-local frame: x forward, y left, z up; the root (pelvis centre) is the origin.
 """
 
@@ -28,6 +39,12 @@ ACTIONS: tuple[str, ...] = (
     "sit",
     "stretch",
 )
+
+# actions only the "varied" motion style offers (Human3.6M: Directions, Phoning, Discussion);
+# appended, so the old actions keep their index in the per-take seeds
+EXTRA_ACTIONS: tuple[str, ...] = ("point", "phone", "discuss")
+VARIED_ACTIONS: tuple[str, ...] = ACTIONS + EXTRA_ACTIONS
+MOTION_STYLES: tuple[str, ...] = ("cyclic", "varied")
 
 # anatomical limits in degrees (min, max); clipping happens after every action curve
 JOINT_LIMITS: dict[str, tuple[float, float]] = {
@@ -232,6 +249,72 @@ def _smooth_cycle(phase: np.ndarray, down: float, hold: float) -> np.ndarray:
     return s(rise) - s(fall)
 
 
+def _min_jerk(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * x * (10 - 15 * x + 6 * x * x)
+
+
+def _through_knots(x: np.ndarray, knots: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Minimum-jerk path through (knots, values), knots increasing; constant outside."""
+    i = np.clip(np.searchsorted(knots, x, side="right") - 1, 0, len(knots) - 2)
+    u = (x - knots[i]) / (knots[i + 1] - knots[i])
+    return values[i] + (values[i + 1] - values[i]) * _min_jerk(u)
+
+
+def _varied_cycle(phase: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """0..1 depth through alternating low (0-0.2) and high (0.55-1) targets at half-cycles,
+    each knot jittered by up to a quarter of a half-cycle: no two cycles alike, no holds."""
+    lo, hi = int(np.floor(phase.min())) - 1, int(np.ceil(phase.max())) + 1
+    half = np.arange(2 * lo, 2 * hi + 1)
+    knots = half * 0.5 + rng.uniform(-0.12, 0.12, size=len(half))
+    values = np.where(half % 2 == 0, rng.uniform(0.0, 0.2, len(half)),
+                      rng.uniform(0.55, 1.0, len(half)))
+    return _through_knots(phase, knots, values)
+
+
+def _random_targets(
+    rng: np.random.Generator, t: np.ndarray, lo: float, hi: float, dwell: tuple[float, float]
+) -> np.ndarray:
+    """A smooth curve moving between random values in [lo, hi], a new target every
+    dwell[0]..dwell[1] seconds (gestures, fidgeting: never periodic)."""
+    start, end = float(t.min()), float(t.max())
+    gaps = rng.uniform(*dwell, size=int((end - start) / dwell[0]) + 3)
+    knots = start - gaps[0] + np.concatenate([[0.0], np.cumsum(gaps)])
+    return _through_knots(t, knots, rng.uniform(lo, hi, size=len(knots)))
+
+
+def warped_time(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The "varied" style's action clock: tempo drifting within +-35% and a short hold
+    (0.1-0.3 s at a tenth of the speed) every 1.5-3.5 s; same length as t, starts at 0."""
+    rate = np.clip(1.0 + _random_targets(rng, t, -0.35, 0.35, (0.6, 1.6)), 0.5, 1.5)
+    when = float(t.min()) + rng.uniform(0.3, 2.0)
+    while when < float(t.max()):
+        width = rng.uniform(0.1, 0.3)
+        rate = rate * (1.0 - 0.9 * _bump((t - when) / width))
+        when += width + rng.uniform(1.5, 3.5)
+    dt = np.diff(t, prepend=t[0])
+    return np.cumsum(rate * dt)
+
+
+def _fidget(take: Take, out: dict[str, np.ndarray]) -> None:
+    """Gestures, glances and weight shifts on top of any action, a new target every 0.4-1.2 s
+    (Human3.6M subjects talk and gesture through their actions). The amplitudes are what brings
+    same-pose pairs 10-20 frames apart under 10% (half of them left 21%; stats.py measures)."""
+    rng, t = take.rng, take.t
+    dwell = (0.4, 1.2)
+    for name, amp in (("head_yaw", 45), ("head_pitch", 20), ("spine_yaw", 30),
+                      ("spine_roll", 15), ("spine_pitch", 12)):
+        out[name] = out[name] + _random_targets(rng, t, -amp, amp, dwell)
+    for side in "lr":
+        for name, amp in (("sh_flex", 50), ("sh_abd", 30), ("elbow", 60)):
+            key = f"{side}_{name}"
+            out[key] = out[key] + _random_targets(rng, t, -amp, amp, dwell)
+    shift = _random_targets(rng, t, -1.0, 1.0, (0.8, 2.0))  # weight from one leg to the other
+    for side, sign in (("l", 1.0), ("r", -1.0)):
+        out[f"{side}_knee"] = out[f"{side}_knee"] + 20 * np.clip(sign * shift, 0, None)
+        out[f"{side}_hip_abd"] = out[f"{side}_hip_abd"] + 8 * sign * shift
+
+
 @dataclass
 class Take:
     """Everything an action needs to know about one take."""
@@ -240,9 +323,28 @@ class Take:
     style: Style
     rng: np.random.Generator
     phase: float  # cycle offset in [0, 1) shared by the angle curves and the jump's flight
+    varied: bool = False  # the "varied" motion style; t is then the tempo-warped time
 
     def zeros(self) -> np.ndarray:
         return np.zeros_like(self.t)
+
+    def cycle(self, phase: np.ndarray, down: float, hold: float) -> np.ndarray:
+        """An action's 0..1 depth curve: the held cycle (cyclic) or, varied, a path through
+        random depths at jittered half-cycles with no holds (each cycle its own)."""
+        if not self.varied:
+            return _smooth_cycle(phase, down, hold)
+        return _varied_cycle(phase, self.rng)
+
+    def wrap(self, x: np.ndarray) -> np.ndarray:
+        """Phase within the cycle: x mod 1 (cyclic) or, varied, each cycle's first 60%
+        (the movement) stretched over 80-90% of it, so the rest between cycles is short."""
+        if not self.varied:
+            return np.mod(x, 1.0)
+        n = np.floor(x)
+        cycles = np.arange(int(n.min()), int(n.max()) + 1)
+        active = self.rng.uniform(0.8, 0.9, size=len(cycles))[(n - cycles[0]).astype(int)]
+        f = x - n
+        return np.where(f < active, 0.6 * f / active, 0.6 + 0.4 * (f - active) / (1 - active))
 
 
 def _rest(take: Take) -> dict[str, np.ndarray]:
@@ -306,7 +408,7 @@ def _act_wave(take: Take) -> dict[str, np.ndarray]:
     out = _rest(take)
     lead, _ = _hands(take)
     f = 1.6 * take.style.tempo
-    raise_ = _smooth_cycle(take.t / 3.5 + take.rng.random(), 0.15, 0.6)
+    raise_ = take.cycle(take.t / 3.5 + take.rng.random(), 0.15, 0.6)
     out[f"{lead}_sh_abd"] = (
         out[f"{lead}_sh_abd"] * (1 - raise_)
         + 120 * raise_
@@ -320,7 +422,7 @@ def _act_wave(take: Take) -> dict[str, np.ndarray]:
 
 def _act_squat(take: Take) -> dict[str, np.ndarray]:
     out = _rest(take)
-    d = _smooth_cycle(take.t / (2.4 / take.style.tempo) + take.rng.random(), 0.3, 0.15)
+    d = take.cycle(take.t / (2.4 / take.style.tempo) + take.rng.random(), 0.3, 0.15)
     d = d * take.style.amplitude
     for s in "lr":
         out[f"{s}_hip_flex"] = out[f"{s}_hip_flex"] + 95 * d
@@ -336,7 +438,7 @@ def _act_reach(take: Take) -> dict[str, np.ndarray]:
     out = _rest(take)
     period = 2.8 / take.style.tempo
     for k, s in enumerate("lr"):
-        d = _smooth_cycle(take.t / period + 0.5 * k + take.rng.random() * 0.2, 0.25, 0.2)
+        d = take.cycle(take.t / period + 0.5 * k + take.rng.random() * 0.2, 0.25, 0.2)
         high = take.rng.uniform(80, 150)
         out[f"{s}_sh_flex"] = out[f"{s}_sh_flex"] * (1 - d) + high * d
         out[f"{s}_sh_abd"] = out[f"{s}_sh_abd"] + 15 * d
@@ -350,7 +452,7 @@ def _act_kick(take: Take) -> dict[str, np.ndarray]:
     out = _rest(take)
     lead, other = _hands(take)
     period = 1.8 / take.style.tempo
-    p = np.mod(take.t / period + take.rng.random(), 1.0)
+    p = take.wrap(take.t / period + take.rng.random())
     chamber = _bump(p / 0.6)  # knee lifts
     extend = _bump((p - 0.15) / 0.35)  # then the shin snaps out
     A = take.style.amplitude
@@ -391,7 +493,7 @@ def jump_lift(t: np.ndarray, style: Style, phase: float) -> np.ndarray:
 
 def _act_bend(take: Take) -> dict[str, np.ndarray]:
     out = _rest(take)
-    d = _smooth_cycle(take.t / (3.2 / take.style.tempo) + take.rng.random(), 0.3, 0.15)
+    d = take.cycle(take.t / (3.2 / take.style.tempo) + take.rng.random(), 0.3, 0.15)
     out["spine_pitch"] = out["spine_pitch"] + 75 * d * take.style.amplitude
     out["head_pitch"] = out["head_pitch"] - 20 * d
     for s in "lr":
@@ -403,7 +505,7 @@ def _act_bend(take: Take) -> dict[str, np.ndarray]:
 
 def _act_sit(take: Take) -> dict[str, np.ndarray]:
     out = _rest(take)
-    d = _smooth_cycle(take.t / (4.5 / take.style.tempo) + take.rng.random(), 0.25, 0.3)
+    d = take.cycle(take.t / (4.5 / take.style.tempo) + take.rng.random(), 0.25, 0.3)
     for s in "lr":
         out[f"{s}_hip_flex"] = out[f"{s}_hip_flex"] + 88 * d
         out[f"{s}_knee"] = out[f"{s}_knee"] + 92 * d
@@ -417,7 +519,7 @@ def _act_sit(take: Take) -> dict[str, np.ndarray]:
 def _act_stretch(take: Take) -> dict[str, np.ndarray]:
     out = _rest(take)
     period = 4.0 / take.style.tempo
-    up = _smooth_cycle(take.t / period + take.rng.random(), 0.2, 0.6)
+    up = take.cycle(take.t / period + take.rng.random(), 0.2, 0.6)
     side = np.sin(2 * np.pi * take.t / period) * up
     for s in "lr":
         out[f"{s}_sh_abd"] = out[f"{s}_sh_abd"] * (1 - up) + 155 * up
@@ -425,6 +527,51 @@ def _act_stretch(take: Take) -> dict[str, np.ndarray]:
         out[f"{s}_elbow"] = out[f"{s}_elbow"] * (1 - up) + 20 * up
     out["spine_roll"] = out["spine_roll"] + 25 * side
     out["spine_pitch"] = out["spine_pitch"] - 8 * up
+    return out
+
+
+def _act_point(take: Take) -> dict[str, np.ndarray]:
+    """Directions: one arm points at one target after another, head and trunk follow."""
+    out = _rest(take)
+    lead, _ = _hands(take)
+    rng, t = take.rng, take.t
+    aim = _random_targets(rng, t, -1.0, 1.0, (0.6, 1.5))  # where, left to right
+    up = take.cycle(t / (2.0 / take.style.tempo) + rng.random(), 0.2, 0.3)  # arm up, down
+    out[f"{lead}_sh_flex"] = out[f"{lead}_sh_flex"] * (1 - up) + (70 + 25 * aim) * up
+    outward = aim if lead == "r" else -aim  # pointing to the lead side lifts the arm outwards
+    out[f"{lead}_sh_abd"] = out[f"{lead}_sh_abd"] + (20 + 35 * outward) * up
+    out[f"{lead}_elbow"] = out[f"{lead}_elbow"] * (1 - up) + 10 * up
+    out["head_yaw"] = out["head_yaw"] + 35 * aim
+    out["spine_yaw"] = out["spine_yaw"] + 15 * aim
+    return out
+
+
+def _act_phone(take: Take) -> dict[str, np.ndarray]:
+    """Phoning: slow steps with one hand at the ear, the other arm gesturing."""
+    out = _rest(take)
+    _gait(take, out, 0.6 * take.style.tempo, 0.45)
+    lead, other = _hands(take)
+    rng, t = take.rng, take.t
+    at_ear = take.cycle(t / 5.0 + rng.random(), 0.1, 0.7)
+    out[f"{lead}_sh_flex"] = out[f"{lead}_sh_flex"] * (1 - at_ear) + 45 * at_ear
+    out[f"{lead}_sh_abd"] = out[f"{lead}_sh_abd"] + 30 * at_ear
+    out[f"{lead}_elbow"] = out[f"{lead}_elbow"] * (1 - at_ear) + 140 * at_ear
+    out[f"{other}_sh_flex"] = out[f"{other}_sh_flex"] + _random_targets(rng, t, -10, 70, (0.5, 1.2))
+    out[f"{other}_elbow"] = out[f"{other}_elbow"] + _random_targets(rng, t, 0, 90, (0.5, 1.2))
+    out["head_pitch"] = out["head_pitch"] + _random_targets(rng, t, -10, 25, (0.7, 1.6))
+    return out
+
+
+def _act_discuss(take: Take) -> dict[str, np.ndarray]:
+    """Discussion: both arms gesture, the trunk leans and turns towards listeners."""
+    out = _rest(take)
+    rng, t = take.rng, take.t
+    for side in "lr":
+        out[f"{side}_sh_flex"] = out[f"{side}_sh_flex"] + _random_targets(rng, t, 0, 80, (0.4, 1.0))
+        out[f"{side}_sh_abd"] = out[f"{side}_sh_abd"] + _random_targets(rng, t, 0, 45, (0.4, 1.0))
+        out[f"{side}_elbow"] = out[f"{side}_elbow"] + _random_targets(rng, t, 20, 110, (0.4, 1.0))
+    out["spine_pitch"] = out["spine_pitch"] + _random_targets(rng, t, -5, 25, (0.8, 1.8))
+    out["spine_yaw"] = out["spine_yaw"] + _random_targets(rng, t, -30, 30, (0.8, 1.8))
     return out
 
 
@@ -439,6 +586,9 @@ _ACTION_FUNCS: dict[str, Callable[[Take], dict[str, np.ndarray]]] = {
     "bend": _act_bend,
     "sit": _act_sit,
     "stretch": _act_stretch,
+    "point": _act_point,
+    "phone": _act_phone,
+    "discuss": _act_discuss,
 }
 
 
@@ -478,6 +628,37 @@ def _trajectory(
     return xy, heading
 
 
+def _varied_heading(
+    action: str, t: np.ndarray, heading: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Headings that turn through the whole circle within the take (1-1.5 turns at a drifting
+    rate, one direction) with +-15 degrees of wobble; walkers keep their path's heading (the
+    loop already faces every way)."""
+    if action == "walk":
+        return heading
+    rate = np.clip(1.0 + _random_targets(rng, t, -0.6, 0.6, (0.8, 2.0)), 0.2, None)
+    progress = np.cumsum(rate) / rate.sum()
+    turns = rng.uniform(1.0, 1.5) * rng.choice([-1.0, 1.0])
+    return (rng.uniform(0, 2 * np.pi) + 2 * np.pi * turns * progress
+            + np.radians(_wobble(rng, t, 30)))
+
+
+# actions a transition may blend in (not the jump: its flight lifts the root)
+_TRANSITION_ACTIONS = ("wave", "squat", "reach", "kick", "bend", "stretch", "point", "discuss")
+
+
+def _with_transition(take: Take, action: str, angles: dict[str, np.ndarray]) -> dict:
+    """Blend another action in for 1-2 s somewhere in the take (min-jerk in and out)."""
+    others = [a for a in _TRANSITION_ACTIONS if a != action]
+    other = _ACTION_FUNCS[others[int(take.rng.integers(len(others)))]](take)
+    t = take.t
+    ramp = take.rng.uniform(0.3, 0.6)
+    length = take.rng.uniform(1.0, 2.0)
+    start = take.rng.uniform(float(t.min()), max(float(t.min()), float(t.max()) - length))
+    w = _min_jerk((t - start) / ramp) * (1 - _min_jerk((t - start - length + ramp) / ramp))
+    return {k: (1 - w) * v + w * other[k] for k, v in angles.items()}
+
+
 def synthesize(
     action: str,
     frames: int,
@@ -485,22 +666,37 @@ def synthesize(
     skel: Skeleton,
     style: Style,
     rng: np.random.Generator,
+    motion: str = "cyclic",
 ) -> np.ndarray:
-    """One take of `action`: (frames, 17, 3) world joints in mm, z up, floor at z = 0."""
+    """One take of `action`: (frames, 17, 3) world joints in mm, z up, floor at z = 0.
+
+    motion "cyclic" is the original generator (its output never changes for a seed); "varied"
+    adds turning through every heading, tempo drift, short holds, a transition and fidgeting.
+    """
     if action not in _ACTION_FUNCS:
         raise ValueError(f"unknown action {action!r}")
+    if motion not in MOTION_STYLES:
+        raise ValueError(f"unknown motion style {motion!r}, expected one of {MOTION_STYLES}")
+    varied = motion == "varied"
     t = np.arange(frames) / float(fps)
-    take = Take(t=t, style=style, rng=rng, phase=float(rng.random()))
-    angles = clip_angles(_ACTION_FUNCS[action](take))
+    clock = warped_time(t, rng) if varied else t
+    take = Take(t=clock, style=style, rng=rng, phase=float(rng.random()), varied=varied)
+    raw = _ACTION_FUNCS[action](take)
+    if varied:
+        raw = _with_transition(take, action, raw)
+        _fidget(take, raw)
+    angles = clip_angles(raw)
     local = forward_kinematics(skel, angles)
-    if action not in ("walk", "turn"):
+    if action not in ("walk", "turn", "phone"):
         # planted feet: shift the body so the supporting foot does not slide
         feet = local[:, [3, 6]]
         w = np.exp(-(feet[..., 2] - feet[..., 2].min(axis=1, keepdims=True)) / 30.0)
         anchor = (feet[..., :2] * w[..., None]).sum(1) / w.sum(1)[:, None]
         local[..., :2] -= (anchor - anchor[:1])[:, None, :]
     xy, heading = _trajectory(action, t, style, rng)
-    lift = jump_lift(t, style, take.phase) if action == "jump" else np.zeros_like(t)
+    if varied:
+        heading = _varied_heading(action, t, heading, rng)
+    lift = jump_lift(clock, style, take.phase) if action == "jump" else np.zeros_like(t)
     c, s = np.cos(heading), np.sin(heading)
     world = np.empty_like(local)
     world[..., 0] = c[:, None] * local[..., 0] - s[:, None] * local[..., 1] + xy[:, None, 0]
