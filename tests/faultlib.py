@@ -145,12 +145,17 @@ def _install_counter(kill_at: int | None) -> list[int]:
     return calls
 
 
-def kill_points(total: int, n: int, seed: int) -> list[int]:
-    """n distinct kill points in 1..total: the first and last call and seeded random ones."""
+KILL_TAIL = 16  # every one of a writer's last calls: where it makes its files final
+
+
+def kill_points(total: int, n: int, seed: int, tail: int = KILL_TAIL) -> list[int]:
+    """Kill points in 1..total: the first call, every one of the last `tail` calls (the
+    finalising renames and metadata, where an ordering mistake hides in one or two calls) and
+    n - 2 seeded random ones."""
     rng = np.random.default_rng(seed)
     inner = rng.choice(np.arange(2, total), size=min(max(0, n - 2), max(0, total - 2)),
                        replace=False) if total > 2 else []
-    return sorted({1, total, *(int(k) for k in inner)})
+    return sorted({1, *range(max(1, total - tail + 1), total + 1), *(int(k) for k in inner)})
 
 
 # -- file systems ----------------------------------------------------------------------------

@@ -238,8 +238,10 @@ class ProxyWriter(CommitOnExit):
             p["idx"].unlink(missing_ok=True)  # no final index may point into the replaced blob
             p["meta"].unlink(missing_ok=True)
             os.replace(p["blob_tmp"], p["blob"])
-            self._write_meta(p["meta"], complete=complete)
             os.replace(p["idx_tmp"], p["idx"])
+            # the final meta last: only a store whose blob and index are both in place may
+            # claim to be complete (a kill before this line leaves a store that is rebuilt)
+            self._write_meta(p["meta"], complete=complete)
             p["meta_tmp"].unlink(missing_ok=True)
         self._complete = complete
         return complete
