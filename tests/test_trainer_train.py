@@ -185,7 +185,8 @@ def test_resume_with_steps_below_the_checkpoint_is_refused_even_with_override(
         step4_checkpoint, data):
     tmp, ckpt = step4_checkpoint
     for override in (False, True):
-        with pytest.raises(UserInputError, match="at step 4, past steps=3: nothing to train"):
+        with pytest.raises(UserInputError, match="at step 4, past steps=3: nothing to train; "
+                           "resume with steps=8, or with more than 4 and --override-settings"):
             fit(_config(tmp, steps=3, resume=str(ckpt), run_id="short",
                         override_settings=override), None, sequences=data[0], progress=False)
 

@@ -379,8 +379,10 @@ def _check_resume(path: str, meta: dict, step: int, config: TrainConfig, crop_si
     """Refuse, in one line, a resume whose settings differ from the checkpoint's (unless
     config.override_settings) or that has nothing left to train."""
     if step > config.steps:
+        saved_steps = (meta.get("train_config") or {}).get("steps", "its own")
         raise UserInputError(path, f"checkpoint is at step {step}, past steps={config.steps}: "
-                             f"nothing to train; ask for more than {step} steps")
+                             f"nothing to train; resume with steps={saved_steps}, or with more "
+                             f"than {step} and --override-settings true")
     if config.override_settings:
         return
     saved = dict(meta.get("train_config") or {})

@@ -164,10 +164,12 @@ class InferenceWorker(LatestRequestWorker):
                 self.loadFailed.emit(load, str(exc))
             if request[0] == "load":
                 return None
-        if request[0] != "frame" or self.pipeline is None:
+        with self._load_lock:
+            pipeline = self.pipeline  # once: unload() on the UI thread may clear it meanwhile
+        if request[0] != "frame" or pipeline is None:
             return None
         _, media, t = request
-        prediction = self.pipeline.predict_frame(media, t)
+        prediction = pipeline.predict_frame(media, t)
         prediction.extra["media"] = media
         return prediction
 
