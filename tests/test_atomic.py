@@ -5,10 +5,17 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import time
 
 import pytest
 
-from mcss_studio.core.atomic import atomic_open, atomic_path, writing
+from mcss_studio.core.atomic import (
+    _TEMP_NAME,
+    STALE_TEMP_SECONDS,
+    atomic_open,
+    atomic_path,
+    writing,
+)
 from mcss_studio.core.checkpoint import save_checkpoint
 from mcss_studio.core.errors import UserInputError
 from mcss_studio.core.model import MCSSModel, ModelConfig
@@ -46,15 +53,42 @@ def _dead_pid() -> int:
 def test_temp_files_of_dead_writers_are_removed_by_the_next_write(tmp_path):
     """A SIGKILLed save leaves `.<name>.<pid>.<hex>.tmp`; the next save in that folder removes
     it, but never the temp file of a writer that still runs, nor other files."""
-    dead = tmp_path / f".step_0000100.safetensors.{_dead_pid()}.0123abcd.tmp"
+    dead_pid = _dead_pid()
+    dead = tmp_path / f".step_0000100.safetensors.{dead_pid}.0123abcd.tmp"
     alive = tmp_path / f".step_0000200.safetensors.{os.getppid()}.89abcdef.tmp"
+    recent = tmp_path / f".step_0000300.safetensors.{dead_pid}.456789ab.tmp"  # another host's?
     other = tmp_path / ".notes.1.tmp"
-    for p in (dead, alive, other):
+    old = time.time() - STALE_TEMP_SECONDS - 60
+    for p in (dead, alive, recent, other):
         p.write_bytes(b"")
+        if p is not recent:
+            os.utime(p, (old, old))
     with atomic_open(tmp_path / "last.safetensors", "wb") as fh:
         fh.write(b"x")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [alive.name, other.name, "last.safetensors"])
+        [alive.name, recent.name, other.name, "last.safetensors"])
+
+
+def test_a_video_export_leaves_a_temp_name_the_cleanup_knows(tmp_path):
+    import numpy as np
+
+    from mcss_studio.core.video_writer import VideoWriter
+
+    writer = VideoWriter(tmp_path / "cam0.mp4", fps=25, width=32, height=32)
+    for _ in range(60):  # enough for the encoder to emit packets, so the file exists
+        writer.write(np.zeros((32, 32, 3), np.uint8))
+    temps = [p.name for p in tmp_path.iterdir()]
+    assert len(temps) == 1 and _TEMP_NAME.match(temps[0])  # a kill now leaves this behind
+    writer.abort()
+
+
+def test_replacing_a_file_keeps_the_mode_its_user_gave_it(tmp_path):
+    target = tmp_path / "mcss-project.toml"
+    target.write_text("old")
+    target.chmod(0o600)
+    with atomic_open(target) as fh:
+        fh.write("new")
+    assert target.read_text() == "new" and stat.S_IMODE(target.stat().st_mode) == 0o600
 
 
 def test_finished_files_get_the_ordinary_mode_even_if_the_writer_made_them_private(tmp_path):

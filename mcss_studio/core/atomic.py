@@ -17,6 +17,7 @@ import errno
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,25 +84,38 @@ def _pid_running(pid: int) -> bool:
     return True
 
 
-_TEMP_NAME = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")  # what atomic_path names
+_TEMP_NAME = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")  # what temp_path names
+# a dead pid alone is not enough: on a shared network folder the pid may be another machine's
+# running writer; only a temp file untouched this long is an orphan
+STALE_TEMP_SECONDS = 3600.0
+
+
+def temp_path(target: Path) -> Path:
+    """A private temp name beside target (this process and a random tag), which the stale-temp
+    cleanup recognises."""
+    return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
 def remove_stale_temps(folder: Path) -> int:
-    """Delete atomic_path temp files in `folder` whose writing process is gone; the count.
+    """Delete temp_path files in `folder` whose writing process is gone; the count.
 
-    Only temp files of processes no longer running on this machine are touched, so a concurrent
-    writer's file stays. Unremovable ones (a read-only folder) are left.
+    Only temp files of processes no longer running on this machine and untouched for
+    STALE_TEMP_SECONDS are removed, so a concurrent writer's file stays (also another machine's
+    on a shared folder). Unremovable ones (a read-only folder) are left.
     """
     removed = 0
     try:
         names = os.listdir(folder)
     except OSError:
         return 0
+    now = time.time()
     for name in names:
         match = _TEMP_NAME.match(name)
         if match is None or int(match[1]) == os.getpid() or _pid_running(int(match[1])):
             continue
         try:
+            if now - os.stat(folder / name).st_mtime < STALE_TEMP_SECONDS:
+                continue
             os.unlink(folder / name)
             removed += 1
         except OSError:
@@ -114,15 +128,18 @@ def atomic_path(path: str | os.PathLike[str], fsync: bool = False) -> Iterator[P
     """Yield a temp path to write; it replaces `path` when the block ends without error.
 
     The temp file is created (empty, mode 0666 minus the umask) so that a target folder that
-    cannot be written fails here with a UserInputError naming the target; the finished file
-    keeps that mode even if the writer recreated it privately (e.g. 0600).
+    cannot be written fails here with a UserInputError naming the target; the finished file gets
+    the mode of the file it replaces (a user's chmod stays), else that ordinary mode, even if the
+    writer recreated the temp file privately (e.g. 0600).
     """
     target = Path(path)
     remove_stale_temps(target.parent)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp = temp_path(target)
     with writing(target, name_file=False):  # the user knows the target, not our temp name
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         mode = os.stat(tmp).st_mode & 0o777
+        if target.is_file():
+            mode = target.stat().st_mode & 0o777
     try:
         yield tmp
         with writing(target, name_file=False):  # disk full, permissions: the old file stays

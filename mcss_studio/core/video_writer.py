@@ -28,7 +28,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .atomic import CommitOnExit, write_error, writing
+from .atomic import CommitOnExit, remove_stale_temps, temp_path, write_error, writing
 from .errors import UserInputError
 
 CODECS = ("h264", "mp4v", "xvid", "mjpg", "ffv1")
@@ -93,9 +93,10 @@ class VideoWriter(CommitOnExit):
         self.frames_written = 0
         self._rate = _fps_fraction(fps)
         self._pix_fmt = pix_fmt
-        self._tmp = self.path.with_name(f".{self.path.stem}.writing{self.path.suffix}")
+        self._tmp = temp_path(self.path)  # the format is named below, not taken from it
         with writing(self.path, name_file=False):  # unwritable folder: one line, not a trace
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(self.path.parent)
             # fflags=+bitexact: no library version strings in the container, same bytes every run
             self._container = av.open(
                 str(self._tmp),
