@@ -33,6 +33,7 @@ from .player.transport import PlaybackClock, TransportBar
 from .recent import APP
 from .session import Session
 
+NOTICE_MAX_WIDTH = 520  # px of the status bar for notices; the rest is in the tooltip
 STATUS_KEYS = ("notice", "cache", "device", "checkpoint", "inference", "display")
 
 
@@ -180,9 +181,17 @@ class MainWindow(QMainWindow):
             sb.addPermanentWidget(label)
             self.status_labels[key] = label
 
+    def _show_status(self, key: str, text: str) -> None:
+        label = self.status_labels[key]
+        if key == "notice":  # may be long (several warnings): elided, whole in the tooltip
+            label.setToolTip(text)
+            text = label.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight,
+                                                  NOTICE_MAX_WIDTH)
+        label.setText(text)
+
     def _observe_state(self) -> None:
         s = self.state
-        s.statusChanged.connect(lambda key, text: self.status_labels[key].setText(text))
+        s.statusChanged.connect(self._show_status)
         s.errorRaised.connect(self.report_error)
         s.datasetChanged.connect(self._dataset_changed)
         s.sequenceChanged.connect(self._sequence_changed)

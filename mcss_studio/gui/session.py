@@ -71,7 +71,7 @@ class Session(QObject):
     demoProgress = Signal(int, int)  # done, total
     demoFinished = Signal()  # generated or failed (the failure is reported through the state)
     recentChanged = Signal()
-    message = Signal(str)  # transient note for the status bar (warnings, worker hiccups)
+    message = Signal(str)  # transient note for the status bar (worker hiccups, a cancelled demo)
 
     def __init__(
         self,
@@ -106,6 +106,9 @@ class Session(QObject):
         self.state.frameChanged.connect(self._request_prediction)
         self.state.frameDisplayed.connect(lambda: self.display_rate.tick())
 
+        # what the user must keep in view about the open data (warnings, where its cache went):
+        # one status line that stays, never a message that scrolls away after seconds
+        self._notes: dict[str, str] = {}
         self.state.set_status("notice", "")
         self.state.set_status("cache", "")
         self.state.set_status("device", "device: -")
@@ -141,7 +144,7 @@ class Session(QObject):
         except UserInputError as exc:
             self.state.report_error(str(exc))
             return False
-        self.state.set_status("notice", "")
+        self._notes.clear()
         if project is None and dataset.kind == "recording":
             project = self._offer_project(path, ask)
         self.cache_dir = project.cache_dir if project else default_cache_root() / "cache"
@@ -175,7 +178,12 @@ class Session(QObject):
 
     def _note_cache_elsewhere(self, why: str) -> None:
         """Say, in a status line that stays (no dialog), that the cache is in the user cache."""
-        self.state.set_status("notice", f"{why}: cache in {default_cache_root() / 'cache'}")
+        self._note("cache", f"{why}: cache in {default_cache_root() / 'cache'}")
+
+    def _note(self, kind: str, text: str) -> None:
+        """Set one part of the notice status line (empty text removes it)."""
+        self._notes[kind] = text
+        self.state.set_status("notice", " | ".join(t for t in self._notes.values() if t))
 
     def open_sequence(self, name: str) -> None:
         """Show sequence `name` of the open dataset (UserInputError if it cannot be opened)."""
@@ -198,8 +206,7 @@ class Session(QObject):
         media = MediaAccess(seq, cache_dir)
         ready = media.attach_caches()
         self.state.set_sequence(seq, media)
-        for warning in seq.warnings:
-            self.message.emit(warning)
+        self._note("sequence", "; ".join(seq.warnings))  # stays while the sequence is shown
         self.state.set_status("cache", "proxies: ready" if ready else "proxies: none")
         if cache_dir is not None and (not ready or not media.crops_cached_for(*self.crop_contract)):
             if self._cache_writable(cache_dir):
