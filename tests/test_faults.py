@@ -125,12 +125,16 @@ def _cache_inspect(d: Path, rec: Path, ref: dict) -> str | None:
             for c in range(2):
                 if np.asarray(cache.crops(c)).tobytes() != ref[f"crops/{c}.u8"]:
                     return f"complete cache with wrong crops of camera {c}"
-        store = ProxyStore(d / "cache", seq)
-        for c in range(2):
-            if store.complete(c):
-                got = (proxy_dir(d / "cache", seq) / f"{c}.blob").read_bytes()
-                if got != ref[f"proxies/{c}.blob"]:
-                    return f"complete proxies of camera {c} differ"
+        return _complete_proxies_differ(d / "cache", seq, ref)
+
+
+def _complete_proxies_differ(folder: Path, seq, ref: dict) -> str | None:
+    """Which camera's proxies claim to be complete with other bytes than the reference's."""
+    store = ProxyStore(folder, seq)
+    for c in range(2):
+        if store.complete(c) and (proxy_dir(folder, seq) / f"{c}.blob").read_bytes() != ref[
+                f"proxies/{c}.blob"]:
+            return f"complete proxies of camera {c} differ"
     return None
 
 
@@ -153,12 +157,7 @@ def _proxies_write(d: Path, rec: Path) -> None:
 def _proxies_inspect(d: Path, rec: Path, ref: dict) -> str | None:
     """Complete proxies after the fault hold the reference bytes (reads only)."""
     with open_sequence(rec) as seq:
-        store, folder = ProxyStore(d / "px", seq), proxy_dir(d / "px", seq)
-        for c in range(2):
-            if store.complete(c) and (folder / f"{c}.blob").read_bytes() != ref[
-                    f"proxies/{c}.blob"]:
-                return f"complete proxies of camera {c} differ"
-    return None
+        return _complete_proxies_differ(d / "px", seq, ref)
 
 
 def _proxies_check(d: Path, rec: Path, ref: dict) -> str | None:
