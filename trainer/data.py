@@ -100,7 +100,7 @@ class Batch:
     mv_seq: torch.Tensor  # (M,) index into the sequence list
     mv_time: torch.Tensor  # (M,) synchronised frame
     mv_cam: torch.Tensor  # (M,) camera index
-    mv_flip: torch.Tensor  # (M,) bool, per instant so views stay consistent
+    mv_flip: torch.Tensor  # (M,) bool, one per sequence (views and negatives agree)
     lab_images: torch.Tensor  # uint8 (L, S, S, 3)
     lab_pose_cam: torch.Tensor  # (L, 17, 3) mm, after flip
     lab_pose_canonical: torch.Tensor  # (L, 17, 3) mm
@@ -176,8 +176,11 @@ class BatchSampler:
                 instants = window_instants(rng, data.num_frames, k, c.tau, c.tau_max)
             else:
                 instants = rng.choice(data.num_frames, size=k, replace=False)
+            # one mirror decision per sequence, not per instant: when the anchor and its
+            # in-sequence negatives could differ in it, the embedding learns "mirrored or not"
+            # (a shortcut no pose needs) and the triplet loss falls without learning any pose
+            flip = bool(c.augment and c.flip and rng.random() < 0.5)
             for t in instants:
-                flip = bool(c.augment and c.flip and rng.random() < 0.5)
                 for cam in rng.choice(data.num_cameras, size=v, replace=False):
                     seqs.append(s)
                     times.append(t)
