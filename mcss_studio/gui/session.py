@@ -87,9 +87,6 @@ class Session(QObject):
         self.cache_dir: Path | None = None
         self.cache_worker: TaskWorker | None = None
         self._refused_caches: set[Path] = set()  # unwritable cache folders, already reported
-        # crops are cached the way the loaded checkpoint wants them (size, margin), so live
-        # inference reads them instead of decoding every view at full resolution
-        self.crop_contract: tuple[int, float] = (DEFAULT_CROP_SIZE, DEFAULT_CROP_MARGIN)
         self.demo_worker: TaskWorker | None = None
         self.inference_rate = RateMeter()
         self.display_rate = RateMeter()  # frames the camera grid put on screen
@@ -208,11 +205,28 @@ class Session(QObject):
         self.state.set_sequence(seq, media)
         self._note("sequence", "; ".join(seq.warnings))  # stays while the sequence is shown
         self.state.set_status("cache", "proxies: ready" if ready else "proxies: none")
-        if cache_dir is not None and (not ready or not media.crops_cached_for(*self.crop_contract)):
-            if self._cache_writable(cache_dir):
-                self._build_caches(media)
+        self._build_missing_caches(media)
 
     # -- caches -------------------------------------------------------------------------------
+    @property
+    def crop_contract(self) -> tuple[int, float]:
+        """(crop size, margin) of the loaded checkpoint, the defaults without one: crops are
+        cached that way, so live inference reads them instead of decoding every view."""
+        pipeline = self.inference.pipeline
+        if pipeline is None:
+            return DEFAULT_CROP_SIZE, DEFAULT_CROP_MARGIN
+        return pipeline.contract.crop_size, pipeline.contract.crop_margin
+
+    def _build_missing_caches(self, media: MediaAccess | None) -> None:
+        """Build what the shown sequence lacks (proxies, or crops the checkpoint's way) unless a
+        build is under way (it rebuilds for a changed checkpoint when it ends)."""
+        if media is None or media.cache_dir is None or self.cache_busy:
+            return
+        if media.has_proxies and media.crops_cached_for(*self.crop_contract):
+            return
+        if self._cache_writable(media.cache_dir):
+            self._build_caches(media)
+
     def _cache_writable(self, cache_dir: Path) -> bool:
         """Whether caches can be written into cache_dir. A refusal is shown once per folder in a
         dialog naming it; playback goes on without proxies."""
@@ -271,17 +285,6 @@ class Session(QObject):
         self._request_prediction(self.state.frame)
         if contract != self.crop_contract:  # a checkpoint with other crops loaded meanwhile
             self._build_caches(media)
-
-    def _cache_crops_for_checkpoint(self, contract: tuple[int, float]) -> None:
-        """A checkpoint loaded: cache the open sequence's crops its way unless they are, or a
-        build is already under way (it rebuilds when it ends)."""
-        self.crop_contract = contract
-        media = self.state.media
-        if (media is None or media.cache_dir is None or self.cache_busy
-                or media.crops_cached_for(*contract)
-                or media.cache_dir in self._refused_caches):
-            return
-        self._build_caches(media)
 
     def cancel_cache_build(self, timeout_ms: int = -1) -> None:
         worker = self.cache_worker
@@ -369,10 +372,7 @@ class Session(QObject):
         self.state.set_status("device", f"device: {device}")
         self.state.set_status("checkpoint", f"checkpoint: {Path(path).name}")
         self._request_prediction(self.state.frame)
-        pipeline = self.inference.pipeline
-        if pipeline is not None:
-            self._cache_crops_for_checkpoint(
-                (pipeline.contract.crop_size, pipeline.contract.crop_margin))
+        self._build_missing_caches(self.state.media)  # crops the way this checkpoint wants
 
     def _checkpoint_failed(self, path: Path, message: str) -> None:
         if self.state.checkpoint_requested == Path(path):
