@@ -117,3 +117,21 @@ def test_write_errors_name_the_path_and_what_to_do(tmp_path, errno_, advice):
             raise OSError(errno_, os.strerror(errno_))
     assert str(err.value).startswith(f"{tmp_path / 'out.npz'}: cannot write: ")
     assert advice in str(err.value) and "\n" not in str(err.value)
+
+
+def test_write_all_finishes_short_writes_and_calls_no_progress_a_full_disk(tmp_path,
+                                                                          monkeypatch):
+    from mcss_studio.core.atomic import write_all
+
+    real_pwrite = os.pwrite
+    fd = os.open(tmp_path / "f.bin", os.O_RDWR | os.O_CREAT)
+    try:
+        monkeypatch.setattr(os, "pwrite", lambda f, d, o: real_pwrite(f, bytes(d[:3]), o))
+        write_all(fd, b"0123456789", 2)  # 3 bytes a call: still every byte, in place
+        assert os.pread(fd, 12, 0) == b"\0\0" + b"0123456789"
+        monkeypatch.setattr(os, "pwrite", lambda f, d, o: 0)
+        with pytest.raises(OSError) as err:
+            write_all(fd, b"x", 0)
+        assert err.value.errno == errno.ENOSPC
+    finally:
+        os.close(fd)

@@ -47,17 +47,17 @@ def test_a_record_that_does_not_fit_on_the_disk_is_cut_back(tmp_path, monkeypatc
     path = tmp_path / "events.jsonl"
     log = EventWriter(path)
     log.emit("start", steps=1)
-    real_write = os.write
+    real_pwrite = os.pwrite
 
-    def half_then_full(fd, data):  # a full disk after the first few bytes of the record
+    def half_then_full(fd, data, offset):  # a full disk after the first few bytes of the record
         if len(data) > 5:
-            return real_write(fd, bytes(data[:5]))
+            return real_pwrite(fd, bytes(data[:5]), offset)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(os, "write", half_then_full)
+    monkeypatch.setattr(os, "pwrite", half_then_full)
     with pytest.raises(UserInputError, match="disk is full"):
         log.emit("step", step=1)
-    monkeypatch.setattr(os, "write", real_write)
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
     log.emit("step", step=2)
     log.close()
     assert [r["event"] for r in read_events(path)] == ["start", "step"]

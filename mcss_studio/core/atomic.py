@@ -47,6 +47,17 @@ def write_error(
     return UserInputError(where, f"cannot write: {advice}")
 
 
+def write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    """os.pwrite at offset until every byte is written (a short write is legal, if rare);
+    a write that makes no progress is the full disk it almost surely is."""
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        if n == 0:  # no progress and no error: treat as the full disk it almost surely is
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view, offset = view[n:], offset + n
+
+
 @contextmanager
 def writing(path: str | os.PathLike[str], name_file: bool = True) -> Iterator[None]:
     """Turn an OSError raised in the block into write_error(path, ...); UserInputError passes."""

@@ -43,7 +43,7 @@ from typing import IO
 import cv2
 import numpy as np
 
-from .atomic import atomic_open, write_error, writing
+from .atomic import atomic_open, write_all, write_error, writing
 from .boxes import BOX_METHODS, boxes_digest, compute_boxes_with_method, square_crop_box
 from .errors import UserInputError
 from .proxies import ProxyWriter, proxy_dir
@@ -547,16 +547,6 @@ def _allocate(files: tuple[tuple[Path, int], ...]) -> None:
             os.close(fd)
 
 
-def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
-    """os.pwrite until every byte is written (a short write is legal, if rare)."""
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, offset)
-        if n == 0:  # no progress and no error: treat as the full disk it almost surely is
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        view, offset = view[n:], offset + n
-
-
 def _build_camera(
     seq: MultiviewSequence,
     c: int,
@@ -586,9 +576,9 @@ def _build_camera(
                 if not done[t]:
                     crop = np.ascontiguousarray(crop_square(frame, squares[t], crop_size))
                     with writing(crop_path):
-                        _pwrite_all(crops_fd, crop.data.cast("B"), t * frame_bytes)
+                        write_all(crops_fd, crop.data.cast("B"), t * frame_bytes)
                     with writing(done_path):  # after the crop: a kill between redoes frame t
-                        _pwrite_all(done_fd, b"\x01", t)
+                        write_all(done_fd, b"\x01", t)
                     done[t] = 1
                 if writer is not None:
                     writer.add(t, frame)  # a no-op for frames a resumed writer already has

@@ -21,7 +21,6 @@ files for a resume.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .atomic import CommitOnExit, atomic_open, writing
+from .atomic import CommitOnExit, atomic_open, write_all, writing
 from .errors import UserInputError
 from .imageops import fast_area_resize
 from .sequence import MultiviewSequence
@@ -219,8 +218,7 @@ class ProxyWriter(CommitOnExit):
             self._blob.write(jpeg.tobytes())
             self._blob.flush()  # bytes first, then the index entry that points at them
         with writing(self._p["idx_tmp"]):
-            if os.pwrite(self._idx_fd, entry.tobytes(), t * 16) != 16:
-                raise OSError(errno.ENOSPC, "short write of a proxy index entry")
+            write_all(self._idx_fd, entry.tobytes(), t * 16)
         self._idx[t] = entry
 
     def close(self) -> bool:

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_error, writing
+from .atomic import write_all, write_error, writing
 from .errors import UserInputError
 
 EVENTS_FILE = "events.jsonl"
@@ -80,11 +80,10 @@ class JsonLines:
     def write(self, record: dict) -> None:
         if self._fd is None or self.path is None:
             return
-        data = memoryview((json.dumps(_clean(record), separators=(",", ":")) + "\n").encode())
+        data = (json.dumps(_clean(record), separators=(",", ":")) + "\n").encode()
         start = os.lseek(self._fd, 0, os.SEEK_END)
         try:
-            while data:
-                data = data[os.write(self._fd, data):]
+            write_all(self._fd, data, start)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, start)  # no half record stays to be fused with the next
