@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from mcss_studio.core.errors import UserInputError
+from tests.readonly import mount
 
 NOBODY = 65534
 WRITE_CALLS = frozenset({
@@ -159,16 +160,11 @@ def kill_points(total: int, n: int, seed: int, tail: int = KILL_TAIL) -> list[in
 
 
 # -- file systems ----------------------------------------------------------------------------
-def _mount(*args: str) -> bool:
-    done = subprocess.run(["mount", *args], capture_output=True, check=False)
-    return done.returncode == 0
-
-
 @contextlib.contextmanager
 def tiny_fs(folder: Path, size_kb: int) -> Iterator[Path | None]:
     """A tmpfs of size_kb at folder (None where mounting is impossible: not root)."""
     folder.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0 or not _mount("-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs",
+    if os.geteuid() != 0 or not mount("-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs",
                                        str(folder)):
         yield None
         return
@@ -180,18 +176,18 @@ def tiny_fs(folder: Path, size_kb: int) -> Iterator[Path | None]:
 
 def grow_fs(folder: Path, size_kb: int) -> None:
     """Free space: remount the tmpfs larger, keeping its files."""
-    assert _mount("-o", f"remount,size={size_kb}k", str(folder))
+    assert mount("-o", f"remount,size={size_kb}k", str(folder))
 
 
 @contextlib.contextmanager
 def read_only_view(source: Path, folder: Path) -> Iterator[Path | None]:
     """A read-only bind mount of source at folder (None where mounting is impossible)."""
     folder.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0 or not _mount("--bind", str(source), str(folder)):
+    if os.geteuid() != 0 or not mount("--bind", str(source), str(folder)):
         yield None
         return
     try:
-        if not _mount("-o", "remount,ro,bind", str(folder)):
+        if not mount("-o", "remount,ro,bind", str(folder)):
             yield None
             return
         yield folder

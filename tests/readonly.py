@@ -68,7 +68,8 @@ def _refuse_writes_in_python(folder: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(io, "open", builtin_open)
 
 
-def _mount(*args: str) -> bool:
+def mount(*args: str) -> bool:
+    """`mount ARGS`; True when it worked (it needs root with mount rights)."""
     return subprocess.run(["mount", *args], capture_output=True).returncode == 0
 
 
@@ -83,8 +84,8 @@ def read_only(folder: Path) -> Iterator[str]:
             d.chmod(0o555)
         mechanism = "chmod"
         undo = lambda: [d.chmod(0o755) for d in dirs]  # noqa: E731
-    elif not in_python and _mount("--bind", str(folder), str(folder)):
-        if not _mount("-o", "remount,bind,ro", str(folder)):
+    elif not in_python and mount("--bind", str(folder), str(folder)):
+        if not mount("-o", "remount,bind,ro", str(folder)):
             subprocess.run(["umount", str(folder)], check=True)
             pytest.fail(f"could not remount {folder} read-only")
         mechanism = "read-only bind mount"
