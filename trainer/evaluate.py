@@ -93,13 +93,6 @@ def predict_sequences(
     return Predictions(**{k: np.concatenate(v) if v else None for k, v in parts.items()})
 
 
-def pose_match(
-    gt_a: np.ndarray, gt_b: np.ndarray, kappa: float = KAPPA, chunk: int = 64
-) -> np.ndarray:
-    """(A, B) bool: Procrustes distance of unit-scale poses within kappa."""
-    return pose_distance(gt_a, gt_b, chunk) <= kappa
-
-
 def _suffix(kappa: float) -> str:
     return "" if kappa == KAPPA else f"_kappa{kappa:g}"
 
