@@ -134,3 +134,24 @@ def test_pipeline_refuses_joints_other_than_the_studios(tmp_path, names, problem
     # the same model with the Studio's names loads
     ok = renamed_joints(make_checkpoint(tmp_path / "ok.safetensors"), list(JOINT_NAMES))
     assert PosePipeline.load(ok, device="cpu").contract.joint_names == JOINT_NAMES
+
+
+def test_other_margin_without_known_boxes_undoes_the_caches_margin(tmp_path):
+    # no calibration, no box file: the person is only known through the cache's squares
+    rec = make_recording(tmp_path / "bare", frames=4, calibrated=False)
+    seq = open_sequence(rec)
+    build_cache(seq, tmp_path / "cache", crop_size=32, margin=0.2, proxies=False)
+    media = MediaAccess(seq, tmp_path / "cache")
+    try:
+        media.attach_caches()
+        assert media.person_boxes(2) is not None and seq.boxes is None
+        cached = np.asarray(media.crop_cache.boxes[:, 2], dtype=np.float64)
+        regions = media.crop_regions(2, 32, 0.5)
+        # a cached square of side s holds a person of side s / 1.2; with margin 0.5 the model's
+        # square is s / 1.2 * 1.5 = 1.25 s around the same centre (not 1.5 s: 0.2 then 0.5)
+        side = cached[:, 2] - cached[:, 0]
+        np.testing.assert_allclose(regions[:, 2] - regions[:, 0], 1.25 * side, atol=1.0)
+        np.testing.assert_allclose(regions[:, :2] + regions[:, 2:], cached[:, :2] + cached[:, 2:],
+                                   atol=2.0)
+    finally:
+        media.close()

@@ -163,8 +163,11 @@ class MediaAccess:
         """(C, 4) square crop regions of frame t for crops of `size` px with `margin`."""
         if self.crops_cached_for(size, margin):
             return np.asarray(self.crop_cache.boxes[:, t], dtype=np.float64)
-        boxes = self.person_boxes(t)
-        if boxes is None:
+        if self._person_boxes is not None:
+            boxes = self._person_boxes[:, t]
+        elif self.crop_cache is not None:  # only the cache's squares are known: undo its margin
+            boxes = _unpadded(self.crop_cache.boxes[:, t], self.crop_cache.margin)
+        else:
             boxes = np.full((len(self.sequence.cameras), 4), np.nan)
         sizes = [(c.width, c.height) for c in self.sequence.cameras]
         return crop_squares(boxes[:, None], margin, sizes, size)[:, 0]
@@ -193,6 +196,16 @@ class MediaAccess:
         for store in (self.proxies, self.crop_cache):
             if store is not None:
                 store.close()
+
+
+def _unpadded(squares: np.ndarray, margin: float) -> np.ndarray:
+    """(C, 4) person squares inside crop squares cut with `margin` (same centre, side divided
+    by 1 + margin): re-squaring them with another margin gives that margin's crops, not the
+    first margin applied twice."""
+    sq = np.asarray(squares, dtype=np.float64)
+    centre = (sq[:, :2] + sq[:, 2:]) / 2
+    half = (sq[:, 2:3] - sq[:, 0:1]) / (2 * (1.0 + margin))
+    return np.concatenate([centre - half, centre + half], axis=1)
 
 
 def _open_proxies(cache_dir: Path, sequence: MultiviewSequence) -> ProxyStore | None:
