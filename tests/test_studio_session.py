@@ -253,3 +253,27 @@ def test_display_rate_reaches_the_status_through_the_state(qtbot, session):
     session.update_rates()  # what the Session's one rate timer calls
     assert state.status["display"].startswith("display: ") and state.status["display"] != \
         "display: 0.0 fps"
+
+
+def test_goto_requests_show_the_frame_and_camera_and_report_unknown_sequences(qtbot, session,
+                                                                           recording):
+    open_ready(qtbot, session, recording)
+    state = session.state
+    name = state.sequence.name
+    state.request_goto(name, 1, 7)
+    assert (state.sequence.name, state.selected_camera, state.frame) == (name, 1, 7)
+    state.request_goto(name, -1, 3)  # -1 keeps the selection
+    assert (state.selected_camera, state.frame) == (1, 3)
+    state.request_goto("no-such-sequence", 0, 2)
+    assert "no-such-sequence" in state.last_error
+    assert (state.sequence.name, state.selected_camera, state.frame) == (name, 1, 3)
+
+
+def test_run_selection_is_state_with_one_signal_per_change():
+    state = StudioState()
+    seen = []
+    state.runChanged.connect(seen.append)
+    state.set_run(Path("runs/a"))
+    state.set_run(Path("runs/a"))
+    state.set_run(None)
+    assert seen == [Path("runs/a"), None] and state.run is None

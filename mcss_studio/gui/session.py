@@ -102,6 +102,7 @@ class Session(QObject):
         self.inference.start()
         self.state.frameChanged.connect(self._request_prediction)
         self.state.frameDisplayed.connect(lambda: self.display_rate.tick())
+        self.state.gotoRequested.connect(self.goto)
 
         # what the user must keep in view about the open data (warnings, where its cache went):
         # one status line that stays, never a message that scrolls away after seconds
@@ -206,6 +207,20 @@ class Session(QObject):
         self._note("sequence", "; ".join(seq.warnings))  # stays while the sequence is shown
         self.state.set_status("cache", "proxies: ready" if ready else "proxies: none")
         self._build_missing_caches(media)
+
+    def goto(self, sequence: str, camera: int, frame: int) -> None:
+        """Show `frame` of `sequence` (opened first when another one is shown), selecting
+        `camera` unless it is -1; errors go to the state."""
+        shown = self.state.sequence
+        if shown is None or shown.name != sequence:
+            try:
+                self.open_sequence(sequence)
+            except UserInputError as exc:
+                self.state.report_error(str(exc))
+                return
+        if camera >= 0:
+            self.state.select_camera(camera)
+        self.state.set_frame(frame)
 
     # -- caches -------------------------------------------------------------------------------
     @property

@@ -43,6 +43,8 @@ class StudioState(QObject):
     playingChanged = Signal(bool)
     speedChanged = Signal(float)
     frameDisplayed = Signal()  # the camera grid put a new frame on screen (display rate)
+    runChanged = Signal(object)  # Path | None: the training run folder the run panels show
+    gotoRequested = Signal(str, int, int)  # sequence name, camera index (-1: keep), frame
     statusChanged = Signal(str, str)  # key, text (device, checkpoint, inference fps, ...)
     errorRaised = Signal(str)  # one-line message for a dialog
 
@@ -62,6 +64,7 @@ class StudioState(QObject):
         self.overlays: dict[str, bool] = {n: n not in DEFAULT_OFF for n in OVERLAY_NAMES}
         self.framing = FRAMINGS[0]
         self.prediction: Prediction | None = None
+        self.run: Path | None = None  # a folder of runs/<id>/ (events, triplets, checkpoints)
         self.playing = False
         self.speed = 1.0
         self.status: dict[str, str] = {}
@@ -199,6 +202,20 @@ class StudioState(QObject):
     def set_prediction(self, prediction: Prediction | None) -> None:
         self.prediction = prediction
         self.predictionChanged.emit(prediction)
+
+    # -- training runs ------------------------------------------------------------------------
+    def set_run(self, path: Path | None) -> None:
+        """The training run the run panels (inspector, training) show; None: none."""
+        if path != self.run:
+            self.run = path
+            self.runChanged.emit(path)
+
+    def request_goto(self, sequence: str, camera: int, frame: int) -> None:
+        """Ask to show `frame` of sequence `sequence` (of the open dataset), selecting `camera`
+        (-1: keep the selection). The Session opens the sequence when it is not the shown one;
+        panels that list frames of any sequence (gallery, inspector) use this, never the
+        player."""
+        self.gotoRequested.emit(sequence, int(camera), int(frame))
 
     # -- reports ------------------------------------------------------------------------------
     def set_status(self, key: str, text: str) -> None:
