@@ -266,6 +266,16 @@ class LabelStore:
         for row in self.conn.execute(sql + " ORDER BY sequence, frame", args):
             yield self._decode(row)
 
+    def snapshot(self, sequence: str | None = None) -> tuple[int, list[FrameLabel]]:
+        """(revision, labels) read in one transaction: the labels are exactly that revision's,
+        even while another process keeps editing (what a training run records)."""
+        conn = self.conn
+        conn.execute("BEGIN")
+        try:
+            return self.revision, list(self.labels(sequence))
+        finally:
+            conn.execute("COMMIT")
+
     def info(self) -> dict:
         """What `mcss-data labels info` prints: counts per sequence, revision, schema."""
         rows = self.conn.execute(
