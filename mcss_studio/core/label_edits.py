@@ -135,6 +135,23 @@ def accept_all(label: FrameLabel, cameras: CameraStack | None) -> FrameLabel:
     return out
 
 
+def align_cameras(label: FrameLabel, cameras: Sequence[str]) -> FrameLabel:
+    """The label with its per-view arrays in the order of `cameras` (by name); views the label
+    does not have are empty, views the sequence does not have are dropped."""
+    if tuple(cameras) == label.cameras:
+        return label
+    out = FrameLabel.empty(label.sequence, label.frame, cameras, label.subject,
+                           label.num_joints)
+    out.joints3d, out.source3d = label.joints3d.copy(), label.source3d.copy()
+    out.author, out.modified, out.revision = label.author, label.modified, label.revision
+    where = {name: i for i, name in enumerate(label.cameras)}
+    for c, name in enumerate(cameras):
+        if name in where:
+            for a in ("points2d", "visibility", "source2d", "error2d"):
+                getattr(out, a)[c] = getattr(label, a)[where[name]]
+    return out
+
+
 def outlier_views(label: FrameLabel, outlier_px: float = OUTLIER_PX) -> np.ndarray:
     """(C, J) bool: visible clicks whose reprojection error says they disagree with the 3D
     point (the view triangulation left out, also after the label was stored and reloaded)."""

@@ -276,6 +276,16 @@ class LabelStore:
         finally:
             conn.execute("COMMIT")
 
+    def subject_joints3d(self, subject: str, exclude: tuple[str, int] | None = None
+                         ) -> np.ndarray:
+        """(N, J, 3) 3D joints of the subject's labelled frames (but `exclude`), NaN where a
+        joint has none: the reference of the bone-length check. Reads one column only."""
+        rows = self.conn.execute("SELECT sequence, frame, joints, joints3d FROM frames WHERE "
+                                 "subject = ?", (subject,)).fetchall()
+        out = [np.frombuffer(blob, np.float64).reshape(int(j), 3) for s, f, j, blob in rows
+               if (s, int(f)) != exclude and len(blob) == int(j) * 24]
+        return np.stack(out) if out else np.zeros((0, NUM_JOINTS, 3))
+
     def info(self) -> dict:
         """What `mcss-data labels info` prints: counts per sequence, revision, schema."""
         rows = self.conn.execute(
