@@ -194,7 +194,10 @@ class LabelView(CameraView):
         self.clicked.emit(self.index)
         if not self.editable:
             return
-        grabbed = self.joint_near(event.position())
+        # the current joint, not yet placed here, is placed wherever the press is (even next to
+        # another joint); otherwise a press on a placed joint grabs that one
+        placed = bool(np.all(np.isfinite(self.clicks[self.current])))
+        grabbed = self.joint_near(event.position()) if placed else -1
         if grabbed >= 0 and grabbed != self.current:
             self.jointPicked.emit(grabbed)
         self._dragging = grabbed if grabbed >= 0 else self.current

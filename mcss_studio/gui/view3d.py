@@ -77,6 +77,7 @@ class View3D(QWidget):
             parent=self.view.scene, connect="segments", color=_LABEL_RGBA, width=3
         )
         self.label_joints = scene.visuals.Markers(parent=self.view.scene)
+        self.label_points: np.ndarray | None = None  # the 3D label joints shown (J, 3), NaN
         # joint names live in canvas pixels, placed by label_layout so that none overlaps
         self.joint_labels = scene.visuals.Text(
             parent=self.canvas.scene, color="white", font_size=_LABEL_PT, anchor_x="left",
@@ -267,6 +268,7 @@ class View3D(QWidget):
         if store is not None and seq is not None and seq.is_calibrated:
             label = store.get(seq.name, self.state.frame)
         points = None if label is None else label.joints3d
+        self.label_points = points
         has = None if points is None else np.all(np.isfinite(points), axis=-1)
         show = has is not None and bool(has.any())
         if show:
