@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
 from ..core import label_edits as edits
 from ..core.joints import BONES, JOINT_NAMES, LEFT_JOINTS, RIGHT_JOINTS
 from ..core.labels import OCCLUDED, SOURCES, VISIBLE, FrameLabel
-from ..core.triangulate import OUTLIER_PX, CameraStack, check_bones
+from ..core.triangulate import CameraStack, check_bones
 from .commands import LabelEditCommand
 from .player.camera_view import CameraView
 from .player.grid import CameraGrid
@@ -49,6 +49,8 @@ PICK_RADIUS_PX = 10.0  # a press this close to a placed joint drags it instead o
 LABEL_COLOR = QColor(255, 158, 26)  # the labels' orange (also in the 3D view)
 OUTLIER_COLOR = QColor(255, 60, 60)
 PROVISIONAL = (SOURCES.index("model"), SOURCES.index("detector"))
+SHORT_SOURCE = {"triangulated": "tri", "imported": "imp", "model": "model", "detector": "det",
+                "clicked": "click"}
 NAVIGATION = ("next_joint", "prev_joint", "next_frame", "prev_frame")  # also when read-only
 
 
@@ -227,9 +229,18 @@ class LabelView(CameraView):
 
 
 class LabelGrid(CameraGrid):
-    """The camera grid, with label views."""
+    """The camera grid with label views, which show the person box and the labels only: the
+    model's skeleton and the ground truth would hide the clicks (P starts from the model)."""
 
     view_class = LabelView
+
+    def _update_overlays(self) -> None:
+        media, t = self.state.media, self.state.frame
+        if media is None:
+            return
+        boxes = media.person_boxes(t) if self.state.overlays["box"] else None
+        for view in self.views:
+            view.set_overlays(None if boxes is None else boxes[view.index], None, None, False)
 
 
 class LabellingPanel(QWidget):
@@ -256,14 +267,14 @@ class LabellingPanel(QWidget):
     # -- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
         side = QWidget()
-        side.setMinimumWidth(300)
+        side.setMinimumWidth(360)
         lay = QVBoxLayout(side)
         lay.setContentsMargins(4, 4, 4, 4)
         self.header = QLabel()
         self.header.setWordWrap(True)
         lay.addWidget(self.header)
         self.table = QTableWidget(len(JOINT_NAMES), 4)
-        self.table.setHorizontalHeaderLabels(["joint", "2D", "3D / err px", "note"])
+        self.table.setHorizontalHeaderLabels(["joint", "2D views", "3D  max err px", "note"])
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -401,7 +412,7 @@ class LabellingPanel(QWidget):
         flagged: dict[int, str] = {}
         for issue in issues:
             for j in issue.bone:
-                flagged[j] = f"bone {issue.ratio:.0%} of usual"
+                flagged[j] = f"bone {issue.ratio:.0%}"
         self.bones_note.setText("<b>Bone lengths off</b>: " + "; ".join(
             f"{JOINT_NAMES[i.bone[0]]}-{JOINT_NAMES[i.bone[1]]} {i.length:.0f} mm (usual "
             f"{i.expected:.0f})" for i in issues) if issues else "")
@@ -522,11 +533,10 @@ def joint_status(label: FrameLabel, j: int, bone_note: str = "") -> tuple[list[s
     has3d = bool(np.all(np.isfinite(label.joints3d[j])))
     errors = label.error2d[:, j]
     err = f"{np.nanmax(errors):.1f}" if np.isfinite(errors).any() else "-"
-    three_d = f"{SOURCES[label.source3d[j]]} / {err}" if has3d else "-"
+    three_d = f"{SHORT_SOURCE.get(SOURCES[label.source3d[j]], '?')} {err}" if has3d else "-"
     outliers = [label.cameras[c] for c in np.flatnonzero(edits.outlier_views(label)[:, j])]
     if outliers:
-        return [two_d, three_d, f"outlier: {', '.join(outliers)} (> {OUTLIER_PX:g} px)"], \
-            OUTLIER_COLOR
+        return [two_d, three_d, f"outlier {', '.join(outliers)}"], OUTLIER_COLOR
     if bone_note:
         return [two_d, three_d, bone_note], QColor(230, 150, 0)
     if views == 0 and not has3d:

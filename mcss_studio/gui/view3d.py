@@ -77,6 +77,9 @@ class View3D(QWidget):
             parent=self.view.scene, connect="segments", color=_LABEL_RGBA, width=3
         )
         self.label_joints = scene.visuals.Markers(parent=self.view.scene)
+        for visual in (self.label_bones, self.label_joints):  # in front of the prediction
+            visual.order = 10
+            visual.set_gl_state(depth_test=False)
         self.label_points: np.ndarray | None = None  # the 3D label joints shown (J, 3), NaN
         # joint names live in canvas pixels, placed by label_layout so that none overlaps
         self.joint_labels = scene.visuals.Text(
