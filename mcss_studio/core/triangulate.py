@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .camera import Calibration
-from .geometry import triangulate
+from .geometry import triangulate, undistort_points
 from .joints import BONES
 
 OUTLIER_PX = 10.0  # a click this far from where the other views put the joint is an outlier
@@ -38,9 +38,29 @@ class CameraStack:
         self.t = np.stack([c.t for c in calibrations])
         self.dist = np.stack([c.dist for c in calibrations])
         self.distorted = bool(np.any(self.dist))
+        # the same cameras without distortion: the DLT runs on undistorted ("ideal") pixels
+        self.ideal = [Calibration(K=c.K, R=c.R, t=c.t) for c in calibrations]
+        self._undistorted: dict[int, tuple[tuple[float, float], np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self.calibrations)
+
+    def ideal_points(self, observed: np.ndarray) -> np.ndarray:
+        """Distorted pixels (C, 2), one per view, to ideal pixels (C, 2). Each view's last
+        answer is kept: while a joint is dragged in one view, only that view is undistorted."""
+        if not self.distorted:
+            return np.asarray(observed, np.float64)
+        out = np.full((len(self), 2), np.nan)
+        for c, xy in enumerate(np.asarray(observed, np.float64)):
+            if not np.all(np.isfinite(xy)):
+                continue
+            key = (float(xy[0]), float(xy[1]))
+            memo = self._undistorted.get(c)
+            if memo is None or memo[0] != key:
+                memo = (key, undistort_points(xy, self.calibrations[c], normalized=False))
+                self._undistorted[c] = memo
+            out[c] = memo[1]
+        return out
 
     def project(self, points: np.ndarray) -> np.ndarray:
         """World points (N, 3) mm -> distorted pixels (C, N, 2) in every view."""
@@ -102,7 +122,7 @@ def refine(point: np.ndarray, observed: np.ndarray, cameras: CameraStack, use: n
             damping *= 10
             if damping > 1e6:
                 return x
-        if np.linalg.norm(delta) < 1e-9:
+        if np.linalg.norm(delta) < 1e-7:  # a tenth of a micrometre: converged
             break
     return x
 
@@ -124,42 +144,42 @@ def fit_joint(observed: np.ndarray, usable: np.ndarray, cameras: CameraStack,
     n = int(use.sum())
     if n < 2:
         return JointFit(np.full(3, np.nan), np.full(len(cameras), np.nan), -1, use)
-    cals = cameras.calibrations
-    point = triangulate(observed, cals, weights=use.astype(float))
-    point = refine(point, observed, cameras, use)
-    errors = _errors(point, observed, cameras, use)
-    outlier = -1
-    if n >= 3 and np.nanmax(errors) > outlier_px:
-        outlier, point = _leave_one_out(observed, use, cameras, outlier_px, point)
+    ideal = cameras.ideal_points(observed)
+    point = triangulate(ideal, cameras.ideal, weights=use.astype(float))
+    if n >= 3 and np.nanmax(_errors(point, observed, cameras, use)) > outlier_px:
+        outlier, best = _leave_one_out(observed, ideal, use, cameras, outlier_px)
         if outlier >= 0:
-            errors = _errors(point, observed, cameras, use)
-            use = use.copy()
-            use[outlier] = False
-    return JointFit(point, errors, outlier, use)
+            keep = use.copy()
+            keep[outlier] = False
+            return JointFit(best, _errors(best, observed, cameras, use), outlier, keep)
+    point = refine(point, observed, cameras, use)
+    return JointFit(point, _errors(point, observed, cameras, use), -1, use)
 
 
-def _leave_one_out(observed: np.ndarray, use: np.ndarray, cameras: CameraStack,
-                   outlier_px: float, point: np.ndarray) -> tuple[int, np.ndarray]:
+def _leave_one_out(observed: np.ndarray, ideal: np.ndarray, use: np.ndarray,
+                   cameras: CameraStack, outlier_px: float) -> tuple[int, np.ndarray]:
     """(the view whose removal lets the others agree within outlier_px while it does not, the
-    point without it), or (-1, point) when no single view explains the disagreement."""
+    refined point without it), or (-1, NaN) when no single view explains the disagreement.
+    All leave-one-out DLTs are one call."""
     views = np.flatnonzero(use)
     weights = np.repeat(use[:, None], len(views), axis=1).astype(float)  # (C, subsets)
     weights[views, np.arange(len(views))] = 0.0
-    subsets = np.repeat(observed[:, None], len(views), axis=1)  # (C, subsets, 2)
-    points = triangulate(subsets, cameras.calibrations, weights=weights)  # (subsets, 3)
+    subsets = np.repeat(ideal[:, None], len(views), axis=1)  # (C, subsets, 2)
+    points = triangulate(subsets, cameras.ideal, weights=weights)  # (subsets, 3)
     projected = cameras.project(points)  # (C, subsets, 2)
     err = np.linalg.norm(projected - observed[:, None], axis=-1)  # (C, subsets)
     others = np.where(weights > 0, err, 0.0).max(axis=0)
     best = int(np.argmin(others))
     left_out = int(views[best])
+    nothing = (-1, np.full(3, np.nan))
     if others[best] > outlier_px:
-        return -1, point
+        return nothing
     keep = use.copy()
     keep[left_out] = False
     refined = refine(points[best], observed, cameras, keep)
     if np.linalg.norm(cameras.project(refined[None])[left_out, 0] - observed[left_out]) \
             <= outlier_px:
-        return -1, point
+        return nothing
     return left_out, refined
 
 

@@ -365,7 +365,9 @@ class LabellingPanel(QWidget):
     def shown_label(self) -> FrameLabel | None:
         return self.preview if self.preview is not None else self.label
 
-    def _show(self) -> None:
+    def _show(self, views_only: bool = False) -> None:
+        """Draw the shown label into every view; the joint list, header and buttons too
+        unless `views_only` (a drag step: the views follow the mouse, the list the drop)."""
         label = self.shown_label()
         for view in self.grid.views:
             view.editable = self.editable
@@ -378,6 +380,8 @@ class LabellingPanel(QWidget):
             for view in self.grid.views:
                 view.set_marks(label, None if reprojected is None else reprojected[view.index],
                                outliers[view.index], self.current_joint)
+        if views_only:
+            return
         self._fill_table(label)
         self._update_header()
         self._update_buttons()
@@ -460,9 +464,10 @@ class LabellingPanel(QWidget):
     def _dragged(self, view: int, joint: int, x: float, y: float) -> None:
         if self.label is None:
             return
+        picked = joint != self.current_joint
         self.current_joint = joint
         self.preview = edits.place(self.label, self.cameras, view, joint, (x, y))
-        self._show()
+        self._show(views_only=not picked)
 
     def _dropped(self, view: int, joint: int, x: float, y: float) -> None:
         cam = self.grid.views[view].name
