@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtGui import QAction, QColor, QFont, QKeySequence, QPainter, QPen
+from PySide6.QtCore import QLineF, QPointF, Qt, Signal
+from PySide6.QtGui import QAction, QColor, QFont, QKeySequence, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QGridLayout,
@@ -54,12 +54,15 @@ SHORT_SOURCE = {"triangulated": "tri", "imported": "imp", "model": "model", "det
 NAVIGATION = ("next_joint", "prev_joint", "next_frame", "prev_frame")  # also when read-only
 
 
-def _joint_color(j: int) -> QColor:
-    if j in LEFT_JOINTS:
-        return QColor(60, 130, 255)
-    if j in RIGHT_JOINTS:
-        return QColor(240, 70, 70)
-    return QColor(215, 215, 215)
+def _side(j: int) -> str:
+    return "left" if j in LEFT_JOINTS else "right" if j in RIGHT_JOINTS else "centre"
+
+
+_SIDE_COLORS = {"left": QColor(60, 130, 255), "right": QColor(240, 70, 70),
+                "centre": QColor(215, 215, 215)}
+_BONES_BY_SIDE: dict[str, list[tuple[int, int]]] = {}
+for _bone in BONES:
+    _BONES_BY_SIDE.setdefault(_side(_bone[1]), []).append(_bone)
 
 
 class LabelView(CameraView):
@@ -101,49 +104,66 @@ class LabelView(CameraView):
 
     # -- painting -----------------------------------------------------------------------------
     def paintEvent(self, event) -> None:  # noqa: N802
+        """The frame, then the label drawn in batches (a drag repaints every view at mouse
+        rate): bones per colour, crosses and residual lines in one call, dots per colour."""
         super().paintEvent(event)
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         xf = self.native_to_widget()
-
-        def at(xy: np.ndarray) -> QPointF | None:
-            return xf.map(QPointF(float(xy[0]), float(xy[1]))) if np.all(np.isfinite(xy)) \
-                else None
-
-        clicks = [at(xy) for xy in self.clicks]
-        reproj = [at(xy) for xy in self.reprojected]
-        for a, b in BONES:
-            if clicks[a] is not None and clicks[b] is not None:
-                p.setPen(QPen(_joint_color(b), 1.5))
-                p.drawLine(clicks[a], clicks[b])
-        for j, (q, r) in enumerate(zip(clicks, reproj)):
-            if r is not None:
-                self._draw_reprojection(p, q, r, j)
-            if q is not None:
-                self._draw_click(p, q, j)
-        self._draw_current(p, clicks[self.current], reproj[self.current])
+        scale, offset = np.array([xf.m11(), xf.m22()]), np.array([xf.dx(), xf.dy()])
+        clicks = self.clicks * scale + offset  # widget px; the transform only scales and moves
+        reproj = self.reprojected * scale + offset
+        placed = np.all(np.isfinite(clicks), axis=-1)
+        shown = np.all(np.isfinite(reproj), axis=-1)
+        for side, bones in _BONES_BY_SIDE.items():
+            lines = [QLineF(*clicks[a], *clicks[b]) for a, b in bones if placed[a] and placed[b]]
+            if lines:
+                p.setPen(QPen(_SIDE_COLORS[side], 1.5))
+                p.drawLines(lines)
+        self._draw_reprojections(p, clicks, reproj, placed, shown)
+        self._draw_clicks(p, clicks, placed)
+        current = self.current
+        self._draw_current(p, QPointF(*clicks[current]) if placed[current] else None,
+                           QPointF(*reproj[current]) if shown[current] else None)
         p.end()
 
-    def _draw_reprojection(self, p: QPainter, click: QPointF | None, r: QPointF, j: int) -> None:
-        p.setPen(QPen(LABEL_COLOR, 1.5))
-        if click is not None:
-            p.drawLine(click, r)
-        size = 5 if j == self.current else 3.5
-        p.drawLine(r + QPointF(-size, 0), r + QPointF(size, 0))
-        p.drawLine(r + QPointF(0, -size), r + QPointF(0, size))
+    def _draw_reprojections(self, p: QPainter, clicks: np.ndarray, reproj: np.ndarray,
+                            placed: np.ndarray, shown: np.ndarray) -> None:
+        """An orange cross where each 3D joint projects, and a line from its click to it."""
+        lines = []
+        for j in np.flatnonzero(shown):
+            x, y = reproj[j]
+            size = 5.0 if j == self.current else 3.5
+            lines += [QLineF(x - size, y, x + size, y), QLineF(x, y - size, x, y + size)]
+            if placed[j]:
+                lines.append(QLineF(*clicks[j], x, y))
+        if lines:
+            p.setPen(QPen(LABEL_COLOR, 1.5))
+            p.drawLines(lines)
 
-    def _draw_click(self, p: QPainter, q: QPointF, j: int) -> None:
-        pen = QPen(QColor(255, 255, 255), 1.5)
-        if self.sources[j] in PROVISIONAL:
-            pen.setStyle(Qt.PenStyle.DotLine)
-        p.setPen(pen)
-        p.setBrush(_joint_color(j))
-        radius = 5.5 if j == self.current else 3.5
-        p.drawEllipse(q, radius, radius)
-        if self.outliers[j]:
+    def _draw_clicks(self, p: QPainter, clicks: np.ndarray, placed: np.ndarray) -> None:
+        """A dot per placed joint in its side's colour (a dotted rim: still the model's or the
+        detector's guess), the current one larger; a red ring around each outlier."""
+        paths: dict[tuple[str, bool], QPainterPath] = {}
+        rings = QPainterPath()
+        for j in np.flatnonzero(placed):
+            centre = QPointF(*clicks[j])
+            radius = 5.5 if j == self.current else 3.5
+            key = (_side(j), bool(self.sources[j] in PROVISIONAL))
+            paths.setdefault(key, QPainterPath()).addEllipse(centre, radius, radius)
+            if self.outliers[j]:
+                rings.addEllipse(centre, 10.0, 10.0)
+        for (side, provisional), path in paths.items():
+            pen = QPen(QColor(255, 255, 255), 1.5)
+            if provisional:
+                pen.setStyle(Qt.PenStyle.DotLine)
+            p.setPen(pen)
+            p.setBrush(_SIDE_COLORS[side])
+            p.drawPath(path)
+        if not rings.isEmpty():
             p.setPen(QPen(OUTLIER_COLOR, 2.5))
             p.setBrush(Qt.BrushStyle.NoBrush)
-            p.drawEllipse(q, 10.0, 10.0)
+            p.drawPath(rings)
 
     def _draw_current(self, p: QPainter, q: QPointF | None, r: QPointF | None) -> None:
         """Name, error and state of the current joint next to it (or in a corner)."""
