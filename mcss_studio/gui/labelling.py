@@ -86,7 +86,6 @@ class LabelView(CameraView):
         self.current = 0
         self.editable = True
         self._dragging = -1
-        self._panning: QPointF | None = None
 
     def set_marks(self, label: FrameLabel, reprojected: np.ndarray | None, outliers: np.ndarray,
                   current: int) -> None:
@@ -208,7 +207,7 @@ class LabelView(CameraView):
 
     def mousePressEvent(self, event) -> None:  # noqa: N802
         if event.button() == Qt.MouseButton.RightButton:
-            self._panning = event.position()
+            self._drag_from = event.position()
             return
         if event.button() != Qt.MouseButton.LeftButton:
             super().mousePressEvent(event)
@@ -227,17 +226,14 @@ class LabelView(CameraView):
         self.jointMoved.emit(self.index, self._dragging, xy.x(), xy.y())
 
     def mouseMoveEvent(self, event) -> None:  # noqa: N802
-        if self._panning is not None and self.zoom > 1.0:
-            self.pan += event.position() - self._panning
-            self._panning = event.position()
-            self._clamp_pan()
-            self.update()
+        if self._drag_from is not None:  # the right button pans, as the left one does there
+            super().mouseMoveEvent(event)
         elif self._dragging >= 0:
             xy = self.native_at(event.position())
             self.jointMoved.emit(self.index, self._dragging, xy.x(), xy.y())
 
     def mouseReleaseEvent(self, event) -> None:  # noqa: N802
-        self._panning = None
+        super().mouseReleaseEvent(event)
         if self._dragging >= 0 and event.button() == Qt.MouseButton.LeftButton:
             joint, self._dragging = self._dragging, -1
             xy = self.native_at(event.position())
