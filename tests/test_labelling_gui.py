@@ -353,3 +353,45 @@ def test_a_studio_killed_while_labelling_keeps_every_committed_label(project):
                 got = label.points2d[view, joint]
                 assert got[1] == -got[0] and label.visibility[view, joint] == VISIBLE
                 expected[(frame, joint, view)] = float(got[0])
+
+
+def test_start_from_the_model_prediction_is_one_undoable_edit(window):
+    from mcss_studio.core.labels import SOURCES
+    from mcss_studio.core.pipeline import Prediction
+
+    panel, state = window.labelling, window.state
+    state.set_frame(2)
+    truth = state.sequence.joints3d[2]
+    gt2d = truth_2d(window, 2)
+    panel.set_joint(6)
+    click(panel.grid.views[1], gt2d[1, 6] + 4.0)  # the user's own click stays
+    state.set_prediction(Prediction(frame=2, pose_cam=np.zeros((4, 17, 3)), pose_world=truth,
+                                    points2d=gt2d + 2.0))
+    assert panel.actions["prediction"].isEnabled()
+    panel.actions["prediction"].trigger()
+    label = stored(window)
+    assert label.source2d[0, 0] == SOURCES.index("model")
+    np.testing.assert_allclose(label.points2d[0, 0], gt2d[0, 0] + 2.0)
+    np.testing.assert_allclose(label.points2d[1, 6], gt2d[1, 6] + 4.0)
+    assert label.source2d[1, 6] == SOURCES.index("clicked")
+    np.testing.assert_allclose(label.joints3d[0], truth[0])
+    window.session.undo_stack.undo()
+    assert stored(window).visibility.sum() == 1  # back to the one click
+    state.set_prediction(Prediction(frame=1, pose_cam=np.zeros((4, 17, 3)), pose_world=None,
+                                    points2d=gt2d))
+    assert not panel.actions["prediction"].isEnabled()  # another frame's prediction
+
+
+def test_a_damaged_store_is_reported_and_left_alone_labelling_off(qtbot, project):
+    path = project / "labels.sqlite"
+    path.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 40)
+    before = path.read_bytes()
+    window = MainWindow(interactive=False, with_3d=False, remember_recent=False)
+    qtbot.addWidget(window)
+    assert window.open_path(project)  # the recording opens; only the labels do not
+    assert "labels.sqlite" in window.state.last_error
+    assert window.state.label_store is None and path.read_bytes() == before
+    assert "labels: not opened" in window.state.status["notice"]
+    window.set_labelling(True)
+    assert "could not be opened" in window.labelling.header.text()
+    window.close()

@@ -277,6 +277,7 @@ class LabellingPanel(QWidget):
         self.state.sequenceChanged.connect(self._sequence_changed)
         self.state.frameChanged.connect(lambda _t: self.reload())
         self.state.labelsChanged.connect(self.reload)
+        self.state.projectChanged.connect(lambda _p: self.reload())
         self.state.predictionChanged.connect(lambda _p: self._update_buttons())
         self._sequence_changed(self.state.sequence)
 
@@ -406,6 +407,9 @@ class LabellingPanel(QWidget):
         seq, store = self.state.sequence, self.store
         if seq is None:
             text = "Open a project to label its frames."
+        elif store is None and self.state.project is not None:
+            text = ("<b>No label store</b>: the project's labels.sqlite could not be opened "
+                    "(the error said why; the file was left as it is).")
         elif store is None:
             text = ("<b>No label store</b>: labels live in a project. Open a project folder, or "
                     "make one when you open a recording.")
