@@ -149,3 +149,35 @@ def test_trainer_refuses_labels_of_unknown_sequences(project, tmp_path, capsys):
                        "--crop-size", "32", "--progress", "off"])
     assert code == 2
     assert "elsewhere" in capsys.readouterr().err
+
+
+def test_the_bench_takes_its_labels_from_a_store(project, tmp_path, capsys, monkeypatch):
+    """`bench limited-supervision --labels`: the store's frames are the label set, named by
+    its revision (stopped after the first run: one fit is enough to see which labels)."""
+    import os
+    import signal
+
+    import trainer.bench as bench
+
+    run_json(capsys, str(project), "import-gt", "--subjects", "S1", "--every", "6")
+    with LabelStore.open(project, read_only=True) as store:
+        frames, revision = len(store), store.revision
+    real_fit = bench.fit
+    seen = []
+
+    def fit_then_stop(*args, **kwargs):
+        seen.append(len(kwargs["labels"]))
+        result = real_fit(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return result
+
+    monkeypatch.setattr(bench, "fit", fit_then_stop)
+    tiny = dict(crop_size=32, width=8, embedding_dim=16, pose_hidden=32, orientation_hidden=16,
+                steps=2, tau=3, instants_per_sequence=3, labelled_batch=8, eval_stride=3)
+    result = bench.limited_supervision("quick", seed=0, work_dir=str(tmp_path / "work"),
+                                       overrides=tiny, data=project,
+                                       labels=project / "labels.sqlite")
+    assert seen == [frames]
+    assert result["rows"][0]["labels"] == f"store r{revision}"
+    assert result["label_store"]["revision"] == revision
+    assert train_main(["bench", "limited-supervision", "--labels", "x.sqlite"]) == 2
