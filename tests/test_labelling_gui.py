@@ -395,3 +395,22 @@ def test_a_damaged_store_is_reported_and_left_alone_labelling_off(qtbot, project
     window.set_labelling(True)
     assert "could not be opened" in window.labelling.header.text()
     window.close()
+
+
+def test_a_refused_write_is_reported_and_never_on_the_undo_stack(window, monkeypatch):
+    from mcss_studio.core.errors import UserInputError
+
+    panel, state = window.labelling, window.state
+    store, stack = state.label_store, window.session.undo_stack
+    gt2d = truth_2d(window, 0)
+    click(panel.grid.views[0], gt2d[0, 0])
+    assert stack.count() == 1
+
+    def full_disk(label):
+        raise UserInputError(store.path, "cannot save the label: the disk is full; free space")
+
+    monkeypatch.setattr(store, "put", full_disk)
+    click(panel.grid.views[1], gt2d[1, 0])
+    assert "disk is full" in state.last_error
+    assert stack.count() == 1 and store.get("rec", 0).visibility[1, 0] == 0
+    assert panel.label.visibility[1, 0] == 0  # the panel shows what is stored, not the attempt
