@@ -414,3 +414,13 @@ def test_a_refused_write_is_reported_and_never_on_the_undo_stack(window, monkeyp
     assert "disk is full" in state.last_error
     assert stack.count() == 1 and store.get("rec", 0).visibility[1, 0] == 0
     assert panel.label.visibility[1, 0] == 0  # the panel shows what is stored, not the attempt
+
+
+def test_the_shortcuts_help_lists_every_labelling_key(window):
+    from mcss_studio.gui.dialogs import SHORTCUTS
+
+    listed = [k.split(": ", 1)[1].split(" / ") for k, _ in SHORTCUTS if k.startswith("Labelling")]
+    keys = {key for group in listed for key in group}
+    for action in window.labelling.actions.values():
+        assert action.shortcut().toString() in keys, action.text()
+    assert window.labelling_action.shortcut().toString() == "Ctrl+L"
