@@ -152,14 +152,29 @@ def make_dataset(work: Path, spec: dict, seed: int) -> Path:
     return data
 
 
+def _label_sets(spec: dict, train: list, store: str | Path | None, every: int
+                ) -> tuple[dict | list, dict | None]:
+    """The preset's label sets (lists of subjects), or {"store rN": labels} from a store."""
+    if store is None:
+        return spec["label_sets"], None
+    from .data import labels_from_store
+    from .train import _check_store_labels
+
+    labels, record = labels_from_store(store)
+    _check_store_labels(str(store), labels, train)
+    return {f"store r{record['revision']}": labels}, record
+
+
 def limited_supervision(
     preset: str = "quick", seed: int = 0, work_dir: str | None = None, device: str = "auto",
     overrides: dict | None = None, data: str | Path | None = None,
-    threads: int = DEFAULT_THREADS,
+    threads: int = DEFAULT_THREADS, labels: str | Path | None = None,
 ) -> dict:
     """Train every variant for every label set (+ the all-labels ceiling); returns
     {preset, rows: [...], ...}. `overrides` replace preset settings (e.g. a GPU-sized model);
-    torch runs on `threads` threads throughout (restored afterwards)."""
+    torch runs on `threads` threads throughout (restored afterwards). `labels`, a label store
+    of the dataset `data` (made in the Studio or by `mcss-data labels import-gt`), replaces
+    the preset's label sets by its frames; its revision is in the result."""
     from .sources import load_sequences
 
     spec = PRESETS[preset]
@@ -181,7 +196,8 @@ def limited_supervision(
         train = load_sequences(data, TRAIN_SUBJECTS, cache, base.crop_size, base.crop_margin)
         test = load_sequences(data, TEST_SUBJECTS, cache, base.crop_size, base.crop_margin)
         data_seconds = time.perf_counter() - t0
-        plan = [(variant, changes, label_set) for label_set in spec["label_sets"]
+        label_sets, store_record = _label_sets(spec, train, labels, base.label_every)
+        plan = [(variant, changes, label_set) for label_set in label_sets
                 for variant, changes in VARIANTS.items()]
         oracle_steps = base.steps * spec.get("oracle_step_factor", 1)
         plan.append((ORACLE, {**ORACLE_CHANGES, "steps": oracle_steps}, TRAIN_SUBJECTS))
@@ -191,28 +207,32 @@ def limited_supervision(
         for variant, changes, label_set in plan:
             if stop.event.is_set():
                 break
-            config = replace(base, **changes, run_id=f"{variant}-{'+'.join(label_set)}-seed{seed}",
-                             labelled_subjects=list(label_set))
-            labels = labels_from_ground_truth(train, label_set, config.label_every)
+            name = label_set if isinstance(label_set, str) else "+".join(label_set)
+            config = replace(base, **changes, run_id=f"{variant}-{name}-seed{seed}",
+                             labelled_subjects=[] if isinstance(label_set, str)
+                             else list(label_set))
+            run_labels = (label_sets[label_set] if isinstance(label_set, str)
+                          else labels_from_ground_truth(train, label_set, config.label_every))
             start = time.perf_counter()
             events = EventWriter(work / "runs" / config.run_id / "events.jsonl")
             try:
-                result = fit(config, events, sequences=train, labels=labels,
+                result = fit(config, events, sequences=train, labels=run_labels,
                              test_sequences=test, stop=stop, progress=False)
             finally:
                 events.close()
             metrics = dict(result.metrics)
             if result.status == "done" and result.model is not None:
-                metrics["train_p_mpjpe"] = training_fit(result.model, train, labels)
-            rows.append({"variant": variant, "labels": "+".join(label_set),
-                         "labelled_frames": len(labels), "status": result.status,
+                metrics["train_p_mpjpe"] = training_fit(result.model, train, run_labels)
+            rows.append({"variant": variant, "labels": name,
+                         "labelled_frames": len(run_labels), "status": result.status,
                          "steps": result.step,
                          "seconds": round(time.perf_counter() - start, 1),
                          "metrics": metrics})
         return {"preset": preset, "seed": seed, "kappa": KAPPA, "data": str(data),
                 "train_subjects": TRAIN_SUBJECTS, "test_subjects": TEST_SUBJECTS,
                 "config": base.to_dict(), "data_seconds": round(data_seconds, 1), "rows": rows,
-                "stopped": stop.event.is_set(), "planned_runs": len(plan), "threads": threads}
+                "stopped": stop.event.is_set(), "planned_runs": len(plan), "threads": threads,
+                "label_store": store_record}
     finally:
         torch.set_num_threads(threads_before)
         if stop is not None:

@@ -49,6 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--json", dest="json_out", help="write the results here too")
     ls.add_argument("--work-dir", help="dataset, caches and runs (default: a temporary folder)")
     ls.add_argument("--device", default="auto")
+    ls.add_argument("--data", help="an existing dataset to use instead of rendering the preset's "
+                    "(it needs the benchmark's subjects and splits)")
+    ls.add_argument("--labels", help="a label store of --data (Studio labels, or mcss-data "
+                    "labels import-gt): its frames replace the preset's label sets")
     ls.add_argument("--threads", type=int, default=2, help="torch threads, pinned for the whole "
                     "bench so a seed gives the same table twice (default 2)")
     ls.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -176,9 +180,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     overrides = parse_overrides(args.overrides)
     TrainConfig.from_dict(overrides, "--set")  # one-line error before any data is rendered
+    if args.labels and not args.data:
+        raise UserInputError("--labels", "needs --data, the dataset the label store labels")
     result = limited_supervision(args.preset, seed=args.seed, work_dir=args.work_dir,
                                  device=args.device, overrides=overrides,
-                                 threads=max(1, args.threads))
+                                 threads=max(1, args.threads), data=args.data or None,
+                                 labels=args.labels or None)
     print(format_table(result))
     if result.get("stopped"):
         print("mcss-train: stopped by a signal; the table is partial", file=sys.stderr)

@@ -37,6 +37,9 @@ class TrainConfig:
                                                   "used as labels (default: the split's)")
     test_subjects: list[str] = _setting(list, "subjects evaluated (default: the split's)")
     label_every: int = _setting(1, "keep every n-th labelled frame (fewer labels)")
+    labels: str = _setting("", "label store (a project's labels.sqlite, or its folder) whose "
+                               "frames with all 17 3D joints are the labels, instead of the "
+                               "ground truth of labelled_subjects; the run records its revision")
     # model
     arch: str = _setting("resnet18", "encoder: resnet18, resnet34 or resnet50")
     width: int = _setting(64, "channels of the encoder's first stage (64 = the standard ResNet)")

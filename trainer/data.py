@@ -6,6 +6,7 @@ thread can prefetch, and a resumed run sees exactly the batches an uninterrupted
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from mcss_studio.core.joints import FLIP_PERMUTATION, ROOT
+from mcss_studio.core.labels import LabelStore
 from mcss_studio.core.model import DEFAULT_RAY_SIZE, RAY_DIM, canonical_frame
 
 
@@ -90,6 +92,20 @@ def labels_from_ground_truth(
             for t in range(0, s.num_frames, max(1, every)):
                 labels.append(LabelledFrame(s.name, t, s.joints3d[t]))
     return labels
+
+
+def labels_from_store(path: str | os.PathLike[str]) -> tuple[list[LabelledFrame], dict]:
+    """The labels of a Studio label store (frames with all joints in 3D), and what the run
+    records about them: store path, revision, frames used, incomplete frames left out and the
+    labelled subjects. Read in one transaction, so the revision is exactly that of the labels."""
+    with LabelStore.open(path, read_only=True, create=False) as store:
+        revision, stored = store.snapshot()
+        where = str(store.path)
+    labels = [LabelledFrame(lab.sequence, lab.frame, lab.joints3d)
+              for lab in stored if lab.has_3d]
+    subjects = sorted({lab.subject for lab in stored if lab.has_3d and lab.subject})
+    return labels, {"path": where, "revision": revision, "frames": len(labels),
+                    "incomplete": len(stored) - len(labels), "subjects": subjects}
 
 
 @dataclass

@@ -39,6 +39,7 @@ from .data import (
     augment_images,
     augment_rays,
     labels_from_ground_truth,
+    labels_from_store,
     to_float_images,
 )
 from .evaluate import evaluate
@@ -123,24 +124,46 @@ def _distributed() -> tuple[int, int]:
 
 def load_data(
     config: TrainConfig,
-) -> tuple[list[SequenceData], list[SequenceData], list[LabelledFrame]]:
-    """(training sequences, test sequences, labels) from the dataset folder in the config."""
+) -> tuple[list[SequenceData], list[SequenceData], list[LabelledFrame], dict | None]:
+    """(training sequences, test sequences, labels, the label store's record or None) from the
+    dataset folder in the config; labels from config.labels (a label store) when it is set,
+    else the ground truth of the labelled subjects."""
     from .sources import load_sequences, resolve_subjects
 
     if not config.data:
         raise UserInputError("config", "no dataset: set data = \"path/to/dataset\"")
     train_subjects = resolve_subjects(config.data, config.train_subjects, "train")
-    labelled = resolve_subjects(config.data, config.labelled_subjects, "labelled")
+    store_labels, record = labels_from_store(config.labels) if config.labels else ([], None)
+    labelled = (record["subjects"] if record is not None
+                else resolve_subjects(config.data, config.labelled_subjects, "labelled"))
     test_subjects = resolve_subjects(config.data, config.test_subjects, "test", required=False)
     wanted = list(dict.fromkeys(train_subjects + labelled))
     train = load_sequences(config.data, wanted, config.cache_dir or None, config.crop_size,
                            config.crop_margin)
     test = (load_sequences(config.data, test_subjects, config.cache_dir or None, config.crop_size,
                            config.crop_margin) if test_subjects else [])
+    if record is not None:
+        _check_store_labels(config.labels, store_labels, train)
+        return train, test, store_labels, record
     labels = labels_from_ground_truth(train, labelled, config.label_every)
     if not labels:
         raise UserInputError(config.data, f"no 3D ground truth for labelled subjects {labelled}")
-    return train, test, labels
+    return train, test, labels, None
+
+
+def _check_store_labels(store: str, labels: list[LabelledFrame],
+                        train: list[SequenceData]) -> None:
+    """Labels the training data can serve: some, of loaded sequences, within their frames."""
+    if not labels:
+        raise UserInputError(store, "no labelled frame has all 17 joints in 3D")
+    frames = {s.name: s.num_frames for s in train}
+    for lab in labels:
+        if lab.sequence not in frames:
+            raise UserInputError(store, f"labels of sequence {lab.sequence!r}, which is not "
+                                        f"among the training sequences of {sorted(frames)[:4]}")
+        if lab.frame >= frames[lab.sequence]:
+            raise UserInputError(store, f"label of {lab.sequence} frame {lab.frame} is past "
+                                        f"its last frame {frames[lab.sequence] - 1}")
 
 
 def _new_run_dir(config: TrainConfig) -> Path:
@@ -173,9 +196,10 @@ def fit(
     step = 0
     checkpoint: Path | None = None
     history: list[dict] = []
+    label_record = None
     try:
         if sequences is None:
-            sequences, test_loaded, loaded_labels = load_data(config)
+            sequences, test_loaded, loaded_labels, label_record = load_data(config)
             labels = loaded_labels if labels is None else labels
             test_sequences = test_loaded if test_sequences is None else test_sequences
         elif labels is None:
@@ -210,11 +234,12 @@ def fit(
         amp = autocast_for(device) if config.amp else nullcontext()
         sampler = BatchSampler(sequences, labels, sampler_config(config), config.seed, rank)
         meta = {"train_config": config.to_dict(), "crop_size": sequences[0].crop_size,
-                "run_dir": str(run_dir)}
+                "run_dir": str(run_dir), "label_store": label_record}
         triplet_log = JsonLines(run_dir / "triplets.jsonl" if rank == 0 else None)
         events.emit("start", run_dir=str(run_dir), steps=config.steps, start_step=step,
                     device=str(device), world_size=world, labelled_frames=len(labels),
-                    sequences=len(sequences), config=config.to_dict())
+                    sequences=len(sequences), config=config.to_dict(),
+                    label_store=label_record)
 
         def save(tag: str) -> Path | None:
             if rank != 0:

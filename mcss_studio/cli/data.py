@@ -1,4 +1,5 @@
-"""`mcss-data`: inspect recordings and datasets, build crop caches and proxies, synthesise data."""
+"""`mcss-data`: inspect recordings and datasets, build crop caches and proxies, synthesise data,
+and manage a project's label store (`labels`, in cli/labels.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from ..core.errors import UserInputError
 from .common import progress_bar, run_cli
+from .labels import add_parser as add_labels_parser
 
 PROG = "mcss-data"
 
@@ -172,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kappa", type=float, default=0.1,
                    help="same pose within this unit-scale Procrustes distance (default 0.1)")
     p.set_defaults(func=cmd_motion_stats)
+    add_labels_parser(sub)
     return parser
 
 

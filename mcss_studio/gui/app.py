@@ -30,8 +30,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--panel",
         default="window",
-        help="what to render: window, player, 3d, transport, camera:NAME",
+        help="what to render: window, player, 3d, transport, labelling, camera:NAME",
     )
+    p.add_argument("--labelling", action="store_true",
+                   help="start in labelling mode (--panel labelling implies it)")
     p.add_argument("--size", default="1400x800", help="window size WxH (default 1400x800)")
     p.add_argument("--no-3d", action="store_true", help="hide the 3D view")
     return p.parse_args(argv)
@@ -82,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     window.resize(*size)
     window.show()
+    if args.labelling or args.panel.strip().lower() == "labelling":
+        window.set_labelling(True)
     job = None
     if args.screenshot is not None:
         from .screenshot import ScreenshotJob

@@ -33,6 +33,13 @@ SHORTCUTS: tuple[tuple[str, str], ...] = (
     ("Ctrl+O", "Open a project, recording or dataset folder"),
     ("Ctrl+K", "Open a checkpoint"),
     ("Ctrl+Z / Ctrl+Shift+Z", "Undo / redo the last edit"),
+    ("Ctrl+L", "Labelling mode on / off"),
+    ("Labelling: click / drag", "Place the current joint / move a placed one"),
+    ("Labelling: right drag", "Pan a zoomed view"),
+    ("Labelling: . / ,", "Next / previous joint"),
+    ("Labelling: PgDown / PgUp", "Next / previous labelled frame"),
+    ("Labelling: O / Del / Shift+Del", "Occluded here / clear here / clear the joint"),
+    ("Labelling: P / A / T", "From prediction / accept all / triangulate the frame"),
     ("F1 or ?", "This help"),
     ("Ctrl+Q", "Quit"),
 )

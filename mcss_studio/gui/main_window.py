@@ -1,6 +1,7 @@
 """The Studio's main window: layout, menus and dialogs, nothing else.
 
-Camera grid and 3D view side by side, transport below. The Session (gui/session.py) does the
+Camera grid (or, in labelling mode, the labelling panel) and 3D view side by side, transport
+below. The Session (gui/session.py) does the
 work and writes the shared state; the window asks the user (file dialogs, questions), hands the
 answer to the Session and shows what the state says (status bar, error dialogs). Panels observe
 the state and never call each other.
@@ -28,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from .dialogs import ShortcutsDialog, progress_dialog, show_error
 from .empty_hint import EmptyHint
+from .labelling import LabellingPanel
 from .player.grid import CameraGrid
 from .player.transport import PlaybackClock, TransportBar
 from .recent import APP
@@ -70,6 +72,9 @@ class MainWindow(QMainWindow):
             self.splitter.addWidget(self.view3d)
             self.splitter.setStretchFactor(0, 3)
             self.splitter.setStretchFactor(1, 2)
+        self.labelling = LabellingPanel(self.session)  # the labelling mode, in the grid's place
+        self.labelling.hide()
+        self.splitter.insertWidget(0, self.labelling)
         central = QWidget()
         lay = QVBoxLayout(central)
         lay.setContentsMargins(2, 2, 2, 2)
@@ -169,6 +174,9 @@ class MainWindow(QMainWindow):
         self._action(view, "Back to the grid", lambda: s.set_maximised(-1), "Escape")
         self._action(view, "&Reset views", s.request_views_reset, "R")
         self._action(view, "3D view: &frame rig / person", s.toggle_framing, "F")
+        view.addSeparator()
+        self.labelling_action = self._action(view, "&Labelling mode", self.set_labelling,
+                                             "Ctrl+L", checkable=True)
 
         helpm = self.menuBar().addMenu("&Help")
         self._action(helpm, "Keyboard &shortcuts", self.show_shortcuts, ["F1", "?"])
@@ -309,7 +317,25 @@ class MainWindow(QMainWindow):
         if not getattr(self, "_sized", False) and self.view3d is not None:
             self._sized = True
             w = max(self.splitter.width(), 400)
-            self.splitter.setSizes([int(w * 0.56), w - int(w * 0.56)])
+            self._split({self.grid: int(w * 0.56), self.view3d: w - int(w * 0.56)})
+
+    def _split(self, sizes: dict) -> None:
+        """Splitter sizes by widget (absent and hidden ones get none)."""
+        widgets = [self.splitter.widget(i) for i in range(self.splitter.count())]
+        self.splitter.setSizes([sizes.get(w, 0) for w in widgets])
+
+    def set_labelling(self, on: bool) -> None:
+        """The labelling mode (all views large, the joint list, the history) in place of the
+        camera grid, the 3D view beside it showing the stored 3D label."""
+        if self.labelling_action.isChecked() != on:
+            self.labelling_action.setChecked(on)  # calls back here
+            return
+        self.grid.setVisible(not on)
+        self.labelling.setVisible(on)
+        w = max(self.splitter.width(), 400)
+        main = self.labelling if on else self.grid
+        share = 0.72 if on else 0.56
+        self._split({main: int(w * share), self.view3d: w - int(w * share)})
 
     # -- misc ---------------------------------------------------------------------------------
     def jump_dialog(self) -> None:

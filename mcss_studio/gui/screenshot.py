@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QApplication
 
 from ..core.errors import UserInputError
 
-PANELS = ("window", "player", "3d", "transport", "camera:<name or index>")
+PANELS = ("window", "player", "3d", "transport", "labelling", "camera:<name or index>")
 
 
 def _rgba_to_qimage(rgba: np.ndarray) -> QImage:
@@ -53,6 +53,10 @@ def render_panel(window, panel: str = "window") -> QImage:
         return _rgba_to_qimage(window.view3d.render_image())
     if panel == "transport":
         return window.transport.grab().toImage()
+    if panel == "labelling":
+        window.set_labelling(True)
+        QApplication.processEvents()
+        return window.labelling.grab().toImage()
     if panel.startswith("camera:"):
         key = panel.split(":", 1)[1]
         for v in window.grid.views:
@@ -94,10 +98,10 @@ class ScreenshotJob(QObject):
                     "--frame", f"frame {target} out of range 0..{s.num_frames - 1}"
                 )
             s.set_frame(target)
-            w.grid.show_frame(target, force=True)
+            self._grid().show_frame(target, force=True)
             self._frame_set = True
             return False
-        if w.grid.full_res_frame != s.frame:
+        if self._grid().full_res_frame != s.frame:
             return False
         if s.checkpoint_requested is not None or s.checkpoint is not None:
             return (
@@ -106,6 +110,11 @@ class ScreenshotJob(QObject):
                 and (s.prediction.frame == s.frame)
             )
         return True
+
+    def _grid(self):
+        """The camera grid on screen: the labelling panel's in labelling mode."""
+        labelling = self.window.labelling
+        return labelling.grid if labelling.isVisible() else self.window.grid
 
     def _poll(self) -> None:
         if self.exit_code is not None:

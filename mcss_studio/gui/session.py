@@ -2,7 +2,8 @@
 
 It owns the background workers (full-resolution decode, live inference, cache builds, demo
 generation; soon the trainer subprocess), opens projects, recordings and datasets, loads
-checkpoints, keeps the recent-folder list and holds the one undo stack. It writes only to the
+checkpoints, keeps the recent-folder list, holds the one undo stack and the open project's label
+store (`state.label_store`, closed with the project). It writes only to the
 shared state (gui/state.py); panels and the main window observe the state. Questions to the user
 come in as arguments (a callback that asks), so the Session can be driven by tests and scripts
 without a window.
@@ -25,6 +26,7 @@ from PySide6.QtGui import QUndoCommand, QUndoStack
 from ..core import open_dataset
 from ..core.contract import DEFAULT_CROP_MARGIN, DEFAULT_CROP_SIZE
 from ..core.errors import UserInputError
+from ..core.labels import LabelStore
 from ..core.media import MediaAccess, default_cache_root
 from ..core.pipeline import Prediction
 from ..core.project import Project, create_project, is_project, read_project
@@ -149,6 +151,7 @@ class Session(QObject):
         self.state.set_dataset(dataset, path)
         self.show_sequence(seq, self.cache_dir)
         root = project.root if project else None
+        self._open_labels(root)
         self.state.set_project(root)
         self.recent.add(root or path)
         self.recentChanged.emit()
@@ -157,6 +160,32 @@ class Session(QObject):
             if ckpt is not None:
                 self.open_checkpoint(ckpt)
         return True
+
+    def _open_labels(self, root: Path | None) -> None:
+        """The project's label store into the state (None without a project). The undo stack
+        is about the old store's labels, so it starts afresh. A store another Studio holds is
+        opened read-only and the status line says so; a damaged one is reported, never
+        touched, and labelling stays off."""
+        self.close_labels()
+        self._note("labels", "")
+        if root is None:
+            return
+        try:
+            store = LabelStore.open(root)
+        except UserInputError as exc:
+            self.state.report_error(str(exc))
+            self._note("labels", "labels: not opened")
+            return
+        if store.read_only:
+            self._note("labels", f"labels read-only: {store.read_only_reason}")
+        self.state.set_label_store(store)
+
+    def close_labels(self) -> None:
+        store = self.state.label_store
+        self.undo_stack.clear()
+        self.state.set_label_store(None)
+        if store is not None:
+            store.close()
 
     def _offer_project(self, folder: Path, ask: AskCreateProject | None) -> Project | None:
         """A project in a recording folder that opened fine, if the user wants one and the folder
@@ -421,5 +450,6 @@ class Session(QObject):
             self.demo_worker.wait(30000)
         self.decoder.stop()
         self.inference.stop()
+        self.close_labels()
         if self.state.media is not None:
             self.state.media.close()

@@ -45,6 +45,7 @@ class StudioState(QObject):
     frameDisplayed = Signal()  # the camera grid put a new frame on screen (display rate)
     runChanged = Signal(object)  # Path | None: the training run folder the run panels show
     gotoRequested = Signal(str, int, int)  # sequence name, camera index (-1: keep), frame
+    labelsChanged = Signal()  # the label store was opened or closed, or a label was stored
     statusChanged = Signal(str, str)  # key, text (device, checkpoint, inference fps, ...)
     errorRaised = Signal(str)  # one-line message for a dialog
 
@@ -65,6 +66,7 @@ class StudioState(QObject):
         self.framing = FRAMINGS[0]
         self.prediction: Prediction | None = None
         self.run: Path | None = None  # a folder of runs/<id>/ (events, triplets, checkpoints)
+        self.label_store = None  # core.labels.LabelStore of the open project, None without one
         self.playing = False
         self.speed = 1.0
         self.status: dict[str, str] = {}
@@ -216,6 +218,17 @@ class StudioState(QObject):
         panels that list frames of any sequence (gallery, inspector) use this, never the
         player."""
         self.gotoRequested.emit(sequence, int(camera), int(frame))
+
+    # -- labels -------------------------------------------------------------------------------
+    def set_label_store(self, store) -> None:
+        """The open project's LabelStore (None: no project, no labels)."""
+        if store is not self.label_store:
+            self.label_store = store
+            self.labelsChanged.emit()
+
+    def notify_labels(self) -> None:
+        """A label was stored or removed (label commands call this after each write)."""
+        self.labelsChanged.emit()
 
     # -- reports ------------------------------------------------------------------------------
     def set_status(self, key: str, text: str) -> None:

@@ -1,4 +1,5 @@
-"""The 3D view (vispy in Qt): predicted skeleton, ground truth, ground grid, camera frusta.
+"""The 3D view (vispy in Qt): predicted skeleton, ground truth, the stored 3D label (orange),
+ground grid, camera frusta.
 
 World convention for display: z up (as the synthetic data and Human3.6M use), mm. When the pose
 cannot be placed in the world (no calibration), the first camera's pose is shown centred above
@@ -23,6 +24,7 @@ _BONE_RGBA = np.array([[*c, 255] for c in bone_colors()], dtype=np.float32) / 25
 _GT_RGBA = np.array([0.25, 0.9, 0.35, 1.0], dtype=np.float32)
 PLAYING_REDRAW_MS = 80
 _FRUSTUM_RGBA = np.array([0.85, 0.85, 0.5, 1.0], dtype=np.float32)
+_LABEL_RGBA = np.array([1.0, 0.62, 0.1, 1.0], dtype=np.float32)  # labels: orange everywhere
 FOV_DEG = 45.0
 _LABEL_PT = 7
 
@@ -70,6 +72,15 @@ class View3D(QWidget):
             parent=self.view.scene, connect="segments", color=_GT_RGBA, width=2
         )
         self.cam_labels = scene.visuals.Text(parent=self.view.scene, color="white", font_size=7)
+        # the stored 3D label of the shown frame (labelling mode), in the labels' own colour
+        self.label_bones = scene.visuals.Line(
+            parent=self.view.scene, connect="segments", color=_LABEL_RGBA, width=3
+        )
+        self.label_joints = scene.visuals.Markers(parent=self.view.scene)
+        for visual in (self.label_bones, self.label_joints):  # in front of the prediction
+            visual.order = 10
+            visual.set_gl_state(depth_test=False)
+        self.label_points: np.ndarray | None = None  # the 3D label joints shown (J, 3), NaN
         # joint names live in canvas pixels, placed by label_layout so that none overlaps
         self.joint_labels = scene.visuals.Text(
             parent=self.canvas.scene, color="white", font_size=_LABEL_PT, anchor_x="left",
@@ -97,6 +108,8 @@ class View3D(QWidget):
             self.joint_labels,
             self.frusta,
             self.cam_labels,
+            self.label_bones,
+            self.label_joints,
             on=False,
         )
         # redraws are coalesced, and limited during playback: with software OpenGL a render
@@ -108,6 +121,7 @@ class View3D(QWidget):
         state.predictionChanged.connect(lambda _p: self.schedule())
         state.frameChanged.connect(lambda _t: self.schedule())
         state.overlaysChanged.connect(self.schedule)
+        state.labelsChanged.connect(self.schedule)
         state.framingChanged.connect(self._framing_changed)
         state.viewsResetRequested.connect(self.reset_camera)
         self.view.scene.events.transform_change.connect(lambda _e: self._place_labels())
@@ -238,6 +252,7 @@ class View3D(QWidget):
                 gt = gt - gt[0] + np.array([1000.0, 0, 0]) + display_pose(pred)[0]
             self.gt_bones.set_data(pos=_segments(gt))
         self.gt_bones.visible = gt is not None
+        self._show_label(seq)
         text = ""
         if pred is not None:
             where = "world" if pred.pose_world is not None else "centred (no calibration)"
@@ -247,6 +262,29 @@ class View3D(QWidget):
             text += f"F: frame the {other}"
         self.info.text = text
         self.canvas.update()
+
+    def _show_label(self, seq) -> None:
+        """The stored 3D label of the frame: bones whose both joints have a 3D point, and
+        every joint that has one (only a calibrated sequence has labels in the world)."""
+        store = self.state.label_store
+        label = None
+        if store is not None and seq is not None and seq.is_calibrated:
+            label = store.get(seq.name, self.state.frame)
+        points = None if label is None else label.joints3d
+        self.label_points = points
+        has = None if points is None else np.all(np.isfinite(points), axis=-1)
+        show = has is not None and bool(has.any())
+        if show:
+            bones = [(a, b) for a, b in BONES if has[a] and has[b]]
+            if bones:
+                seg = np.array([[points[a], points[b]] for a, b in bones]).reshape(-1, 3)
+                self.label_bones.set_data(pos=seg)
+            self.label_bones.visible = bool(bones)
+            self.label_joints.set_data(points[has], face_color=_LABEL_RGBA, edge_color=None,
+                                       size=7)
+            self.label_joints.visible = True
+        else:
+            self._set_visible(self.label_bones, self.label_joints, on=False)
 
     def _place_labels(self) -> None:
         """Joint names at the canvas pixels label_layout finds free for them."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QTransform
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPixmap, QTransform
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from ...core.joints import BONES, JOINT_NAMES, bone_colors
@@ -42,6 +42,8 @@ class CameraView(QWidget):
         self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self._array: np.ndarray | None = None
         self._image: QImage | None = None
+        self._scaled: QPixmap | None = None  # the frame scaled for the fitted zoom
+        self._scaled_key: tuple | None = None  # (image, size) it was made for
         self._scale = 1.0  # shown-image px per native px
         self.frame_index = -1
         self.full_res = False
@@ -104,11 +106,7 @@ class CameraView(QWidget):
         self.label_rects = []
         xf = self.native_to_widget()
         if self._image is not None:
-            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
-            p.setTransform(xf)
-            target = QRectF(0, 0, self.native_w, self.native_h)
-            p.drawImage(target, self._image, QRectF(self._image.rect()))
-            p.resetTransform()
+            self._draw_frame(p, xf)
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         if self.box is not None and np.all(np.isfinite(self.box)):
             pen = QPen(BOX_COLOR, 1.5)
@@ -122,6 +120,27 @@ class CameraView(QWidget):
         self._draw_caption(p)
         p.end()
         self.paint_count += 1
+
+    def _draw_frame(self, p: QPainter, xf: QTransform) -> None:
+        """The frame scaled into place. At the fitted zoom the scaled frame is kept as a pixmap,
+        so a repaint that changes only overlays (a joint dragged in labelling) is a blit."""
+        target = QRectF(0, 0, self.native_w, self.native_h)
+        if self.zoom == 1.0:
+            shown = xf.mapRect(target)
+            size = (round(shown.width()), round(shown.height()))
+            key = (self._image.cacheKey(), size)
+            if self._scaled_key != key and min(size) > 0:
+                self._scaled = QPixmap.fromImage(self._image.scaled(
+                    *size, Qt.AspectRatioMode.IgnoreAspectRatio,
+                    Qt.TransformationMode.SmoothTransformation))
+                self._scaled_key = key
+            if self._scaled_key == key:
+                p.drawPixmap(shown.topLeft(), self._scaled)
+                return
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+        p.setTransform(xf)
+        p.drawImage(target, self._image, QRectF(self._image.rect()))
+        p.resetTransform()
 
     def _draw_skeleton(self, p: QPainter, xf: QTransform, pts: np.ndarray, gt: bool) -> None:
         if not np.all(np.isfinite(pts)):

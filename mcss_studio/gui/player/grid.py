@@ -36,6 +36,7 @@ class CameraGrid(QWidget):
     """The camera views of the current sequence; double-click maximises one view."""
 
     frameShown = Signal(int)  # emitted when every view shows the frame (proxy or full-res)
+    view_class: type[CameraView] = CameraView  # a grid of other views (labelling) subclasses
 
     def __init__(self, state: StudioState, decoder: FrameDecodeWorker, parent=None) -> None:
         super().__init__(parent)
@@ -73,7 +74,7 @@ class CameraGrid(QWidget):
         if seq is None:
             return
         for i, cam in enumerate(seq.cameras):
-            view = CameraView(i, cam.name, (cam.width, cam.height), self)
+            view = self.view_class(i, cam.name, (cam.width, cam.height), self)
             view.doubleClicked.connect(self.state.toggle_maximised)
             view.clicked.connect(self.state.select_camera)
             self.views.append(view)

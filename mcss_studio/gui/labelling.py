@@ -1,0 +1,572 @@
+"""The labelling mode: every view of the chosen frame large, click or drag a joint in any view.
+
+With the joint in two or more calibrated views it is triangulated live while it is dragged
+(core.triangulate: DLT, refinement, the outlier view with three or more) and reprojected into
+every view with each view's error; bone lengths are checked against the subject's other
+labelled frames; the stored 3D label shows in the 3D view. Each edit (a drop, "occluded",
+"clear", "from prediction", "accept all", "triangulate") is one LabelEditCommand handed to
+`Session.execute`, so Ctrl+Z / Ctrl+Shift+Z and the history view undo and redo it on any frame.
+Without calibration the 2D labels are kept and the 3D waits ("Triangulate frame" once the
+sequence is calibrated). The panel keeps no labels of its own: it shows the store's label of
+the state's frame, plus the drag in progress.
+
+Keys (while the mode is shown): . / , next / previous joint; PgDown / PgUp next / previous
+labelled frame (Left / Right step frames as everywhere); O occluded in the view under the mouse
+(else the selected one); Del clear the joint there; Shift+Del clear the joint everywhere;
+P start from the model's prediction; A accept all reprojections; T triangulate the frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from PySide6.QtCore import QLineF, QPointF, Qt, Signal
+from PySide6.QtGui import QAction, QColor, QFont, QKeySequence, QPainter, QPainterPath, QPen
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QUndoView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core import label_edits as edits
+from ..core.joints import BONES, JOINT_NAMES, LEFT_JOINTS, RIGHT_JOINTS
+from ..core.labels import OCCLUDED, SOURCES, VISIBLE, FrameLabel
+from ..core.triangulate import CameraStack, check_bones
+from .commands import LabelEditCommand
+from .player.camera_view import CameraView
+from .player.grid import CameraGrid
+
+PICK_RADIUS_PX = 10.0  # a press this close to a placed joint drags it instead of placing anew
+LABEL_COLOR = QColor(255, 158, 26)  # the labels' orange (also in the 3D view)
+OUTLIER_COLOR = QColor(255, 60, 60)
+PROVISIONAL = (SOURCES.index("model"), SOURCES.index("detector"))
+SHORT_SOURCE = {"triangulated": "tri", "imported": "imp", "model": "model", "detector": "det",
+                "clicked": "click"}
+NAVIGATION = ("next_joint", "prev_joint", "next_frame", "prev_frame")  # also when read-only
+
+
+def _side(j: int) -> str:
+    return "left" if j in LEFT_JOINTS else "right" if j in RIGHT_JOINTS else "centre"
+
+
+_SIDE_COLORS = {"left": QColor(60, 130, 255), "right": QColor(240, 70, 70),
+                "centre": QColor(215, 215, 215)}
+_BONES_BY_SIDE: dict[str, list[tuple[int, int]]] = {}
+for _bone in BONES:
+    _BONES_BY_SIDE.setdefault(_side(_bone[1]), []).append(_bone)
+
+
+class LabelView(CameraView):
+    """A camera view that draws one view of a frame label and turns presses into joint drags
+    (left button); the right button pans a zoomed view, the wheel zooms."""
+
+    jointMoved = Signal(int, int, float, float)  # view, joint, native x, y (while dragging)
+    jointDropped = Signal(int, int, float, float)  # view, joint, native x, y (released)
+    jointPicked = Signal(int)  # a placed joint was grabbed: it becomes the current one
+
+    def __init__(self, index: int, name: str, native_size: tuple[int, int], parent=None) -> None:
+        super().__init__(index, name, native_size, parent)
+        self.setMouseTracking(True)
+        n = len(JOINT_NAMES)
+        self.clicks = np.full((n, 2), np.nan)  # native px of the joints labelled visible here
+        self.sources = np.zeros(n, np.uint8)
+        self.occluded = np.zeros(n, bool)
+        self.reprojected = np.full((n, 2), np.nan)  # the 3D joints projected into this view
+        self.errors = np.full(n, np.nan)
+        self.outliers = np.zeros(n, bool)
+        self.current = 0
+        self.editable = True
+        self._dragging = -1
+
+    def set_marks(self, label: FrameLabel, reprojected: np.ndarray | None, outliers: np.ndarray,
+                  current: int) -> None:
+        c = self.index
+        seen = label.visibility[c] == VISIBLE
+        self.clicks = np.where(seen[:, None], label.points2d[c], np.nan)
+        self.sources = label.source2d[c]
+        self.occluded = label.visibility[c] == OCCLUDED
+        self.reprojected = (np.full_like(self.clicks, np.nan) if reprojected is None
+                            else reprojected)
+        self.errors = label.error2d[c]
+        self.outliers = outliers
+        self.current = current
+        self.update()
+
+    # -- painting -----------------------------------------------------------------------------
+    def paintEvent(self, event) -> None:  # noqa: N802
+        """The frame, then the label drawn in batches (a drag repaints every view at mouse
+        rate): bones per colour, crosses and residual lines in one call, dots per colour."""
+        super().paintEvent(event)
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        xf = self.native_to_widget()
+        scale, offset = np.array([xf.m11(), xf.m22()]), np.array([xf.dx(), xf.dy()])
+        clicks = self.clicks * scale + offset  # widget px; the transform only scales and moves
+        reproj = self.reprojected * scale + offset
+        placed = np.all(np.isfinite(clicks), axis=-1)
+        shown = np.all(np.isfinite(reproj), axis=-1)
+        for side, bones in _BONES_BY_SIDE.items():
+            lines = [QLineF(*clicks[a], *clicks[b]) for a, b in bones if placed[a] and placed[b]]
+            if lines:
+                p.setPen(QPen(_SIDE_COLORS[side], 1.5))
+                p.drawLines(lines)
+        self._draw_reprojections(p, clicks, reproj, placed, shown)
+        self._draw_clicks(p, clicks, placed)
+        current = self.current
+        self._draw_current(p, QPointF(*clicks[current]) if placed[current] else None,
+                           QPointF(*reproj[current]) if shown[current] else None)
+        p.end()
+
+    def _draw_reprojections(self, p: QPainter, clicks: np.ndarray, reproj: np.ndarray,
+                            placed: np.ndarray, shown: np.ndarray) -> None:
+        """An orange cross where each 3D joint projects, and a line from its click to it."""
+        lines = []
+        for j in np.flatnonzero(shown):
+            x, y = reproj[j]
+            size = 5.0 if j == self.current else 3.5
+            lines += [QLineF(x - size, y, x + size, y), QLineF(x, y - size, x, y + size)]
+            if placed[j]:
+                lines.append(QLineF(*clicks[j], x, y))
+        if lines:
+            p.setPen(QPen(LABEL_COLOR, 1.5))
+            p.drawLines(lines)
+
+    def _draw_clicks(self, p: QPainter, clicks: np.ndarray, placed: np.ndarray) -> None:
+        """A dot per placed joint in its side's colour (a dotted rim: still the model's or the
+        detector's guess), the current one larger; a red ring around each outlier."""
+        paths: dict[tuple[str, bool], QPainterPath] = {}
+        rings = QPainterPath()
+        for j in np.flatnonzero(placed):
+            centre = QPointF(*clicks[j])
+            radius = 5.5 if j == self.current else 3.5
+            key = (_side(j), bool(self.sources[j] in PROVISIONAL))
+            paths.setdefault(key, QPainterPath()).addEllipse(centre, radius, radius)
+            if self.outliers[j]:
+                rings.addEllipse(centre, 10.0, 10.0)
+        for (side, provisional), path in paths.items():
+            pen = QPen(QColor(255, 255, 255), 1.5)
+            if provisional:
+                pen.setStyle(Qt.PenStyle.DotLine)
+            p.setPen(pen)
+            p.setBrush(_SIDE_COLORS[side])
+            p.drawPath(path)
+        if not rings.isEmpty():
+            p.setPen(QPen(OUTLIER_COLOR, 2.5))
+            p.setBrush(Qt.BrushStyle.NoBrush)
+            p.drawPath(rings)
+
+    def _draw_current(self, p: QPainter, q: QPointF | None, r: QPointF | None) -> None:
+        """Name, error and state of the current joint next to it (or in a corner)."""
+        j = self.current
+        text = JOINT_NAMES[j]
+        if self.occluded[j]:
+            text += "  occluded here"
+        elif np.isfinite(self.errors[j]):
+            text += f"  {self.errors[j]:.1f} px"
+            if self.outliers[j]:
+                text += "  OUTLIER"
+        elif q is None:
+            text += "  click to place"
+        anchor = q or r or QPointF(6, self.height() - 22)
+        p.setFont(QFont("Sans", 9, QFont.Weight.Bold))
+        box = p.fontMetrics().boundingRect(text).adjusted(-4, -2, 4, 2)
+        box.moveTopLeft((anchor + QPointF(12, -24)).toPoint())
+        box.moveLeft(min(max(box.left(), 0), max(self.width() - box.width(), 0)))
+        box.moveTop(min(max(box.top(), 18), max(self.height() - box.height(), 0)))
+        p.fillRect(box, QColor(0, 0, 0, 170))
+        p.setPen(OUTLIER_COLOR if self.outliers[j] else QColor(255, 255, 255))
+        p.drawText(box, Qt.AlignmentFlag.AlignCenter, text)
+
+    # -- interaction --------------------------------------------------------------------------
+    def native_at(self, pos: QPointF) -> QPointF:
+        inv, _ = self.native_to_widget().inverted()
+        return inv.map(pos)
+
+    def joint_near(self, pos: QPointF) -> int:
+        """The placed joint within PICK_RADIUS_PX of widget position pos (-1: none), the
+        current joint first."""
+        xf = self.native_to_widget()
+        best, best_d = -1, PICK_RADIUS_PX
+        for j in [self.current, *range(len(self.clicks))]:
+            xy = self.clicks[j]
+            if not np.all(np.isfinite(xy)):
+                continue
+            d = (xf.map(QPointF(*map(float, xy))) - pos).manhattanLength()
+            if d < best_d:
+                best, best_d = j, d
+        return best
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        if event.button() == Qt.MouseButton.RightButton:
+            self._drag_from = event.position()
+            return
+        if event.button() != Qt.MouseButton.LeftButton:
+            super().mousePressEvent(event)
+            return
+        self.clicked.emit(self.index)
+        if not self.editable:
+            return
+        # the current joint, not yet placed here, is placed wherever the press is (even next to
+        # another joint); otherwise a press on a placed joint grabs that one
+        placed = bool(np.all(np.isfinite(self.clicks[self.current])))
+        grabbed = self.joint_near(event.position()) if placed else -1
+        if grabbed >= 0 and grabbed != self.current:
+            self.jointPicked.emit(grabbed)
+        self._dragging = grabbed if grabbed >= 0 else self.current
+        xy = self.native_at(event.position())
+        self.jointMoved.emit(self.index, self._dragging, xy.x(), xy.y())
+
+    def mouseMoveEvent(self, event) -> None:  # noqa: N802
+        if self._drag_from is not None:  # the right button pans, as the left one does there
+            super().mouseMoveEvent(event)
+        elif self._dragging >= 0:
+            xy = self.native_at(event.position())
+            self.jointMoved.emit(self.index, self._dragging, xy.x(), xy.y())
+
+    def mouseReleaseEvent(self, event) -> None:  # noqa: N802
+        super().mouseReleaseEvent(event)
+        if self._dragging >= 0 and event.button() == Qt.MouseButton.LeftButton:
+            joint, self._dragging = self._dragging, -1
+            xy = self.native_at(event.position())
+            self.jointDropped.emit(self.index, joint, xy.x(), xy.y())
+
+    def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802
+        """A double click is two clicks here (placing twice in one spot), never maximise."""
+        self.mousePressEvent(event)
+
+
+class LabelGrid(CameraGrid):
+    """The camera grid with label views, which show the person box and the labels only: the
+    model's skeleton and the ground truth would hide the clicks (P starts from the model)."""
+
+    view_class = LabelView
+
+    def _update_overlays(self) -> None:
+        media, t = self.state.media, self.state.frame
+        if media is None:
+            return
+        boxes = media.person_boxes(t) if self.state.overlays["box"] else None
+        for view in self.views:
+            view.set_overlays(None if boxes is None else boxes[view.index], None, None, False)
+
+
+class LabellingPanel(QWidget):
+    """The labelling mode (see the module docstring)."""
+
+    def __init__(self, session, parent=None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.state = session.state
+        self.grid = LabelGrid(self.state, session.decoder)
+        self.current_joint = 0
+        self.label: FrameLabel | None = None  # the stored label of the frame (or an empty one)
+        self.stored: FrameLabel | None = None  # exactly what the store has (None: nothing)
+        self.preview: FrameLabel | None = None  # the drag in progress
+        self.cameras: CameraStack | None = None
+        self._reference: tuple[tuple, np.ndarray] | None = None  # bone-check frames, cached
+        self._build()
+        self.state.sequenceChanged.connect(self._sequence_changed)
+        self.state.frameChanged.connect(lambda _t: self.reload())
+        self.state.labelsChanged.connect(self.reload)
+        self.state.projectChanged.connect(lambda _p: self.reload())
+        self.state.predictionChanged.connect(lambda _p: self._update_buttons())
+        self._sequence_changed(self.state.sequence)
+
+    # -- layout -------------------------------------------------------------------------------
+    def _build(self) -> None:
+        side = QWidget()
+        side.setMinimumWidth(360)
+        lay = QVBoxLayout(side)
+        lay.setContentsMargins(4, 4, 4, 4)
+        self.header = QLabel()
+        self.header.setWordWrap(True)
+        lay.addWidget(self.header)
+        self.table = QTableWidget(len(JOINT_NAMES), 4)
+        self.table.setHorizontalHeaderLabels(["joint", "2D views", "3D  max err px", "note"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 4)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.setWordWrap(False)
+        self.table.cellClicked.connect(lambda row, _col: self.set_joint(row))
+        lay.addWidget(self.table, 3)
+        self.bones_note = QLabel()
+        self.bones_note.setWordWrap(True)
+        lay.addWidget(self.bones_note)
+        buttons = QGridLayout()
+        self.actions: dict[str, QAction] = {}
+        for i, (key, text, shortcut, slot) in enumerate(self._action_table()):
+            act = QAction(text, self)
+            act.setShortcuts([QKeySequence(s) for s in shortcut])
+            act.setShortcutContext(Qt.ShortcutContext.WindowShortcut)  # only while shown
+            act.triggered.connect(lambda _=False, f=slot: f())
+            self.addAction(act)
+            self.actions[key] = act
+            if i < 6:
+                button = QPushButton(f"{text} ({shortcut[0]})")
+                button.clicked.connect(act.trigger)
+                buttons.addWidget(button, i // 2, i % 2)
+        lay.addLayout(buttons)
+        lay.addWidget(QLabel("History (Ctrl+Z undo, Ctrl+Shift+Z redo):"))
+        self.history = QUndoView(self.session.undo_stack)
+        self.history.setEmptyLabel("<opened>")
+        lay.addWidget(self.history, 2)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self.grid)
+        split.addWidget(side)
+        split.setStretchFactor(0, 1)
+        outer = QHBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(split)
+
+    def _action_table(self) -> list[tuple[str, str, list[str], Callable[[], None]]]:
+        return [
+            ("prediction", "From prediction", ["P"], self.start_from_prediction),
+            ("accept", "Accept all", ["A"], self.accept_all),
+            ("occluded", "Occluded here", ["O"], self.toggle_occluded),
+            ("clear_view", "Clear here", ["Del"], self.clear_in_view),
+            ("clear", "Clear joint", ["Shift+Del"], self.clear_joint),
+            ("triangulate", "Triangulate frame", ["T"], self.triangulate_frame),
+            ("next_joint", "Next joint", ["."], lambda: self.set_joint(self.current_joint + 1)),
+            ("prev_joint", "Previous joint", [","],
+             lambda: self.set_joint(self.current_joint - 1)),
+            ("next_frame", "Next labelled frame", ["PgDown"], lambda: self.goto_labelled(1)),
+            ("prev_frame", "Previous labelled frame", ["PgUp"], lambda: self.goto_labelled(-1)),
+        ]
+
+    # -- what is shown ------------------------------------------------------------------------
+    def _sequence_changed(self, seq) -> None:
+        self.cameras = (CameraStack([c.calibration for c in seq.cameras])
+                        if seq is not None and seq.is_calibrated else None)
+        self._reference = None
+        for view in self.grid.views:
+            view.jointMoved.connect(self._dragged)
+            view.jointDropped.connect(self._dropped)
+            view.jointPicked.connect(self.set_joint)
+        self.reload()
+
+    @property
+    def store(self):
+        return self.state.label_store
+
+    @property
+    def editable(self) -> bool:
+        return self.store is not None and not self.store.read_only and self.label is not None
+
+    def reload(self) -> None:
+        """Show the store's label of the state's frame (the drag in progress is dropped)."""
+        seq = self.state.sequence
+        self.preview = None
+        if seq is None or self.store is None:
+            self.label = self.stored = None
+        else:
+            stored = self.store.get(seq.name, self.state.frame)
+            self.stored = stored
+            self.label = (edits.align_cameras(stored, seq.camera_names) if stored is not None
+                          else FrameLabel.empty(seq.name, self.state.frame, seq.camera_names,
+                                                str(seq.subject or "")))
+        self._show()
+
+    def shown_label(self) -> FrameLabel | None:
+        return self.preview if self.preview is not None else self.label
+
+    def _show(self, views_only: bool = False) -> None:
+        """Draw the shown label into every view; the joint list, header and buttons too
+        unless `views_only` (a drag step: the views follow the mouse, the list the drop)."""
+        label = self.shown_label()
+        for view in self.grid.views:
+            view.editable = self.editable
+        if label is not None:
+            reprojected = None
+            if self.cameras is not None:
+                reprojected = self.cameras.project(np.nan_to_num(label.joints3d, nan=0.0))
+                reprojected[:, ~np.all(np.isfinite(label.joints3d), axis=-1)] = np.nan
+            outliers = edits.outlier_views(label)
+            for view in self.grid.views:
+                view.set_marks(label, None if reprojected is None else reprojected[view.index],
+                               outliers[view.index], self.current_joint)
+        if views_only:
+            return
+        self._fill_table(label)
+        self._update_header()
+        self._update_buttons()
+
+    def _update_header(self) -> None:
+        seq, store = self.state.sequence, self.store
+        if seq is None:
+            text = "Open a project to label its frames."
+        elif store is None and self.state.project is not None:
+            text = ("<b>No label store</b>: the project's labels.sqlite could not be opened "
+                    "(the error said why; the file was left as it is).")
+        elif store is None:
+            text = ("<b>No label store</b>: labels live in a project. Open a project folder, or "
+                    "make one when you open a recording.")
+        else:
+            text = (f"<b>{seq.name}</b> frame {self.state.frame} · store revision "
+                    f"{store.revision} · {len(store)} labelled frames")
+            if store.read_only:
+                text += f"<br><b>Read-only</b>: {store.read_only_reason}"
+            if self.cameras is None:
+                text += ("<br>Not calibrated: 2D labels are kept; the 3D waits for a "
+                         "calibration (then T triangulates).")
+        self.header.setText(text)
+
+    def _update_buttons(self) -> None:
+        editable = self.editable
+        for key, act in self.actions.items():
+            act.setEnabled(key in NAVIGATION or editable)
+        self.actions["prediction"].setEnabled(editable and self._prediction() is not None)
+        self.actions["accept"].setEnabled(editable and self.cameras is not None)
+        self.actions["triangulate"].setEnabled(editable and self.cameras is not None)
+
+    def _fill_table(self, label: FrameLabel | None) -> None:
+        issues = self._bone_issues(label)
+        flagged: dict[int, str] = {}
+        for issue in issues:
+            for j in issue.bone:
+                flagged[j] = f"bone {issue.ratio:.0%}"
+        self.bones_note.setText("<b>Bone lengths off</b>: " + "; ".join(
+            f"{JOINT_NAMES[i.bone[0]]}-{JOINT_NAMES[i.bone[1]]} {i.length:.0f} mm (usual "
+            f"{i.expected:.0f})" for i in issues) if issues else "")
+        for j, name in enumerate(JOINT_NAMES):
+            cells = [name, "", "", ""]
+            color = None
+            if label is not None:
+                cells[1:], color = joint_status(label, j, flagged.get(j, ""))
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if color is not None and col == 3:
+                    item.setForeground(color)
+                self.table.setItem(j, col, item)
+        self.table.resizeColumnsToContents()
+        self.table.selectRow(self.current_joint)
+
+    def _bone_issues(self, label: FrameLabel | None) -> list:
+        if label is None or self.store is None or not np.isfinite(label.joints3d).any():
+            return []
+        key = (label.subject, label.sequence, label.frame)
+        if self._reference is None or self._reference[0] != key:
+            self._reference = (key, self.store.subject_joints3d(
+                label.subject, (label.sequence, label.frame)))
+        return check_bones(label.joints3d, self._reference[1])
+
+    # -- editing ------------------------------------------------------------------------------
+    def set_joint(self, joint: int) -> None:
+        self.current_joint = int(joint) % len(JOINT_NAMES)
+        self._show()
+
+    def _edit(self, text: str, change: Callable[[FrameLabel], FrameLabel]) -> None:
+        """One undoable edit of the shown frame's label; nothing when it changes nothing."""
+        if not self.editable or self.label is None:
+            return
+        after = change(self.label)
+        before = self.stored
+        if after.same_content(self.label) and before is not None:
+            self._show()
+            return
+        if after.is_empty and before is None:
+            self._show()
+            return
+        self.session.execute(LabelEditCommand(text, self.state, self.store, before, after))
+
+    def _dragged(self, view: int, joint: int, x: float, y: float) -> None:
+        if self.label is None:
+            return
+        picked = joint != self.current_joint
+        self.current_joint = joint
+        self.preview = edits.place(self.label, self.cameras, view, joint, (x, y))
+        self._show(views_only=not picked)
+
+    def _dropped(self, view: int, joint: int, x: float, y: float) -> None:
+        cam = self.grid.views[view].name
+        self._edit(f"{JOINT_NAMES[joint]} in {cam} (frame {self.state.frame})",
+                   lambda lab: edits.place(lab, self.cameras, view, joint, (x, y)))
+
+    def target_view(self) -> int:
+        """The view under the mouse, else the selected one, else the first."""
+        for view in self.grid.views:
+            if view.underMouse():
+                return view.index
+        return max(self.state.selected_camera, 0)
+
+    def toggle_occluded(self) -> None:
+        if self.label is None or not self.grid.views:
+            return
+        v, j = self.target_view(), self.current_joint
+        hidden = self.label.visibility[v, j] != OCCLUDED
+        self._edit(f"{JOINT_NAMES[j]} {'occluded' if hidden else 'visible'} in "
+                   f"{self.grid.views[v].name}",
+                   lambda lab: edits.set_occluded(lab, self.cameras, v, j, hidden))
+
+    def clear_in_view(self) -> None:
+        if self.grid.views:
+            v, j = self.target_view(), self.current_joint
+            self._edit(f"clear {JOINT_NAMES[j]} in {self.grid.views[v].name}",
+                       lambda lab: edits.clear(lab, self.cameras, j, v))
+
+    def clear_joint(self) -> None:
+        j = self.current_joint
+        self._edit(f"clear {JOINT_NAMES[j]}", lambda lab: edits.clear(lab, self.cameras, j))
+
+    def _prediction(self):
+        pred = self.state.prediction
+        return pred if pred is not None and pred.frame == self.state.frame else None
+
+    def start_from_prediction(self) -> None:
+        pred = self._prediction()
+        if pred is not None:
+            self._edit(f"from prediction (frame {self.state.frame})",
+                       lambda lab: edits.from_prediction(lab, pred.points2d, pred.pose_world,
+                                                         self.cameras))
+
+    def accept_all(self) -> None:
+        self._edit(f"accept all (frame {self.state.frame})",
+                   lambda lab: edits.accept_all(lab, self.cameras))
+
+    def triangulate_frame(self) -> None:
+        self._edit(f"triangulate frame {self.state.frame}",
+                   lambda lab: edits.refit(lab, self.cameras))
+
+    def goto_labelled(self, direction: int) -> None:
+        seq = self.state.sequence
+        if seq is None or self.store is None:
+            return
+        frames = [f for _, f in self.store.keys(seq.name)]
+        later = [f for f in frames if (f - self.state.frame) * direction > 0]
+        if later:
+            self.state.set_frame(min(later) if direction > 0 else max(later))
+
+
+def joint_status(label: FrameLabel, j: int, bone_note: str = "") -> tuple[list[str], QColor]:
+    """The joint list's cells (2D views, 3D and error, note) and the note's colour."""
+    views = int((label.visibility[:, j] == VISIBLE).sum())
+    hidden = int((label.visibility[:, j] == OCCLUDED).sum())
+    n = len(label.cameras)
+    two_d = f"{views}/{n}" + (f" +{hidden} occl." if hidden else "")
+    has3d = bool(np.all(np.isfinite(label.joints3d[j])))
+    errors = label.error2d[:, j]
+    err = f"{np.nanmax(errors):.1f}" if np.isfinite(errors).any() else "-"
+    three_d = f"{SHORT_SOURCE.get(SOURCES[label.source3d[j]], '?')} {err}" if has3d else "-"
+    outliers = [label.cameras[c] for c in np.flatnonzero(edits.outlier_views(label)[:, j])]
+    if outliers:
+        return [two_d, three_d, f"outlier {', '.join(outliers)}"], OUTLIER_COLOR
+    if bone_note:
+        return [two_d, three_d, bone_note], QColor(230, 150, 0)
+    if views == 0 and not has3d:
+        return [two_d, three_d, "not labelled"], QColor(150, 150, 150)
+    if not has3d:
+        return [two_d, three_d, "needs 2 views" if views < 2 else "3D waits for calibration"], \
+            QColor(150, 150, 150)
+    return [two_d, three_d, "ok"], QColor(80, 200, 100)
