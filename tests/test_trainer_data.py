@@ -224,3 +224,58 @@ def test_window_sampling_in_batches_beats_uniform():
                 for b in map(sampler.batch, range(30))]
         found[mode] = np.mean([r["anchors_with_negative"] for r in runs])
     assert found["window"] == 1.0 and found["uniform"] < 0.7
+
+
+def test_keypoint_targets_move_with_the_augmented_pixels():
+    """A bright dot at a known crop position, re-sampled by augment_images, lands where
+    augment_keypoints says (flip, scale and shift, each alone and together)."""
+    from trainer.data import augment_images, augment_keypoints
+
+    size = 64
+    u = torch.tensor([[[0.2, -0.15]]])  # fractions of the side from the centre, y down
+    image = torch.zeros(1, 3, size, size)
+    col, row = ((u[0, 0] + 0.5) * size).long().tolist()
+    image[0, :, row - 1:row + 2, col - 1:col + 2] = 1.0  # 3x3 dot centred on pixel (col, row)
+    cases = [(False, 1.0, (0.0, 0.0)), (True, 1.0, (0.0, 0.0)), (False, 1.25, (0.0, 0.0)),
+             (False, 1.0, (0.1, -0.05)), (True, 0.9, (-0.05, 0.08))]
+    for flip, scale, shift in cases:
+        aug = {"brightness": torch.ones(1), "contrast": torch.ones(1),
+               "saturation": torch.ones(1), "scale": torch.tensor([scale]),
+               "shift": torch.tensor([shift])}
+        flips = torch.tensor([flip])
+        out = augment_images(image.clone(), flips, aug)[0].mean(0)
+        ys, xs = torch.nonzero(out > 0.5 * out.max(), as_tuple=True)
+        seen = torch.tensor([(xs.float().mean() + 0.5) / size - 0.5,
+                             (ys.float().mean() + 0.5) / size - 0.5])
+        expected = augment_keypoints(u, flips, aug)[0, 0]
+        assert torch.allclose(seen, expected, atol=1.0 / size), (flip, scale, shift, seen)
+
+
+def test_crop_keypoints_of_a_hand_made_camera():
+    from mcss_studio.core.camera import Calibration
+    from mcss_studio.core.model import crop_keypoints
+
+    cal = Calibration(K=np.array([[100.0, 0, 50], [0, 100.0, 40], [0, 0, 1]]), R=np.eye(3),
+                      t=np.zeros(3), dist=np.zeros(5))
+    joints = np.array([[[0.0, 0.0, 1000.0], [100.0, -50.0, 1000.0]]])  # -> (50, 40), (60, 35)
+    square = np.array([[40.0, 30.0, 60.0, 50.0]])  # centre (50, 40), side 20
+    out = crop_keypoints(joints, square, cal)
+    assert out.dtype == np.float32
+    assert np.allclose(out, [[[0.0, 0.0], [0.5, -0.25]]])
+
+
+def test_keypoint_targets_reach_the_batch_with_left_and_right_swapped_when_mirrored(sequences):
+    from mcss_studio.core.joints import FLIP_PERMUTATION
+
+    kp = [np.random.default_rng(c).uniform(-0.5, 0.5, (s.num_frames, 17, 2)).astype(np.float32)
+          for s in sequences[:1] for c in range(s.num_cameras)]
+    seqs = [sequences[0].__class__(**{**sequences[0].__dict__, "keypoints2d": kp})]
+    labels = labels_from_ground_truth(seqs, ["S1"])
+    b = BatchSampler(seqs, labels, SamplerConfig(labelled_batch=8), seed=3).batch(0)
+    assert b.lab_flip.any() and (~b.lab_flip).any()
+    for i, (_, t, c) in enumerate(b.lab_ref):
+        want = kp[c][t][FLIP_PERMUTATION] if b.lab_flip[i] else kp[c][t]
+        assert np.array_equal(b.lab_keypoints[i].numpy(), want)
+    # sequences without keypoints: no targets, and training runs without the auxiliary loss
+    assert BatchSampler(sequences, labels_from_ground_truth(sequences, ["S1"]),
+                        SamplerConfig(labelled_batch=4)).batch(0).lab_keypoints is None

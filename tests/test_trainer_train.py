@@ -218,3 +218,24 @@ def test_unlabelled_images_control_sees_them_without_a_metric_loss(tmp_path, dat
     stats = [r.model.encoder.state_dict() for r in results]
     running = [k for k in stats[0] if k.endswith("running_mean")]
     assert running and not all(torch.equal(stats[0][k], stats[1][k]) for k in running)
+
+
+def test_keypoint_weight_trains_a_keypoint_head_that_checkpoints_carry(tmp_path, data):
+    """keypoint_weight > 0 adds the 2D head and its loss (the pose loss of step 1 grows by the
+    keypoint error of an untrained head); the checkpoint rebuilds it; 0 leaves both out."""
+    train, _ = data
+    rng = np.random.default_rng(0)
+    with_kp = [s.__class__(**{**s.__dict__, "keypoints2d": [
+        rng.uniform(-0.4, 0.4, (s.num_frames, 17, 2)).astype(np.float32)
+        for _ in range(s.num_cameras)]}) for s in train]
+    plain = _config(tmp_path, steps=1, lambda_metric=0.0, run_id="plain", checkpoint_every=1)
+    aux = _config(tmp_path, steps=1, lambda_metric=0.0, run_id="kp", keypoint_weight=5.0,
+                  checkpoint_every=1)
+    r_plain = fit(plain, None, sequences=with_kp, progress=False)
+    r_aux = fit(aux, None, sequences=with_kp, progress=False)
+    assert r_aux.history[0]["pose_loss"] > r_plain.history[0]["pose_loss"] + 5 * 0.1
+    assert not hasattr(r_plain.model, "keypoint_head")
+    model, _ = load_checkpoint(r_aux.checkpoint)
+    assert model.config.keypoint_head
+    out = model(torch.rand(2, 3, 32, 32))
+    assert out["keypoints2d"].shape == (2, 17, 2)

@@ -77,6 +77,9 @@ class TrainConfig:
                                             "loss")
     rotation_weight: float = _setting(0.0, "weight of a direct loss on the predicted "
                                            "orientation (chordal distance)")
+    keypoint_weight: float = _setting(0.0, "weight of an auxiliary loss on the labelled joints' "
+                                           "2D positions in the crop (the 3D labels projected "
+                                           "into the view; 0 = no keypoint head)")
     sequences_per_batch: int = _setting(4, "sequences in each unlabelled batch")
     instants_per_sequence: int = _setting(8, "time instants drawn from each sequence")
     views_per_instant: int = _setting(2, "camera views of each instant (>= 2 for the metric "

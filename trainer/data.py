@@ -28,7 +28,10 @@ class SequenceData:
     crops[c] is (T, S, S, 3) uint8 RGB (a memmap from the crop cache, or an array in tests);
     rotations/translations are world->camera (C, 3, 3) / (C, 3) mm, None when uncalibrated;
     joints3d is (T, 17, 3) mm world or None; rays[c] is (T, 3) float32 viewing-ray features of
-    the crops (core.model.crop_rays), None when unknown (then the optical axis is assumed).
+    the crops (core.model.crop_rays), None when unknown (then the optical axis is assumed);
+    keypoints2d[c] is (T, 17, 2) float32: joints3d projected into camera c's crops, as fractions
+    of the crop side from its centre (x right, y down), None without 3D ground truth or
+    calibration.
     """
 
     name: str
@@ -39,6 +42,7 @@ class SequenceData:
     translations: np.ndarray | None = None
     joints3d: np.ndarray | None = None
     rays: list[np.ndarray] | None = None
+    keypoints2d: list[np.ndarray] | None = None
 
     def ray_features(self, times: np.ndarray, cams: np.ndarray) -> np.ndarray:
         """(N, 3) ray features of frames `times` seen by cameras `cams`."""
@@ -126,6 +130,7 @@ class Batch:
     mv_rays: torch.Tensor | None = None  # (M, 3) viewing-ray features before augmentation
     lab_rays: torch.Tensor | None = None  # (L, 3)
     lab_rotation: torch.Tensor | None = None  # (L, 3, 3) body canonical frame -> camera
+    lab_keypoints: torch.Tensor | None = None  # (L, 17, 2) in the crop, after the flip's swap
 
 
 @dataclass
@@ -240,6 +245,7 @@ class BatchSampler:
             pose[i] = self.sequences[s].pose_cam(joints, l_cam[i:i + 1])[0]
         pose[l_flip] = flip_pose(pose[l_flip])
         rotation, canonical = canonical_frame(pose) if n_lab else (np.zeros((0, 3, 3)), pose)
+        keypoints = self.label_keypoints(l_seq, l_time, l_cam, l_flip)
         n_all = len(seqs) + n_lab
         aug = random_augmentation(rng, n_all, c)
         return Batch(
@@ -255,7 +261,20 @@ class BatchSampler:
             mv_rays=torch.from_numpy(self.rays(seqs, times, cams)),
             lab_rays=torch.from_numpy(self.rays(l_seq, l_time, l_cam)),
             lab_rotation=torch.from_numpy(rotation).float(),
+            lab_keypoints=None if keypoints is None else torch.from_numpy(keypoints),
         )
+
+    def label_keypoints(self, seqs: np.ndarray, times: np.ndarray, cams: np.ndarray,
+                        flips: np.ndarray) -> np.ndarray | None:
+        """(L, 17, 2) 2D targets of the labelled crops, left and right swapped where the crop
+        is mirrored (the mirroring of x itself is `augment_keypoints`'s, with the other
+        geometric jitter); None when any labelled sequence lacks them."""
+        if len(seqs) == 0 or any(self.sequences[s].keypoints2d is None for s in seqs):
+            return None
+        out = np.stack([self.sequences[s].keypoints2d[c][t]
+                        for s, t, c in zip(seqs, times, cams)]).astype(np.float32)
+        out[flips] = out[flips][:, FLIP_PERMUTATION]
+        return out
 
 
 def window_instants(
@@ -313,6 +332,19 @@ def augment_rays(rays: torch.Tensor, flip: torch.Tensor, aug: dict) -> torch.Ten
     rays[:, 2] = side / aug["scale"].to(rays.device)
     rays[:, 0] *= 1.0 - 2.0 * flip.to(rays.device).float()
     return rays
+
+
+def augment_keypoints(points: torch.Tensor, flip: torch.Tensor, aug: dict) -> torch.Tensor:
+    """2D targets (N, J, 2), fractions of the crop side from its centre, moved as
+    `augment_images` re-samples the crops: its grid reads the input at
+    (sign * g / scale + 2 * shift) for output position g in [-1, 1], so a point u of the input
+    lands at (u - shift) * scale, x mirrored by a flip."""
+    scale = aug["scale"].to(points.device).float()[:, None, None]
+    shift = aug["shift"].to(points.device).float()[:, None, :]
+    out = (points.float() - shift) * scale
+    sign = 1.0 - 2.0 * flip.to(points.device).float()
+    out[..., 0] = out[..., 0] * sign[:, None]
+    return out
 
 
 def to_float_images(images: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -11,7 +11,7 @@ import numpy as np
 from mcss_studio.core import open_dataset
 from mcss_studio.core.cache import build_cache
 from mcss_studio.core.errors import UserInputError
-from mcss_studio.core.model import crop_rays
+from mcss_studio.core.model import crop_keypoints, crop_rays
 
 from .data import SequenceData
 
@@ -39,17 +39,21 @@ def load_sequences(
             if progress is not None:
                 progress(f"crop cache {entry.name}")
             cache = build_cache(seq, cache_dir, crop_size=crop_size, margin=margin, proxies=False)
-            rotations = translations = rays = None
+            rotations = translations = rays = keypoints = None
             if seq.is_calibrated:
                 rotations = np.stack([c.calibration.R for c in seq.cameras])
                 translations = np.stack([c.calibration.t for c in seq.cameras])
                 rays = [crop_rays(cache.boxes[i], cam.calibration.K, cam.calibration.dist)
                         for i, cam in enumerate(seq.cameras)]
+                if seq.joints3d is not None:
+                    keypoints = [crop_keypoints(seq.joints3d, cache.boxes[i], cam.calibration)
+                                 for i, cam in enumerate(seq.cameras)]
             out.append(SequenceData(
                 name=entry.name, subject=str(seq.subject or entry.subject or ""),
                 crops=[cache.crops(c) for c in range(len(cache.camera_names))],
                 camera_names=list(cache.camera_names), rotations=rotations,
                 translations=translations, joints3d=seq.joints3d, rays=rays,
+                keypoints2d=keypoints,
             ))
         finally:
             seq.close()

@@ -37,13 +37,14 @@ from .data import (
     SamplerConfig,
     SequenceData,
     augment_images,
+    augment_keypoints,
     augment_rays,
     labels_from_ground_truth,
     labels_from_store,
     to_float_images,
 )
 from .evaluate import evaluate
-from .losses import pose_loss, rotation_loss, triplet_loss
+from .losses import keypoint_loss, pose_loss, rotation_loss, triplet_loss
 from .mining import mine_triplets, negative_statistics
 
 
@@ -77,7 +78,8 @@ def model_config(config: TrainConfig) -> ModelConfig:
                        pose_hidden=config.pose_hidden, orientation_hidden=config.orientation_hidden,
                        pose_on_unit_embedding=config.pose_on_unit_embedding,
                        ray_input=config.ray_input,
-                       orientation_spatial=config.orientation_spatial)
+                       orientation_spatial=config.orientation_spatial,
+                       keypoint_head=config.keypoint_weight > 0)
 
 
 def sampler_config(config: TrainConfig) -> SamplerConfig:
@@ -337,6 +339,11 @@ def train_step(net, batch, optimizer, scaler, amp, device, config: TrainConfig, 
     if config.rotation_weight > 0 and batch.lab_rotation is not None:
         l_pose = l_pose + config.rotation_weight * rotation_loss(
             lab["rotation"], batch.lab_rotation.to(device))
+    if config.keypoint_weight > 0 and batch.lab_keypoints is not None:
+        target = augment_keypoints(batch.lab_keypoints, batch.lab_flip,
+                                   {k: v[m:] for k, v in batch.aug.items()})
+        l_pose = l_pose + config.keypoint_weight * keypoint_loss(lab["keypoints2d"],
+                                                                 target.to(device))
     triplets = None
     l_metric = out["embedding"].sum() * 0.0
     if config.lambda_metric > 0 and m > 0:

@@ -51,6 +51,11 @@ class ModelConfig:
     # global pooling throws away the layout that tells front from back, and the metric loss
     # pushes the pooled features towards view invariance
     orientation_spatial: bool = False
+    # a linear head on the pooled features predicts each joint's 2D position in the crop
+    # (trained from the 3D labels projected into the labelled views): it makes the encoder
+    # localise the limbs, where 3D regression alone fitted the labelled subjects' appearance
+    # and predicted new subjects worse than a constant pose (README, issue 10)
+    keypoint_head: bool = False
 
     def validate(self) -> None:
         """Raise ValueError on values that cannot build a sane network (also guards checkpoints)."""
@@ -62,7 +67,8 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
-        for name in ("pose_on_unit_embedding", "ray_input", "orientation_spatial"):
+        for name in ("pose_on_unit_embedding", "ray_input", "orientation_spatial",
+                     "keypoint_head"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false")
 
@@ -163,6 +169,18 @@ class ResNetEncoder(nn.Module):
         return self.feature_map(x).mean(dim=(2, 3))
 
 
+def crop_keypoints(joints_world: np.ndarray, squares: np.ndarray, calibration) -> np.ndarray:
+    """World joints (T, J, 3) mm seen in crop squares (T, 4) x0 y0 x1 y1 of a calibrated camera
+    -> (T, J, 2) float32 positions in the crops as fractions of the side from the centre (x
+    right, y down; the keypoint head's target). Lens distortion is applied as the pixels have
+    it (calibration.project)."""
+    uv = calibration.project(np.asarray(joints_world, dtype=np.float64))
+    sq = np.asarray(squares, dtype=np.float64)
+    side = (sq[:, 2] - sq[:, 0])[:, None, None]
+    centre = np.stack([(sq[:, 0] + sq[:, 2]) / 2, (sq[:, 1] + sq[:, 3]) / 2], axis=1)[:, None]
+    return ((uv - centre) / side).astype(np.float32)
+
+
 def crop_rays(
     squares: np.ndarray, K: np.ndarray, dist: np.ndarray | None = None
 ) -> np.ndarray:
@@ -241,6 +259,8 @@ class MCSSModel(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(c.orientation_hidden, 6),
         )
+        if c.keypoint_head:
+            self.keypoint_head = nn.Linear(feat, c.num_joints * 2)
         with torch.no_grad():  # start at the identity rotation, not a random one
             self.orientation_head[-1].weight.mul_(0.01)
             self.orientation_head[-1].bias.copy_(torch.tensor([1.0, 0, 0, 0, 1.0, 0]))
@@ -249,7 +269,8 @@ class MCSSModel(nn.Module):
         self, images: torch.Tensor, heads: bool = True, rays: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
         """Outputs: embedding (N, D); with heads also pose_canonical and pose_cam (N, J, 3) in mm
-        (root-relative) and rotation (N, 3, 3) canonical -> camera. `rays` (N, 3) (crop_rays)
+        (root-relative), rotation (N, 3, 3) canonical -> camera and, with a keypoint head,
+        keypoints2d (N, J, 2) in the crop. `rays` (N, 3) (crop_rays)
         are read only by ray_input models; None means the optical axis."""
         x = (images - IMAGE_MEAN) / IMAGE_STD
         fmap = self.encoder.feature_map(x)
@@ -276,6 +297,9 @@ class MCSSModel(nn.Module):
             out["pose_canonical"] = canonical
             out["rotation"] = rotation
             out["pose_cam"] = torch.einsum("nij,nkj->nki", rotation, canonical)
+            if self.config.keypoint_head:  # crop coordinates, -0.5..0.5 of the side, y down
+                out["keypoints2d"] = self.keypoint_head(features).float().view(
+                    -1, self.config.num_joints, 2)
         return out
 
 
