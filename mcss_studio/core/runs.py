@@ -256,50 +256,50 @@ class RunHistory:
 
 
 class RunFollower:
-    """Follows one run folder: its events into a RunHistory, and the last lines of its
-    trainer log, reading only what was appended since the last poll."""
+    """Follows one run folder: new event records and new trainer-log lines, reading only what
+    was appended since the last poll (the caller keeps the RunHistory, e.g. on another
+    thread)."""
 
-    def __init__(self, run_dir: Path, log_lines: int = 400) -> None:
+    def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
-        self.history = RunHistory()
         self.offset = 0
         self.log_offset = 0
-        self.log: deque[str] = deque(maxlen=log_lines)
         self._log_partial = b""
 
-    def poll(self, limit: int | None = 4 << 20) -> list[dict]:
-        """New complete event records (at most about `limit` bytes of them), already added to
-        the history; new trainer-log lines go to `log`."""
-        self._poll_log(limit)
+    def poll(self, limit: int | None = 4 << 20) -> tuple[list[dict], list[str]]:
+        """(new complete event records, new complete log lines), each at most about `limit`
+        bytes; call again while `caught_up` is False."""
+        lines = self._poll_log(limit)
         path = self.run_dir / EVENTS_FILE
         try:
             if path.stat().st_size <= self.offset:
-                return []
+                return [], lines
         except FileNotFoundError:
-            return []
+            return [], lines
         records, self.offset = tail_records(path, self.offset, limit)
-        self.history.add(records)
-        return records
+        return records, lines
 
-    def _poll_log(self, limit: int | None) -> None:
+    def _poll_log(self, limit: int | None) -> list[str]:
         path = self.run_dir / LOG_FILE
         try:
             with open(path, "rb") as fh:
                 fh.seek(self.log_offset)
                 data = fh.read() if limit is None else fh.read(limit)
         except FileNotFoundError:
-            return
+            return []
         self.log_offset += len(data)
-        data = self._log_partial + data
-        *lines, self._log_partial = data.split(b"\n")
-        self.log.extend(line.decode("utf-8", "replace").rstrip("\r") for line in lines)
+        *lines, self._log_partial = (self._log_partial + data).split(b"\n")
+        return [line.decode("utf-8", "replace").rstrip("\r") for line in lines]
 
     @property
     def caught_up(self) -> bool:
-        try:
-            return (self.run_dir / EVENTS_FILE).stat().st_size <= self.offset
-        except FileNotFoundError:
-            return True
+        def size(name: str) -> int:
+            try:
+                return (self.run_dir / name).stat().st_size
+            except FileNotFoundError:
+                return 0
+
+        return size(EVENTS_FILE) <= self.offset and size(LOG_FILE) <= self.log_offset
 
 
 # -- a run in the history table -----------------------------------------------------------------
