@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
+    QDockWidget,
     QFileDialog,
     QInputDialog,
     QLabel,
@@ -32,6 +33,7 @@ from .player.grid import CameraGrid
 from .player.transport import PlaybackClock, TransportBar
 from .recent import APP
 from .session import Session
+from .training_panel import TrainingPanel
 
 NOTICE_MAX_WIDTH = 520  # px of the status bar for notices; the rest is in the tooltip
 STATUS_KEYS = ("notice", "cache", "device", "checkpoint", "inference", "display")
@@ -76,6 +78,13 @@ class MainWindow(QMainWindow):
         lay.addWidget(self.splitter, 1)
         lay.addWidget(self.transport)
         self.setCentralWidget(central)
+
+        self.training_panel = TrainingPanel(self.state, self.session)
+        self.training_dock = QDockWidget("Training", self)
+        self.training_dock.setObjectName("training-dock")
+        self.training_dock.setWidget(self.training_panel)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.training_dock)
+        self.training_dock.hide()  # View > Training (Ctrl+T) shows it
 
         self._build_toolbar()
         self._build_menus()
@@ -169,6 +178,9 @@ class MainWindow(QMainWindow):
         self._action(view, "Back to the grid", lambda: s.set_maximised(-1), "Escape")
         self._action(view, "&Reset views", s.request_views_reset, "R")
         self._action(view, "3D view: &frame rig / person", s.toggle_framing, "F")
+        view.addSeparator()
+        view.addAction(self.training_dock.toggleViewAction())
+        self.training_dock.toggleViewAction().setShortcut(QKeySequence("Ctrl+T"))
 
         helpm = self.menuBar().addMenu("&Help")
         self._action(helpm, "Keyboard &shortcuts", self.show_shortcuts, ["F1", "?"])
@@ -336,5 +348,6 @@ class MainWindow(QMainWindow):
             render_panel(self, "window").save(path)
 
     def closeEvent(self, event) -> None:  # noqa: N802
+        self.training_panel.close_followers()
         self.session.close()
         super().closeEvent(event)

@@ -34,6 +34,7 @@ class RunFollowWorker(QThread):
         self._followers: dict[Path, tuple[int, RunFollower]] = {}
         self._generation = 0
         self._stopping = False
+        self._caught_up = False  # every followed run was read to its end by the last loop
 
     def follow(self, runs: list[Path]) -> dict[Path, int]:
         """Follow exactly `runs`; runs new to the set are read from their start. Returns the
@@ -47,9 +48,15 @@ class RunFollowWorker(QThread):
                     self._generation += 1
                     kept[run] = (self._generation, RunFollower(run))
             self._followers = kept
+            self._caught_up = False
             generations = {run: gen for run, (gen, _) in kept.items()}
         self._wake.set()
         return generations
+
+    def caught_up(self) -> bool:
+        """Every followed run was read to its end (its batches may still be in the queue)."""
+        with self._lock:
+            return self._caught_up
 
     def stop(self) -> None:
         self._stopping = True
@@ -73,6 +80,8 @@ class RunFollowWorker(QThread):
                 if records or lines:
                     self.batch.emit(run, generation, records, lines)
                 behind = behind or not follower.caught_up
+            with self._lock:
+                self._caught_up = not behind and followers == list(self._followers.items())
             if not behind:
                 self._wake.wait(IDLE_S)
                 self._wake.clear()

@@ -19,6 +19,9 @@ from ..core.runs import RunHistory
 RUN_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2")
 LOSS_STYLES = {"loss": Qt.PenStyle.SolidLine, "pose_loss": Qt.PenStyle.DashLine,
                "metric_loss": Qt.PenStyle.DotLine}
+PLOT_CURVES = {"loss": ("loss", "pose_loss", "metric_loss"), "lr": ("lr",),
+               "active": ("active_triplets",), "n_mpjpe": ("n_mpjpe",),
+               "hit": ("hit@1", "chance_hit@1")}
 PLOTS = (  # name, title, y label, log y
     ("loss", "losses (solid total, dashed pose, dotted metric)", "", True),
     ("lr", "learning rate", "", False),
@@ -42,6 +45,7 @@ class TrainingCurves(QWidget):
             for side in ("left", "bottom"):
                 plot.getAxis(side).setPen("k")
                 plot.getAxis(side).setTextPen("k")
+                plot.getAxis(side).enableAutoSIPrefix(False)  # no relayout as ranges change
             plot.setLabel("bottom", "step")
             if unit:
                 plot.setLabel("left", unit)
@@ -84,18 +88,18 @@ class TrainingCurves(QWidget):
             self._items[key] = item
         return item
 
-    def update_run(self, run: Path, history: RunHistory) -> None:
-        """Redraw the curves of `run` (one of those shown) from its history."""
+    def update_plot(self, plot: str, run: Path, history: RunHistory) -> None:
+        """Redraw one plot's curves of `run` (one of those shown) from its history. The panel
+        updates one plot per tick: one paint event then draws one plot, not five."""
         for index, (shown, label) in enumerate(self._runs):
             if shown != run:
                 continue
             colour = RUN_COLOURS[index % len(RUN_COLOURS)]
-            for curve in ("loss", "pose_loss", "metric_loss", "lr", "active_triplets"):
-                x, y = history.series(curve)
-                if len(x):
-                    self._item(run, label, colour, curve).setData(x, y)
-            for curve in ("n_mpjpe", "hit@1", "chance_hit@1"):
-                x, y = history.eval_series(curve)
+            for curve in PLOT_CURVES[plot]:
+                if curve in ("n_mpjpe", "hit@1", "chance_hit@1"):
+                    x, y = history.eval_series(curve)
+                else:
+                    x, y = history.series(curve)
                 if len(x):
                     self._item(run, label, colour, curve).setData(x, y)
 

@@ -228,9 +228,9 @@ class TrainingForm(QWidget):
     def apply_preset(self, name: str) -> None:
         self.preset.setCurrentText(name)
         self._base = dict(self.presets.get(name, {}))
-        self._show_values({**DEFAULTS, **self._base})
+        self.show_values({**DEFAULTS, **self._base})
 
-    def _show_values(self, v: dict) -> None:
+    def show_values(self, v: dict) -> None:
         size = next((k for k, m in MODEL_SIZES.items()
                      if all(v.get(f) == m[f] for f in m)), None)
         if size is None:
@@ -264,7 +264,7 @@ class TrainingForm(QWidget):
         name = doc.get("preset") if doc.get("preset") in self.presets else next(iter(self.presets))
         self.apply_preset(name)
         if isinstance(doc.get("values"), dict):
-            self._show_values({**DEFAULTS, **self._base, **doc["values"]})
+            self.show_values({**DEFAULTS, **self._base, **doc["values"]})
 
     def remember_values(self) -> None:
         if self.remember.isChecked():

@@ -34,7 +34,7 @@ from ..core.runs import (
 )
 from .state import StudioState
 
-TRAINER_NICE = 10  # the trainer yields the CPU to the Studio's UI thread
+TRAINER_NICE = 10  # added to the Studio's own: the trainer yields the CPU to the UI thread
 SHUTDOWN_WAIT_MS = 60000  # closing the Studio: the trainer's last step and checkpoint
 
 
@@ -128,7 +128,8 @@ class TrainingRunner(QObject):
     def _lower_priority(proc: QProcess) -> None:
         if hasattr(os, "setpriority"):
             try:
-                os.setpriority(os.PRIO_PROCESS, int(proc.processId()), TRAINER_NICE)
+                nice = min(19, os.getpriority(os.PRIO_PROCESS, 0) + TRAINER_NICE)
+                os.setpriority(os.PRIO_PROCESS, int(proc.processId()), nice)
             except OSError:
                 pass  # it ended already, or the system refuses: it still runs
 
