@@ -181,3 +181,37 @@ def test_trainer_refusing_its_config_shows_the_message(qtbot, window):
     row = [r for r in range(panel.table.rowCount())
            if panel.table.item(r, 0).text() == run.name][0]
     assert "exited with code 2" in panel.table.item(row, WHY).text()
+
+
+def test_form_presets_settings_and_remembered_values(qtbot, project):
+    from mcss_studio.core import open_dataset
+    from mcss_studio.core.train_presets import BENCH_CONFIGS, BENCH_VARIANTS
+    from mcss_studio.gui.training_form import TrainingForm
+
+    dataset = open_dataset(project / "data")
+    form = TrainingForm()
+    qtbot.addWidget(form)
+    form.set_dataset(dataset)
+    # the dataset's splits choose the subjects: train S1, labelled S1, validation S9
+    assert form.train_subjects.checked() == ["S1"]
+    assert form.labelled_subjects.checked() == ["S1"] and form.test_subjects.checked() == ["S9"]
+    form.apply_preset("bench quick: baseline")
+    v = form.settings()
+    bench = dict(BENCH_CONFIGS["quick"], **BENCH_VARIANTS["baseline"])
+    for key in ("label_every", "rotation_weight", "tau_max", "crop_size", "width", "steps",
+                "lambda_metric", "cross_sequence_negatives"):
+        assert v[key] == bench[key], key  # shown or not, the preset's values are the config
+    assert v["data"] == str(dataset.root) and v["labelled_subjects"] == ["S1"]
+    form.lambda_metric.setValue(0.25)
+    form.train_subjects.set_checked(["S1", "S9"])
+    assert form.settings()["lambda_metric"] == 0.25
+    assert form.settings()["train_subjects"] == ["S1", "S9"]
+    assert form.labels() == {"source": "ground_truth", "subjects": ["S1"], "every": 10}
+    form.remember_values()
+    again = TrainingForm()  # a new session: the last preset and values come back
+    qtbot.addWidget(again)
+    again.set_dataset(dataset)
+    assert again.preset.currentText() == "bench quick: baseline"
+    assert again.settings()["lambda_metric"] == 0.25
+    assert again.settings()["train_subjects"] == ["S1", "S9"]
+    assert again.settings()["rotation_weight"] == bench["rotation_weight"]

@@ -221,8 +221,9 @@ class TrainingForm(QWidget):
             self.label_count.setText("")
             return
         entries = self.dataset.for_subjects(self.labelled_subjects.checked())
-        self.label_count.setText(f"{len(entries)} labelled sequence(s), every "
-                                 f"{self.label_every.value()}th frame of their ground truth")
+        every = self.label_every.value()
+        frames = "every frame" if every == 1 else f"one frame in {every}"
+        self.label_count.setText(f"ground truth of {len(entries)} sequence(s), {frames}")
 
     # -- presets and memory -------------------------------------------------------------------
     def apply_preset(self, name: str) -> None:
