@@ -202,6 +202,11 @@ def test_form_presets_settings_and_remembered_values(qtbot, project):
                 "lambda_metric", "cross_sequence_negatives"):
         assert v[key] == bench[key], key  # shown or not, the preset's values are the config
     assert v["data"] == str(dataset.root) and v["labelled_subjects"] == ["S1"]
+    form.show_values({"steps": 7, "device": "cpu"})  # the others keep what they show
+    moved = ("steps", "device", "log_every")  # log_every follows steps
+    assert {k: x for k, x in form.settings().items() if k not in moved} == {
+        k: x for k, x in v.items() if k not in moved}
+    assert form.settings()["steps"] == 7
     form.lambda_metric.setValue(0.25)
     form.train_subjects.set_checked(["S1", "S9"])
     assert form.settings()["lambda_metric"] == 0.25

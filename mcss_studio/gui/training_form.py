@@ -232,20 +232,29 @@ class TrainingForm(QWidget):
         self.show_values({**DEFAULTS, **self._base})
 
     def show_values(self, v: dict) -> None:
-        size = next((k for k, m in MODEL_SIZES.items()
-                     if all(v.get(f) == m[f] for f in m)), None)
-        if size is None:
-            size = next(k for k in MODEL_SIZES if k.startswith("standard"))
-        self.model_size.setCurrentText(size)
-        self.crop_size.setCurrentText(str(v.get("crop_size", DEFAULTS["crop_size"])))
+        """Show these settings (TrainConfig names); widgets of settings not named keep what
+        they show."""
+        model_keys = set().union(*MODEL_SIZES.values())
+        if model_keys & set(v):
+            current = MODEL_SIZES[self.model_size.currentText()]
+            wanted = {k: v.get(k, current[k]) for k in model_keys}
+            size = next((k for k, m in MODEL_SIZES.items()
+                         if all(wanted[f] == m[f] for f in m)), None)
+            self.model_size.setCurrentText(size or next(
+                k for k in MODEL_SIZES if k.startswith("standard")))
+        if "crop_size" in v:
+            self.crop_size.setCurrentText(str(v["crop_size"]))
         for name in ("tau", "tau_max", "steps", "labelled_batch", "sequences_per_batch",
                      "instants_per_sequence", "views_per_instant", "eval_every", "eval_stride",
                      "checkpoint_every", "label_every"):
-            getattr(self, name).setValue(int(v.get(name, DEFAULTS.get(name, 0))))
+            if name in v:
+                getattr(self, name).setValue(int(v[name]))
         for name in ("lambda_metric", "margin", "lr"):
-            getattr(self, name).setValue(float(v.get(name, DEFAULTS[name])))
-        self.mining.setCurrentText(str(v.get("mining", DEFAULTS["mining"])))
-        self.device.setCurrentText(str(v.get("device", DEFAULTS["device"])))
+            if name in v:
+                getattr(self, name).setValue(float(v[name]))
+        for name in ("mining", "device"):
+            if name in v:
+                getattr(self, name).setCurrentText(str(v[name]))
         for key, lst in (("train_subjects", self.train_subjects),
                          ("labelled_subjects", self.labelled_subjects),
                          ("test_subjects", self.test_subjects)):
