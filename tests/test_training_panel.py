@@ -220,3 +220,54 @@ def test_form_presets_settings_and_remembered_values(qtbot, project):
     assert again.settings()["lambda_metric"] == 0.25
     assert again.settings()["train_subjects"] == ["S1", "S9"]
     assert again.settings()["rotation_weight"] == bench["rotation_weight"]
+
+
+def fake_run(run: Path, lambda_metric: float, losses: list[float]) -> Path:
+    """A finished run folder as the trainer writes it (events only)."""
+    from mcss_studio.core.runlog import EventWriter
+
+    events = EventWriter(run / "events.jsonl")
+    events.emit("start", steps=len(losses), start_step=0, device="cpu",
+                config={"lambda_metric": lambda_metric, "mining": "semihard"})
+    for k, loss in enumerate(losses, 1):
+        events.emit("step", step=k, loss=loss, pose_loss=loss / 2, metric_loss=loss / 4, lr=0.1)
+    events.emit("eval", step=len(losses), metrics={"n_mpjpe": 100.0 * losses[-1],
+                                                   "hit@1": 0.5, "chance_hit@1": 0.25})
+    events.emit("status", status="done", step=len(losses))
+    events.close()
+    return run
+
+
+@pytest.fixture
+def lone_panel(qtbot):
+    from mcss_studio.gui.session import Session
+    from mcss_studio.gui.training_panel import TrainingPanel
+
+    session = Session()
+    panel = TrainingPanel(session.state, session)
+    qtbot.addWidget(panel)
+    panel.show()
+    yield panel
+    panel.close_followers()
+    session.close()
+
+
+def test_two_runs_overlaid_and_read_once(qtbot, lone_panel, tmp_path):
+    panel = lone_panel
+    a = fake_run(tmp_path / "mcss", 0.3, [4.0, 3.0, 2.0])
+    b = fake_run(tmp_path / "baseline", 0.0, [4.0, 3.5, 3.0, 2.5])
+    panel.open_run(a)
+    panel.open_run(b)
+    assert panel.table.rowCount() == 2
+    panel.select_runs([a, b])
+    qtbot.waitUntil(lambda: panel.curves.point_count(b, "chance_hit@1") == 1, timeout=WAIT_MS)
+    qtbot.waitUntil(panel.settled, timeout=WAIT_MS)
+    assert panel.curves.point_count(a, "loss") == 3 and panel.curves.point_count(b, "loss") == 4
+    assert panel.curves.point_count(a, "metric_loss") == 3
+    generations = dict(panel._generations)
+    qtbot.wait(1500)  # nothing new: nothing is read again (no refresh loop)
+    assert panel._generations == generations and panel.settled()
+    # the table sorts by the final N-MPJPE, as numbers
+    column = COLUMNS.index("N-MPJPE")
+    panel.table.sortItems(column)
+    assert [panel.table.item(r, column).text() for r in range(2)] == ["200.0", "250.0"]

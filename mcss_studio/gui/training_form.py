@@ -156,7 +156,7 @@ class TrainingForm(QWidget):
         row.addWidget(self.tau)
         row.addWidget(QLabel("to"))
         row.addWidget(self.tau_max)
-        form.addRow("Negatives window (frames)", window)
+        form.addRow("Negatives (frames apart)", window)
         self.margin = _double(0.0, 10.0, 0.05, 3)
         form.addRow("Triplet margin", self.margin)
         self.mining = QComboBox()
@@ -166,19 +166,23 @@ class TrainingForm(QWidget):
         form.addRow("Steps", self.steps)
         self.lr = _double(1e-6, 1.0, 1e-4, 6)
         form.addRow("Learning rate", self.lr)
+        self.labelled_batch = _spin(1, 4096)
+        form.addRow("Labelled batch (crops)", self.labelled_batch)
         batch = QWidget()
         row = QHBoxLayout(batch)
         row.setContentsMargins(0, 0, 0, 0)
-        self.labelled_batch = _spin(1, 4096)
         self.sequences_per_batch = _spin(1, 256)
         self.instants_per_sequence = _spin(1, 256)
         self.views_per_instant = _spin(1, 64)
-        for text, box in (("labelled", self.labelled_batch), ("seq", self.sequences_per_batch),
-                          ("x inst", self.instants_per_sequence),
-                          ("x views", self.views_per_instant)):
-            row.addWidget(QLabel(text))
+        self.sequences_per_batch.setToolTip("sequences")
+        self.instants_per_sequence.setToolTip("instants per sequence")
+        self.views_per_instant.setToolTip("views per instant")
+        for i, box in enumerate((self.sequences_per_batch, self.instants_per_sequence,
+                                 self.views_per_instant)):
+            if i:
+                row.addWidget(QLabel("x"))
             row.addWidget(box)
-        form.addRow("Batch", batch)
+        form.addRow("Multi-view batch (seq x inst x views)", batch)
         self.checkpoint_every = _spin(0, 1_000_000, 50, "only at the end")
         form.addRow("Checkpoint every (steps)", self.checkpoint_every)
         self.device = QComboBox()

@@ -100,6 +100,12 @@ def event_line(r: dict) -> str | None:
     return None
 
 
+def failure_text(why: str, log_tail: list[str]) -> str:
+    """Why a run failed, with the last line the trainer printed (its one-line error)."""
+    last = next((line for line in reversed(log_tail) if line.strip()), "")
+    return f"{why}: {last}" if last and last not in why else why
+
+
 class SortItem(QTableWidgetItem):
     """A cell that sorts by a number (or text) of its own, not by what it shows."""
 
@@ -157,7 +163,7 @@ class TrainingPanel(QWidget):
         scroll = QScrollArea()
         scroll.setWidget(self.form)
         scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(340)
+        scroll.setMinimumWidth(450)
 
         buttons = QHBoxLayout()
         self.start_button = QPushButton("Train")
@@ -197,7 +203,6 @@ class TrainingPanel(QWidget):
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(LOG_LINES)
-        self.log.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -246,7 +251,7 @@ class TrainingPanel(QWidget):
         split.addWidget(scroll)
         split.addWidget(right)
         split.setStretchFactor(1, 1)
-        split.setSizes([360, 1000])
+        split.setSizes([470, 1000])
         outer = QVBoxLayout(self)
         outer.setContentsMargins(2, 2, 2, 2)
         outer.addLayout(buttons)
@@ -306,6 +311,7 @@ class TrainingPanel(QWidget):
     def refresh_history(self) -> None:
         """Rebuild the table from the run folders (summaries read each run's ends only)."""
         selected = self._selected_runs()
+        self.table.blockSignals(True)  # emptying it is no selection by the user
         self.table.setSortingEnabled(False)
         self.table.setRowCount(0)
         for run in self.run_folders():
@@ -316,6 +322,7 @@ class TrainingPanel(QWidget):
                 continue
             self._add_row(run, summary, "")
         self.table.setSortingEnabled(True)
+        self.table.blockSignals(False)
         self._select_rows(selected or ([self.state.run] if self.state.run else []))
         self.historyChanged.emit()
 
@@ -343,10 +350,8 @@ class TrainingPanel(QWidget):
                  float(metrics.get("n_mpjpe", 1e18))),
                 (f"{hit:.3f} ({chance:.3f})" if hit is not None and chance is not None
                  else f"{hit:.3f}" if hit is not None else "-", float(hit or -1)),
-                (why or (summary.log_tail[-1] if status == "failed" and summary.log_tail
-                         else ""), why),
+                (failure_text(why, summary.log_tail) if status == "failed" else why, why),
             ]
-            cells[1] = (status, status)
         for col, (text, key) in enumerate(cells):
             item = SortItem(text, key)
             item.setData(Qt.ItemDataRole.UserRole, str(run))
