@@ -147,8 +147,9 @@ class TrainingPanel(QWidget):
         self._redraw_timer = QTimer(self)
         self._redraw_timer.timeout.connect(self._redraw)
         self._redraw_timer.start(REDRAW_MS)
-        state.projectChanged.connect(lambda _p: self.refresh_history())
+        state.projectChanged.connect(self._project_changed)
         state.datasetChanged.connect(self.form.set_dataset)
+        state.datasetChanged.connect(lambda _d: self._update_buttons())
         state.runChanged.connect(self._run_selected)
         state.trainingChanged.connect(self._training_changed)
         self.runner.ended.connect(self._run_ended)
@@ -163,6 +164,7 @@ class TrainingPanel(QWidget):
         scroll = QScrollArea()
         scroll.setWidget(self.form)
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setMinimumWidth(450)
 
         buttons = QHBoxLayout()
@@ -304,6 +306,14 @@ class TrainingPanel(QWidget):
         self.state.set_run(path)
 
     # -- the runs ------------------------------------------------------------------------------
+    def _project_changed(self, project: Path | None) -> None:
+        """List the project's runs; the newest is shown unless a run of it already is."""
+        self.refresh_history()
+        runs = self.run_folders()
+        if runs and (self.state.run is None or self.state.run.parent != runs[-1].parent):
+            self.state.set_run(runs[-1])
+        self._update_buttons()
+
     def run_folders(self) -> list[Path]:
         runs = list_runs(self.state.project / "runs") if self.state.project else []
         return runs + [p for p in self._external if p not in runs]
