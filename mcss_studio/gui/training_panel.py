@@ -5,7 +5,8 @@ It observes the shared state (project, dataset, the selected run `state.run`, th
 (`session.training`: start, stop, kill, resume) and to live inference
 (`session.open_checkpoint`); it never calls another panel. The runs' files are read by a
 background thread (gui/run_follow.py) that hands over only what is new; the UI thread appends
-each batch to the run's RunHistory and redraws the curves at most a few times a second.
+each batch to the run's RunHistory and redraws one plot per tick (so no single paint event draws
+all five), and nothing while the panel is hidden.
 
 Shows: the form (gui/training_form.py), curves of the runs selected in the history table
 (two or more are overlaid), progress with ETA and images/s, the log tail (trainer output and
