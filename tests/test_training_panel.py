@@ -273,3 +273,22 @@ def test_two_runs_overlaid_and_read_once(qtbot, lone_panel, tmp_path):
     column = COLUMNS.index("N-MPJPE")
     panel.table.sortItems(column)
     assert [panel.table.item(r, column).text() for r in range(2)] == ["200.0", "250.0"]
+
+
+def test_closing_the_studio_stops_the_trainer_with_a_checkpoint(qtbot, project):
+    w = MainWindow(interactive=False, with_3d=False)
+    qtbot.addWidget(w)
+    w.show()
+    assert w.open_path(project), w.state.last_error
+    panel = w.training_panel
+    panel.form.show_values(dict(TINY, steps=100000, checkpoint_every=0, log_every=1,
+                                train_subjects=["S1"], labelled_subjects=["S1"]))
+    panel.start_button.click()
+    run = w.state.training_run
+    qtbot.waitUntil(lambda: steps_seen(panel, run) >= 2, timeout=WAIT_MS)
+    w.close()  # waits for the trainer's last step and checkpoint
+    events = read_events(run / "events.jsonl")
+    assert events[-1]["status"] == "stopped"
+    assert Path(events[-1]["checkpoint"]) == run / "checkpoints" / "last.safetensors"
+    assert (run / "checkpoints" / "last.safetensors").is_file()
+    assert read_launch(run).last.ended is not None
