@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--panel",
         default="window",
-        help="what to render: window, player, 3d, transport, camera:NAME",
+        help="what to render: window, player, 3d, transport, training, camera:NAME",
     )
     p.add_argument("--size", default="1400x800", help="window size WxH (default 1400x800)")
     p.add_argument("--no-3d", action="store_true", help="hide the 3D view")
