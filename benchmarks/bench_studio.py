@@ -1,12 +1,16 @@
 """Studio responsiveness on the demo project, measured side by side in one run.
 
     xvfb-run -a .venv/bin/python benchmarks/bench_studio.py [DEMO] [--checkpoint CKPT]
-        [--seconds 20] [--jumps 100] [--soak-minutes 10]
+        [--seconds 20] [--jumps 100] [--soak-minutes 10] [--training]
 
 Reports: display fps during playback with live inference vs without; random-jump latency until
 all views show the frame, through proxies vs seeking the videos directly; the worst UI
 event-loop stall during playback with inference; resident memory after 1 minute of looping
 playback with inference vs after --soak-minutes; and inference throughput on CUDA if present.
+With --training (only that): the same playback with live inference, the training panel on
+screen, first alone and then with a training run of the demo project competing (the panel's
+"quick" preset, started from the panel as a user would), then the time a graceful Stop takes
+until the trainer's checkpoint is written.
 Without a checkpoint, the default model (ModelConfig() defaults, random weights) is used: the
 speed of a network does not depend on its weights.
 """
@@ -171,6 +175,48 @@ def gpu_throughput(checkpoint: Path) -> str:
     return "; ".join(lines)
 
 
+def training_competing(window, demo: Path, ckpt: Path, seconds: float) -> None:
+    """Playback with inference and the training panel shown, alone and with a training run
+    of the demo project competing; then how long a graceful stop takes."""
+    from mcss_studio.core.project import create_project, is_project
+    from mcss_studio.core.runlog import read_events
+
+    if not is_project(demo):  # the Studio's demo is a project (Session.open_demo makes it one)
+        create_project(demo, demo)
+        window.open_path(demo)
+        wait_for(lambda: not window.session.cache_busy, 900, "the cache build")
+    window.open_checkpoint(ckpt)
+    wait_for(lambda: window.state.checkpoint is not None, 300, "the checkpoint")
+    window.training_dock.show()
+    panel, probe = window.training_panel, StallProbe()
+    alone = play(window, seconds, probe=probe)
+    panel.form.apply_preset(next(iter(panel.form.presets)))  # quick
+    panel.form.steps.setValue(100000)  # longer than the measurement: it competes throughout
+    panel.form.remember.setChecked(False)
+    panel.start_button.click()
+    run = window.state.training_run
+    if run is None:
+        raise SystemExit(f"the training run did not start: {window.state.last_error}")
+    wait_for(lambda: panel.histories.get(run) is not None and panel.histories[run].step > 0,
+             900, "the first training step")
+    competing = play(window, seconds, probe=probe)
+    history = panel.histories[run]
+    t0 = time.perf_counter()
+    panel.stop_button.click()
+    wait_for(lambda: window.state.training_run is None, 900, "the trainer to stop")
+    stop_s = time.perf_counter() - t0
+    last = read_events(run / "events.jsonl")[-1]
+    print(f"\nplayback at 1x with live inference and the training panel shown, {seconds:g} s "
+          f"each; trainer: {history.device}, step {history.step} of the quick preset's model")
+    print(f"{'':30s}{'display fps':>12s}{'inference/s':>12s}{'worst stall':>13s}"
+          f"{'CPU cores':>11s}")
+    for name, r in (("alone", alone), ("with a training run", competing)):
+        print(f"{name:30s}{r['display_fps']:12.1f}{r['inference_fps']:12.1f}"
+              f"{r['stall_ms']:10.1f} ms{r['cpu_cores']:11.2f}")
+    print(f"graceful stop: {stop_s:.1f} s until the trainer ended with status "
+          f"{last.get('status')!r} at step {last.get('step')} (checkpoint written)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("demo", nargs="?", type=Path, help="demo dataset (default: generate/use "
@@ -180,6 +226,8 @@ def main() -> int:
     ap.add_argument("--jumps", type=int, default=100)
     ap.add_argument("--soak-minutes", type=float, default=10.0)
     ap.add_argument("--gpu-only", action="store_true", help="only the CUDA throughput")
+    ap.add_argument("--training", action="store_true", help="only playback with a training "
+                    "run competing (the training panel's stall)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-studio-"))
     ckpt = args.checkpoint or default_checkpoint(tmp)
@@ -218,6 +266,11 @@ def main() -> int:
           f"at {seq.fps:g} fps; proxies: {window.state.media.has_proxies}")
     window.session.unload_checkpoint()
     pump(1.0)
+    if args.training:
+        training_competing(window, demo, ckpt, args.seconds)
+        window.close()
+        app.processEvents()
+        return 0
 
     # 1. playback without and with inference
     probe = StallProbe()

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from mcss_studio.core.runlog import EventWriter
+from mcss_studio.core.train_presets import BENCH_CONFIGS, BENCH_VARIANTS
 
 from .config import TrainConfig
 from .data import labels_from_ground_truth
@@ -33,64 +34,34 @@ from .train import StopFlag, fit
 TRAIN_SUBJECTS = ["S1", "S5", "S6", "S7", "S8"]
 TEST_SUBJECTS = ["S9", "S11"]
 
-# Settings measured on the quick preset (seeds 0-2; README / report of issue 4):
-# - label_every=10: every 10th S1 frame is labelled (the protocol's "labels from S1 only",
-#   subsampled, closer to the paper's regime where unlabelled video matters most);
-# - ray_input (TrainConfig default): the orientation head sees the crop's viewing ray;
-# - rotation_weight: a direct loss on the orientation, the largest error on new subjects;
-# - negatives only from the anchor's own sequence, tau <= |dt| <= tau_max: the synthetic actions
-#   are periodic, so a frame one period away shows the same pose (a false negative), and other
-#   sequences' similar poses are false negatives too (both measured worse).
-METHOD = dict(label_every=10, ray_input=True, rotation_weight=1.0, tau_max=20,
-              cross_sequence_negatives=False)
-# The model is sized for a CPU (64 px crops, ResNet-18 at width 16); a GPU user scales it up with
-# `--set crop_size=128 --set width=64 ...` (mcss-train bench --help). The presets differ in data:
-# quick renders 5 actions x 100 frames at 160x120 (the person ~45 px tall, crops upsampled);
-# full is synth's `benchmark` preset (10 actions x 150 frames at 384x288, ~110 px tall) with
-# all three label sets, and 4x the steps. standard is synth's `standard` preset (13 actions x
-# 100 frames at 256x192, the varied Human3.6M-like motion), windowed instant sampling (every
-# anchor has in-window negatives) and a ceiling trained twice as long (oracle_step_factor),
-# sized for about 25 minutes a seed on a 2-core CPU.
-_MODEL = dict(crop_size=64, arch="resnet18", width=16, embedding_dim=64, pose_hidden=256,
-              orientation_hidden=128, lr=2e-3, sequences_per_batch=4, instants_per_sequence=4,
-              views_per_instant=4, labelled_batch=32, tau=10, margin=0.2)
+# The bench's settings live in core (the Studio's training panel offers them too); why each
+# value is what it is is written there. The presets differ in data: quick renders 5 actions x
+# 100 frames at 160x120 (the person ~45 px tall, crops upsampled); full is synth's `benchmark`
+# preset (10 actions x 150 frames at 384x288, ~110 px tall) with all three label sets, and 4x
+# the steps. standard is synth's `standard` preset (13 actions x 100 frames at 256x192, the
+# varied Human3.6M-like motion), windowed instant sampling (every anchor has in-window
+# negatives) and a ceiling trained twice as long (oracle_step_factor), sized for about 25
+# minutes a seed on a 2-core CPU.
 PRESETS: dict[str, dict] = {
     "quick": {
         "label_sets": [["S1"]],
         "quick_data": {"actions": ["walk", "wave", "squat", "kick", "bend"], "frames": 100,
                        "size": (160, 120), "cameras": 4},
-        "config": dict(**_MODEL, steps=600, warmup_steps=40, eval_stride=5, log_every=50,
-                       triplet_log_every=0, checkpoint_every=0, **METHOD),
+        "config": BENCH_CONFIGS["quick"],
     },
     "full": {
         "label_sets": [["S1"], ["S1", "S5"], ["S1", "S5", "S6"]],
         "synth": "benchmark",
-        "config": dict(**_MODEL, steps=2400, warmup_steps=100, eval_stride=3, log_every=100,
-                       triplet_log_every=500, checkpoint_every=1200, **METHOD),
+        "config": BENCH_CONFIGS["full"],
     },
     "standard": {
         "label_sets": [["S1"]],
         "synth": "standard",
         "oracle_step_factor": 2,
-        "config": dict(**_MODEL, steps=1500, warmup_steps=60, eval_stride=5, log_every=50,
-                       triplet_log_every=0, checkpoint_every=0, instant_sampling="window",
-                       **METHOD),
+        "config": BENCH_CONFIGS["standard"],
     },
 }
-# lambda = 0.3: with lambda = 1 and hardest negatives the embedding collapsed (triplet loss stuck
-# at the margin, every triplet active) and the pose got worse; 0.1-0.3 did not (README notes).
-# Mining: semi-hard and hardest gave the same mean MPJPE gain over 2 seeds inside the temporal
-# window; semi-hard was steadier and retrieves better (hardest stays stuck at the margin).
-METRIC_WEIGHT = 0.3
-MINING = "semihard"
-VARIANTS = {
-    "baseline": dict(lambda_metric=0.0),
-    # the confound of a labels-only baseline: it never sees an unlabelled image, so its
-    # BatchNorm statistics come from the few labelled instants only
-    "baseline_bn": dict(lambda_metric=0.0, unlabelled_images=True),
-    "mcss": dict(lambda_metric=METRIC_WEIGHT, mining=MINING),
-    "mcss_random": dict(lambda_metric=METRIC_WEIGHT, mining="random"),
-}
+VARIANTS = BENCH_VARIANTS
 # The ceiling any semi-supervised method chases: the baseline network given 3D labels for every
 # frame of every train subject. Run once per bench (it does not depend on the label set).
 ORACLE = "supervised_all"

@@ -104,16 +104,22 @@ class EventWriter(JsonLines):
         return record
 
 
-def tail_records(path: str | os.PathLike[str], offset: int = 0) -> tuple[list[dict], int]:
+def tail_records(
+    path: str | os.PathLike[str], offset: int = 0, limit: int | None = None
+) -> tuple[list[dict], int]:
     """Complete records from byte `offset` on, and the offset to continue from next time.
 
     For a reader following a live run: a last line still being written is left for the next
-    call (the returned offset stops before it). A complete line that is no JSON object is a
-    UserInputError naming its byte offset.
+    call (the returned offset stops before it). `limit` bounds the bytes read per call (a reader
+    catching up with a long run takes it in slices; a single line longer than `limit` is still
+    read whole). A complete line that is no JSON object is a UserInputError naming its byte
+    offset.
     """
     with open(path, "rb") as fh:
         fh.seek(offset)
-        data = fh.read()
+        data = fh.read() if limit is None else fh.read(limit)
+        if limit is not None and len(data) == limit and b"\n" not in data:
+            data += fh.readline()  # one line longer than the slice: read it whole
     end = data.rfind(b"\n") + 1  # 0 when no line is complete yet
     records, at = [], offset
     for line in data[:end].splitlines(keepends=True):

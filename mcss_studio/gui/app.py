@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--panel",
         default="window",
-        help="what to render: window, player, 3d, transport, labelling, camera:NAME",
+        help="what to render: window, player, 3d, transport, labelling, training, camera:NAME",
     )
     p.add_argument("--labelling", action="store_true",
                    help="start in labelling mode (--panel labelling implies it)")

@@ -15,6 +15,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
+    QDockWidget,
     QFileDialog,
     QInputDialog,
     QLabel,
@@ -34,6 +35,7 @@ from .player.grid import CameraGrid
 from .player.transport import PlaybackClock, TransportBar
 from .recent import APP
 from .session import Session
+from .training_panel import TrainingPanel
 
 NOTICE_MAX_WIDTH = 520  # px of the status bar for notices; the rest is in the tooltip
 STATUS_KEYS = ("notice", "cache", "device", "checkpoint", "inference", "display")
@@ -81,6 +83,13 @@ class MainWindow(QMainWindow):
         lay.addWidget(self.splitter, 1)
         lay.addWidget(self.transport)
         self.setCentralWidget(central)
+
+        self.training_panel = TrainingPanel(self.state, self.session)
+        self.training_dock = QDockWidget("Training", self)
+        self.training_dock.setObjectName("training-dock")
+        self.training_dock.setWidget(self.training_panel)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.training_dock)
+        self.training_dock.hide()  # View > Training (Ctrl+T) shows it
 
         self._build_toolbar()
         self._build_menus()
@@ -177,6 +186,8 @@ class MainWindow(QMainWindow):
         view.addSeparator()
         self.labelling_action = self._action(view, "&Labelling mode", self.set_labelling,
                                              "Ctrl+L", checkable=True)
+        view.addAction(self.training_dock.toggleViewAction())
+        self.training_dock.toggleViewAction().setShortcut(QKeySequence("Ctrl+T"))
 
         helpm = self.menuBar().addMenu("&Help")
         self._action(helpm, "Keyboard &shortcuts", self.show_shortcuts, ["F1", "?"])
@@ -362,5 +373,6 @@ class MainWindow(QMainWindow):
             render_panel(self, "window").save(path)
 
     def closeEvent(self, event) -> None:  # noqa: N802
+        self.training_panel.close_followers()
         self.session.close()
         super().closeEvent(event)

@@ -14,7 +14,8 @@ from PySide6.QtWidgets import QApplication
 
 from ..core.errors import UserInputError
 
-PANELS = ("window", "player", "3d", "transport", "labelling", "camera:<name or index>")
+PANELS = ("window", "player", "3d", "transport", "labelling", "training",
+          "camera:<name or index>")
 
 
 def _rgba_to_qimage(rgba: np.ndarray) -> QImage:
@@ -25,6 +26,16 @@ def _rgba_to_qimage(rgba: np.ndarray) -> QImage:
     )
     h, w = rgba.shape[:2]
     return QImage(rgba.data, w, h, rgba.strides[0], QImage.Format.Format_RGBA8888).copy()
+
+
+def show_training_panel(window) -> None:
+    """The training dock as a window of the main window's size (it is hidden by default)."""
+    dock = window.training_dock
+    if not dock.isVisible():
+        dock.setFloating(True)
+        dock.resize(window.size())
+        dock.show()
+        QApplication.processEvents()
 
 
 def render_panel(window, panel: str = "window") -> QImage:
@@ -57,6 +68,9 @@ def render_panel(window, panel: str = "window") -> QImage:
         window.set_labelling(True)
         QApplication.processEvents()
         return window.labelling.grab().toImage()
+    if panel == "training":
+        show_training_panel(window)
+        return window.training_panel.grab().toImage()
     if panel.startswith("camera:"):
         key = panel.split(":", 1)[1]
         for v in window.grid.views:
@@ -76,6 +90,7 @@ class ScreenshotJob(QObject):
         self.deadline = time.monotonic() + timeout_s
         self.exit_code: int | None = None
         self._frame_set = False
+        self._settled_polls = 0  # the training panel: read and drawn on two polls in a row
         self.timer = QTimer(self)
         self.timer.timeout.connect(self._poll)
         window.errorShown.connect(self._error)
@@ -103,6 +118,11 @@ class ScreenshotJob(QObject):
             return False
         if self._grid().full_res_frame != s.frame:
             return False
+        if self.panel.strip().lower() == "training":
+            show_training_panel(w)
+            self._settled_polls = self._settled_polls + 1 if w.training_panel.settled() else 0
+            if self._settled_polls < 3:
+                return False
         if s.checkpoint_requested is not None or s.checkpoint is not None:
             return (
                 s.checkpoint is not None

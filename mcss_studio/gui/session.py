@@ -1,7 +1,7 @@
 """The Session: everything the Studio does, without a single widget.
 
 It owns the background workers (full-resolution decode, live inference, cache builds, demo
-generation; soon the trainer subprocess), opens projects, recordings and datasets, loads
+generation, the trainer subprocess), opens projects, recordings and datasets, loads
 checkpoints, keeps the recent-folder list, holds the one undo stack and the open project's label
 store (`state.label_store`, closed with the project). It writes only to the
 shared state (gui/state.py); panels and the main window observe the state. Questions to the user
@@ -35,6 +35,7 @@ from ..core.sources.dataset import Dataset
 from .rates import RateMeter
 from .recent import RecentFolders
 from .state import StudioState
+from .training_runner import TrainingRunner
 from .workers import FrameDecodeWorker, InferenceWorker, TaskWorker, run_off_ui_thread
 
 AskCreateProject = Callable[[Path], bool]  # "make a project in this recording folder?"
@@ -105,6 +106,7 @@ class Session(QObject):
         self.state.frameChanged.connect(self._request_prediction)
         self.state.frameDisplayed.connect(lambda: self.display_rate.tick())
         self.state.gotoRequested.connect(self.goto)
+        self.training = TrainingRunner(self.state, self)  # the trainer subprocess
 
         # what the user must keep in view about the open data (warnings, where its cache went):
         # one status line that stays, never a message that scrolls away after seconds
@@ -444,6 +446,7 @@ class Session(QObject):
         """Stop every worker and release the open sequence."""
         self._rate_timer.stop()
         self.state.set_playing(False)
+        self.training.shutdown()  # graceful: its checkpoint is written before the Studio goes
         self.cancel_cache_build(30000)
         if self.demo_worker is not None and self.demo_worker.isRunning():
             self.cancel_demo()  # stops at its next progress report; the temp folder is removed

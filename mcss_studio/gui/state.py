@@ -44,6 +44,7 @@ class StudioState(QObject):
     speedChanged = Signal(float)
     frameDisplayed = Signal()  # the camera grid put a new frame on screen (display rate)
     runChanged = Signal(object)  # Path | None: the training run folder the run panels show
+    trainingChanged = Signal(object)  # Path | None: the run whose trainer process is alive
     gotoRequested = Signal(str, int, int)  # sequence name, camera index (-1: keep), frame
     labelsChanged = Signal()  # the label store was opened or closed, or a label was stored
     statusChanged = Signal(str, str)  # key, text (device, checkpoint, inference fps, ...)
@@ -67,6 +68,7 @@ class StudioState(QObject):
         self.prediction: Prediction | None = None
         self.run: Path | None = None  # a folder of runs/<id>/ (events, triplets, checkpoints)
         self.label_store = None  # core.labels.LabelStore of the open project, None without one
+        self.training_run: Path | None = None  # the Session's trainer is running it
         self.playing = False
         self.speed = 1.0
         self.status: dict[str, str] = {}
@@ -211,6 +213,12 @@ class StudioState(QObject):
         if path != self.run:
             self.run = path
             self.runChanged.emit(path)
+
+    def set_training_run(self, path: Path | None) -> None:
+        """The run folder the Session's trainer process is training (None: no trainer)."""
+        if path != self.training_run:
+            self.training_run = path
+            self.trainingChanged.emit(path)
 
     def request_goto(self, sequence: str, camera: int, frame: int) -> None:
         """Ask to show `frame` of sequence `sequence` (of the open dataset), selecting `camera`

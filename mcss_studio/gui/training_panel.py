@@ -1,0 +1,593 @@
+"""The training panel: start, watch, stop, resume and compare training runs, and use them.
+
+It observes the shared state (project, dataset, the selected run `state.run`, the live run
+`state.training_run`, the loaded checkpoint) and sends commands to the Session's trainer
+(`session.training`: start, stop, kill, resume) and to live inference
+(`session.open_checkpoint`); it never calls another panel. The runs' files are read by a
+background thread (gui/run_follow.py) that hands over only what is new; the UI thread appends
+each batch to the run's RunHistory and redraws one plot per tick (so no single paint event draws
+all five), and nothing while the panel is hidden.
+
+Shows: the form (gui/training_form.py), curves of the runs selected in the history table
+(two or more are overlaid), progress with ETA and images/s, the log tail (trainer output and
+events), the history table (config, labels, status, duration, final metrics; sortable), the
+copyable torchrun line for the selected run's config, and buttons to load any checkpoint of a
+run into live inference (automatically when a run finishes, and at each new checkpoint while
+"follow" is on, so the current model's prediction on the shown frame is in the views).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.errors import UserInputError
+from ..core.runs import (
+    CONFIG_FILE,
+    RunHistory,
+    is_run_folder,
+    labels_text,
+    list_runs,
+    run_checkpoints,
+    run_status,
+    summarize_run,
+    torchrun_command,
+)
+from .run_follow import RunFollowWorker
+from .state import StudioState
+from .training_curves import PLOT_CURVES, TrainingCurves
+from .training_form import TrainingForm
+
+REDRAW_MS = 80  # one plot (of five) and the progress bar are redrawn per tick
+LOG_LINES = 1000
+COLUMNS = ("run", "status", "labels", "lambda", "mining", "model", "steps", "duration",
+           "N-MPJPE", "Hit@1 (chance)", "why")
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def event_line(r: dict) -> str | None:
+    """One log line for an event (None for those the log does not show)."""
+    kind = r.get("event")
+    if kind == "step":
+        parts = [f"{k} {r[k]:.4g}" for k in ("loss", "pose_loss", "metric_loss", "lr",
+                                              "active_triplets") if isinstance(r.get(k), float)]
+        return f"step {r.get('step')}: " + ", ".join(parts)
+    if kind == "eval":
+        m = r.get("metrics") or {}
+        shown = [f"{k} {m[k]:.4g}" for k in ("n_mpjpe", "mpjpe", "p_mpjpe", "hit@1",
+                                             "chance_hit@1") if isinstance(m.get(k), float)]
+        return f"eval at step {r.get('step')}: " + ", ".join(shown)
+    if kind == "checkpoint":
+        return f"checkpoint at step {r.get('step')}: {r.get('path')}"
+    if kind == "start":
+        return (f"start at step {r.get('start_step', 0)} of {r.get('steps')} on "
+                f"{r.get('device')} ({r.get('labelled_frames')} labelled frames, "
+                f"{r.get('sequences')} sequences)")
+    if kind == "status":
+        why = f": {r['message']}" if r.get("message") else ""
+        return f"{r.get('status')} at step {r.get('step')}{why}"
+    return None
+
+
+def failure_text(why: str, log_tail: list[str]) -> str:
+    """Why a run failed, with the last line the trainer printed (its one-line error)."""
+    last = next((line for line in reversed(log_tail) if line.strip()), "")
+    return f"{why}: {last}" if last and last not in why else why
+
+
+class SortItem(QTableWidgetItem):
+    """A cell that sorts by a number (or text) of its own, not by what it shows."""
+
+    def __init__(self, text: str, key: float | str) -> None:
+        super().__init__(text)
+        self.key = key
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        mine, theirs = self.key, getattr(other, "key", other.text())
+        if type(mine) is type(theirs):
+            return mine < theirs
+        return str(mine) < str(theirs)
+
+
+class TrainingPanel(QWidget):
+    """Form, live curves, progress, log, run history, commands for the Session's trainer."""
+
+    historyChanged = Signal()  # the table was rebuilt (tests, screenshots)
+
+    def __init__(self, state: StudioState, session, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.session = session
+        self.runner = session.training
+        self.histories: dict[Path, RunHistory] = {}
+        self.logs: dict[Path, deque[str]] = {}  # the last LOG_LINES lines of each followed run
+        self._generations: dict[Path, int] = {}
+        self._dirty: set[Path] = set()  # runs with news the plots have not drawn
+        self._pending_plots: dict[str, set[Path]] = {}  # plot -> runs it has yet to redraw
+        self._plot_cycle = itertools.cycle(PLOT_CURVES)
+        self._external: list[Path] = []  # run folders opened from outside the project
+        self._log_run: Path | None = None
+        self._finished_seen: set[Path] = set()
+        self.follower = RunFollowWorker(self)
+        self.follower.batch.connect(self._batch)
+        self.follower.failed.connect(lambda _run, message: self.state.report_error(message))
+        self.follower.start()
+        self._build()
+        self._redraw_timer = QTimer(self)
+        self._redraw_timer.timeout.connect(self._redraw)
+        self._redraw_timer.start(REDRAW_MS)
+        state.projectChanged.connect(self._project_changed)
+        state.datasetChanged.connect(self.form.set_dataset)
+        state.datasetChanged.connect(lambda _d: self._update_buttons())
+        state.runChanged.connect(self._run_selected)
+        state.trainingChanged.connect(self._training_changed)
+        self.runner.ended.connect(self._run_ended)
+        self.form.set_dataset(state.dataset)
+        self.refresh_history()
+        self._update_buttons()
+
+    # -- layout -------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.form = TrainingForm()
+        self.form.changed.connect(self._update_buttons)
+        scroll = QScrollArea()
+        scroll.setWidget(self.form)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(450)
+
+        buttons = QHBoxLayout()
+        self.start_button = QPushButton("Train")
+        self.start_button.clicked.connect(self.start)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("finish the current step, save a checkpoint, stop")
+        self.stop_button.clicked.connect(self.runner.stop)
+        self.kill_button = QPushButton("Kill")
+        self.kill_button.setToolTip("end the trainer at once, without a checkpoint")
+        self.kill_button.clicked.connect(self.runner.kill)
+        self.checkpoints = QComboBox()
+        self.checkpoints.setMinimumContentsLength(18)
+        self.resume_button = QPushButton("Resume from")
+        self.resume_button.clicked.connect(self.resume)
+        self.use_button = QPushButton("Use for inference")
+        self.use_button.clicked.connect(self.use_checkpoint)
+        self.open_button = QPushButton("Open run folder...")
+        self.open_button.clicked.connect(self.open_run_dialog)
+        for w in (self.start_button, self.stop_button, self.kill_button, self.resume_button,
+                  self.checkpoints, self.use_button, self.open_button):
+            buttons.addWidget(w)
+        buttons.addStretch(1)
+        self.load_when_done = QCheckBox("load when done")
+        self.load_when_done.setChecked(True)
+        self.follow_checkpoints = QCheckBox("follow checkpoints")
+        self.follow_checkpoints.setToolTip("load each new checkpoint of the live run into "
+                                           "live inference: the views show the current model")
+        buttons.addWidget(self.load_when_done)
+        buttons.addWidget(self.follow_checkpoints)
+
+        self.curves = TrainingCurves()
+        self.progress = QProgressBar()
+        self.progress.setFormat("no run")
+        self.progress.setTextVisible(True)
+        self.reason = QLabel("")  # why Train is disabled, or why the last run failed
+        self.reason.setWordWrap(True)
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(LOG_LINES)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSortingEnabled(True)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.itemSelectionChanged.connect(self._table_selection)
+        self.command = QPlainTextEdit()
+        self.command.setReadOnly(True)
+        self.gpus = QSpinBox()
+        self.gpus.setRange(1, 64)
+        self.gpus.setValue(4)
+        self.gpus.valueChanged.connect(lambda _v: self._show_command())
+        copy = QPushButton("Copy")
+        copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(
+            self.command.toPlainText()))
+        command_tab = QWidget()
+        lay = QVBoxLayout(command_tab)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("GPUs per node"))
+        row.addWidget(self.gpus)
+        row.addWidget(copy)
+        row.addStretch(1)
+        lay.addLayout(row)
+        lay.addWidget(self.command)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.table, "Runs")
+        self.tabs.addTab(self.log, "Log")
+        self.tabs.addTab(command_tab, "torchrun")
+
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.addWidget(self.curves)
+        bottom = QWidget()
+        blay = QVBoxLayout(bottom)
+        blay.setContentsMargins(0, 0, 0, 0)
+        blay.addWidget(self.progress)
+        blay.addWidget(self.reason)
+        blay.addWidget(self.tabs, 1)
+        right.addWidget(bottom)
+        right.setStretchFactor(0, 3)
+        right.setStretchFactor(1, 2)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(scroll)
+        split.addWidget(right)
+        split.setStretchFactor(1, 1)
+        split.setSizes([470, 1000])
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(2, 2, 2, 2)
+        outer.addLayout(buttons)
+        outer.addWidget(split, 1)
+
+    # -- commands -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start a run with the form's settings (errors become the state's error dialog)."""
+        project = self.state.project
+        if project is None:
+            return
+        try:
+            self.runner.start(project, self.form.settings(), self.form.run_name(),
+                              self.form.labels())
+        except UserInputError as exc:
+            self.state.report_error(str(exc))
+            return
+        self.form.remember_values()
+
+    def resume(self) -> None:
+        run, checkpoint = self.state.run, self.checkpoints.currentData()
+        if run is None or checkpoint is None:
+            return
+        try:
+            self.runner.resume(run, Path(checkpoint))
+        except UserInputError as exc:
+            self.state.report_error(str(exc))
+
+    def use_checkpoint(self) -> None:
+        checkpoint = self.checkpoints.currentData()
+        if checkpoint is not None:
+            self.session.open_checkpoint(Path(checkpoint))
+
+    def open_run_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a training run folder")
+        if path:
+            self.open_run(Path(path))
+
+    def open_run(self, path: Path) -> None:
+        """Show a run folder from elsewhere (a torchrun run on a cluster, copied back)."""
+        path = Path(path)
+        if not is_run_folder(path):
+            self.state.report_error(str(UserInputError(
+                path, "not a training run folder (no events.jsonl, config.toml or "
+                "launch.json)")))
+            return
+        if path not in self._external:
+            self._external.append(path)
+        self.refresh_history()
+        self.state.set_run(path)
+
+    # -- the runs ------------------------------------------------------------------------------
+    def _project_changed(self, project: Path | None) -> None:
+        """List the project's runs; the newest is shown unless a run of it already is."""
+        self.refresh_history()
+        runs = self.run_folders()
+        if runs and (self.state.run is None or self.state.run.parent != runs[-1].parent):
+            self.state.set_run(runs[-1])
+        self._update_buttons()
+
+    def run_folders(self) -> list[Path]:
+        runs = list_runs(self.state.project / "runs") if self.state.project else []
+        return runs + [p for p in self._external if p not in runs]
+
+    def refresh_history(self) -> None:
+        """Rebuild the table from the run folders (summaries read each run's ends only)."""
+        selected = self._selected_runs()
+        self.table.blockSignals(True)  # emptying it is no selection by the user
+        self.table.setSortingEnabled(False)
+        self.table.setRowCount(0)
+        for run in self.run_folders():
+            try:
+                summary = summarize_run(run)
+            except UserInputError as exc:
+                self._add_row(run, None, str(exc))
+                continue
+            self._add_row(run, summary, "")
+        self.table.setSortingEnabled(True)
+        self.table.blockSignals(False)
+        self._select_rows(selected or ([self.state.run] if self.state.run else []))
+        self.historyChanged.emit()
+
+    def _add_row(self, run: Path, summary, error: str) -> None:
+        row = self.table.rowCount()
+        self.table.insertRow(row)
+        cells: list[tuple[str, float | str]] = [(run.name, run.name)]
+        if summary is None:
+            cells += [("damaged", "damaged")] + [("", "")] * (len(COLUMNS) - 3) + [(error, "")]
+        else:
+            h, launch = summary.history, summary.launch
+            status, why = run_status(h, launch, running=run == self.state.training_run)
+            c = h.config
+            metrics = h.final_metrics
+            hit, chance = metrics.get("hit@1"), metrics.get("chance_hit@1")
+            cells += [
+                (status, status),
+                (labels_text(launch.labels if launch else {}, c), ""),
+                (f"{c.get('lambda_metric', '')}", float(c.get("lambda_metric", -1))),
+                (str(c.get("mining", "")), str(c.get("mining", ""))),
+                (f"{c.get('arch', '')} w{c.get('width', '')}", str(c.get("arch", ""))),
+                (f"{h.step}/{h.steps_total}", float(h.step)),
+                (format_seconds(h.duration), h.duration),
+                (f"{metrics['n_mpjpe']:.1f}" if "n_mpjpe" in metrics else "-",
+                 float(metrics.get("n_mpjpe", 1e18))),
+                (f"{hit:.3f} ({chance:.3f})" if hit is not None and chance is not None
+                 else f"{hit:.3f}" if hit is not None else "-", float(hit or -1)),
+                (failure_text(why, summary.log_tail) if status == "failed" else why, why),
+            ]
+        for col, (text, key) in enumerate(cells):
+            item = SortItem(text, key)
+            item.setData(Qt.ItemDataRole.UserRole, str(run))
+            if col == len(COLUMNS) - 1:
+                item.setToolTip(text)
+            self.table.setItem(row, col, item)
+
+    def _selected_runs(self) -> list[Path]:
+        rows = sorted({i.row() for i in self.table.selectedItems()})
+        return [Path(self.table.item(r, 0).data(Qt.ItemDataRole.UserRole)) for r in rows]
+
+    def _select_rows(self, runs: list[Path]) -> None:
+        self.table.blockSignals(True)
+        self.table.clearSelection()
+        mode = self.table.selectionMode()
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.MultiSelection)
+        for r in range(self.table.rowCount()):
+            if Path(self.table.item(r, 0).data(Qt.ItemDataRole.UserRole)) in runs:
+                self.table.selectRow(r)
+        self.table.setSelectionMode(mode)
+        self.table.blockSignals(False)
+        self._follow(self._selected_runs())
+
+    def select_runs(self, runs: list[Path]) -> None:
+        """Show these runs' curves overlaid (the first becomes the selected run)."""
+        self._select_rows([Path(r) for r in runs])
+        if runs:
+            self.state.set_run(Path(runs[0]))
+
+    def _table_selection(self) -> None:
+        runs = self._selected_runs()
+        self._follow(runs)
+        if runs and self.state.run not in runs:
+            self.state.set_run(runs[0])
+
+    def _follow(self, runs: list[Path]) -> None:
+        """Follow the shown runs and the live one; the curves show the shown runs."""
+        live = self.state.training_run
+        wanted = list(dict.fromkeys(runs + ([live] if live else [])
+                                    + ([self.state.run] if self.state.run else [])))
+        generations = self.follower.follow(wanted)
+        for run, gen in generations.items():
+            if self._generations.get(run) != gen:
+                self._generations[run] = gen
+                self.histories[run] = RunHistory()
+                self.logs[run] = deque(maxlen=LOG_LINES)
+                self._dirty.add(run)
+                if run == self._log_run:
+                    self.log.clear()
+        for run in list(self.histories):
+            if run not in generations:
+                del self.histories[run], self.logs[run]
+                self._generations.pop(run, None)
+        shown = runs or ([self.state.run] if self.state.run else [])
+        self.curves.show_runs([(r, r.name) for r in shown])
+        self._dirty.update(shown)
+
+    def _run_selected(self, run: Path | None) -> None:
+        if run is not None and run not in self._selected_runs():
+            if run not in self.run_folders():
+                self.refresh_history()
+            self._select_rows([run])
+        self._log_run = run
+        if run is not None:
+            self._follow(self._selected_runs() or [run])
+        self.log.setPlainText("\n".join(self.logs.get(run, ())) if run is not None else "")
+        self._show_checkpoints()
+        self._show_command()
+        self._update_buttons()
+
+    def _training_changed(self, run: Path | None) -> None:
+        self.refresh_history()
+        if run is not None:
+            self._finished_seen.discard(run)
+        self._follow(self._selected_runs() or ([run] if run else []))
+        self._update_buttons()
+
+    def _run_ended(self, run: Path) -> None:
+        """The trainer process is gone: say how in the run's log (a kill writes no event)."""
+        run = Path(run)
+        self._dirty.add(run)
+        try:
+            summary = summarize_run(run)
+            status, why = run_status(summary.history, summary.launch)
+        except UserInputError as exc:
+            status, why = "failed", str(exc)
+        line = f"trainer ended: {status}" + (f" ({why})" if why else "")
+        self.logs.setdefault(run, deque(maxlen=LOG_LINES)).append(line)
+        if run == self._log_run:
+            self.log.appendPlainText(line)
+        self.refresh_history()
+        self._update_buttons()
+        self._show_checkpoints()
+
+    # -- incoming data ------------------------------------------------------------------------
+    def _batch(self, run: Path, generation: int, records: list, lines: list) -> None:
+        if self._generations.get(run) != generation:
+            return  # a follower that was replaced
+        history = self.histories[run]
+        was_open = history.status is None
+        history.add(records)
+        self._dirty.add(run)
+        shown = ([line for r in records if (line := event_line(r)) is not None] + lines)
+        self.logs[run].extend(shown[-LOG_LINES:])
+        if run == self._log_run:
+            for line in shown[-LOG_LINES:]:
+                self.log.appendPlainText(line)
+        if any(r.get("event") == "checkpoint" for r in records):
+            self._new_checkpoint(run, records)
+        if was_open and history.status is not None:
+            self._status_written(run, history)
+
+    def _new_checkpoint(self, run: Path, records: list) -> None:
+        if run == self.state.run:
+            self._show_checkpoints()
+        if run == self.state.training_run and self.follow_checkpoints.isChecked():
+            path = [r for r in records if r.get("event") == "checkpoint"][-1].get("path")
+            if path and Path(path).is_file():
+                self.session.open_checkpoint(Path(path))
+
+    def _status_written(self, run: Path, history: RunHistory) -> None:
+        """A run reported its end: a finished run of this Studio goes into live inference."""
+        self.refresh_history()
+        if (history.status == "done" and self.load_when_done.isChecked()
+                and run not in self._finished_seen and run == self.state.training_run):
+            self._finished_seen.add(run)
+            checkpoints = run_checkpoints(run)
+            if checkpoints:
+                self.session.open_checkpoint(checkpoints[-1])
+
+    # -- showing ------------------------------------------------------------------------------
+    def _redraw(self) -> None:
+        """Redraw the next plot with changes (a round over the five plots takes five ticks),
+        only while the panel is on screen; changes wait meanwhile."""
+        if not self.isVisible():
+            return
+        self._show_progress()
+        if self._dirty:
+            self._pending_plots = {p: set(self._dirty) | self._pending_plots.get(p, set())
+                                   for p in PLOT_CURVES}
+            self._dirty = set()
+        for _ in range(len(PLOT_CURVES)):
+            plot = next(self._plot_cycle)
+            runs = self._pending_plots.pop(plot, set())
+            if runs:
+                for run in runs:
+                    history = self.histories.get(run)
+                    if history is not None:
+                        self.curves.update_plot(plot, run, history)
+                return
+
+    def _show_progress(self) -> None:
+        run = self.state.training_run or self.state.run
+        history = self.histories.get(run) if run is not None else None
+        if history is None or not history.steps_total:
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+            self.progress.setFormat("no run" if run is None else f"{run.name}: no events yet")
+            return
+        self.progress.setRange(0, history.steps_total)
+        self.progress.setValue(min(history.step, history.steps_total))
+        live = run == self.state.training_run
+        status = "running" if live else (history.status or "ended")
+        rate = history.series("images_per_s")[1]
+        parts = [f"{run.name}: {status}", f"step {history.step}/{history.steps_total}"]
+        if live:
+            if len(rate):
+                parts.append(f"{rate[-1]:.0f} images/s")
+            eta = history.eta()
+            parts.append(f"ETA {format_seconds(eta)}" if eta is not None else "ETA -")
+        parts.append(f"{format_seconds(history.duration)} trained")
+        self.progress.setFormat("  ·  ".join(parts))
+
+    def _show_checkpoints(self) -> None:
+        current = self.checkpoints.currentData()
+        self.checkpoints.clear()
+        run = self.state.run
+        for path in run_checkpoints(run) if run is not None else []:
+            self.checkpoints.addItem(path.stem, str(path))
+        index = self.checkpoints.findData(current)
+        self.checkpoints.setCurrentIndex(index if index >= 0 else self.checkpoints.count() - 1)
+        self._update_buttons()
+
+    def _show_command(self) -> None:
+        run = self.state.run
+        if run is None or not (run / CONFIG_FILE).is_file():
+            self.command.setPlainText("Select a run started by the Studio (its config.toml is "
+                                      "the config the command trains).")
+            return
+        resume = self.checkpoints.currentData()
+        lines = [
+            "# the same config with DistributedDataParallel, one process per GPU:",
+            torchrun_command(run / CONFIG_FILE, self.gpus.value()),
+            "# continue it from the chosen checkpoint:",
+            torchrun_command(run / CONFIG_FILE, self.gpus.value(),
+                             resume=Path(resume) if resume else None),
+            "# afterwards: Open run folder... shows its events here",
+        ]
+        self.command.setPlainText("\n".join(lines))
+
+    def _update_buttons(self) -> None:
+        busy = self.runner.busy
+        reason = ""
+        if self.state.project is None:
+            reason = "Open a project to train: runs are kept in its runs/ folder."
+        elif self.form.dataset is None or not self.form.dataset.subjects:
+            reason = ("This data has no subjects; the trainer needs a dataset with subjects "
+                      "(a manifest), e.g. mcss-data synth or an imported Human3.6M.")
+        elif not self.form.train_subjects.checked() or not self.form.labelled_subjects.checked():
+            reason = "Choose the unlabelled video and the labelled subjects."
+        self.start_button.setEnabled(not busy and not reason)
+        self.stop_button.setEnabled(busy)
+        self.kill_button.setEnabled(busy)
+        has_checkpoint = self.checkpoints.currentData() is not None
+        run = self.state.run
+        self.resume_button.setEnabled(not busy and has_checkpoint and run is not None
+                                      and (run / CONFIG_FILE).is_file())
+        self.use_button.setEnabled(has_checkpoint)
+        self.reason.setText(reason)
+
+    def settled(self) -> bool:
+        """Everything followed was read, handed over and drawn (screenshots, tests)."""
+        return self.follower.caught_up() and not self._dirty and not any(
+            self._pending_plots.values())
+
+    def close_followers(self) -> None:
+        self._redraw_timer.stop()
+        self.follower.stop()
