@@ -218,3 +218,25 @@ def test_unlabelled_images_control_sees_them_without_a_metric_loss(tmp_path, dat
     stats = [r.model.encoder.state_dict() for r in results]
     running = [k for k in stats[0] if k.endswith("running_mean")]
     assert running and not all(torch.equal(stats[0][k], stats[1][k]) for k in running)
+
+
+def test_triplet_log_holds_each_steps_worst_triplets_and_events_their_mean_distances(
+        tmp_path, data):
+    train, _ = data
+    config = _config(tmp_path, steps=4, triplet_log_every=2, triplet_log_size=1000,
+                     mining="hardest", mining_warmup=3)
+    result = fit(config, EventWriter(tmp_path / "events.jsonl"), sequences=train,
+                 progress=False)
+    logged = read_events(result.run_dir / "triplets.jsonl")
+    steps = {r["step"]: r for r in read_events(tmp_path / "events.jsonl")
+             if r["event"] == "step"}
+    for step in (2, 4):
+        rows = [r for r in logged if r["step"] == step]
+        assert len(rows) == steps[step]["triplets"]  # all of them: the log size exceeds them
+        violation = [r["violation"] for r in rows]
+        assert violation == sorted(violation, reverse=True)
+        assert np.isclose(np.mean([r["d_ap"] for r in rows]), steps[step]["d_ap_mean"])
+        assert np.isclose(np.mean([r["d_an"] for r in rows]), steps[step]["d_an_mean"])
+    # steps 2 and 4 are 0-based steps 1 and 3: random during the 3-step warm-up, then hardest
+    assert {r["mining"] for r in logged if r["step"] == 2} == {"random"}
+    assert {r["mining"] for r in logged if r["step"] == 4} == {"hardest"}

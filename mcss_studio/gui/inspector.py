@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
+import shiboken6
 from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -344,9 +345,13 @@ class InspectorPanel(QWidget):
                 and not self._more and self.model.thumbnails_settled and self.thumb_worker.idle())
 
     def close_workers(self) -> None:
+        """Stop both workers and the polling; the plots go at once, while Python still runs:
+        pyqtgraph's items are Python objects, and Qt tearing them down after the interpreter
+        ended crashes (seen when the window closed before its event loop ever ran)."""
         self.timer.stop()
         self.log_worker.stop()
         self.thumb_worker.stop()
+        shiboken6.delete(self.plots)
 
 
 def _html(text: str) -> str:
