@@ -135,8 +135,8 @@ def test_following_reads_only_new_bytes_and_waits_for_a_partial_line(tmp_path, m
 
 def test_a_long_log_is_read_in_chunks(tmp_path):
     run = tmp_path / "r"
-    many = [triplet(s, ("walk", 0, s % 50), ("walk", 1, s % 50 + 20), 0.5, 0.1)
-            for s in range(1, 301)]
+    many = [triplet(1 + i // 7, ("walk", 0, i % 50), ("walk", 1, i % 50 + 20), 0.5, 0.1)
+            for i in range(300)]  # 7 triplets a step: polls end inside a step
     write_run(run, [], many)
     follower, data = RunFollower(run, chunk_bytes=4096), RunData(run)
     polls = 0
@@ -147,7 +147,9 @@ def test_a_long_log_is_read_in_chunks(tmp_path):
         if not chunk.more:
             break
     assert len(data.triplets) == 300 and polls > 10
-    assert list(data.triplets.col("step")) == list(range(1, 301))
+    assert list(data.triplets.col("step")) == [1 + i // 7 for i in range(300)]
+    assert [data.triplets.ref(i, "anchor").frame for i in range(300)] == [
+        i % 50 for i in range(300)]
 
 
 def test_a_damaged_line_keeps_what_came_before_and_is_reported_once(tmp_path):
@@ -215,3 +217,16 @@ def test_find_run_takes_a_run_or_a_projects_newest_and_refuses_others(tmp_path):
         find_run(tmp_path)
     with pytest.raises(UserInputError, match="no such folder"):
         find_run(tmp_path / "nowhere")
+
+
+def test_a_resume_inside_one_read_drops_the_steps_logged_again(tmp_path):
+    run = tmp_path / "r"
+    again = [triplet(20, ("walk", 0, 3), ("walk", 0, 30), 0.1, 0.9),
+             triplet(20, ("walk", 0, 4), ("walk", 0, 31), 0.1, 0.9)]
+    write_run(run, [step_event(10), step_event(20), step_event(30), step_event(20)],
+              RECORDS + again)  # steps 10 10 20 30, then 20 20 after a resume
+    data = RunData(run)
+    data.apply(RunFollower(run).poll())
+    assert list(data.triplets.col("step")) == [10, 10, 20, 20]
+    assert [data.triplets.ref(i, "anchor").frame for i in range(4)] == [20, 5, 3, 4]
+    assert list(data.stats.col("step")) == [10, 20]

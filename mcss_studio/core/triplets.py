@@ -72,15 +72,30 @@ class _Columns:
     def truncate(self, n: int) -> None:
         self.n = min(self.n, max(0, n))
 
-    def _first_row_from(self, step: int) -> int:
-        """Index of the first row at or after `step` (steps are non-decreasing)."""
-        return int(np.searchsorted(self.col("step"), step, side="left"))
+    ROWS_PER_STEP_ONE = False  # True: one row per step, so a step seen again starts again
+
+    def _extend_rows(self, columns: dict[str, np.ndarray]) -> None:
+        """Append rows in log order. Where the steps go back (a run resumed from an earlier
+        checkpoint logs them again), the rows from that step on are dropped first. The rows
+        of one step may come in two polls, so only a step before the last one starts again
+        (or the last one itself, where each step has one row)."""
+        step = columns["step"]
+        back = np.diff(step) <= 0 if self.ROWS_PER_STEP_ONE else np.diff(step) < 0
+        bounds = [0, *(np.flatnonzero(back) + 1).tolist(), len(step)]
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            first = int(step[a])
+            if self.n:
+                last = int(self.col("step")[-1])
+                if first < last or (first == last and self.ROWS_PER_STEP_ONE):
+                    self.truncate(int(np.searchsorted(self.col("step"), first, side="left")))
+            self._append({name: values[a:b] for name, values in columns.items()})
 
 
 class StepStats(_Columns):
     """Per-step miner statistics; NaN where a step's event lacks a figure (older runs)."""
 
     DTYPES = {"step": np.int64, **{name: np.float64 for name in STAT_FIELDS}}
+    ROWS_PER_STEP_ONE = True
 
     @classmethod
     def from_events(cls, records: list[dict]) -> StepStats:
@@ -94,8 +109,7 @@ class StepStats(_Columns):
 
     def extend(self, other: StepStats) -> None:
         if len(other):
-            self.truncate(self._first_row_from(int(other.col("step")[0])))  # a resumed run
-            self._append({name: other.col(name) for name in self.DTYPES})
+            self._extend_rows({name: other.col(name) for name in self.DTYPES})
 
 
 class TripletColumns(_Columns):
@@ -125,11 +139,10 @@ class TripletColumns(_Columns):
         """Append `other`'s rows (a chunk from a poll), dropping rows of the steps it logs again."""
         if not len(other):
             return
-        self.truncate(self._first_row_from(int(other.col("step")[0])))
         remap = np.array([self.code(name) for name in other.names] or [0], np.int32)
         coded = {"mining"} | {f"{r[0]}_{p}" for r in ROLES for p in ("seq", "camname")}
-        self._append({name: remap[other.col(name)] if name in coded else other.col(name)
-                      for name in self.DTYPES})
+        self._extend_rows({name: remap[other.col(name)] if name in coded else other.col(name)
+                           for name in self.DTYPES})
 
     # -- derived --------------------------------------------------------------------------------
     def violation(self) -> np.ndarray:
