@@ -230,3 +230,27 @@ def test_a_resume_inside_one_read_drops_the_steps_logged_again(tmp_path):
     assert list(data.triplets.col("step")) == [10, 10, 20, 20]
     assert [data.triplets.ref(i, "anchor").frame for i in range(4)] == [20, 5, 3, 4]
     assert list(data.stats.col("step")) == [10, 20]
+
+
+@pytest.mark.parametrize("key", ["step", "d_ap", "violation", "dt", "anchor"])
+@pytest.mark.parametrize("descending", [False, True])
+def test_appended_triplets_merge_into_the_order_a_full_sort_gives(key, descending):
+    from mcss_studio.core.triplets import TripletView
+
+    rng = np.random.default_rng(1)
+    def frame() -> tuple:
+        return f"s{rng.integers(3)}", int(rng.integers(2)), int(rng.integers(9))
+
+    records = [triplet(1 + i // 5, frame(), frame(), float(rng.integers(4)) / 4,
+                       float(rng.integers(4)) / 4) for i in range(120)]  # many ties
+    records[7]["d_ap"] = None  # a null distance sorts last
+    view = TripletView(key, descending, steps=(3, 20))
+    t = columns(records[:40])
+    view.rebuild(t)
+    for end in (41, 75, 120):
+        start = len(t)
+        t.extend(columns(records[start:end]))
+        old = view.order.copy()
+        at = view.add(t, start)
+        assert list(view.order) == list(triplet_order(t, key, descending, (3, 20)))
+        assert list(np.delete(view.order, at)) == list(old)  # the old rows kept their order

@@ -145,15 +145,16 @@ class TripletColumns(_Columns):
                            for name in self.DTYPES})
 
     # -- derived --------------------------------------------------------------------------------
-    def violation(self) -> np.ndarray:
-        """d_ap - d_an + margin: > 0 means the triplet violates the margin (has a loss)."""
-        return self.col("d_ap") - self.col("d_an") + self.col("margin")
+    def violation(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """d_ap - d_an + margin (of `rows`): > 0 means the triplet violates the margin."""
+        return self.col("d_ap")[rows] - self.col("d_an")[rows] + self.col("margin")[rows]
 
-    def dt(self) -> np.ndarray:
-        """Negative frame minus anchor frame; NaN when the negative is of another sequence."""
-        same = self.col("a_seq") == self.col("n_seq")
-        return np.where(same, (self.col("n_frame") - self.col("a_frame")).astype(np.float64),
-                        np.nan)
+    def dt(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Negative frame minus anchor frame (of `rows`); NaN when the negative is of another
+        sequence."""
+        same = self.col("a_seq")[rows] == self.col("n_seq")[rows]
+        frames = self.col("n_frame")[rows] - self.col("a_frame")[rows]
+        return np.where(same, frames.astype(np.float64), np.nan)
 
     def ref(self, row: int, role: str) -> FrameRef:
         """(sequence, camera, camera index, frame) of the anchor, positive or negative of a row."""
@@ -410,34 +411,88 @@ def find_run(folder: str | os.PathLike[str]) -> Path:
 
 
 # -- the table's order --------------------------------------------------------------------------
+class TripletView:
+    """The table's rows: indices of the triplets with lo <= step <= hi (None: open), sorted by
+    `key`: step, d_ap, d_an, violation, dt (by |dt|), or anchor / positive / negative (by
+    sequence name, camera, frame). Ties keep log order; rows without a value (dt of a negative
+    from another sequence, a null distance) come last in either direction.
+
+    Triplets appended to the log are merged in (`add`): only the new ones are sorted, so a poll
+    of a live million-row log costs milliseconds where a full sort would cost a third of a
+    second (the name orders re-sort all, as a new name can move every rank).
+    """
+
+    def __init__(self, key: str = "step", descending: bool = False,
+                 steps: tuple[int | None, int | None] = (None, None)) -> None:
+        if key not in SORT_KEYS:
+            raise ValueError(f"unknown sort key {key!r}, expected one of {SORT_KEYS}")
+        self.key, self.descending, self.steps = key, bool(descending), steps
+        self.order = np.empty(0, np.int64)
+        self._sorted = np.empty(0, np.float64)  # the order's sort values, ascending
+
+    def copy(self) -> TripletView:
+        """The same view, to merge into while the original is still shown (arrays are never
+        changed in place, so they are shared)."""
+        view = TripletView(self.key, self.descending, self.steps)
+        view.order, view._sorted = self.order, self._sorted
+        return view
+
+    def rebuild(self, triplets: TripletColumns) -> np.ndarray:
+        """Order every triplet afresh; returns the order."""
+        rows = self._kept(triplets, 0)
+        if self.key in ROLES:
+            self.order = rows[_role_order(triplets, self.key[0], rows, self.descending)]
+            self._sorted = np.empty(0, np.float64)
+            return self.order
+        values = self._values(triplets, rows)
+        ordered = np.argsort(values, kind="stable")
+        self.order, self._sorted = rows[ordered], values[ordered]
+        return self.order
+
+    def add(self, triplets: TripletColumns, start: int) -> np.ndarray:
+        """Merge triplets start.. (just appended) into the order; returns where each new row
+        went in the new order (all >= the old length: they were appended at the end)."""
+        if self.key in ROLES:
+            old = set(self.order.tolist())
+            self.rebuild(triplets)
+            return np.flatnonzero([i not in old for i in self.order.tolist()])
+        rows = self._kept(triplets, start)
+        values = self._values(triplets, rows)
+        ordered = np.argsort(values, kind="stable")
+        rows, values = rows[ordered], values[ordered]
+        at = np.searchsorted(self._sorted, values, side="right")  # after equal, older rows
+        self.order = np.insert(self.order, at, rows)
+        self._sorted = np.insert(self._sorted, at, values)
+        return at + np.arange(len(at))
+
+    def _kept(self, triplets: TripletColumns, start: int) -> np.ndarray:
+        step = triplets.col("step")[start:]
+        keep = np.ones(len(step), bool)
+        lo, hi = self.steps
+        if lo is not None:
+            keep &= step >= lo
+        if hi is not None:
+            keep &= step <= hi
+        return np.flatnonzero(keep) + start
+
+    def _values(self, t: TripletColumns, rows: np.ndarray) -> np.ndarray:
+        """Values whose ascending order is the wanted order: negated when descending, missing
+        ones (NaN) as +inf."""
+        values = {"step": lambda: t.col("step")[rows].astype(np.float64),
+                  "d_ap": lambda: t.col("d_ap")[rows], "d_an": lambda: t.col("d_an")[rows],
+                  "violation": lambda: t.violation(rows),
+                  "dt": lambda: np.abs(t.dt(rows))}[self.key]()
+        values = -values if self.descending else values.copy()
+        values[np.isnan(values)] = np.inf
+        return values
+
+
 def triplet_order(
     triplets: TripletColumns, key: str = "step", descending: bool = False,
     steps: tuple[int | None, int | None] = (None, None),
 ) -> np.ndarray:
-    """Row indices of the triplets with lo <= step <= hi (None: open), sorted by `key`.
-
-    Keys: step, d_ap, d_an, violation, dt (by |dt|), or anchor / positive / negative (by
-    sequence name, camera, frame). Ties keep log order; rows without a value (dt of a negative
-    from another sequence, a null distance) come last in either direction.
-    """
-    if key not in SORT_KEYS:
-        raise ValueError(f"unknown sort key {key!r}, expected one of {SORT_KEYS}")
-    step = triplets.col("step")
-    lo, hi = steps
-    keep = np.ones(len(step), bool)
-    if lo is not None:
-        keep &= step >= lo
-    if hi is not None:
-        keep &= step <= hi
-    rows = np.flatnonzero(keep)
-    if key in ROLES:
-        return rows[_role_order(triplets, key[0], rows, descending)]
-    values = {"step": lambda: step.astype(np.float64), "d_ap": lambda: triplets.col("d_ap"),
-              "d_an": lambda: triplets.col("d_an"), "violation": triplets.violation,
-              "dt": lambda: np.abs(triplets.dt())}[key]()[rows]
-    known = ~np.isnan(values)
-    ordered = np.argsort(-values[known] if descending else values[known], kind="stable")
-    return np.concatenate([rows[known][ordered], rows[~known]])
+    """Row indices of the triplets in steps lo..hi sorted by `key` (see TripletView)."""
+    return TripletView(key, descending, steps).rebuild(triplets)
 
 
 def _role_order(t: TripletColumns, r: str, rows: np.ndarray, descending: bool) -> np.ndarray:

@@ -21,7 +21,7 @@ from PySide6.QtGui import QColor, QImage
 
 from ..core.errors import UserInputError
 from ..core.runcrops import RunCrops
-from ..core.triplets import FrameRef, RunData, triplet_order
+from ..core.triplets import FrameRef, RunData, TripletView
 from .workers import _lower_thread_priority
 
 THUMB = 72  # px of a thumbnail's side
@@ -136,9 +136,8 @@ class TripletTableModel(QAbstractTableModel):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.data_: RunData | None = None
-        self.order = np.empty(0, np.int64)  # row -> triplet index
-        self.sort_key, self.descending = "step", False
-        self.steps: tuple[int | None, int | None] = (None, None)
+        self.view = TripletView("step")  # the filter and sort; its order: row -> triplet
+        self._shown = 0  # triplets of the run the view has seen
         self.thumbs: OrderedDict[ThumbKey, QImage | None] = OrderedDict()
         self._asked: set[ThumbKey] = set()
         self.painted = False  # a view asked for a thumbnail since they were last reset
@@ -152,7 +151,7 @@ class TripletTableModel(QAbstractTableModel):
         self.beginResetModel()
         self.data_ = data
         self.reset_thumbnails()
-        self.order = self._compute_order()
+        self._rebuild()
         self.endResetModel()
 
     def reset_thumbnails(self) -> None:
@@ -162,50 +161,69 @@ class TripletTableModel(QAbstractTableModel):
         self.painted = False
         self._thumbs_arrived.start()
 
-    def _compute_order(self) -> np.ndarray:
+    @property
+    def order(self) -> np.ndarray:
+        return self.view.order
+
+    def _rebuild(self) -> np.ndarray:
+        self._shown = len(self.data_.triplets) if self.data_ is not None else 0
         if self.data_ is None:
-            return np.empty(0, np.int64)
-        return triplet_order(self.data_.triplets, self.sort_key, self.descending, self.steps)
+            self.view.order = np.empty(0, np.int64)
+            return self.view.order
+        return self.view.rebuild(self.data_.triplets)
 
     def refresh(self, rows_changed: bool) -> None:
-        """Show what RunData.apply added. Appended rows that fall after the shown ones are
-        inserted; otherwise the rows are re-laid out, keeping the selection on its triplets."""
-        new = self._compute_order()
-        old = self.order
+        """Show what RunData.apply added. New triplets are merged into the order: inserted when
+        they all land after the shown rows, else the rows are re-laid out, keeping the
+        selection on its triplets. Rows dropped (a resumed or replaced log) reset the table."""
+        if self.data_ is None:
+            return
         if rows_changed:
             self.beginResetModel()
-            self.order = new
+            self._rebuild()
             self.endResetModel()
-        elif len(new) >= len(old) and np.array_equal(new[: len(old)], old):
-            if len(new) > len(old):
-                self.beginInsertRows(QModelIndex(), len(old), len(new) - 1)
-                self.order = new
-                self.endInsertRows()
+            return
+        old = self.order.copy()
+        start, self._shown = self._shown, len(self.data_.triplets)
+        view = self.view.copy()
+        at = view.add(self.data_.triplets, start)  # merged aside: Qt must see the old order
+        if not len(at):
+            return
+        if at[0] >= len(old):
+            self.beginInsertRows(QModelIndex(), len(old), len(old) + len(at) - 1)
+            self.view = view
+            self.endInsertRows()
         else:
-            self._relayout(new)
+            self._relayout(lambda: setattr(self, "view", view), old)
 
-    def _relayout(self, new: np.ndarray) -> None:
-        """Replace the order; persistent indexes (selection, current) follow their triplet."""
+    def _relayout(self, change, old: np.ndarray | None = None) -> None:
+        """Apply `change` to the order; persistent indexes (selection, current) follow their
+        triplet."""
         self.layoutAboutToBeChanged.emit()
-        old = self.order
+        old = self.order.copy() if old is None else old
+        change()
+        new = self.order
         where = np.full(int(max(old.max(initial=-1), new.max(initial=-1))) + 1, -1, np.int64)
         where[new] = np.arange(len(new))
-        self.order = new
         for index in self.persistentIndexList():
             row = int(where[old[index.row()]]) if 0 <= index.row() < len(old) else -1
             self.changePersistentIndex(
                 index, self.index(row, index.column()) if row >= 0 else QModelIndex())
         self.layoutChanged.emit()
 
+    def _reorder(self, key: str, descending: bool, steps) -> None:
+        def change() -> None:
+            self.view = TripletView(key, descending, steps)
+            self._rebuild()
+
+        self._relayout(change)
+
     def set_step_range(self, lo: int | None, hi: int | None) -> None:
-        if (lo, hi) != self.steps:
-            self.steps = (lo, hi)
-            self._relayout(self._compute_order())
+        if (lo, hi) != self.view.steps:
+            self._reorder(self.view.key, self.view.descending, (lo, hi))
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
-        self.sort_key = SORT_KEY[column]
-        self.descending = order == Qt.SortOrder.DescendingOrder
-        self._relayout(self._compute_order())
+        self._reorder(SORT_KEY[column], order == Qt.SortOrder.DescendingOrder, self.view.steps)
 
     # -- Qt model -------------------------------------------------------------------------------
     def rowCount(self, parent=None) -> int:  # noqa: N802
