@@ -197,3 +197,27 @@ def test_screenshot_of_the_inspector_from_a_run_or_a_projects_newest(tmp_path):
     assert res.returncode == 2 and "Traceback" not in res.stderr
     lines_ = [x for x in res.stderr.splitlines() if x.startswith("mcss-studio:")]
     assert len(lines_) == 1 and "no such folder" in lines_[0]
+
+
+@pytest.mark.usefixtures("private_studio_dirs")
+def test_a_row_opens_its_frame_in_the_player(qtbot, real_run):
+    from mcss_studio.gui.session import Session
+
+    run, data = real_run
+    session = Session(remember_recent=False)
+    panel = InspectorPanel(session.state)
+    qtbot.addWidget(panel)
+    try:
+        assert session.open_path(data), session.state.last_error
+        show(qtbot, panel, run, 10)
+        shown = session.state.sequence.name
+        row = next(r for r in range(10) if panel.model.ref(r, "negative").sequence != shown)
+        ref = panel.model.ref(row, "negative")
+        panel.table.activated.emit(panel.model.index(row, NEGATIVE))
+        state = session.state
+        assert (state.sequence.name, state.selected_camera, state.frame) == (
+            ref.sequence, ref.camera_index, ref.frame)
+        assert state.sequence.camera_names[ref.camera_index] == ref.camera
+    finally:
+        panel.close_workers()
+        session.close()
