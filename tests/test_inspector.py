@@ -221,3 +221,30 @@ def test_a_row_opens_its_frame_in_the_player(qtbot, real_run):
     finally:
         panel.close_workers()
         session.close()
+
+
+def test_negatives_with_the_anchors_true_pose_are_flagged(qtbot, panel, real_run, tmp_path):
+    from mcss_studio.core import open_dataset
+    from mcss_studio.core.geometry import paired_pose_distance
+
+    _, data = real_run
+    joints = open_dataset(data).open("S1_walk_1").joints3d
+    run = tmp_path / "hand"
+    start = {"event": "start", "time": 0, "run_dir": str(run),
+             "config": {"data": str(data), "crop_size": 32, "crop_margin": 0.2}}
+    records = [triplet(1, ("S1_walk_1", 0, 2), ("S1_walk_1", 1, 2), 0.5, 0.1),  # its own pose
+               triplet(1, ("S1_walk_1", 0, 2), ("S1_walk_1", 1, 9), 0.5, 0.2),
+               triplet(1, ("S1_walk_1", 0, 2), ("gone", 1, 9), 0.5, 0.3)]  # not in the dataset
+    write_run(run, [start], records)
+    show(qtbot, panel, run, 3)
+    pose = panel.run.triplets.col("pose")
+    qtbot.waitUntil(lambda: not np.isnan(pose[:2]).any(), timeout=WAIT_MS)
+    expected = paired_pose_distance(joints[[2]], joints[[9]])[0]
+    assert pose[0] < 1e-6 and np.isclose(pose[1], expected) and np.isnan(pose[2])
+    assert expected > 0.1  # so only the first is flagged
+    panel.table.sortByColumn(8, Qt.SortOrder.AscendingOrder)
+    assert column(panel, 8) == ["0.000", f"{expected:.3f}", "-"]
+    flagged = panel.model.index(0, NEGATIVE)
+    assert "likely false negative" in panel.model.data(flagged, Qt.ItemDataRole.ToolTipRole)
+    assert panel.model.data(panel.model.index(1, NEGATIVE), Qt.ItemDataRole.BackgroundRole) is None
+    assert "1 likely false negatives" in panel.status.text() and "'gone'" in panel.status.text()

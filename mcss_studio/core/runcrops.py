@@ -1,5 +1,7 @@
-"""Crops of the frames a training run names (its logged triplets), cut from the run's dataset
-the way the trainer cut them, for thumbnails. No Qt; call it from one worker thread.
+"""Crops and ground-truth poses of the frames a training run names (its logged triplets), from
+the run's dataset: crops cut the way the trainer cut them, for thumbnails, and the distance of
+an anchor's and its negative's true poses, which flags likely false negatives. No Qt; call it
+from one worker thread.
 
 Each crop comes from the run's crop cache when that cache was built at the run's crop size and
 margin, otherwise it is cut from the full-resolution frame (core/media.py MediaAccess.crop), so
@@ -16,6 +18,7 @@ import numpy as np
 
 from .contract import DEFAULT_CROP_MARGIN, DEFAULT_CROP_SIZE
 from .errors import UserInputError
+from .geometry import paired_pose_distance
 from .media import MediaAccess
 from .sources.dataset import Dataset, open_dataset
 
@@ -31,6 +34,7 @@ class RunCrops:
         self.crop_size, self.margin = int(crop_size), float(margin)
         self._dataset: Dataset | None = None
         self._open: OrderedDict[str, MediaAccess] = OrderedDict()
+        self._joints: dict[str, np.ndarray | None] = {}
 
     def crop(self, sequence: str, camera_index: int, frame: int) -> np.ndarray:
         """The crop; UserInputError naming the dataset when the sequence, camera or frame is
@@ -41,6 +45,37 @@ class RunCrops:
             raise UserInputError(self.data, f"{sequence} has no camera {camera_index} frame "
                                  f"{frame} ({cameras} cameras, {frames} frames)")
         return media.crop(camera_index, frame, self.crop_size, self.margin)
+
+    def pose_distance(self, names: list[str], a_seq: np.ndarray, a_frame: np.ndarray,
+                      n_seq: np.ndarray, n_frame: np.ndarray) -> tuple[np.ndarray, str]:
+        """Per triplet (sequences as codes into `names`), the unit-scale Procrustes distance
+        of the anchor's and the negative's ground-truth poses (core/geometry.py, the retrieval
+        protocol's pose match); NaN where either has none. With it, a one-line problem ('' if
+        none), such as a sequence the dataset lacks."""
+        out = np.full(len(a_seq), np.nan)
+        problem = ""
+        for code in np.unique(np.concatenate([a_seq, n_seq])):
+            try:
+                self._ground_truth(names[int(code)])
+            except UserInputError as exc:
+                problem, self._joints[names[int(code)]] = str(exc), None
+        pairs = np.unique(np.stack([a_seq, n_seq], axis=1), axis=0) if len(a_seq) else []
+        for sa, sn in pairs:
+            ja, jn = self._joints[names[int(sa)]], self._joints[names[int(sn)]]
+            if ja is None or jn is None:
+                continue
+            rows = np.flatnonzero((a_seq == sa) & (n_seq == sn))
+            fa, fn = a_frame[rows], n_frame[rows]
+            ok = (fa >= 0) & (fa < len(ja)) & (fn >= 0) & (fn < len(jn))
+            if ok.any():
+                out[rows[ok]] = paired_pose_distance(ja[fa[ok]], jn[fn[ok]])
+        return out, problem
+
+    def _ground_truth(self, sequence: str) -> np.ndarray | None:
+        if sequence not in self._joints:
+            joints = self._media(sequence).sequence.joints3d
+            self._joints[sequence] = None if joints is None else np.asarray(joints, np.float64)
+        return self._joints[sequence]
 
     def _media(self, sequence: str) -> MediaAccess:
         media = self._open.get(sequence)

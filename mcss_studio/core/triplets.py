@@ -38,7 +38,9 @@ CHUNK_BYTES = 8 << 20  # per log and poll: a few hundred thousand lines at most
 STAT_FIELDS = ("triplets", "active_triplets", "d_ap_mean", "d_an_mean",
                "anchors_with_negative", "negatives_per_anchor")
 ROLES = ("anchor", "positive", "negative")
-SORT_KEYS = ("step", "anchor", "positive", "negative", "d_ap", "d_an", "violation", "dt")
+SORT_KEYS = ("step", "anchor", "positive", "negative", "d_ap", "d_an", "violation", "dt",
+             "pose")
+KAPPA = 0.1  # unit-scale Procrustes pose distance under which two poses are the same (DESIGN.md)
 
 
 class _Columns:
@@ -118,6 +120,7 @@ class TripletColumns(_Columns):
     DTYPES = {
         "step": np.int64, "d_ap": np.float64, "d_an": np.float64, "margin": np.float64,
         "mining": np.int32,
+        "pose": np.float64,  # anchor-negative ground-truth pose distance; NaN until known
         **{f"{role[0]}_{part}": dtype for role in ROLES
            for part, dtype in (("seq", np.int32), ("cam", np.int32), ("camname", np.int32),
                                ("frame", np.int64))},
@@ -232,7 +235,7 @@ def _triplet_row(record: dict, names: TripletColumns) -> dict[str, object]:
     if np.isnan(margin):  # older records: the margin follows from the violation
         margin = _number(record.get("violation")) - d_ap + d_an
     mining = names.code(str(record.get("mining") or ""))
-    row.update(d_ap=d_ap, d_an=d_an, margin=margin, mining=mining)
+    row.update(d_ap=d_ap, d_an=d_an, margin=margin, mining=mining, pose=float("nan"))
     return row
 
 
@@ -413,7 +416,8 @@ def find_run(folder: str | os.PathLike[str]) -> Path:
 # -- the table's order --------------------------------------------------------------------------
 class TripletView:
     """The table's rows: indices of the triplets with lo <= step <= hi (None: open), sorted by
-    `key`: step, d_ap, d_an, violation, dt (by |dt|), or anchor / positive / negative (by
+    `key`: step, d_ap, d_an, violation, dt (by |dt|), pose (the anchor-negative ground-truth
+    pose distance), or anchor / positive / negative (by
     sequence name, camera, frame). Ties keep log order; rows without a value (dt of a negative
     from another sequence, a null distance) come last in either direction.
 
@@ -481,7 +485,8 @@ class TripletView:
         values = {"step": lambda: t.col("step")[rows].astype(np.float64),
                   "d_ap": lambda: t.col("d_ap")[rows], "d_an": lambda: t.col("d_an")[rows],
                   "violation": lambda: t.violation(rows),
-                  "dt": lambda: np.abs(t.dt(rows))}[self.key]()
+                  "dt": lambda: np.abs(t.dt(rows)),
+                  "pose": lambda: t.col("pose")[rows]}[self.key]()
         values = -values if self.descending else values.copy()
         values[np.isnan(values)] = np.inf
         return values

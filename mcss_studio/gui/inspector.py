@@ -4,8 +4,9 @@ Follows `state.run` (File > Open run...): per-step miner statistics plotted (tri
 those violating the margin, the fraction violating it, mean positive and negative distances)
 and a table of the logged triplets with anchor, positive and negative crops, distances and dt,
 sortable by any column and filtered by a step range (spin boxes, or the region dragged on the
-plots). Activating a row (double-click, Enter) asks the state to show that frame: the clicked
-positive or negative, otherwise the anchor.
+plots). A negative whose ground-truth pose is within KAPPA of its anchor's is flagged as a
+likely false negative (what the time window gets wrong). Activating a row (double-click, Enter)
+asks the state to show that frame: the clicked positive or negative, otherwise the anchor.
 
 Nothing is read on the UI thread: a worker polls the run's logs once a second and reads only
 what was appended (core/triplets.py RunFollower), another cuts the thumbnails from the run's
@@ -34,13 +35,19 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.runcrops import RunCrops
-from ..core.triplets import RunChunk, RunData, RunFollower, StepStats
+from ..core.triplets import KAPPA, RunChunk, RunData, RunFollower, StepStats
 from .state import StudioState
-from .triplet_model import ROLE_COLUMNS, THUMB, ThumbKey, ThumbnailWorker, TripletTableModel
+from .triplet_model import (
+    ROLE_COLUMNS,
+    THUMB,
+    VIOLATION_COLUMN,
+    ThumbKey,
+    ThumbnailWorker,
+    TripletTableModel,
+)
 from .workers import LatestRequestWorker
 
 POLL_MS = 1000  # how often a run's logs are checked for new lines
-VIOLATION_COLUMN = 6
 NO_BOUND = 0  # spin box value meaning "first" / "last" step
 MAX_NOTES = 4  # problems listed under the table; more would hide it
 
@@ -130,6 +137,8 @@ class InspectorPanel(QWidget):
         self._polling = self._more = self._read_once = False
         self._source: tuple | None = None  # (data, cache, size, margin) the thumbnails use
         self._notes: list[str] = []  # one-line problems of this run, shown and reported once
+        self._pose_epoch = 0  # true-pose answers about rows since dropped or re-read are stale
+        self._pose_next = 0  # triplets sent to be measured
 
         self.log_worker = RunLogWorker(self)
         self.log_worker.done.connect(self._chunk_arrived)
@@ -137,6 +146,7 @@ class InspectorPanel(QWidget):
         self.log_worker.start()
         self.thumb_worker = ThumbnailWorker(self)
         self.thumb_worker.ready.connect(self._thumbnail_arrived)
+        self.thumb_worker.posesReady.connect(self._poses_arrived)
         self.thumb_worker.start()
         self.model = TripletTableModel(self)
         self.model.thumbnailWanted.connect(self._want_thumbnail)
@@ -215,6 +225,7 @@ class InspectorPanel(QWidget):
         self.follower = RunFollower(path) if path is not None else None
         self._polling = self._more = self._read_once = False
         self._source, self._notes = None, []
+        self._pose_epoch, self._pose_next = self._pose_epoch + 1, 0
         self.thumb_worker.set_source(self.generation, None)
         self.model.set_run(self.run)
         self.plots.show_stats(StepStats())
@@ -241,7 +252,10 @@ class InspectorPanel(QWidget):
             self._problem(message)
         self._more = chunk.more
         self._read_once = True
+        if rows_changed:
+            self._pose_epoch, self._pose_next = self._pose_epoch + 1, 0
         self._update_source()
+        self._measure_poses()
         self._show_status()
         if chunk.more:  # a long log: the next part at once, the window stays responsive
             QTimer.singleShot(0, self.poll)
@@ -272,6 +286,10 @@ class InspectorPanel(QWidget):
                  f"{len(run.triplets)} triplets logged, {self.model.rowCount()} shown"]
         if self._read_once and self._source is None:
             parts.append("no crops: the run names no dataset folder found here")
+        pose = run.triplets.col("pose")
+        if len(pose) and not np.isnan(pose).all():
+            parts.append(f"<span style='color:#c62828'>{int(np.sum(pose < KAPPA))} likely false "
+                         f"negatives</span> (true pose within {KAPPA} of the anchor's)")
         text = "; ".join(parts)
         if self._notes:
             text += "<br><span style='color:#d32f2f'>" + "<br>".join(
@@ -294,6 +312,28 @@ class InspectorPanel(QWidget):
         make = (lambda s=source: RunCrops(*s)) if source is not None else None
         self.thumb_worker.set_source(self.generation, make)
         self.model.reset_thumbnails()
+        self._pose_epoch, self._pose_next = self._pose_epoch + 1, 0
+
+    def _measure_poses(self) -> None:
+        """Send the triplets not measured yet to have their true-pose distances taken."""
+        run = self.run
+        if run is None or self._source is None or self._pose_next >= len(run.triplets):
+            return
+        t, start = run.triplets, self._pose_next
+        job = (list(t.names), *(t.col(c)[start:].copy()
+                                for c in ("a_seq", "a_frame", "n_seq", "n_frame")))
+        self.thumb_worker.request_poses(self.generation, self._pose_epoch, start, job)
+        self._pose_next = len(t)
+
+    def _poses_arrived(self, generation: int, epoch: int, start: int, values, problem: str
+                       ) -> None:
+        if generation != self.generation or epoch != self._pose_epoch or self.run is None:
+            return
+        self.run.triplets.col("pose")[start: start + len(values)] = values
+        self.model.poses_changed()
+        if problem:
+            self._problem(problem, dialog=False)
+        self._show_status()
 
     def _want_thumbnail(self, key: ThumbKey) -> None:
         if self._source is None:

@@ -5,14 +5,15 @@ array of row indices (the step filter and the sort, computed with numpy), so a l
 triplets sorts and scrolls as fast as one of a hundred; appended rows are inserted, and rows
 kept across a re-sort keep their selection. Thumbnails are asked for only when a row is painted
 and come from `ThumbnailWorker`, which cuts crops off the UI thread, newest request first, and
-drops requests the user scrolled past long ago.
+drops requests the user scrolled past long ago; when no thumbnail is wanted it measures how close
+each negative's true pose is to its anchor's (the likely false negatives).
 """
 
 from __future__ import annotations
 
 import threading
 import traceback
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 
 import numpy as np
@@ -21,7 +22,7 @@ from PySide6.QtGui import QColor, QImage
 
 from ..core.errors import UserInputError
 from ..core.runcrops import RunCrops
-from ..core.triplets import FrameRef, RunData, TripletView
+from ..core.triplets import KAPPA, FrameRef, RunData, TripletView
 from .workers import _lower_thread_priority
 
 THUMB = 72  # px of a thumbnail's side
@@ -29,8 +30,11 @@ CACHE_THUMBS = 3000  # thumbnails kept (about 60 MB at 72 px)
 MAX_PENDING = 256  # thumbnail requests kept; older ones were scrolled past
 ThumbKey = tuple[str, int, int]  # sequence, camera index, frame
 
-COLUMNS = ("Step", "Anchor", "Positive", "Negative", "d(a,p)", "d(a,n)", "Violation", "dt")
-SORT_KEY = ("step", "anchor", "positive", "negative", "d_ap", "d_an", "violation", "dt")
+COLUMNS = ("Step", "Anchor", "Positive", "Negative", "d(a,p)", "d(a,n)", "Violation", "dt",
+           "True pose")
+SORT_KEY = ("step", "anchor", "positive", "negative", "d_ap", "d_an", "violation", "dt", "pose")
+VIOLATION_COLUMN, POSE_COLUMN = 6, 8
+PoseJob = tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # names, a/n seq+frame
 ROLE_COLUMNS = {1: "anchor", 2: "positive", 3: "negative"}
 REF_ROLE = Qt.ItemDataRole.UserRole  # the FrameRef of an anchor / positive / negative cell
 
@@ -39,11 +43,13 @@ class ThumbnailWorker(QThread):
     """Cuts crops for thumbnails from a RunCrops made in this thread; newest request first."""
 
     ready = Signal(int, object, object, str)  # generation, key, QImage or None, why none
+    posesReady = Signal(int, int, int, object, str)  # generation, epoch, first row, values, why
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self._cond = threading.Condition()
         self._pending: OrderedDict[ThumbKey, int] = OrderedDict()  # key -> generation
+        self._pose_jobs: deque[tuple[int, int, int, PoseJob]] = deque()
         self._source: tuple[int, Callable[[], RunCrops] | None] = (0, None)
         self._source_changed = False
         self._stopping = False
@@ -54,6 +60,7 @@ class ThumbnailWorker(QThread):
         with self._cond:
             self._source, self._source_changed = (generation, make), True
             self._pending.clear()
+            self._pose_jobs.clear()
             self._cond.notify()
 
     def request(self, generation: int, key: ThumbKey) -> list[ThumbKey]:
@@ -67,9 +74,15 @@ class ThumbnailWorker(QThread):
             self._cond.notify()
         return dropped
 
+    def request_poses(self, generation: int, epoch: int, start: int, job: PoseJob) -> None:
+        """Measure the true-pose distance of triplets start.. (after the thumbnails asked for)."""
+        with self._cond:
+            self._pose_jobs.append((generation, epoch, start, job))
+            self._cond.notify()
+
     def idle(self) -> bool:
         with self._cond:
-            return not self._pending and not self._busy and not self._source_changed
+            return not (self._pending or self._pose_jobs or self._busy or self._source_changed)
 
     def stop(self) -> None:
         with self._cond:
@@ -84,15 +97,18 @@ class ThumbnailWorker(QThread):
         try:
             while True:
                 with self._cond:
-                    while not self._pending and not self._source_changed and not self._stopping:
+                    while not (self._pending or self._pose_jobs or self._source_changed
+                               or self._stopping):
                         self._cond.wait()
                     if self._stopping:
                         return
                     changed, self._source_changed = self._source_changed, False
                     source = self._source
-                    key = wanted = None
+                    key = wanted = pose_job = None
                     if not changed and self._pending:
                         key, wanted = self._pending.popitem(last=True)
+                    elif not changed and self._pose_jobs:
+                        pose_job = self._pose_jobs.popleft()
                     self._busy = True
                 try:
                     if changed:
@@ -101,12 +117,22 @@ class ThumbnailWorker(QThread):
                         generation, crops = source[0], source[1]() if source[1] else None
                     elif key is not None and wanted == generation:
                         self._cut(crops, generation, key)
+                    elif pose_job is not None and pose_job[0] == generation and crops:
+                        self._measure(crops, *pose_job)
                 finally:
                     with self._cond:
                         self._busy = False
         finally:
             if crops is not None:
                 crops.close()
+
+    def _measure(self, crops: RunCrops, generation: int, epoch: int, start: int, job: PoseJob
+                 ) -> None:
+        try:
+            values, problem = crops.pose_distance(*job)
+        except UserInputError as exc:
+            values, problem = np.full(len(job[1]), np.nan), str(exc)
+        self.posesReady.emit(generation, epoch, start, values, problem)
 
     def _cut(self, crops: RunCrops | None, generation: int, key: ThumbKey) -> None:
         if crops is None:
@@ -253,24 +279,33 @@ class TripletTableModel(QAbstractTableModel):
         col, i = index.column(), self.triplet(index.row())
         t = self.data_.triplets
         if col in ROLE_COLUMNS:
+            flagged = col == 3 and t.col("pose")[i] < KAPPA
+            if role == Qt.ItemDataRole.BackgroundRole and flagged:
+                return QColor(255, 205, 210)
+            if role == Qt.ItemDataRole.ToolTipRole and flagged:
+                return (f"likely false negative: its true pose is within {KAPPA} of the "
+                        "anchor's (the same pose at another time)")
             return self._ref_data(t.ref(i, ROLE_COLUMNS[col]), role)
         if role == Qt.ItemDataRole.DisplayRole:
             return self._number_text(col, i)
         if role == Qt.ItemDataRole.TextAlignmentRole:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        if role == Qt.ItemDataRole.ForegroundRole and col == 6:
-            return QColor("#c62828") if t.violation()[i] > 0 else QColor("#2e7d32")
+        if role == Qt.ItemDataRole.ForegroundRole and col == VIOLATION_COLUMN:
+            return QColor("#c62828") if t.violation(np.array([i]))[0] > 0 else QColor("#2e7d32")
+        if role == Qt.ItemDataRole.ForegroundRole and col == POSE_COLUMN:
+            return QColor("#c62828") if t.col("pose")[i] < KAPPA else None
         return None
 
     def _number_text(self, col: int, i: int) -> str:
         t = self.data_.triplets
         if col == 0:
             return str(int(t.col("step")[i]))
+        one = np.array([i])
         if col == 7:
-            dt = t.dt()[i]
+            dt = t.dt(one)[0]
             return "other seq." if np.isnan(dt) else f"{int(dt):+d}"
-        value = {4: t.col("d_ap"), 5: t.col("d_an")}.get(col)
-        value = t.violation()[i] if value is None else value[i]
+        value = {4: t.col("d_ap"), 5: t.col("d_an"), POSE_COLUMN: t.col("pose")}.get(col)
+        value = t.violation(one)[0] if value is None else value[i]
         return "-" if np.isnan(value) else f"{value:.3f}"
 
     def _ref_data(self, ref: FrameRef, role):
@@ -303,6 +338,13 @@ class TripletTableModel(QAbstractTableModel):
             self.thumbs.popitem(last=False)
         self._thumbs_arrived.start()
 
+    def poses_changed(self) -> None:
+        """True-pose distances arrived: re-sort if sorted by them, repaint their cells."""
+        if self.view.key == "pose":
+            self._reorder(self.view.key, self.view.descending, self.view.steps)
+        if len(self.order):
+            self.dataChanged.emit(self.index(0, 3), self.index(len(self.order) - 1, POSE_COLUMN))
+
     def forget(self, keys: list[ThumbKey]) -> None:
         """Requests the worker dropped: asked for again when their rows are painted."""
         self._asked.difference_update(keys)
@@ -327,4 +369,6 @@ HEADER_TIPS = (
     "embedding distance anchor - negative",
     "d(a,p) - d(a,n) + margin: > 0 violates the margin (red)",
     "negative frame - anchor frame (sorted by |dt|); 'other seq.' = another sequence",
+    f"distance of the negative's and the anchor's ground-truth poses (unit scale, Procrustes "
+    f"aligned); below {KAPPA} (red) it is the same pose: likely a false negative",
 )
