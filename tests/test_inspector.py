@@ -223,10 +223,13 @@ def test_a_row_opens_its_frame_in_the_player(qtbot, real_run):
         session.close()
 
 
-def test_negatives_with_the_anchors_true_pose_are_flagged(qtbot, panel, real_run, tmp_path):
+def test_negatives_with_the_anchors_true_pose_are_flagged(qtbot, panel, real_run, tmp_path,
+                                                          monkeypatch):
     from mcss_studio.core import open_dataset
     from mcss_studio.core.geometry import paired_pose_distance
+    from mcss_studio.gui import inspector
 
+    monkeypatch.setattr(inspector, "POSE_JOB_ROWS", 2)  # the 3 triplets in two jobs
     _, data = real_run
     joints = open_dataset(data).open("S1_walk_1").joints3d
     run = tmp_path / "hand"

@@ -50,6 +50,7 @@ from .workers import LatestRequestWorker
 POLL_MS = 1000  # how often a run's logs are checked for new lines
 NO_BOUND = 0  # spin box value meaning "first" / "last" step
 MAX_NOTES = 4  # problems listed under the table; more would hide it
+POSE_JOB_ROWS = 20000  # triplets per true-pose job: a million at once would take gigabytes
 
 
 class RunLogWorker(LatestRequestWorker):
@@ -319,10 +320,12 @@ class InspectorPanel(QWidget):
         run = self.run
         if run is None or self._source is None or self._pose_next >= len(run.triplets):
             return
-        t, start = run.triplets, self._pose_next
-        job = (list(t.names), *(t.col(c)[start:].copy()
-                                for c in ("a_seq", "a_frame", "n_seq", "n_frame")))
-        self.thumb_worker.request_poses(self.generation, self._pose_epoch, start, job)
+        t, names = run.triplets, list(run.triplets.names)
+        for start in range(self._pose_next, len(t), POSE_JOB_ROWS):
+            end = min(start + POSE_JOB_ROWS, len(t))
+            job = (names, *(t.col(c)[start:end].copy()
+                            for c in ("a_seq", "a_frame", "n_seq", "n_frame")))
+            self.thumb_worker.request_poses(self.generation, self._pose_epoch, start, job)
         self._pose_next = len(t)
 
     def _poses_arrived(self, generation: int, epoch: int, start: int, values, problem: str
