@@ -239,3 +239,23 @@ def test_keypoint_weight_trains_a_keypoint_head_that_checkpoints_carry(tmp_path,
     assert model.config.keypoint_head
     out = model(torch.rand(2, 3, 32, 32))
     assert out["keypoints2d"].shape == (2, 17, 2)
+def test_triplet_log_holds_each_steps_worst_triplets_and_events_their_mean_distances(
+        tmp_path, data):
+    train, _ = data
+    config = _config(tmp_path, steps=4, triplet_log_every=2, triplet_log_size=1000,
+                     mining="hardest", mining_warmup=3)
+    result = fit(config, EventWriter(tmp_path / "events.jsonl"), sequences=train,
+                 progress=False)
+    logged = read_events(result.run_dir / "triplets.jsonl")
+    steps = {r["step"]: r for r in read_events(tmp_path / "events.jsonl")
+             if r["event"] == "step"}
+    for step in (2, 4):
+        rows = [r for r in logged if r["step"] == step]
+        assert len(rows) == steps[step]["triplets"]  # all of them: the log size exceeds them
+        violation = [r["violation"] for r in rows]
+        assert violation == sorted(violation, reverse=True)
+        assert np.isclose(np.mean([r["d_ap"] for r in rows]), steps[step]["d_ap_mean"])
+        assert np.isclose(np.mean([r["d_an"] for r in rows]), steps[step]["d_an_mean"])
+    # steps 2 and 4 are 0-based steps 1 and 3: random during the 3-step warm-up, then hardest
+    assert {r["mining"] for r in logged if r["step"] == 2} == {"random"}
+    assert {r["mining"] for r in logged if r["step"] == 4} == {"hardest"}

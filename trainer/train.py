@@ -349,9 +349,8 @@ def train_step(net, batch, optimizer, scaler, amp, device, config: TrainConfig, 
     if config.lambda_metric > 0 and m > 0:
         emb = out["embedding"][:m]
         gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-        mining = "random" if step < config.mining_warmup else config.mining
         triplets = mine_triplets(emb.detach(), batch.mv_seq, batch.mv_time, batch.mv_cam,
-                                 config.tau, mining, gen, config.tau_max,
+                                 config.tau, mining_strategy(config, step), gen, config.tau_max,
                                  config.cross_sequence_negatives)
         l_metric = triplet_loss(emb, triplets, config.margin, config.soft_margin)
     loss = l_pose + metric_weight(config, step) * l_metric
@@ -372,26 +371,38 @@ def train_step(net, batch, optimizer, scaler, amp, device, config: TrainConfig, 
               "metric_loss": float(l_metric.detach())}
     if triplets is not None and len(triplets):
         active = (triplets.d_ap - triplets.d_an + config.margin) > 0
-        losses["active_triplets"] = float(active.float().mean())
+        losses["active_triplets"] = float(active.float().mean())  # violating the margin
         losses["triplets"] = len(triplets)
+        losses["d_ap_mean"] = float(triplets.d_ap.mean())  # the inspector plots both
+        losses["d_an_mean"] = float(triplets.d_an.mean())
     if m > 0:  # what the sampler gave mining to choose from (in the step events)
         losses.update(negative_statistics(batch.mv_seq, batch.mv_time, config.tau, config.tau_max))
     return losses, len(images), triplets
 
 
+def mining_strategy(config: TrainConfig, step: int) -> str:
+    """The negative mining used at (0-based) `step`: random during the mining warm-up."""
+    return "random" if step < config.mining_warmup else config.mining
+
+
 def _log_triplets(log: JsonLines, step, sequences, batch, triplets, config: TrainConfig) -> None:
-    """A few mined triplets as (sequence, camera, frame) with distances, for the inspector."""
+    """The step's triplet_log_size mined triplets of largest margin violation (those that
+    drive the loss), worst first, as (sequence, camera, frame) with distances, for the
+    inspector. `step` counts steps done, so the mining was that of 0-based step - 1."""
     def ref(i: int) -> dict:
         s = sequences[int(batch.mv_seq[i])]
         c = int(batch.mv_cam[i])
         return {"sequence": s.name, "camera": s.camera_names[c], "camera_index": c,
                 "frame": int(batch.mv_time[i])}
 
+    violation = (triplets.d_ap - triplets.d_an).float().cpu() + config.margin
     n = min(len(triplets), config.triplet_log_size)
-    for k in range(n):
+    worst = torch.argsort(violation, descending=True, stable=True)[:n]
+    mining = mining_strategy(config, step - 1)
+    for k in worst.tolist():
         a, p, q = int(triplets.anchor[k]), int(triplets.positive[k]), int(triplets.negative[k])
         d_ap, d_an = float(triplets.d_ap[k]), float(triplets.d_an[k])
-        log.write({"step": step, "mining": config.mining, "anchor": ref(a), "positive": ref(p),
+        log.write({"step": step, "mining": mining, "anchor": ref(a), "positive": ref(p),
                    "negative": ref(q), "d_ap": d_ap, "d_an": d_an, "margin": config.margin,
                    "violation": d_ap - d_an + config.margin})
 

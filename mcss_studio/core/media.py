@@ -174,17 +174,22 @@ class MediaAccess:
 
     def crops(self, t: int, size: int, margin: float) -> tuple[np.ndarray, np.ndarray]:
         """All views' crops of frame t (C, size, size, 3) and their square regions (C, 4)."""
-        if self._closed:
-            raise MediaClosedError(self.sequence.path)
         regions = self.crop_regions(t, size, margin)
-        cached = self.crops_cached_for(size, margin)
         out = np.empty((len(self.sequence.cameras), size, size, 3), dtype=np.uint8)
         for c in range(len(self.sequence.cameras)):
-            if cached:
-                out[c] = self.crop_cache.get(c, t)
-            else:
-                out[c] = crop_square(self.full_frame(c, t), regions[c], size)
+            out[c] = self._crop(c, t, size, margin, regions[c])
         return out, regions
+
+    def crop(self, cam: int, t: int, size: int, margin: float) -> np.ndarray:
+        """One view's crop of frame t (size, size, 3), made as `crops` makes it."""
+        return self._crop(cam, t, size, margin, self.crop_regions(t, size, margin)[cam])
+
+    def _crop(self, cam: int, t: int, size: int, margin: float, region: np.ndarray) -> np.ndarray:
+        if self._closed:
+            raise MediaClosedError(self.sequence.path)
+        if self.crops_cached_for(size, margin):
+            return np.asarray(self.crop_cache.get(cam, t))
+        return crop_square(self.full_frame(cam, t), region, size)
 
     def close(self) -> None:
         """Close the readers once a read in flight has finished; later reads are refused."""

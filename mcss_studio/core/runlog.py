@@ -25,6 +25,7 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,53 @@ class EventWriter(JsonLines):
         return record
 
 
+@dataclass
+class Tail:
+    """What follow_records read: complete records, the offset to continue from, and the damage
+    that stopped it (None when it read to the last complete line or to max_bytes)."""
+
+    records: list[dict]
+    offset: int
+    damage: UserInputError | None = None
+    starts: list[int] = field(default_factory=list)  # byte offset of each record's line
+
+
+def follow_records(
+    path: str | os.PathLike[str], offset: int = 0, max_bytes: int | None = None
+) -> Tail:
+    """Complete records from byte `offset` on, reading at most about `max_bytes` (whole lines:
+    a line longer than that is still read whole), for a reader following a live run.
+
+    A last line still being written is left for the next call. A complete line that is no JSON
+    object stops the reading there: the records before it are returned with `damage`, a
+    UserInputError naming its byte offset, and the offset stays at the damaged line.
+    """
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        data = fh.read() if max_bytes is None else fh.read(max_bytes)
+        while max_bytes is not None and b"\n" not in data:  # one line longer than max_bytes
+            more = fh.read(max_bytes)
+            if not more:
+                break
+            data += more
+    end = data.rfind(b"\n") + 1  # 0 when no line is complete yet
+    records: list[dict] = []
+    starts: list[int] = []
+    at = offset
+    for line in data[:end].splitlines(keepends=True):
+        try:
+            record = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            record = None
+        if not isinstance(record, dict):
+            return Tail(records, at, UserInputError(
+                path, f"damaged record at byte {at}: not a JSON object"), starts)
+        records.append(record)
+        starts.append(at)
+        at += len(line)
+    return Tail(records, offset + end, None, starts)
+
+
 def tail_records(
     path: str | os.PathLike[str], offset: int = 0, limit: int | None = None
 ) -> tuple[list[dict], int]:
@@ -115,23 +163,10 @@ def tail_records(
     read whole). A complete line that is no JSON object is a UserInputError naming its byte
     offset.
     """
-    with open(path, "rb") as fh:
-        fh.seek(offset)
-        data = fh.read() if limit is None else fh.read(limit)
-        if limit is not None and len(data) == limit and b"\n" not in data:
-            data += fh.readline()  # one line longer than the slice: read it whole
-    end = data.rfind(b"\n") + 1  # 0 when no line is complete yet
-    records, at = [], offset
-    for line in data[:end].splitlines(keepends=True):
-        try:
-            record = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
-            record = None
-        if not isinstance(record, dict):
-            raise UserInputError(path, f"damaged record at byte {at}: not a JSON object")
-        records.append(record)
-        at += len(line)
-    return records, offset + end
+    tail = follow_records(path, offset, limit)
+    if tail.damage is not None:
+        raise tail.damage
+    return tail.records, tail.offset
 
 
 def read_records(path: str | os.PathLike[str]) -> list[dict]:

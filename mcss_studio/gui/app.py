@@ -27,10 +27,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="load, run inference, save the window as a PNG and exit",
     )
     p.add_argument("--frame", type=int, help="frame to show (with --screenshot)")
+    p.add_argument("--run", type=Path, metavar="DIR",
+                   help="training run to inspect (a runs/<id> folder, or a project's newest)")
     p.add_argument(
         "--panel",
         default="window",
-        help="what to render: window, player, 3d, transport, labelling, training, camera:NAME",
+        help="what to render: window, player, 3d, transport, labelling, training, inspector, "
+             "camera:NAME",
     )
     p.add_argument("--labelling", action="store_true",
                    help="start in labelling mode (--panel labelling implies it)")
@@ -53,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         size = _size(args.size)
-        if args.screenshot is not None and args.path is None and not args.demo:
-            raise UserInputError("--screenshot", "needs a PATH or --demo")
+        if (args.screenshot is not None and args.path is None and not args.demo
+                and args.run is None):
+            raise UserInputError("--screenshot", "needs a PATH, --demo or --run")
         if args.frame is not None and args.frame < 0:
             raise UserInputError("--frame", "must be >= 0")
     except UserInputError as exc:
@@ -91,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         from .screenshot import ScreenshotJob
 
         job = ScreenshotJob(window, args.screenshot, args.frame, args.panel)
+    run = args.run or (args.path if args.panel.strip().lower() == "inspector" else None)
+    if run is not None and not window.open_run(run) and job is not None:
+        window.close()
+        return 2
     if args.checkpoint is not None:
         window.open_checkpoint(args.checkpoint)
     if args.demo:

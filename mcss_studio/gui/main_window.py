@@ -28,8 +28,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..core.errors import UserInputError
+from ..core.triplets import find_run
 from .dialogs import ShortcutsDialog, progress_dialog, show_error
 from .empty_hint import EmptyHint
+from .inspector import InspectorPanel
 from .labelling import LabellingPanel
 from .player.grid import CameraGrid
 from .player.transport import PlaybackClock, TransportBar
@@ -91,6 +94,7 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.training_dock)
         self.training_dock.hide()  # View > Training (Ctrl+T) shows it
 
+        self._build_inspector()
         self._build_toolbar()
         self._build_menus()
         self.empty_hint.openRequested.connect(self.open_dialog)
@@ -101,6 +105,16 @@ class MainWindow(QMainWindow):
         self.resize(1400, 800)
 
     # -- chrome -------------------------------------------------------------------------------
+    def _build_inspector(self) -> None:
+        """The hard-negative inspector, docked below; it shows itself when a run is chosen."""
+        self.inspector = InspectorPanel(self.state)
+        self.inspector_dock = QDockWidget("Hard negatives", self)
+        self.inspector_dock.setObjectName("inspector-dock")
+        self.inspector_dock.setWidget(self.inspector)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.inspector_dock)
+        self.inspector_dock.hide()
+        self.state.runChanged.connect(lambda run: run is not None and self.inspector_dock.show())
+
     def _build_toolbar(self) -> None:
         bar = QToolBar("Sequence", self)
         bar.setObjectName("sequence-toolbar")
@@ -150,6 +164,7 @@ class MainWindow(QMainWindow):
         self.recent_menu = file.addMenu("Open &recent")
         self._action(file, "Open &demo", self.open_demo)
         self._action(file, "Open &checkpoint...", self.checkpoint_dialog, "Ctrl+K")
+        self._action(file, "Open r&un...", self.run_dialog)
         file.addSeparator()
         self._action(file, "Save &screenshot...", self.screenshot_dialog, "Ctrl+Shift+S")
         self._action(file, "&Quit", self.close, QKeySequence.StandardKey.Quit)
@@ -188,6 +203,7 @@ class MainWindow(QMainWindow):
                                              "Ctrl+L", checkable=True)
         view.addAction(self.training_dock.toggleViewAction())
         self.training_dock.toggleViewAction().setShortcut(QKeySequence("Ctrl+T"))
+        view.addAction(self.inspector_dock.toggleViewAction())
 
         helpm = self.menuBar().addMenu("&Help")
         self._action(helpm, "Keyboard &shortcuts", self.show_shortcuts, ["F1", "?"])
@@ -323,6 +339,20 @@ class MainWindow(QMainWindow):
         """Load a checkpoint for live inference; a bad file becomes a dialog."""
         self.session.open_checkpoint(Path(path))
 
+    def run_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a training run (runs/<id>)")
+        if path:
+            self.open_run(Path(path))
+
+    def open_run(self, path: Path) -> bool:
+        """Show a training run (a run folder, or a project's newest) in the run panels."""
+        try:
+            self.state.set_run(find_run(path))
+        except UserInputError as exc:
+            self.state.report_error(str(exc))
+            return False
+        return True
+
     def showEvent(self, event) -> None:  # noqa: N802
         super().showEvent(event)
         if not getattr(self, "_sized", False) and self.view3d is not None:
@@ -374,5 +404,6 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:  # noqa: N802
         self.training_panel.close_followers()
+        self.inspector.close_workers()
         self.session.close()
         super().closeEvent(event)

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QApplication
 
 from ..core.errors import UserInputError
 
-PANELS = ("window", "player", "3d", "transport", "labelling", "training",
+PANELS = ("window", "player", "3d", "transport", "labelling", "training", "inspector",
           "camera:<name or index>")
 
 
@@ -71,6 +71,8 @@ def render_panel(window, panel: str = "window") -> QImage:
     if panel == "training":
         show_training_panel(window)
         return window.training_panel.grab().toImage()
+    if panel == "inspector":
+        return window.inspector.grab().toImage()
     if panel.startswith("camera:"):
         key = panel.split(":", 1)[1]
         for v in window.grid.views:
@@ -96,6 +98,11 @@ class ScreenshotJob(QObject):
         window.errorShown.connect(self._error)
 
     def start(self) -> None:
+        if self.panel.strip().lower() == "inspector":  # the panel alone, at the window's size
+            dock = self.window.inspector_dock
+            dock.setFloating(True)
+            dock.resize(self.window.size())
+            dock.show()
         self.timer.start(50)
 
     def _error(self, message: str) -> None:
@@ -104,6 +111,8 @@ class ScreenshotJob(QObject):
 
     def _ready(self) -> bool:
         w, s = self.window, self.window.state
+        if self.panel.strip().lower() == "inspector":
+            return w.inspector.ready()
         if s.sequence is None or w.session.cache_busy:
             return False
         if not self._frame_set:
