@@ -105,6 +105,7 @@ class EmbeddingIndex:
             [s.rows for s in self.sequences])
         self.half_norm2 = _half_norms(embeddings)
         self._projection: np.ndarray | None = None
+        self._pose_errors: np.ndarray | None = None
 
     # -- rows -----------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -124,6 +125,16 @@ class EmbeddingIndex:
             raise KeyError((sequence, camera, frame))
         return s.first_row + camera * s.frames + frame
 
+    def rows_of(self, keys) -> list[int]:
+        """Rows of (sequence, camera, frame) keys, skipping those the index lacks."""
+        rows = []
+        for key in keys:
+            try:
+                rows.append(self.row(*key))
+            except KeyError:
+                continue
+        return rows
+
     def key(self, row: int) -> tuple[str, int, int]:
         """(sequence name, camera index, frame) of a row."""
         return (self.sequences[self.seq_id[row]].name, int(self.camera[row]),
@@ -131,6 +142,11 @@ class EmbeddingIndex:
 
     def info(self, row: int) -> SequenceInfo:
         return self.sequences[self.seq_id[row]]
+
+    def instants(self, rows: np.ndarray) -> np.ndarray:
+        """Index into `gt` of each row's (sequence, frame)."""
+        first = np.array([s.first_instant for s in self.sequences], np.int64)
+        return first[self.seq_id[rows]] + self.frame[rows]
 
     def gt_pose(self, row: int) -> np.ndarray | None:
         """(J, 3) ground-truth world pose of the row's instant, None without one."""
@@ -208,6 +224,22 @@ class EmbeddingIndex:
         if self._projection is None:
             self._projection = pca_2d(self.embeddings, chunk)
         return self._projection
+
+
+    def pose_errors(self, chunk: int = 8192) -> np.ndarray:
+        """(N,) float32 P-MPJPE (mm) of each row's predicted pose to its instant's ground truth,
+        NaN without one (computed once, in chunks)."""
+        if self._pose_errors is None:
+            out = np.full(len(self), np.nan, np.float32)
+            for start in range(0, len(self) if self.gt is not None else 0, chunk):
+                rows = np.arange(start, min(len(self), start + chunk))
+                gt = np.asarray(self.gt[self.instants(rows)], np.float64)
+                ok = np.isfinite(gt).all(axis=(1, 2))
+                if ok.any():
+                    aligned = procrustes_align(np.asarray(self.poses[rows[ok]], np.float64), gt[ok])
+                    out[rows[ok]] = np.linalg.norm(aligned - gt[ok], axis=-1).mean(axis=-1)
+            self._pose_errors = out
+        return self._pose_errors
 
 
 def p_mpjpe_one(pose: np.ndarray, ref: np.ndarray) -> float:

@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
+    QDockWidget,
     QFileDialog,
     QInputDialog,
     QLabel,
@@ -27,14 +28,16 @@ from PySide6.QtWidgets import (
 )
 
 from .dialogs import ShortcutsDialog, progress_dialog, show_error
+from .embedding_map import EmbeddingMapPanel
 from .empty_hint import EmptyHint
+from .gallery import GalleryPanel
 from .player.grid import CameraGrid
 from .player.transport import PlaybackClock, TransportBar
 from .recent import APP
 from .session import Session
 
 NOTICE_MAX_WIDTH = 520  # px of the status bar for notices; the rest is in the tooltip
-STATUS_KEYS = ("notice", "cache", "device", "checkpoint", "inference", "display")
+STATUS_KEYS = ("notice", "cache", "embeddings", "device", "checkpoint", "inference", "display")
 
 
 class MainWindow(QMainWindow):
@@ -77,6 +80,14 @@ class MainWindow(QMainWindow):
         lay.addWidget(self.transport)
         self.setCentralWidget(central)
 
+        self.gallery = GalleryPanel(self.state, self.session.embeddings.neighbours)
+        self.embedding_map = EmbeddingMapPanel(self.state)
+        self.docks = {name: self._dock(title, widget) for name, title, widget in (
+            ("gallery", "Neighbour gallery", self.gallery),
+            ("map", "Embedding map", self.embedding_map))}
+        self.tabifyDockWidget(self.docks["gallery"], self.docks["map"])
+        self.docks["gallery"].raise_()
+
         self._build_toolbar()
         self._build_menus()
         self.empty_hint.openRequested.connect(self.open_dialog)
@@ -87,6 +98,13 @@ class MainWindow(QMainWindow):
         self.resize(1400, 800)
 
     # -- chrome -------------------------------------------------------------------------------
+    def _dock(self, title: str, widget: QWidget) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(title.lower().replace(" ", "-"))
+        dock.setWidget(widget)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+        return dock
+
     def _build_toolbar(self) -> None:
         bar = QToolBar("Sequence", self)
         bar.setObjectName("sequence-toolbar")
@@ -169,6 +187,9 @@ class MainWindow(QMainWindow):
         self._action(view, "Back to the grid", lambda: s.set_maximised(-1), "Escape")
         self._action(view, "&Reset views", s.request_views_reset, "R")
         self._action(view, "3D view: &frame rig / person", s.toggle_framing, "F")
+        view.addSeparator()
+        for dock in self.docks.values():  # panels of the embedding index
+            view.addAction(dock.toggleViewAction())
 
         helpm = self.menuBar().addMenu("&Help")
         self._action(helpm, "Keyboard &shortcuts", self.show_shortcuts, ["F1", "?"])

@@ -14,7 +14,8 @@ from PySide6.QtWidgets import QApplication
 
 from ..core.errors import UserInputError
 
-PANELS = ("window", "player", "3d", "transport", "camera:<name or index>")
+PANELS = ("window", "player", "3d", "transport", "camera:<name or index>", "gallery", "map")
+EMBEDDING_PANELS = {"gallery": "gallery", "map": "embedding_map"}  # panel -> window attribute
 
 
 def _rgba_to_qimage(rgba: np.ndarray) -> QImage:
@@ -53,6 +54,8 @@ def render_panel(window, panel: str = "window") -> QImage:
         return _rgba_to_qimage(window.view3d.render_image())
     if panel == "transport":
         return window.transport.grab().toImage()
+    if panel in EMBEDDING_PANELS:
+        return getattr(window, EMBEDDING_PANELS[panel]).grab().toImage()
     if panel.startswith("camera:"):
         key = panel.split(":", 1)[1]
         for v in window.grid.views:
@@ -104,8 +107,19 @@ class ScreenshotJob(QObject):
                 s.checkpoint is not None
                 and s.prediction is not None
                 and (s.prediction.frame == s.frame)
+                and self._panel_ready()
             )
         return True
+
+    def _panel_ready(self) -> bool:
+        """An embedding panel waits for the index and its answer (the gallery also for the
+        retrieval figures)."""
+        name = EMBEDDING_PANELS.get(self.panel.strip().lower())
+        if name is None:
+            return True
+        panel = getattr(self.window, name)
+        waiting = name == "gallery" and self.window.state.retrieval is None
+        return panel.ready() and not waiting
 
     def _poll(self) -> None:
         if self.exit_code is not None:

@@ -1,0 +1,130 @@
+"""Embedding index benchmark: which kNN backend, float16 or not, and does it scale.
+
+On N random unit vectors (default 1,000,000 x 128), with the thread count pinned (--threads,
+set for BLAS, OpenMP and torch before they load), rounds interleave the backends so that load
+from other processes hits them alike; medians are printed side by side as ratios to the time to
+read the float32 matrix once (a bandwidth-bound reduction: the physical limit of any brute-force
+query). Backends: NumPy float32 matrix-vector product + argpartition (what core/embeddings.py
+does), torch float32 / float16 / bfloat16 matrix-vector product + topk, faiss-cpu IndexFlatIP
+(when importable; --faiss-path adds a folder to sys.path). Top-10 agreement of the reduced
+precisions with exact float64 ranking is measured on --agree queries. Then the real
+EmbeddingIndex.query (filters on) and its memory, and the PCA map projection.
+
+    PYTHONPATH=. nice -n 10 .venv/bin/python benchmarks/bench_embeddings.py --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+
+def _pin_threads(n: int) -> None:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--agree", type=int, default=200, help="queries for the top-10 agreement")
+    ap.add_argument("--faiss-path", default=None)
+    args = ap.parse_args()
+    _pin_threads(args.threads)
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.faiss_path:
+        sys.path.append(args.faiss_path)
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(args.threads)
+    except ImportError:
+        faiss = None
+
+    from mcss_studio.core.embeddings import EmbeddingIndex, NeighbourFilter, SequenceInfo
+
+    rng = np.random.default_rng(0)
+    n, d, k = args.rows, args.dim, 10
+    base_rss = _rss_mib()
+    e = rng.standard_normal((n, d), dtype=np.float32)
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    queries = rng.integers(0, n, args.rounds)
+    et = torch.from_numpy(e)
+    eh, eb = et.half(), et.bfloat16()
+    backends = {
+        "read matrix once (sum)": lambda q: et.sum(),
+        "numpy f32 matvec+argpartition": lambda q: np.argpartition(-(e @ e[q]), k)[:k],
+        "torch f32 matvec+topk": lambda q: torch.topk(et @ et[q], k),
+        "torch f16 matvec+topk": lambda q: torch.topk((eh @ eh[q]).float(), k),
+        "torch bf16 matvec+topk": lambda q: torch.topk((eb @ eb[q]).float(), k),
+    }
+    if faiss is not None:
+        flat = faiss.IndexFlatIP(d)
+        flat.add(e)
+        backends["faiss IndexFlatIP search"] = lambda q: flat.search(e[q:q + 1], k)
+    times = {name: [] for name in backends}
+    for q in queries:
+        for name, fn in backends.items():
+            start = time.perf_counter()
+            fn(int(q))
+            times[name].append(time.perf_counter() - start)
+    read = float(np.median(times["read matrix once (sum)"]))
+    print(f"{n} x {d} float32 ({n * d * 4 / 2**20:.0f} MiB), {args.threads} threads, "
+          f"{args.rounds} interleaved rounds, top-{k}")
+    print(f"{'backend':34s} {'median ms':>10s} {'x read':>8s}")
+    for name, ts in times.items():
+        med = float(np.median(ts))
+        print(f"{name:34s} {med * 1e3:10.1f} {med / read:8.2f}")
+
+    exact_q = rng.integers(0, n, args.agree)
+    agree = {"f16": 0, "bf16": 0}
+    for q in exact_q:
+        exact = set(np.argsort(-(e.astype(np.float64) @ e[q].astype(np.float64)))[:k].tolist()) \
+            if n <= 200_000 else set(torch.topk(et.double() @ et[q].double(), k).indices.tolist())
+        agree["f16"] += len(exact & set(torch.topk((eh @ eh[q]).float(), k).indices.tolist()))
+        agree["bf16"] += len(exact & set(torch.topk((eb @ eb[q]).float(), k).indices.tolist()))
+    for name, hits in agree.items():
+        print(f"top-{k} agreement with exact float64, {name}: {hits / (k * len(exact_q)):.4f} "
+              f"({len(exact_q)} queries)")
+
+    cams, frames = 4, n // 4 // 250  # 250 sequences of 4 cameras
+    infos = [SequenceInfo(f"s{i}", f"S{i % 7}", None, frames, tuple("abcd"), i * frames * cams,
+                          i * frames) for i in range(250)]
+    rows = frames * cams * 250
+    before = _rss_mib()
+    poses = np.broadcast_to(np.zeros((1, 17, 3), np.float32), (rows, 17, 3))  # not queried
+    index = EmbeddingIndex(infos, e[:rows], poses)
+    extra = _rss_mib() - before
+    filt = NeighbourFilter(other_cameras=True, min_dt=5, subject="other")
+    lat = []
+    for q in rng.integers(0, rows, args.rounds):
+        start = time.perf_counter()
+        index.query(int(q), k, filt)
+        lat.append(time.perf_counter() - start)
+    print(f"EmbeddingIndex.query, {rows} rows, filters other cameras + |dt|>=5 + other subject: "
+          f"median {np.median(lat) * 1e3:.1f} ms ({np.median(lat) / read:.2f} x read); index "
+          f"bookkeeping {extra:.0f} MiB beside the {rows * d * 4 / 2**20:.0f} MiB matrix "
+          f"(process RSS {_rss_mib():.0f} MiB, {base_rss:.0f} at start)")
+    start = time.perf_counter()
+    index.projection()
+    print(f"PCA map projection of {rows} rows: {time.perf_counter() - start:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
