@@ -54,7 +54,12 @@ def render_panel(window, panel: str = "window") -> QImage:
         return _rgba_to_qimage(window.view3d.render_image())
     if panel == "transport":
         return window.transport.grab().toImage()
-    if panel in EMBEDDING_PANELS:
+    if panel in EMBEDDING_PANELS:  # a dock of the window: floated at a readable size
+        dock = window.docks[panel]
+        dock.setFloating(True)
+        dock.show()
+        dock.resize(1280, 720)
+        QApplication.processEvents()
         return getattr(window, EMBEDDING_PANELS[panel]).grab().toImage()
     if panel.startswith("camera:"):
         key = panel.split(":", 1)[1]
