@@ -307,12 +307,13 @@ class Session(QObject):
         if contract != self.crop_contract:  # a checkpoint with other crops loaded meanwhile
             self._build_caches(media)
         else:
-            self._refresh_index()
+            self._refresh_index(cache_done=True)
 
-    def _refresh_index(self) -> None:
+    def _refresh_index(self, cache_done: bool = False) -> None:
         """Build (or reopen) the embedding index of the loaded checkpoint over the open dataset
-        once the shown sequence's cache build no longer needs the crop folders."""
-        if not self.cache_busy:
+        once the shown sequence's cache build no longer needs the crop folders (`cache_done`:
+        called as that build reports success, while its thread may still be winding down)."""
+        if cache_done or not self.cache_busy:
             self.embeddings.start(self.state.dataset, self.cache_dir, self.state.checkpoint)
 
     def cancel_cache_build(self, timeout_ms: int = -1) -> None:
