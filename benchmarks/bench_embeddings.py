@@ -42,6 +42,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--agree", type=int, default=200, help="queries for the top-10 agreement")
     ap.add_argument("--faiss-path", default=None)
+    ap.add_argument("--map-points", type=int, default=100_000,
+                    help="points of the map redraw/pick test (0: skip it)")
+    ap.add_argument("--throughput", nargs=2, metavar=("DATA", "CKPT"),
+                    help="also embed dataset DATA with CKPT: crops/s vs the bare forward pass")
     args = ap.parse_args()
     _pin_threads(args.threads)
     import numpy as np
@@ -124,6 +128,92 @@ def main() -> None:
     start = time.perf_counter()
     index.projection()
     print(f"PCA map projection of {rows} rows: {time.perf_counter() - start:.2f} s")
+    if args.map_points:
+        bench_map(e, args.map_points, args.rounds)
+    if args.throughput:
+        bench_throughput(*args.throughput)
+
+
+def bench_map(e, points: int, rounds: int) -> None:
+    """Redraw (all layers rebuilt and painted) and pick (nearest point to the pointer) of the
+    embedding map with `points` crops, in an offscreen window of 1200 x 700."""
+    import numpy as np
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QPointF
+    from PySide6.QtWidgets import QApplication
+
+    from mcss_studio.core.embeddings import EmbeddingIndex, SequenceInfo
+    from mcss_studio.gui.embedding_map import EmbeddingMapPanel
+    from mcss_studio.gui.state import StudioState
+
+    app = QApplication.instance() or QApplication([])
+    frames = points // 4 // 100
+    infos = [SequenceInfo(f"s{i}", f"S{i % 7}", f"a{i % 15}", frames, tuple("abcd"),
+                          i * frames * 4, i * frames) for i in range(100)]
+    n = frames * 400
+    index = EmbeddingIndex(infos, e[:n], np.broadcast_to(np.zeros((1, 17, 3), np.float32),
+                                                         (n, 17, 3)))
+    index.projection()
+    state = StudioState()
+    panel = EmbeddingMapPanel(state)
+    panel.resize(1200, 700)
+    panel.show()
+    state.set_embedding_index(index)
+    app.processEvents()
+    redraw, pick = [], []
+    rng = np.random.default_rng(1)
+    for r in range(rounds):
+        panel.colour_by.setCurrentIndex(0 if r % 2 else 2)  # camera / sequence: 4 or 100 layers
+        start = time.perf_counter()
+        panel.redraw()
+        panel.plot.grab()  # paint it
+        redraw.append(time.perf_counter() - start)
+        x, y = index.projection()[rng.integers(0, n)]
+        start = time.perf_counter()
+        panel.nearest(QPointF(float(x), float(y)))
+        pick.append(time.perf_counter() - start)
+    print(f"map with {n} points: redraw + paint median {np.median(redraw) * 1e3:.0f} ms, "
+          f"pick median {np.median(pick) * 1e3:.1f} ms")
+    panel.close()
+
+
+def bench_throughput(data: str, ckpt: str) -> None:
+    """Crops/s of the index build (crop cache ready, the pipeline's crops, rays and placement)
+    vs the bare model forward pass on the same crops at the same batch size."""
+    import tempfile
+
+    import numpy as np
+
+    from mcss_studio.core import embedding_store, open_dataset
+    from mcss_studio.core.cache import build_cache
+    from mcss_studio.core.media import MediaAccess
+    from mcss_studio.core.pipeline import PosePipeline
+
+    pipeline = PosePipeline.load(ckpt, "cpu")
+    size, margin = pipeline.contract.crop_size, pipeline.contract.crop_margin
+    dataset = open_dataset(data)
+    with tempfile.TemporaryDirectory() as cache:
+        crops, rows = [], 0
+        for name in dataset.names:
+            with dataset.open(name) as seq:
+                build_cache(seq, cache, crop_size=size, margin=margin, proxies=False)
+                media = MediaAccess(seq, cache)
+                media.attach_caches()
+                for t in range(0, seq.num_frames, embedding_store.CHUNK_FRAMES):
+                    stop = min(seq.num_frames, t + embedding_store.CHUNK_FRAMES)
+                    crops.append(np.concatenate([media.crops(f, size, margin)[0]
+                                                 for f in range(t, stop)]))
+                rows += seq.num_frames * len(seq.cameras)
+        start = time.perf_counter()
+        for batch in crops:
+            pipeline.predictor.predict(batch)
+        forward = rows / (time.perf_counter() - start)
+        start = time.perf_counter()
+        embedding_store.build_index(dataset, cache, ckpt, pipeline=pipeline)
+        indexed = rows / (time.perf_counter() - start)
+    print(f"embedding throughput on {data} ({rows} crops): index build {indexed:.0f} crops/s, "
+          f"bare forward {forward:.0f} crops/s, ratio {indexed / forward:.2f}")
 
 
 if __name__ == "__main__":
