@@ -270,27 +270,32 @@ def _half_norms(embeddings: np.ndarray, chunk: int = 65536) -> np.ndarray:
     return out
 
 
-def pca_2d(x: np.ndarray, chunk: int = 65536) -> np.ndarray:
-    """(N, 2) float32 coordinates on the two principal axes of the rows of x (two passes in
-    chunks: covariance, then projection; nothing of x's size is allocated besides the output)."""
+def pca_2d(x: np.ndarray, chunk: int = 65536, sample: int = 50_000) -> np.ndarray:
+    """(N, 2) float32 coordinates on the two principal axes of the rows of x.
+
+    The axes come from the covariance of at most `sample` evenly spread rows (two axes of a
+    128-d cloud are settled long before a million rows), then every row is projected in float32
+    chunks: nothing of x's size is allocated besides the output.
+    """
     n, d = x.shape
     if n == 0:
         return np.zeros((0, 2), np.float32)
+    picked = np.unique(np.linspace(0, n - 1, min(n, sample)).round().astype(np.int64))
     total = np.zeros(d)
     scatter = np.zeros((d, d))
-    for start in range(0, n, chunk):
-        e = np.asarray(x[start:start + chunk], np.float64)
+    for start in range(0, len(picked), chunk):
+        e = np.asarray(x[picked[start:start + chunk]], np.float64)
         total += e.sum(0)
         scatter += e.T @ e
-    mean = total / n
-    cov = scatter / n - np.outer(mean, mean)
+    mean = total / len(picked)
+    cov = scatter / len(picked) - np.outer(mean, mean)
     _values, vectors = np.linalg.eigh(cov)
     axes = vectors[:, ::-1][:, :2]
     if axes.shape[1] < 2:
         axes = np.pad(axes, ((0, 0), (0, 2 - axes.shape[1])))
     axes = axes * np.where(axes.sum(0) < 0, -1.0, 1.0)  # a fixed sign: the map does not flip
+    axes32, offset = axes.astype(np.float32), (mean @ axes).astype(np.float32)
     out = np.empty((n, 2), np.float32)
     for start in range(0, n, chunk):
-        e = np.asarray(x[start:start + chunk], np.float64)
-        out[start:start + len(e)] = (e - mean) @ axes
+        out[start:start + chunk] = np.asarray(x[start:start + chunk], np.float32) @ axes32 - offset
     return out

@@ -1,8 +1,10 @@
 """The embedding map: every crop of the index as a point of the 2D PCA projection.
 
 Colour by camera, time, sequence, subject, action or pose error (P-MPJPE of the predicted pose to
-ground truth). Points are drawn as one pyqtgraph ScatterPlotItem per colour (categories, or 12
-bins of a continuous value), each with a single brush: that keeps 100,000+ points interactive
+ground truth). Points are drawn as one pyqtgraph ScatterPlotItem per colour (the 12 palette
+colours, or 12 bins of a continuous value, + grey), each with a single brush: per-point brushes
+or one layer per category (hundreds of sequences) were many times slower; this keeps 100,000+
+points interactive
 (benchmarks/bench_embeddings.py --map measures redraw and pick). Hovering shows the crop under
 the pointer; a click asks the Session to show that crop (state.request_goto); Shift+drag selects
 a box, whose crops go to the shared frame set (source "map"), which the gallery then shows; the
@@ -73,6 +75,16 @@ def colour_groups(index, mode: str) -> tuple[np.ndarray, list[QColor], list[str]
         group = np.array([labels.index(v) for v in values], np.int64)[index.seq_id]
     colours = [PALETTE[i % len(PALETTE)] for i in range(len(labels))]
     return group, colours, labels
+
+
+def colour_layers(group: np.ndarray, colours: list[QColor]) -> list[tuple[QColor, np.ndarray]]:
+    """Rows per distinct colour: categories beyond the palette share a layer with those of the
+    same colour, so a map never has more than ~13 scatter layers (each costs a redraw)."""
+    names = [c.name() for c in colours]
+    distinct = list(dict.fromkeys(names))
+    of_group = np.array([distinct.index(n) for n in names], np.int64)
+    layer = of_group[group] if len(group) else np.zeros(0, np.int64)
+    return [(colours[names.index(n)], np.flatnonzero(layer == i)) for i, n in enumerate(distinct)]
 
 
 class _MapViewBox(pg.ViewBox):
@@ -189,16 +201,16 @@ class EmbeddingMapPanel(QWidget):
             return
         self.xy = index.projection()
         group, colours, labels = colour_groups(index, self.colour_by.currentText())
-        for g, colour in enumerate(colours):
-            rows = np.flatnonzero(group == g)
+        for colour, rows in colour_layers(group, colours):
             if len(rows):
                 layer = pg.ScatterPlotItem(x=self.xy[rows, 0], y=self.xy[rows, 1], size=4,
                                            pen=None, brush=pg.mkBrush(colour), pxMode=True)
                 self.plot.addItem(layer)
                 self.layers.append(layer)
+        shown = [(c, t) for c, t in zip(colours, labels) if t]
         self.legend.setText("<br>".join(
-            f"<span style='color:{c.name()}'>&#9632;</span> {t}"
-            for c, t in zip(colours, labels) if t))
+            f"<span style='color:{c.name()}'>&#9632;</span> {t}" for c, t in shown[:24])
+            + (f"<br>... {len(shown) - 24} more" if len(shown) > 24 else ""))
         self.caption.setText(f"{len(index)} crops, PCA of {index.dim}-d embeddings. "
                              "Shift+drag: select; click: show")
         self.view.autoRange(padding=0.02)
