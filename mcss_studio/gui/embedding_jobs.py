@@ -22,7 +22,7 @@ from ..core.retrieval import KAPPA, cross_view_retrieval
 from .state import StudioState
 from .workers import LatestRequestWorker, TaskWorker
 
-MAX_RETRIEVAL_INSTANTS = 1500  # pose distances are all pairs of instants: keep it seconds
+MAX_RETRIEVAL_INSTANTS = 1000  # pose distances are all pairs of instants: keep it seconds
 
 
 def retrieval_figures(index: EmbeddingIndex) -> dict | None:
@@ -54,7 +54,7 @@ class EmbeddingJobs(QObject):
         super().__init__(parent)
         self.state = state
         self.index_worker: TaskWorker | None = None
-        self.retrieval_worker: TaskWorker | None = None
+        self.retrieval_workers: list[TaskWorker] = []  # finishing ones are waited for on close
         self._key: tuple | None = None  # (dataset root, cache, checkpoint) of the index wanted
         self.neighbours = NeighbourWorker(self)
         self.neighbours.start()
@@ -95,10 +95,12 @@ class EmbeddingJobs(QObject):
         self.state.set_embedding_index(index)
         self.state.set_status("embeddings", f"embeddings: {len(index)}")
         worker = TaskWorker(lambda _progress: retrieval_figures(index), self)
-        worker.succeeded.connect(
-            lambda figures: index is self.state.embedding_index and self.state.set_retrieval(
-                figures))
-        self.retrieval_worker = worker
+        current = lambda: index is self.state.embedding_index  # noqa: E731
+        # {}: no figures (no ground truth, or they failed): the panels stop waiting for them
+        worker.succeeded.connect(lambda figures: current() and self.state.set_retrieval(
+            figures or {}))
+        worker.failed.connect(lambda _message: current() and self.state.set_retrieval({}))
+        self.retrieval_workers = [w for w in self.retrieval_workers if w.isRunning()] + [worker]
         worker.start()
 
     def _failed(self, worker: TaskWorker, message: str) -> None:
@@ -110,11 +112,13 @@ class EmbeddingJobs(QObject):
         self.state.report_error(message)
 
     def cancel(self) -> None:
-        """Stop a build (it resumes from its chunks when started again)."""
-        for worker in (self.index_worker, self.retrieval_worker):
-            if worker is not None and worker.isRunning():
-                worker.cancelled = True
-                worker.wait()
+        """Stop a build (it resumes from its chunks when started again). Retrieval figures
+        still being computed are left to finish; they are dropped unless their index is the
+        state's."""
+        worker = self.index_worker
+        if worker is not None and worker.isRunning():
+            worker.cancelled = True
+            worker.wait()
         self.index_worker = None
         if self._key is not None and self.state.embedding_index is None:
             self._key = None
@@ -128,6 +132,8 @@ class EmbeddingJobs(QObject):
 
     def close(self) -> None:
         self.cancel()
+        for worker in self.retrieval_workers:
+            worker.wait()
         self.neighbours.stop()
 
 

@@ -268,8 +268,9 @@ class GalleryPanel(QWidget):
 
     def _show_retrieval(self, report: dict | None) -> None:
         if not report:
-            self.retrieval.setText("Retrieval: computing..." if self.state.embedding_index
-                                   else "")
+            waiting = report is None and self.state.embedding_index is not None
+            self.retrieval.setText("Retrieval: computing..." if waiting else
+                                   "Retrieval: no ground truth" if report == {} else "")
             return
         f = report["figures"]
         parts = [f"{key} {f[key]:.2f} (chance {f['chance_' + key]:.2f})"

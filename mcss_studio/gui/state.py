@@ -70,7 +70,9 @@ class StudioState(QObject):
         self.prediction: Prediction | None = None
         self.run: Path | None = None  # a folder of runs/<id>/ (events, triplets, checkpoints)
         self.embedding_index = None  # core.embeddings.EmbeddingIndex of the loaded checkpoint
-        self.retrieval: dict | None = None  # {"figures", "pairs", "instants"} of that index
+        # {"figures", "pairs", "instants"} of that index; {} when there are none (no ground
+        # truth); None while they are computed
+        self.retrieval: dict | None = None
         # crops picked in the gallery or the map, shown by both (two-way selection)
         self.frame_set: tuple[tuple[str, int, int], ...] = ()
         self.frame_set_source = ""  # "gallery" (its neighbours) or "map" (a box selection)
