@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.embedding_store import crop_of
-from .gallery import crop_image
+from .gallery import crop_image, no_index_text
 from .state import StudioState
 
 COLOUR_BY = ("camera", "time", "sequence", "subject", "action", "pose error")
@@ -194,7 +194,7 @@ class EmbeddingMapPanel(QWidget):
         index = self.state.embedding_index
         if index is None:
             self.xy = np.zeros((0, 2), np.float32)
-            self.caption.setText("No embedding index yet: load a checkpoint on a dataset")
+            self.caption.setText(no_index_text(self.state))
             self.legend.setText("")
             self._show_frame_set()
             self._mark_current()

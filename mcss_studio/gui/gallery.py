@@ -42,6 +42,13 @@ MAX_SHOWN = 60  # of a map selection; the rest is counted
 CORRECT, WRONG = QColor(60, 190, 90), QColor(225, 70, 60)
 
 
+def no_index_text(state: StudioState) -> str:
+    """Why there is nothing to show yet."""
+    if state.checkpoint is None or state.dataset is None:
+        return "No embedding index: load a checkpoint on a dataset"
+    return "Computing the embedding index (progress in the status bar)..."
+
+
 def crop_image(crop: np.ndarray) -> QImage:
     rgb = np.ascontiguousarray(crop[..., :3], np.uint8)
     h, w = rgb.shape[:2]
@@ -198,7 +205,7 @@ class GalleryPanel(QWidget):
         index, row = self.state.embedding_index, self.query_row()
         self.serial += 1
         if index is None or row is None:
-            self.caption.setText("No embedding index yet: load a checkpoint on a dataset"
+            self.caption.setText(no_index_text(self.state)
                                  if index is None else "This frame is not in the index")
             self._show([], None)
             return

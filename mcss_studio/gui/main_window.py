@@ -331,6 +331,10 @@ class MainWindow(QMainWindow):
             self._sized = True
             w = max(self.splitter.width(), 400)
             self.splitter.setSizes([int(w * 0.56), w - int(w * 0.56)])
+        if not getattr(self, "_docks_sized", False):  # a strip under the player, which keeps
+            self._docks_sized = True  # the room
+            self.resizeDocks([self.docks["gallery"]], [max(200, int(self.height() * 0.38))],
+                             Qt.Orientation.Vertical)
 
     # -- misc ---------------------------------------------------------------------------------
     def jump_dialog(self) -> None:
