@@ -171,3 +171,23 @@ def test_another_checkpoint_replaces_the_index(qtbot, session, tmp_path):
     assert state.embedding_index.checkpoint == checkpoint_digest(other)
     assert first.checkpoint == checkpoint_digest(DEMO)
     assert state.embedding_index.dim == 16 != first.dim
+
+
+def test_window_embeds_only_while_an_embedding_panel_is_open(qtbot, tiny_data):
+    from mcss_studio.gui.main_window import MainWindow
+
+    window = MainWindow(interactive=False, with_3d=False, remember_recent=False)
+    qtbot.addWidget(window)
+    state, session = window.state, window.session
+    try:
+        assert not any(d.isVisible() for d in window.docks.values())
+        assert window.open_path(tiny_data)
+        window.open_checkpoint(DEMO)
+        qtbot.waitUntil(lambda: state.checkpoint is not None and not session.cache_busy,
+                        timeout=WAIT_MS)
+        assert state.embedding_index is None and not session.embeddings.busy
+        window.docks["map"].toggleViewAction().trigger()  # View > Embedding map
+        qtbot.waitUntil(lambda: state.embedding_index is not None, timeout=WAIT_MS)
+        qtbot.waitUntil(window.embedding_map.ready, timeout=WAIT_MS)
+    finally:
+        window.close()

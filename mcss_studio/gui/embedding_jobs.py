@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Signal
 
 from ..core.embedding_store import build_index, crop_of
 from ..core.embeddings import EmbeddingIndex, NeighbourFilter
@@ -48,11 +48,18 @@ def retrieval_figures(index: EmbeddingIndex) -> dict | None:
 
 
 class EmbeddingJobs(QObject):
-    """Owns the index and retrieval workers; writes their results and progress to the state."""
+    """Owns the index and retrieval workers; writes their results and progress to the state.
+
+    `wanted` says whether anything shows the index (the window clears it while its embedding
+    panels are closed, so a large dataset is not embedded for nobody); a Session without a
+    window wants it."""
+
+    wantedChanged = Signal(bool)
 
     def __init__(self, state: StudioState, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.state = state
+        self.wanted = True
         self.index_worker: TaskWorker | None = None
         self.retrieval_workers: list[TaskWorker] = []  # finishing ones are waited for on close
         self._key: tuple | None = None  # (dataset root, cache, checkpoint) of the index wanted
@@ -60,13 +67,23 @@ class EmbeddingJobs(QObject):
         self.neighbours.start()
         state.set_status("embeddings", "")
 
+    def set_wanted(self, wanted: bool) -> None:
+        """Whether a panel shows the index; a build for none is stopped (it resumes later)."""
+        if bool(wanted) != self.wanted:
+            self.wanted = bool(wanted)
+            if not wanted:
+                self.cancel()
+                if self.state.embedding_index is None:
+                    self.state.set_status("embeddings", "")
+            self.wantedChanged.emit(self.wanted)
+
     @property
     def busy(self) -> bool:
         return self.index_worker is not None and self.index_worker.isRunning()
 
     def start(self, dataset, cache_dir: Path | None, checkpoint: Path | None) -> None:
         """Build or reopen the index for these inputs unless it is shown or being built."""
-        if dataset is None or cache_dir is None or checkpoint is None:
+        if dataset is None or cache_dir is None or checkpoint is None or not self.wanted:
             return
         key = (Path(dataset.root), Path(cache_dir), Path(checkpoint))
         if key == self._key and (self.busy or self.state.embedding_index is not None):

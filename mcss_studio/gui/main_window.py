@@ -86,7 +86,10 @@ class MainWindow(QMainWindow):
             ("gallery", "Neighbour gallery", self.gallery),
             ("map", "Embedding map", self.embedding_map))}
         self.tabifyDockWidget(self.docks["gallery"], self.docks["map"])
-        self.docks["gallery"].raise_()
+        for dock in self.docks.values():  # closed until asked for (View menu): the player
+            dock.hide()  # keeps the window, and no index is computed for nobody
+            dock.toggleViewAction().toggled.connect(lambda _on: self._embedding_docks_toggled())
+        self.session.embeddings.set_wanted(False)
 
         self._build_toolbar()
         self._build_menus()
@@ -98,6 +101,10 @@ class MainWindow(QMainWindow):
         self.resize(1400, 800)
 
     # -- chrome -------------------------------------------------------------------------------
+    def _embedding_docks_toggled(self) -> None:
+        wanted = any(d.toggleViewAction().isChecked() for d in self.docks.values())
+        self.session.embeddings.set_wanted(wanted)
+
     def _dock(self, title: str, widget: QWidget) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(title.lower().replace(" ", "-"))

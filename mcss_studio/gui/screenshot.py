@@ -56,8 +56,8 @@ def render_panel(window, panel: str = "window") -> QImage:
         return window.transport.grab().toImage()
     if panel in EMBEDDING_PANELS:  # a dock of the window: floated at a readable size
         dock = window.docks[panel]
-        dock.setFloating(True)
         dock.show()
+        dock.setFloating(True)
         dock.resize(1280, 720)
         QApplication.processEvents()
         return getattr(window, EMBEDDING_PANELS[panel]).grab().toImage()
@@ -85,6 +85,9 @@ class ScreenshotJob(QObject):
         window.errorShown.connect(self._error)
 
     def start(self) -> None:
+        dock = self.window.docks.get(self.panel.strip().lower())
+        if self.panel.strip().lower() in EMBEDDING_PANELS and dock is not None:
+            dock.show()  # its index is computed while the frame is made ready
         self.timer.start(50)
 
     def _error(self, message: str) -> None:

@@ -106,6 +106,7 @@ class Session(QObject):
         self.state.frameDisplayed.connect(lambda: self.display_rate.tick())
         self.state.gotoRequested.connect(self.goto)
         self.embeddings = EmbeddingJobs(self.state, self)  # index, retrieval, neighbour queries
+        self.embeddings.wantedChanged.connect(lambda wanted: wanted and self._refresh_index())
 
         # what the user must keep in view about the open data (warnings, where its cache went):
         # one status line that stays, never a message that scrolls away after seconds
