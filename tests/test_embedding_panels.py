@@ -126,6 +126,34 @@ def test_answers_to_older_requests_are_dropped(qtbot, session):
     assert panel.dropped == 1 and tile_keys(panel) == shown
 
 
+def test_gallery_follows_playback_to_the_newest_frame(qtbot, session):
+    state, index = session.state, session.state.embedding_index
+    panel = GalleryPanel(state, session.embeddings.neighbours)
+    qtbot.addWidget(panel)
+    wait_answer(qtbot, panel)
+    for t in range(state.num_frames):  # faster than any answer: requests pile up, then drop
+        state.set_frame(t)
+    wait_answer(qtbot, panel)
+    assert panel.answer.query == index.row(state.sequence.name, 0, state.num_frames - 1)
+    assert panel.serial >= state.num_frames
+
+
+def test_map_hover_shows_the_crop_under_the_pointer(qtbot, session):
+    state, index = session.state, session.state.embedding_index
+    panel = EmbeddingMapPanel(state)
+    qtbot.addWidget(panel)
+    panel.resize(900, 600)
+    panel.show()
+    qtbot.waitUntil(panel.ready, timeout=WAIT_MS)
+    row = index.row(index.sequences[1].name, 2, 4)
+    point = QPointF(*map(float, index.projection()[row]))
+    panel._hover(panel.view.mapViewToScene(point))
+    seq, cam, frame = index.key(panel.hovered)
+    assert np.allclose(index.projection()[panel.hovered], index.projection()[row], atol=1e-3)
+    assert seq in panel.hover_text.text() and f"frame {frame}" in panel.hover_text.text()
+    assert not panel.hover_image.pixmap().isNull()
+
+
 def test_map_box_selection_fills_the_gallery_and_back(qtbot, session):
     state, index = session.state, session.state.embedding_index
     gallery = GalleryPanel(state, session.embeddings.neighbours)
