@@ -39,9 +39,9 @@ class CountingPipeline:
         self.contract = self.inner.contract
         self.frames = 0
 
-    def predict_frames(self, media, frames):
+    def predict_frames(self, media, frames, place=True):
         self.frames += len(frames)
-        return self.inner.predict_frames(media, frames)
+        return self.inner.predict_frames(media, frames, place)
 
 
 def build(data, cache, ckpt, pipeline=None, progress=None):

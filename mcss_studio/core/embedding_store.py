@@ -172,7 +172,7 @@ def _read_chunk(path: Path, frames: int, cameras: int, dim: int) -> dict | None:
 
 def _embed_chunk(pipeline, media: MediaAccess, frames: range, path: Path) -> dict:
     """Embed frames (all cameras) and write the chunk complete-or-absent."""
-    predictions = pipeline.predict_frames(media, list(frames))
+    predictions = pipeline.predict_frames(media, list(frames), place=False)
     chunk = {"embedding": np.stack([p.embedding for p in predictions]).astype(np.float32),
              "pose": np.stack([p.pose_cam for p in predictions]).astype(np.float32)}
     with atomic_open(path, "wb") as fh:
