@@ -82,3 +82,39 @@ def test_sequences_carry_the_crops_viewing_rays(tmp_path, dataset):
     finally:
         opened.close()
     assert seq.ray_features(np.array([0, 2]), np.array([1, 0])).shape == (2, 3)
+
+
+def test_evaluate_prints_each_figure_beside_its_chance_level(dataset, tmp_path, capsys):
+    from pathlib import Path
+
+    demo = Path(__file__).resolve().parents[1] / "assets" / "demo_model.safetensors"
+    assert main(["evaluate", str(demo), str(dataset), "--stride", "3", "--device", "cpu",
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    lines = {line.split(":")[0].strip(): line for line in capsys.readouterr().out.splitlines()}
+    assert "(chance " in lines["hit@1"] and "(chance " in lines["strict_hit@1"]
+    assert "chance_hit@1" not in lines and "(chance" not in lines["mpjpe"]
+
+
+def test_neighbours_answers_the_index_query(dataset, tmp_path, capsys):
+    from pathlib import Path
+
+    from mcss_studio.core import open_dataset
+    from mcss_studio.core.embedding_store import build_index
+    from mcss_studio.core.embeddings import NeighbourFilter
+
+    demo = Path(__file__).resolve().parents[1] / "assets" / "demo_model.safetensors"
+    cache = tmp_path / "cache"
+    assert main(["neighbours", str(demo), str(dataset), "--sequence", "S9_wave_1", "--camera",
+                 "cam2", "--frame", "6", "-k", "4", "--min-dt", "2", "--subjects", "same",
+                 "--cache-dir", str(cache), "--device", "cpu", "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    index = build_index(open_dataset(dataset), cache, demo)
+    found = index.query(index.row("S9_wave_1", 2, 6), 4,
+                        NeighbourFilter(min_dt=2, subject="same"))
+    assert [(n["sequence"], n["frame"]) for n in answer["neighbours"]] == \
+        [(index.key(r)[0], index.key(r)[2]) for r in found.rows]
+    assert all(n["camera"] != "cam2" and n["correct"] in (True, False)
+               for n in answer["neighbours"])
+    assert main(["neighbours", str(demo), str(dataset), "--camera", "cam7", "--frame", "0",
+                 "--cache-dir", str(cache)]) == 2
+    assert "no camera 'cam7'" in capsys.readouterr().err

@@ -1,5 +1,5 @@
-"""`mcss-train`: fit, evaluate, embed, bench. User errors print one line and exit 2, Ctrl+C
-exits 130 (mcss_studio.cli.common.run_cli); every output file is written atomically."""
+"""`mcss-train`: fit, evaluate, embed, neighbours, bench. User errors print one line and exit
+2, Ctrl+C exits 130 (mcss_studio.cli.common.run_cli); every output file is written atomically."""
 
 from __future__ import annotations
 
@@ -39,6 +39,25 @@ def _parser() -> argparse.ArgumentParser:
     em.add_argument("data", help="dataset folder")
     em.add_argument("out", help="output .npz")
     _data_flags(em, default_stride=1)
+
+    nb = sub.add_parser("neighbours", help="nearest crops of one crop in the embedding index "
+                        "(the Studio's gallery query; the index is cached by checkpoint)")
+    nb.add_argument("checkpoint")
+    nb.add_argument("data", help="dataset folder")
+    nb.add_argument("--camera", required=True, help="camera name or index of the query")
+    nb.add_argument("--frame", type=int, required=True)
+    nb.add_argument("--sequence", help="sequence of the query (default: the first)")
+    nb.add_argument("-k", type=int, default=10)
+    nb.add_argument("--same-camera", action="store_true", help="also the query's own camera")
+    nb.add_argument("--min-dt", type=int, default=0,
+                    help="exclude frames of the same sequence with |dt| below this")
+    nb.add_argument("--sequences", choices=("any", "same", "other"), default="any")
+    nb.add_argument("--subjects", choices=("any", "same", "other"), default="any")
+    nb.add_argument("--least-similar", action="store_true")
+    nb.add_argument("--cache-dir", default="", help="crop caches and index (default "
+                    "<data>/cache)")
+    nb.add_argument("--device", default="auto")
+    nb.add_argument("--json", action="store_true", help="print one JSON object")
 
     bench = sub.add_parser("bench", help="benchmark protocols")
     bench_sub = bench.add_subparsers(dest="protocol", required=True)
@@ -116,7 +135,57 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(metrics))
     else:
         for key, value in metrics.items():
-            print(f"{key:>14}: {value:.4f}" if isinstance(value, float) else f"{key:>14}: {value}")
+            if key.startswith("chance_"):
+                continue  # printed beside its figure
+            text = f"{value:.4f}" if isinstance(value, float) else str(value)
+            chance = metrics.get(f"chance_{key}")
+            print(f"{key:>22}: {text}" + (f"  (chance {chance:.4f})" if chance is not None
+                                             else ""))
+    return 0
+
+
+def cmd_neighbours(args: argparse.Namespace) -> int:
+    """The k nearest crops of one crop, as the Studio's gallery finds them."""
+    from mcss_studio.core import open_dataset
+    from mcss_studio.core.embedding_store import build_index
+    from mcss_studio.core.embeddings import NeighbourFilter
+    from mcss_studio.core.retrieval import KAPPA
+
+    from .sources import default_cache_dir
+
+    dataset = open_dataset(args.data)
+    name = args.sequence or dataset.names[0]
+    dataset.entry(name)  # one line naming the sequences when there is no such one
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir(args.data)
+    index = build_index(dataset, cache_dir, args.checkpoint, device=args.device)
+    info = index.sequences[index.sequence_index(name)]
+    camera = (int(args.camera) if args.camera.isdigit()
+              else info.cameras.index(args.camera) if args.camera in info.cameras else -1)
+    if not 0 <= camera < len(info.cameras) or not 0 <= args.frame < info.frames:
+        raise UserInputError(args.data, f"no camera {args.camera!r} frame {args.frame} in {name}"
+                             f" (cameras {', '.join(info.cameras)}; frames 0..{info.frames - 1})")
+    query = index.row(name, camera, args.frame)
+    found = index.query(query, args.k, NeighbourFilter(
+        other_cameras=not args.same_camera, min_dt=args.min_dt, sequence=args.sequences,
+        subject=args.subjects, least_similar=args.least_similar))
+    judged = index.judge(query, found.rows, KAPPA)
+    rows = []
+    for i, (r, d) in enumerate(zip(found.rows.tolist(), found.distances.tolist())):
+        seq, cam, frame = index.key(r)
+        rows.append({"rank": i + 1, "sequence": seq, "camera": index.info(r).cameras[cam],
+                     "frame": frame, "dt": frame - args.frame if seq == name else None,
+                     "distance": d, "correct": judged[i][0] if judged else None,
+                     "p_mpjpe_mm": judged[i][1] if judged else None})
+    if args.json:
+        print(json.dumps({"query": {"sequence": name, "camera": info.cameras[camera],
+                                    "frame": args.frame}, "kappa": KAPPA, "neighbours": rows}))
+        return 0
+    for row in rows:
+        gt = "" if row["correct"] is None else (
+            f"  {'correct' if row['correct'] else 'wrong':7s} P-MPJPE {row['p_mpjpe_mm']:.1f} mm")
+        dt = "" if row["dt"] is None else f" dt {row['dt']:+d}"
+        print(f"{row['rank']:3d}  d {row['distance']:.4f}  {row['sequence']} "
+              f"{row['camera']} frame {row['frame']}{dt}{gt}")
     return 0
 
 
@@ -201,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     from .train import set_threads
 
     set_threads()
-    commands = {"fit": cmd_fit, "evaluate": cmd_evaluate, "embed": cmd_embed, "bench": cmd_bench}
+    commands = {"fit": cmd_fit, "evaluate": cmd_evaluate, "embed": cmd_embed,
+                "neighbours": cmd_neighbours, "bench": cmd_bench}
     return run_cli(lambda: commands[args.command](args), "mcss-train")
 
 

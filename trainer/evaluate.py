@@ -1,12 +1,13 @@
 """Evaluation protocols (DESIGN.md section 2): pose metrics and cross-view retrieval on test data.
 
-Retrieval: for every ordered camera pair (i, j), queries are the test frames seen by camera i and
+Retrieval (the protocol and its code are mcss_studio/core/retrieval.py, which the Studio shares):
+for every ordered camera pair (i, j), queries are the test frames seen by camera i and
 the gallery the same frames seen by camera j; ranking by embedding distance. A retrieved frame is
 correct when its ground-truth pose lies within KAPPA of the query's after both poses are scaled to
 unit RMS joint distance from their mean and Procrustes-aligned (mean per-joint distance, unitless;
 0.1 as in Pr-VIPE; also the stricter 0.05). "Strict" counts only the same sequence within +-2
 frames. Every retrieval figure has a `chance_` twin: its exact expectation under a random ranking
-of the same gallery (trainer.metrics.chance_hit_at_k / chance_map_at_k), since on a small pose
+of the same gallery (core.retrieval.chance_hit_at_k / chance_map_at_k), since on a small pose
 space a lenient kappa makes chance high.
 
 Keys: hit@1/5/10, map@10 at KAPPA; the same with the suffix `_kappa0.05` at 0.05; strict_hit@1/10;
@@ -21,26 +22,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mcss_studio.core.geometry import pose_distance
 from mcss_studio.core.inference import Predictor
 from mcss_studio.core.model import MCSSModel
+from mcss_studio.core.retrieval import KAPPA, KAPPAS, cross_view_retrieval
 
 from .data import SequenceData
-from .metrics import (
-    chance_hit_at_k,
-    chance_map_at_k,
-    hit_at_k,
-    map_at_k,
-    orientation_metrics,
-    pose_metrics,
-    rank_by_distance,
-)
+from .metrics import orientation_metrics, pose_metrics
 
-KAPPA = 0.1
-KAPPAS = (KAPPA, 0.05)  # the first one's keys carry no suffix
-STRICT_K = (1, 10)
-STRICT_FRAMES = 2
-RETRIEVAL_K = (1, 5, 10)
+__all__ = ["KAPPA", "KAPPAS", "Predictions", "evaluate", "predict_sequences", "retrieval_metrics"]
 
 
 @dataclass
@@ -93,51 +82,14 @@ def predict_sequences(
     return Predictions(**{k: np.concatenate(v) if v else None for k, v in parts.items()})
 
 
-def _suffix(kappa: float) -> str:
-    return "" if kappa == KAPPA else f"_kappa{kappa:g}"
-
-
 def retrieval_metrics(
     pred: Predictions, kappas: Sequence[float] = KAPPAS
 ) -> dict[str, float]:
     """Hit@1/5/10 and mAP@10 per kappa, strict Hit@1/10, averaged over ordered camera pairs,
-    each with its chance level (the relevance sets are the same for every pair)."""
-    cams = np.unique(pred.cam)
-    # instants seen by every camera, in a fixed order, so rows of camera i match rows of camera j
-    keys = {c: {(int(s), int(f)): k for k, (s, f) in
-                enumerate(zip(pred.seq[pred.cam == c], pred.frame[pred.cam == c]))} for c in cams}
-    common = sorted(set.intersection(*(set(k) for k in keys.values())))
-    if len(cams) < 2 or len(common) < 2:
-        return {}
-    idx = {c: np.flatnonzero(pred.cam == c)[[keys[c][key] for key in common]] for c in cams}
-    ref = idx[cams[0]]
-    distance = pose_distance(pred.gt[ref], pred.gt[ref])
-    seq = pred.seq[ref]
-    frame = pred.frame[ref]
-    near = np.abs(frame[:, None] - frame[None, :]) <= STRICT_FRAMES
-    relevance = {_suffix(kappa): distance <= kappa for kappa in kappas}
-    strict = (seq[:, None] == seq[None, :]) & near
-    pairs = [(i, j) for i in cams for j in cams if i != j]
-    sums: dict[str, float] = {}
-
-    def add(key: str, value: float) -> None:
-        sums[key] = sums.get(key, 0.0) + value / len(pairs)
-
-    for i, j in pairs:
-        ranking = rank_by_distance(pred.embedding[idx[i]], pred.embedding[idx[j]])
-        for suffix, relevant in relevance.items():
-            for k in RETRIEVAL_K:
-                add(f"hit@{k}{suffix}", hit_at_k(relevant, k, ranking))
-            add(f"map@10{suffix}", map_at_k(relevant, 10, ranking))
-        for k in STRICT_K:
-            add(f"strict_hit@{k}", hit_at_k(strict, k, ranking))
-    for suffix, relevant in relevance.items():
-        for k in RETRIEVAL_K:
-            sums[f"chance_hit@{k}{suffix}"] = chance_hit_at_k(relevant, k)
-        sums[f"chance_map@10{suffix}"] = chance_map_at_k(relevant, 10)
-    for k in STRICT_K:
-        sums[f"chance_strict_hit@{k}"] = chance_hit_at_k(strict, k)
-    return sums
+    each with its chance level (core.retrieval.cross_view_retrieval, the Studio's code too)."""
+    mean, _pairs = cross_view_retrieval(pred.seq, pred.frame, pred.cam, pred.gt, pred.embedding,
+                                        kappas)
+    return mean
 
 
 @torch.no_grad()

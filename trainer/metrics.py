@@ -2,8 +2,8 @@
 
 Poses are arrays (N, J, 3) in millimetres, root-relative. Every function returns a float in the
 unit of its inputs (pose metrics), degrees (orientation) or a fraction in [0, 1] (retrieval).
-Retrieval figures come with their chance level: the exact expectation of the same figure under a
-uniformly random ranking of the gallery, computed from the relevance structure (no sampling).
+Retrieval metrics and their chance levels live in mcss_studio/core/retrieval.py, shared with the
+Studio; they are re-exported here under their old names.
 """
 
 from __future__ import annotations
@@ -12,6 +12,13 @@ import numpy as np
 
 from mcss_studio.core.geometry import procrustes_align
 from mcss_studio.core.model import canonical_frame
+from mcss_studio.core.retrieval import (  # noqa: F401 - the trainer's names for the shared code
+    chance_hit_at_k,
+    chance_map_at_k,
+    hit_at_k,
+    map_at_k,
+    rank_by_distance,
+)
 
 
 def _as_pair(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -79,80 +86,3 @@ def orientation_metrics(
     swapped = np.einsum("nij,nkj->nki", r_gt, pose_canonical)
     return {"rot_err_deg": float(np.median(rotation_error_deg(rotation, r_gt))),
             "mpjpe_true_rot": mpjpe(swapped, gt)}
-
-
-def _relevance(relevant: np.ndarray, ranking: np.ndarray | None) -> np.ndarray:
-    rel = np.asarray(relevant, dtype=bool)
-    if rel.ndim != 2:
-        raise ValueError(f"relevance must be (queries, gallery), got {rel.shape}")
-    if ranking is not None:
-        rel = np.take_along_axis(rel, np.asarray(ranking), axis=1)
-    return rel
-
-
-def hit_at_k(relevant: np.ndarray, k: int, ranking: np.ndarray | None = None) -> float:
-    """Fraction of queries with at least one relevant item among the first k retrieved.
-
-    `relevant` is (Q, G) booleans, already in retrieval order unless `ranking` (Q, G) gives the
-    order as gallery indices (best first).
-    """
-    rel = _relevance(relevant, ranking)
-    if rel.shape[0] == 0:
-        return 0.0
-    return float(rel[:, :k].any(axis=1).mean())
-
-
-def map_at_k(relevant: np.ndarray, k: int, ranking: np.ndarray | None = None) -> float:
-    """Mean average precision at k: per query, sum over relevant ranks r <= k of precision@r,
-    divided by min(k, number of relevant items in the whole gallery); 0 for queries without any."""
-    rel = _relevance(relevant, ranking)
-    if rel.shape[0] == 0:
-        return 0.0
-    top = rel[:, :k].astype(np.float64)
-    ranks = np.arange(1, top.shape[1] + 1)
-    precision = np.cumsum(top, axis=1) / ranks
-    total = np.minimum(rel.sum(axis=1), k)
-    ap = np.where(total > 0, (precision * top).sum(axis=1) / np.maximum(total, 1), 0.0)
-    return float(ap.mean())
-
-
-def rank_by_distance(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
-    """Gallery indices sorted by Euclidean distance to each query, (Q, G), nearest first."""
-    q = np.asarray(queries, dtype=np.float64)
-    g = np.asarray(gallery, dtype=np.float64)
-    d2 = (q * q).sum(1)[:, None] + (g * g).sum(1)[None, :] - 2.0 * q @ g.T
-    return np.argsort(d2, axis=1, kind="stable")
-
-
-def _relevant_counts(relevant: np.ndarray) -> tuple[np.ndarray, int]:
-    rel = _relevance(relevant, None)
-    return rel.sum(axis=1).astype(np.float64), rel.shape[1]
-
-
-def chance_hit_at_k(relevant: np.ndarray, k: int) -> float:
-    """Expected Hit@k of a uniformly random ranking: per query with r of G gallery items
-    relevant, 1 - C(G - r, k) / C(G, k); averaged over queries."""
-    r, g = _relevant_counts(relevant)
-    if len(r) == 0:
-        return 0.0
-    miss = np.ones_like(r)
-    for i in range(min(k, g)):  # P(first k all irrelevant) = prod (G - r - i) / (G - i)
-        miss *= np.clip(g - r - i, 0, None) / (g - i)
-    return float((1.0 - miss).mean())
-
-
-def chance_map_at_k(relevant: np.ndarray, k: int) -> float:
-    """Expected mAP@k (as map_at_k defines it) of a uniformly random ranking.
-
-    Rank i holds a relevant item with probability r / G, and ranks i and j != i both do with
-    r (r - 1) / (G (G - 1)); so E[rel_i * precision@i] = (r / G + (i - 1) r (r - 1) / (G (G - 1)))
-    / i, summed over i <= k and divided by min(k, r), as map_at_k normalises.
-    """
-    r, g = _relevant_counts(relevant)
-    if len(r) == 0:
-        return 0.0
-    i = np.arange(1, min(k, g) + 1, dtype=np.float64)[None, :]
-    pair = r * (r - 1) / (g * (g - 1)) if g > 1 else np.zeros_like(r)
-    terms = (r[:, None] / g + (i - 1) * pair[:, None]) / i
-    ap = np.where(r > 0, terms.sum(axis=1) / np.maximum(np.minimum(r, k), 1), 0.0)
-    return float(ap.mean())

@@ -132,9 +132,12 @@ class PosePipeline:
         """All views' crops of frame t as the model expects them, and their regions."""
         return media.crops(t, self.contract.crop_size, self.contract.crop_margin)
 
-    def predict_frames(self, media: MediaAccess, frames: Sequence[int]) -> list[Prediction]:
+    def predict_frames(
+        self, media: MediaAccess, frames: Sequence[int], place: bool = True
+    ) -> list[Prediction]:
         """Predictions for synchronised frames of `media`'s sequence, all views of all frames
-        through the model in one batch."""
+        through the model in one batch. place=False skips the world pose and the 2D skeletons
+        (pose_world None, points2d NaN): the embedding index needs neither."""
         start = time.perf_counter()
         cals = [c.calibration for c in media.sequence.cameras]
         views = len(cals)
@@ -152,7 +155,10 @@ class PosePipeline:
         for i, t in enumerate(frames):
             part = slice(i * views, (i + 1) * views)
             pose_cam = np.asarray(out["pose_cam"][part], dtype=np.float64)
-            pose_world, points2d = _place(pose_cam, regions[part], cals)
+            if place:
+                pose_world, points2d = _place(pose_cam, regions[part], cals)
+            else:
+                pose_world, points2d = None, np.full(pose_cam.shape[:2] + (2,), np.nan)
             predictions.append(Prediction(
                 frame=int(t), pose_cam=pose_cam, pose_world=pose_world, points2d=points2d,
                 embedding=np.asarray(out["embedding"][part]), regions=regions[part],

@@ -31,7 +31,9 @@ from PySide6.QtWidgets import (
 from ..core.errors import UserInputError
 from ..core.triplets import find_run
 from .dialogs import ShortcutsDialog, progress_dialog, show_error
+from .embedding_map import EmbeddingMapPanel
 from .empty_hint import EmptyHint
+from .gallery import GalleryPanel
 from .inspector import InspectorPanel
 from .labelling import LabellingPanel
 from .player.grid import CameraGrid
@@ -41,7 +43,7 @@ from .session import Session
 from .training_panel import TrainingPanel
 
 NOTICE_MAX_WIDTH = 520  # px of the status bar for notices; the rest is in the tooltip
-STATUS_KEYS = ("notice", "cache", "device", "checkpoint", "inference", "display")
+STATUS_KEYS = ("notice", "cache", "embeddings", "device", "checkpoint", "inference", "display")
 
 
 class MainWindow(QMainWindow):
@@ -95,6 +97,17 @@ class MainWindow(QMainWindow):
         self.training_dock.hide()  # View > Training (Ctrl+T) shows it
 
         self._build_inspector()
+        self.gallery = GalleryPanel(self.state, self.session.embeddings.neighbours)
+        self.embedding_map = EmbeddingMapPanel(self.state)
+        self.docks = {name: self._dock(title, widget) for name, title, widget in (
+            ("gallery", "Neighbour gallery", self.gallery),
+            ("map", "Embedding map", self.embedding_map))}
+        self.tabifyDockWidget(self.docks["gallery"], self.docks["map"])
+        for dock in self.docks.values():  # closed until asked for (View menu): the player
+            dock.hide()  # keeps the window, and no index is computed for nobody
+            dock.toggleViewAction().toggled.connect(lambda _on: self._embedding_docks_toggled())
+        self.session.embeddings.set_wanted(False)
+
         self._build_toolbar()
         self._build_menus()
         self.empty_hint.openRequested.connect(self.open_dialog)
@@ -114,6 +127,16 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.inspector_dock)
         self.inspector_dock.hide()
         self.state.runChanged.connect(lambda run: run is not None and self.inspector_dock.show())
+    def _embedding_docks_toggled(self) -> None:
+        wanted = any(d.toggleViewAction().isChecked() for d in self.docks.values())
+        self.session.embeddings.set_wanted(wanted)
+
+    def _dock(self, title: str, widget: QWidget) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(title.lower().replace(" ", "-"))
+        dock.setWidget(widget)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+        return dock
 
     def _build_toolbar(self) -> None:
         bar = QToolBar("Sequence", self)
@@ -204,6 +227,8 @@ class MainWindow(QMainWindow):
         view.addAction(self.training_dock.toggleViewAction())
         self.training_dock.toggleViewAction().setShortcut(QKeySequence("Ctrl+T"))
         view.addAction(self.inspector_dock.toggleViewAction())
+        for dock in self.docks.values():  # panels of the embedding index
+            view.addAction(dock.toggleViewAction())
 
         helpm = self.menuBar().addMenu("&Help")
         self._action(helpm, "Keyboard &shortcuts", self.show_shortcuts, ["F1", "?"])
@@ -359,6 +384,10 @@ class MainWindow(QMainWindow):
             self._sized = True
             w = max(self.splitter.width(), 400)
             self._split({self.grid: int(w * 0.56), self.view3d: w - int(w * 0.56)})
+        if not getattr(self, "_docks_sized", False):  # a strip under the player, which keeps
+            self._docks_sized = True  # the room
+            self.resizeDocks([self.docks["gallery"]], [max(200, int(self.height() * 0.38))],
+                             Qt.Orientation.Vertical)
 
     def _split(self, sizes: dict) -> None:
         """Splitter sizes by widget (absent and hidden ones get none)."""

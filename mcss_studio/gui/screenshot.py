@@ -15,7 +15,8 @@ from PySide6.QtWidgets import QApplication
 from ..core.errors import UserInputError
 
 PANELS = ("window", "player", "3d", "transport", "labelling", "training", "inspector",
-          "camera:<name or index>")
+          "gallery", "map", "camera:<name or index>")
+EMBEDDING_PANELS = {"gallery": "gallery", "map": "embedding_map"}  # panel -> window attribute
 
 
 def _rgba_to_qimage(rgba: np.ndarray) -> QImage:
@@ -73,6 +74,13 @@ def render_panel(window, panel: str = "window") -> QImage:
         return window.training_panel.grab().toImage()
     if panel == "inspector":
         return window.inspector.grab().toImage()
+    if panel in EMBEDDING_PANELS:  # a dock of the window: floated at a readable size
+        dock = window.docks[panel]
+        dock.show()
+        dock.setFloating(True)
+        dock.resize(1280, 720)
+        QApplication.processEvents()
+        return getattr(window, EMBEDDING_PANELS[panel]).grab().toImage()
     if panel.startswith("camera:"):
         key = panel.split(":", 1)[1]
         for v in window.grid.views:
@@ -103,6 +111,9 @@ class ScreenshotJob(QObject):
             dock.setFloating(True)
             dock.resize(self.window.size())
             dock.show()
+        dock = self.window.docks.get(self.panel.strip().lower())
+        if self.panel.strip().lower() in EMBEDDING_PANELS and dock is not None:
+            dock.show()  # its index is computed while the frame is made ready
         self.timer.start(50)
 
     def _error(self, message: str) -> None:
@@ -137,6 +148,7 @@ class ScreenshotJob(QObject):
                 s.checkpoint is not None
                 and s.prediction is not None
                 and (s.prediction.frame == s.frame)
+                and self._panel_ready()
             )
         return True
 
@@ -144,6 +156,15 @@ class ScreenshotJob(QObject):
         """The camera grid on screen: the labelling panel's in labelling mode."""
         labelling = self.window.labelling
         return labelling.grid if labelling.isVisible() else self.window.grid
+    def _panel_ready(self) -> bool:
+        """An embedding panel waits for the index and its answer (the gallery also for the
+        retrieval figures)."""
+        name = EMBEDDING_PANELS.get(self.panel.strip().lower())
+        if name is None:
+            return True
+        panel = getattr(self.window, name)
+        waiting = name == "gallery" and self.window.state.retrieval is None
+        return panel.ready() and not waiting
 
     def _poll(self) -> None:
         if self.exit_code is not None:

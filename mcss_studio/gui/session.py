@@ -1,9 +1,10 @@
 """The Session: everything the Studio does, without a single widget.
 
 It owns the background workers (full-resolution decode, live inference, cache builds, demo
-generation, the trainer subprocess), opens projects, recordings and datasets, loads
-checkpoints, keeps the recent-folder list, holds the one undo stack and the open project's label
-store (`state.label_store`, closed with the project). It writes only to the
+generation, the embedding index and neighbour queries (gui/embedding_jobs.py), the trainer
+subprocess), opens projects, recordings and datasets, loads checkpoints, keeps the recent-folder
+list, holds the one undo stack and the open project's label store (`state.label_store`, closed
+with the project). It writes only to the
 shared state (gui/state.py); panels and the main window observe the state. Questions to the user
 come in as arguments (a callback that asks), so the Session can be driven by tests and scripts
 without a window.
@@ -32,6 +33,7 @@ from ..core.pipeline import Prediction
 from ..core.project import Project, create_project, is_project, read_project
 from ..core.sequence import MultiviewSequence
 from ..core.sources.dataset import Dataset
+from .embedding_jobs import EmbeddingJobs
 from .rates import RateMeter
 from .recent import RecentFolders
 from .state import StudioState
@@ -107,6 +109,8 @@ class Session(QObject):
         self.state.frameDisplayed.connect(lambda: self.display_rate.tick())
         self.state.gotoRequested.connect(self.goto)
         self.training = TrainingRunner(self.state, self)  # the trainer subprocess
+        self.embeddings = EmbeddingJobs(self.state, self)  # index, retrieval, neighbour queries
+        self.embeddings.wantedChanged.connect(lambda wanted: wanted and self._refresh_index())
 
         # what the user must keep in view about the open data (warnings, where its cache went):
         # one status line that stays, never a message that scrolls away after seconds
@@ -147,6 +151,7 @@ class Session(QObject):
             self.state.report_error(str(exc))
             return False
         self._notes.clear()
+        self.embeddings.clear()  # of the dataset that was open
         if project is None and dataset.kind == "recording":
             project = self._offer_project(path, ask)
         self.cache_dir = project.cache_dir if project else default_cache_root() / "cache"
@@ -161,6 +166,7 @@ class Session(QObject):
             ckpt = project.checkpoint if project and project.checkpoint else find_demo_checkpoint()
             if ckpt is not None:
                 self.open_checkpoint(ckpt)
+        self._refresh_index()
         return True
 
     def _open_labels(self, root: Path | None) -> None:
@@ -291,6 +297,7 @@ class Session(QObject):
 
     def _build_caches(self, media: MediaAccess) -> None:
         self.cancel_cache_build()
+        self.embeddings.cancel()  # it may need the same crop folder; it resumes afterwards
         size, margin = contract = self.crop_contract
         doing = "caching crops" if media.has_proxies else "building proxies"
 
@@ -331,6 +338,15 @@ class Session(QObject):
         self._request_prediction(self.state.frame)
         if contract != self.crop_contract:  # a checkpoint with other crops loaded meanwhile
             self._build_caches(media)
+        else:
+            self._refresh_index(cache_done=True)
+
+    def _refresh_index(self, cache_done: bool = False) -> None:
+        """Build (or reopen) the embedding index of the loaded checkpoint over the open dataset
+        once the shown sequence's cache build no longer needs the crop folders (`cache_done`:
+        called as that build reports success, while its thread may still be winding down)."""
+        if cache_done or not self.cache_busy:
+            self.embeddings.start(self.state.dataset, self.cache_dir, self.state.checkpoint)
 
     def cancel_cache_build(self, timeout_ms: int = -1) -> None:
         worker = self.cache_worker
@@ -408,6 +424,7 @@ class Session(QObject):
         """Stop live inference, also a load still under way (benchmarks compare playback with
         and without it)."""
         self.inference.unload()
+        self.embeddings.clear()
         self.state.request_checkpoint(None)
         self.state.set_checkpoint(None)
         self.state.set_status("device", "device: -")
@@ -419,6 +436,7 @@ class Session(QObject):
         self.state.set_status("checkpoint", f"checkpoint: {Path(path).name}")
         self._request_prediction(self.state.frame)
         self._build_missing_caches(self.state.media)  # crops the way this checkpoint wants
+        self._refresh_index()
 
     def _checkpoint_failed(self, path: Path, message: str) -> None:
         if self.state.checkpoint_requested == Path(path):
@@ -451,6 +469,7 @@ class Session(QObject):
         if self.demo_worker is not None and self.demo_worker.isRunning():
             self.cancel_demo()  # stops at its next progress report; the temp folder is removed
             self.demo_worker.wait(30000)
+        self.embeddings.close()
         self.decoder.stop()
         self.inference.stop()
         self.close_labels()

@@ -25,7 +25,8 @@ FRAMINGS: tuple[str, ...] = ("rig", "person")  # what the 3D view frames; the de
 class StudioState(QObject):
     """Project, dataset, sequence, current frame, selection, checkpoint (requested and loaded),
     overlays, 3D framing, prediction, playback, status texts and the last error; requests to
-    reset the views' zoom and camera."""
+    reset the views' zoom and camera; the embedding index, its retrieval figures and the frame
+    set the gallery and the map share."""
 
     projectChanged = Signal(object)  # Path | None
     datasetChanged = Signal(object)  # Dataset | None
@@ -47,6 +48,9 @@ class StudioState(QObject):
     trainingChanged = Signal(object)  # Path | None: the run whose trainer process is alive
     gotoRequested = Signal(str, int, int)  # sequence name, camera index (-1: keep), frame
     labelsChanged = Signal()  # the label store was opened or closed, or a label was stored
+    embeddingIndexChanged = Signal(object)  # EmbeddingIndex | None: the loaded checkpoint's
+    retrievalChanged = Signal(object)  # dict | None: retrieval figures of that index
+    frameSetChanged = Signal(object, str)  # tuple of (sequence, camera, frame), who set it
     statusChanged = Signal(str, str)  # key, text (device, checkpoint, inference fps, ...)
     errorRaised = Signal(str)  # one-line message for a dialog
 
@@ -69,6 +73,13 @@ class StudioState(QObject):
         self.run: Path | None = None  # a folder of runs/<id>/ (events, triplets, checkpoints)
         self.label_store = None  # core.labels.LabelStore of the open project, None without one
         self.training_run: Path | None = None  # the Session's trainer is running it
+        self.embedding_index = None  # core.embeddings.EmbeddingIndex of the loaded checkpoint
+        # {"figures", "pairs", "instants"} of that index; {} when there are none (no ground
+        # truth); None while they are computed
+        self.retrieval: dict | None = None
+        # crops picked in the gallery or the map, shown by both (two-way selection)
+        self.frame_set: tuple[tuple[str, int, int], ...] = ()
+        self.frame_set_source = ""  # "gallery" (its neighbours) or "map" (a box selection)
         self.playing = False
         self.speed = 1.0
         self.status: dict[str, str] = {}
@@ -237,6 +248,29 @@ class StudioState(QObject):
     def notify_labels(self) -> None:
         """A label was stored or removed (label commands call this after each write)."""
         self.labelsChanged.emit()
+    # -- embeddings ---------------------------------------------------------------------------
+    def set_embedding_index(self, index) -> None:
+        """The embedding index of the loaded checkpoint over the open dataset (None: none yet);
+        its retrieval figures and the frame set start afresh."""
+        if index is not self.embedding_index:
+            self.embedding_index = index
+            self.embeddingIndexChanged.emit(index)
+            self.set_retrieval(None)
+            self.set_frame_set((), "")
+
+    def set_retrieval(self, figures: dict | None) -> None:
+        if figures is not self.retrieval:
+            self.retrieval = figures
+            self.retrievalChanged.emit(figures)
+
+    def set_frame_set(self, items, source: str) -> None:
+        """Crops picked as (sequence, camera, frame): the gallery's neighbours (source "gallery")
+        or a box selection on the map (source "map"), which the gallery then shows."""
+        items = tuple((str(s), int(c), int(f)) for s, c, f in items)
+        if items != self.frame_set or source != self.frame_set_source:
+            self.frame_set = items
+            self.frame_set_source = source
+            self.frameSetChanged.emit(items, source)
 
     # -- reports ------------------------------------------------------------------------------
     def set_status(self, key: str, text: str) -> None:

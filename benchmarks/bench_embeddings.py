@@ -1,0 +1,249 @@
+"""Embedding index benchmark: which kNN backend, float16 or not, and does it scale.
+
+On N random unit vectors (default 1,000,000 x 128), with the thread count pinned (--threads,
+set for BLAS, OpenMP and torch before they load), rounds interleave the backends so that load
+from other processes hits them alike; medians are printed side by side as ratios to the time to
+read the float32 matrix once (a bandwidth-bound reduction: the physical limit of any brute-force
+query). Backends: NumPy float32 matrix-vector product + argpartition (what core/embeddings.py
+does), torch float32 / float16 / bfloat16 matrix-vector product + topk, faiss-cpu IndexFlatIP
+(when importable; --faiss-path adds a folder to sys.path). Top-10 agreement of the reduced
+precisions with exact float64 ranking is measured on --agree queries. Then the real
+EmbeddingIndex.query (filters on) and its memory, and the PCA map projection.
+
+    PYTHONPATH=. nice -n 10 .venv/bin/python benchmarks/bench_embeddings.py --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def _pin_threads(n: int) -> None:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--agree", type=int, default=200, help="queries for the top-10 agreement")
+    ap.add_argument("--faiss-path", default=None)
+    ap.add_argument("--map-points", type=int, default=100_000,
+                    help="points of the map redraw/pick test (0: skip it)")
+    ap.add_argument("--throughput", nargs=2, metavar=("DATA", "CKPT"),
+                    help="also embed dataset DATA with CKPT (or 'default': a randomly "
+                    "initialised model of the default size, 128 px crops): crops/s vs the bare "
+                    "forward pass")
+    ap.add_argument("--throughput-sequences", type=int, default=0,
+                    help="only the first N sequences of DATA (0: all)")
+    args = ap.parse_args()
+    _pin_threads(args.threads)
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.faiss_path:
+        sys.path.append(args.faiss_path)
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(args.threads)
+    except ImportError:
+        faiss = None
+
+    from mcss_studio.core.embeddings import EmbeddingIndex, NeighbourFilter, SequenceInfo
+
+    rng = np.random.default_rng(0)
+    n, d, k = args.rows, args.dim, 10
+    base_rss = _rss_mib()
+    e = rng.standard_normal((n, d), dtype=np.float32)
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    queries = rng.integers(0, n, args.rounds)
+    et = torch.from_numpy(e)
+    eh, eb = et.half(), et.bfloat16()
+    backends = {
+        "read matrix once (sum)": lambda q: et.sum(),
+        "numpy f32 matvec+argpartition": lambda q: np.argpartition(-(e @ e[q]), k)[:k],
+        "torch f32 matvec+topk": lambda q: torch.topk(et @ et[q], k),
+        "torch f16 matvec+topk": lambda q: torch.topk((eh @ eh[q]).float(), k),
+        "torch bf16 matvec+topk": lambda q: torch.topk((eb @ eb[q]).float(), k),
+    }
+    if faiss is not None:
+        flat = faiss.IndexFlatIP(d)
+        flat.add(e)
+        backends["faiss IndexFlatIP search"] = lambda q: flat.search(e[q:q + 1], k)
+    times = {name: [] for name in backends}
+    for q in queries:
+        for name, fn in backends.items():
+            start = time.perf_counter()
+            fn(int(q))
+            times[name].append(time.perf_counter() - start)
+    read = float(np.median(times["read matrix once (sum)"]))
+    print(f"{n} x {d} float32 ({n * d * 4 / 2**20:.0f} MiB), {args.threads} threads, "
+          f"{args.rounds} interleaved rounds, top-{k}")
+    print(f"{'backend':34s} {'median ms':>10s} {'x read':>8s}")
+    for name, ts in times.items():
+        med = float(np.median(ts))
+        print(f"{name:34s} {med * 1e3:10.1f} {med / read:8.2f}")
+
+    exact_q = rng.integers(0, n, args.agree)
+    agree = {"f16": 0, "bf16": 0}
+    for q in exact_q:
+        # exact float64 top-k: re-rank float32's top 100 (far more than rounding could move)
+        shortlist = torch.topk(et @ et[q], 100).indices.numpy()
+        scores64 = e[shortlist].astype(np.float64) @ e[q].astype(np.float64)
+        exact = set(shortlist[np.argsort(-scores64)[:k]].tolist())
+        agree["f16"] += len(exact & set(torch.topk((eh @ eh[q]).float(), k).indices.tolist()))
+        agree["bf16"] += len(exact & set(torch.topk((eb @ eb[q]).float(), k).indices.tolist()))
+    for name, hits in agree.items():
+        print(f"top-{k} agreement with exact float64, {name}: {hits / (k * len(exact_q)):.4f} "
+              f"({len(exact_q)} queries)")
+
+    cams, frames = 4, n // 4 // 250  # 250 sequences of 4 cameras
+    infos = [SequenceInfo(f"s{i}", f"S{i % 7}", None, frames, tuple("abcd"), i * frames * cams,
+                          i * frames) for i in range(250)]
+    rows = frames * cams * 250
+    poses = np.broadcast_to(np.zeros((1, 17, 3), np.float32), (rows, 17, 3))  # not queried
+    index = EmbeddingIndex(infos, e[:rows], poses)
+    extra = sum(a.nbytes for a in (index.seq_id, index.camera, index.frame, index.subject_id,
+                                   index.half_norm2)) / 2**20
+    filt = NeighbourFilter(other_cameras=True, min_dt=5, subject="other")
+    lat = []
+    for q in rng.integers(0, rows, args.rounds):
+        start = time.perf_counter()
+        index.query(int(q), k, filt)
+        lat.append(time.perf_counter() - start)
+    print(f"EmbeddingIndex.query, {rows} rows, filters other cameras + |dt|>=5 + other subject: "
+          f"median {np.median(lat) * 1e3:.1f} ms ({np.median(lat) / read:.2f} x read); index "
+          f"bookkeeping {extra:.0f} MiB beside the {rows * d * 4 / 2**20:.0f} MiB matrix "
+          f"(process RSS {_rss_mib():.0f} MiB, {base_rss:.0f} at start)")
+    start = time.perf_counter()
+    index.projection()
+    print(f"PCA map projection of {rows} rows: {time.perf_counter() - start:.2f} s")
+    if args.map_points:
+        bench_map(e, args.map_points, args.rounds)
+    if args.throughput:
+        bench_throughput(*args.throughput, args.throughput_sequences)
+
+
+def bench_map(e, points: int, rounds: int) -> None:
+    """Redraw (all layers rebuilt and painted) and pick (nearest point to the pointer) of the
+    embedding map with `points` crops, in an offscreen window of 1200 x 700."""
+    import numpy as np
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QPointF
+    from PySide6.QtWidgets import QApplication
+
+    from mcss_studio.core.embeddings import EmbeddingIndex, SequenceInfo
+    from mcss_studio.gui.embedding_map import EmbeddingMapPanel
+    from mcss_studio.gui.state import StudioState
+
+    app = QApplication.instance() or QApplication([])
+    frames = points // 4 // 100
+    infos = [SequenceInfo(f"s{i}", f"S{i % 7}", f"a{i % 15}", frames, tuple("abcd"),
+                          i * frames * 4, i * frames) for i in range(100)]
+    n = frames * 400
+    index = EmbeddingIndex(infos, e[:n], np.broadcast_to(np.zeros((1, 17, 3), np.float32),
+                                                         (n, 17, 3)))
+    index.projection()
+    state = StudioState()
+    panel = EmbeddingMapPanel(state)
+    panel.resize(1200, 700)
+    panel.show()
+    state.set_embedding_index(index)
+    app.processEvents()
+    redraw, paint, pick = [], [], []
+    rng = np.random.default_rng(1)
+    for r in range(rounds):
+        panel.colour_by.setCurrentIndex(0 if r % 2 else 2)  # camera / sequence: 4 or 100 layers
+        start = time.perf_counter()
+        panel.redraw()
+        panel.plot.grab()  # paint it
+        redraw.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        panel.plot.grab()  # a repaint alone, as panning and zooming cause
+        paint.append(time.perf_counter() - start)
+        x, y = index.projection()[rng.integers(0, n)]
+        start = time.perf_counter()
+        panel.nearest(QPointF(float(x), float(y)))
+        pick.append(time.perf_counter() - start)
+    print(f"map with {n} points: new colouring + paint median {np.median(redraw) * 1e3:.0f} ms, "
+          f"repaint {np.median(paint) * 1e3:.0f} ms, pick median {np.median(pick) * 1e3:.1f} ms")
+    panel.close()
+
+
+def bench_throughput(data: str, ckpt: str, first: int = 0) -> None:
+    """Crops/s of the whole index build (crop cache ready: opening the sequences, the pipeline's
+    crops and rays, chunk files, the final files) vs the bare model forward pass on the same
+    crops at the same batch size; medians of 3 interleaved rounds."""
+    import shutil
+    import tempfile
+
+    import numpy as np
+
+    from mcss_studio.core import embedding_store, open_dataset
+    from mcss_studio.core.cache import build_cache
+    from mcss_studio.core.media import MediaAccess
+    from mcss_studio.core.pipeline import PosePipeline
+
+    dataset = open_dataset(data)
+    if first:
+        dataset.sequences = dataset.sequences[:first]
+    with tempfile.TemporaryDirectory() as cache:
+        if ckpt == "default":
+            from mcss_studio.core.checkpoint import save_checkpoint
+            from mcss_studio.core.model import MCSSModel, ModelConfig
+
+            ckpt = str(save_checkpoint(Path(cache) / "default.safetensors",
+                                       MCSSModel(ModelConfig()), meta={"crop_size": 128}))
+        pipeline = PosePipeline.load(ckpt, "cpu")
+        size, margin = pipeline.contract.crop_size, pipeline.contract.crop_margin
+        crops, rows = [], 0
+        for name in dataset.names:
+            with dataset.open(name) as seq:
+                build_cache(seq, cache, crop_size=size, margin=margin, proxies=False)
+                media = MediaAccess(seq, cache)
+                media.attach_caches()
+                for t in range(0, seq.num_frames, embedding_store.CHUNK_FRAMES):
+                    stop = min(seq.num_frames, t + embedding_store.CHUNK_FRAMES)
+                    crops.append(np.concatenate([media.crops(f, size, margin)[0]
+                                                 for f in range(t, stop)]))
+                rows += seq.num_frames * len(seq.cameras)
+        pipeline.predictor.predict(crops[0])  # warm-up at the batch size of a chunk
+        from mcss_studio.core.checkpoint import checkpoint_digest
+
+        folder = embedding_store.index_folder(cache, checkpoint_digest(ckpt))
+        forward_s, index_s = [], []
+        for _ in range(3):  # interleaved: load from other processes hits both alike
+            start = time.perf_counter()
+            for batch in crops:
+                pipeline.predictor.predict(batch)
+            forward_s.append(time.perf_counter() - start)
+            shutil.rmtree(folder, ignore_errors=True)
+            start = time.perf_counter()
+            embedding_store.build_index(dataset, cache, ckpt, pipeline=pipeline)
+            index_s.append(time.perf_counter() - start)
+        forward, indexed = rows / np.median(forward_s), rows / np.median(index_s)
+    print(f"embedding throughput, {Path(ckpt).name} on {data} ({rows} crops): index build "
+          f"{indexed:.0f} crops/s, "
+          f"bare forward {forward:.0f} crops/s, ratio {indexed / forward:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""The neighbour gallery and the embedding map driven through a real Session on a tiny
+synthetic dataset with the shipped demo model: queries, filters, stale answers, jumps, and the
+two-way selection between map and gallery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPointF, QRectF, Qt
+
+from mcss_studio.core.checkpoint import checkpoint_digest
+from mcss_studio.core.embeddings import NeighbourFilter
+from mcss_studio.gui.embedding_jobs import GalleryAnswer
+from mcss_studio.gui.embedding_map import EmbeddingMapPanel
+from mcss_studio.gui.gallery import GalleryPanel
+from mcss_studio.gui.session import Session
+from tests.gui_fixtures import make_checkpoint
+
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("private_studio_dirs")]
+WAIT_MS = 120000  # generous: the machine is shared; nothing here measures time
+DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo_model.safetensors"
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from mcss_studio.core.synth import generate
+
+    return Path(generate(tmp_path_factory.mktemp("synth") / "tiny", preset="tiny"))
+
+
+@pytest.fixture
+def session(qtbot, tiny_data):
+    s = Session(device="cpu")
+    assert s.open_path(tiny_data), s.state.last_error
+    s.open_checkpoint(DEMO)
+    qtbot.waitUntil(lambda: s.state.embedding_index is not None and s.state.retrieval is not None,
+                    timeout=WAIT_MS)
+    yield s
+    s.close()
+
+
+def tile_keys(panel: GalleryPanel) -> list[tuple[str, int, int]]:
+    return [t.item.key for t in panel.tiles]
+
+
+def wait_answer(qtbot, panel: GalleryPanel) -> None:
+    qtbot.waitUntil(panel.ready, timeout=WAIT_MS)
+
+
+def test_gallery_shows_the_index_answer_and_a_click_jumps_there(qtbot, session):
+    state, index = session.state, session.state.embedding_index
+    panel = GalleryPanel(state, session.embeddings.neighbours)
+    qtbot.addWidget(panel)
+    state.set_frame(5)
+    wait_answer(qtbot, panel)
+    query = index.row(state.sequence.name, 0, 5)
+    expected = index.query(query, 10, NeighbourFilter())
+    assert tile_keys(panel) == [index.key(r) for r in expected.rows]
+    assert all(cam != 0 for _s, cam, _f in tile_keys(panel))  # other cameras by default
+    assert state.frame_set == tuple(tile_keys(panel)) and state.frame_set_source == "gallery"
+    figures = state.retrieval["figures"]
+    assert {"hit@1", "chance_hit@1", "map@10", "chance_map@10", "strict_hit@1",
+            "chance_strict_hit@1", "hit@1_kappa0.05"} <= set(figures)
+
+    panel.sequence_scope.setCurrentIndex(2)  # other sequences: the click opens another one
+    wait_answer(qtbot, panel)
+    target = panel.tiles[0]
+    seq, cam, frame = target.item.key
+    assert seq != state.sequence.name
+    qtbot.mouseClick(target, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: state.sequence.name == seq, timeout=WAIT_MS)
+    assert (state.selected_camera, state.frame) == (cam, frame)
+    wait_answer(qtbot, panel)  # and the gallery follows to the frame shown now
+    assert panel.answer.query == index.row(seq, cam, frame)
+
+
+def test_each_filter_changes_the_gallery_as_specified(qtbot, session):
+    state, index = session.state, session.state.embedding_index
+    panel = GalleryPanel(state, session.embeddings.neighbours)
+    qtbot.addWidget(panel)
+    state.select_camera(1)
+    state.set_frame(6)
+    wait_answer(qtbot, panel)
+    name = state.sequence.name
+    nearest = [t.item.distance for t in panel.tiles]
+
+    panel.min_dt.setValue(4)
+    wait_answer(qtbot, panel)
+    assert all(abs(f - 6) >= 4 for s, _c, f in tile_keys(panel) if s == name)
+
+    panel.min_dt.setValue(0)
+    panel.other_cameras.setChecked(False)
+    panel.sequence_scope.setCurrentIndex(1)  # same sequence
+    panel.k_box.setValue(30)
+    wait_answer(qtbot, panel)
+    keys = tile_keys(panel)
+    assert len(keys) == 30 and {s for s, _c, _f in keys} == {name}
+    assert any(c == 1 for _s, c, _f in keys)  # the query's own camera is allowed now
+    assert (name, 1, 6) not in keys  # never the query itself
+
+    panel.sequence_scope.setCurrentIndex(0)
+    panel.subject_scope.setCurrentIndex(2)  # other subjects
+    wait_answer(qtbot, panel)
+    subject = index.info(index.row(name, 1, 6)).subject
+    assert {index.info(index.row(*k)).subject for k in tile_keys(panel)} == {"S9"} != {subject}
+
+    panel.subject_scope.setCurrentIndex(0)
+    panel.other_cameras.setChecked(True)
+    panel.k_box.setValue(10)
+    panel.least.setChecked(True)
+    wait_answer(qtbot, panel)
+    farthest = [t.item.distance for t in panel.tiles]
+    assert farthest == sorted(farthest, reverse=True) and min(farthest) > max(nearest)
+
+
+def test_answers_to_older_requests_are_dropped(qtbot, session):
+    state = session.state
+    panel = GalleryPanel(state, session.embeddings.neighbours)
+    qtbot.addWidget(panel)
+    wait_answer(qtbot, panel)
+    shown = tile_keys(panel)
+    old = GalleryAnswer(panel.serial - 1, state.embedding_index, 0, [])
+    panel._answered(old)
+    assert panel.dropped == 1 and tile_keys(panel) == shown
+
+
+def test_gallery_follows_playback_to_the_newest_frame(qtbot, session):
+    state, index = session.state, session.state.embedding_index
+    panel = GalleryPanel(state, session.embeddings.neighbours)
+    qtbot.addWidget(panel)
+    wait_answer(qtbot, panel)
+    for t in range(state.num_frames):  # faster than any answer: requests pile up, then drop
+        state.set_frame(t)
+    wait_answer(qtbot, panel)
+    assert panel.answer.query == index.row(state.sequence.name, 0, state.num_frames - 1)
+    assert panel.serial >= state.num_frames
+
+
+def test_map_hover_shows_the_crop_under_the_pointer(qtbot, session):
+    state, index = session.state, session.state.embedding_index
+    panel = EmbeddingMapPanel(state)
+    qtbot.addWidget(panel)
+    panel.resize(900, 600)
+    panel.show()
+    qtbot.waitUntil(panel.ready, timeout=WAIT_MS)
+    row = index.row(index.sequences[1].name, 2, 4)
+    point = QPointF(*map(float, index.projection()[row]))
+    panel._hover(panel.view.mapViewToScene(point))
+    seq, cam, frame = index.key(panel.hovered)
+    assert np.allclose(index.projection()[panel.hovered], index.projection()[row], atol=1e-3)
+    assert seq in panel.hover_text.text() and f"frame {frame}" in panel.hover_text.text()
+    assert not panel.hover_image.pixmap().isNull()
+
+
+def test_map_box_selection_fills_the_gallery_and_back(qtbot, session):
+    state, index = session.state, session.state.embedding_index
+    gallery = GalleryPanel(state, session.embeddings.neighbours)
+    panel = EmbeddingMapPanel(state)
+    qtbot.addWidget(gallery)
+    qtbot.addWidget(panel)
+    qtbot.waitUntil(panel.ready, timeout=WAIT_MS)
+    wait_answer(qtbot, gallery)
+    xy = index.projection()
+    # the gallery's neighbours are outlined on the map
+    px, py = panel.picked.getData()
+    rows = index.rows_of(state.frame_set)
+    np.testing.assert_allclose(np.c_[px, py], xy[rows])
+    # the current crop is marked and follows the frame
+    state.set_frame(9)
+    cx, cy = panel.current.getData()
+    np.testing.assert_allclose([cx[0], cy[0]], xy[index.row(state.sequence.name, 0, 9)])
+
+    centre = xy[index.row(state.sequence.name, 0, 3)]
+    rect = QRectF(float(centre[0]) - 0.02, float(centre[1]) - 0.02, 0.04, 0.04)
+    panel.view.boxSelected.emit(rect)
+    inside = panel.rows_in(rect)
+    assert len(inside) >= 1
+    assert state.frame_set_source == "map"
+    assert state.frame_set == tuple(index.key(r) for r in inside)
+    wait_answer(qtbot, gallery)
+    assert tile_keys(gallery) == list(state.frame_set[:60])
+
+    panel.view.clickedAt.emit(QPointF(float(xy[inside[0], 0]), float(xy[inside[0], 1])))
+    seq, cam, frame = index.key(int(panel.nearest(QPointF(*map(float, xy[inside[0]])))))
+    qtbot.waitUntil(lambda: state.frame == frame and state.sequence.name == seq,
+                    timeout=WAIT_MS)
+    assert state.selected_camera == cam
+
+
+def test_another_checkpoint_replaces_the_index(qtbot, session, tmp_path):
+    state = session.state
+    first = state.embedding_index
+    other = make_checkpoint(tmp_path / "other.safetensors", crop_size=64)
+    session.open_checkpoint(other)
+    qtbot.waitUntil(lambda: state.embedding_index is not None
+                    and state.embedding_index is not first, timeout=WAIT_MS)
+    assert state.embedding_index.checkpoint == checkpoint_digest(other)
+    assert first.checkpoint == checkpoint_digest(DEMO)
+    assert state.embedding_index.dim == 16 != first.dim
+
+
+def test_window_embeds_only_while_an_embedding_panel_is_open(qtbot, tiny_data):
+    from mcss_studio.gui.main_window import MainWindow
+
+    window = MainWindow(interactive=False, with_3d=False, remember_recent=False)
+    qtbot.addWidget(window)
+    state, session = window.state, window.session
+    try:
+        assert not any(d.isVisible() for d in window.docks.values())
+        assert window.open_path(tiny_data)
+        window.open_checkpoint(DEMO)
+        qtbot.waitUntil(lambda: state.checkpoint is not None and not session.cache_busy,
+                        timeout=WAIT_MS)
+        assert state.embedding_index is None and not session.embeddings.busy
+        window.docks["map"].toggleViewAction().trigger()  # View > Embedding map
+        qtbot.waitUntil(lambda: state.embedding_index is not None, timeout=WAIT_MS)
+        qtbot.waitUntil(window.embedding_map.ready, timeout=WAIT_MS)
+    finally:
+        window.close()

@@ -1,0 +1,138 @@
+"""The embedding index on disk: keyed by checkpoint and crops, resumable, never used damaged."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mcss_studio.core import embedding_store, open_dataset
+from mcss_studio.core.checkpoint import checkpoint_digest
+from mcss_studio.core.embedding_store import (
+    StaleIndexError,
+    build_index,
+    crop_of,
+    index_folder,
+    open_index,
+)
+from mcss_studio.core.pipeline import PosePipeline
+from tests.gui_fixtures import make_checkpoint, make_recording
+
+FRAMES = 20
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("store")
+    data = make_recording(root / "rec", frames=FRAMES)
+    ckpt = make_checkpoint(root / "a.safetensors")
+    return data, ckpt, root
+
+
+class CountingPipeline:
+    """The real pipeline, counting the frames it embeds."""
+
+    def __init__(self, ckpt: Path) -> None:
+        self.inner = PosePipeline.load(ckpt, "cpu")
+        self.contract = self.inner.contract
+        self.frames = 0
+
+    def predict_frames(self, media, frames, place=True):
+        self.frames += len(frames)
+        return self.inner.predict_frames(media, frames, place)
+
+
+def build(data, cache, ckpt, pipeline=None, progress=None):
+    return build_index(open_dataset(data), cache, ckpt, progress=progress, pipeline=pipeline)
+
+
+def test_built_index_matches_the_pipeline_and_reopens_without_work(inputs, tmp_path):
+    data, ckpt, _ = inputs
+    counting = CountingPipeline(ckpt)
+    index = build(data, tmp_path, ckpt, counting)
+    assert len(index) == 3 * FRAMES and counting.frames == FRAMES
+    seq = open_dataset(data).open(index.sequences[0].name)
+    from mcss_studio.core.media import MediaAccess
+
+    media = MediaAccess(seq, tmp_path)
+    media.attach_caches()
+    direct = counting.inner.predict_frame(media, 7)
+    for cam in range(3):
+        row = index.row(index.sequences[0].name, cam, 7)
+        np.testing.assert_allclose(index.embeddings[row], direct.embedding[cam], atol=1e-5)
+        np.testing.assert_array_equal(crop_of(index, row), media.crops(7, 32, 0.2)[0][cam])
+    media.close()
+    again = CountingPipeline(ckpt)
+    reopened = build(data, tmp_path, ckpt, again)
+    assert again.frames == 0
+    np.testing.assert_array_equal(reopened.embeddings, index.embeddings)
+
+
+def test_another_checkpoint_gets_its_own_index(inputs, tmp_path):
+    data, ckpt, root = inputs
+    build(data, tmp_path, ckpt)
+    other = make_checkpoint(root / "b.safetensors", meta={"note": "another"})
+    counting = CountingPipeline(other)
+    index = build(data, tmp_path, other, counting)
+    assert counting.frames == FRAMES  # computed, not the first checkpoint's
+    assert index.checkpoint == checkpoint_digest(other) != checkpoint_digest(ckpt)
+    assert (index_folder(tmp_path, checkpoint_digest(ckpt)) / "meta.json").is_file()
+
+
+def test_changed_crops_make_the_index_stale(inputs, tmp_path):
+    data, ckpt, root = inputs
+    copy = make_recording(root / "rec_touch", frames=FRAMES)
+    build(copy, tmp_path, ckpt)
+    video = next(copy.glob("*.mp4"))
+    st = video.stat()
+    os.utime(video, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the video "changed"
+    counting = CountingPipeline(ckpt)
+    build(copy, tmp_path, ckpt, counting)
+    assert counting.frames == FRAMES
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_damaged_file_is_detected_and_rebuilt(inputs, tmp_path, damage):
+    data, ckpt, _ = inputs
+    first = np.array(build(data, tmp_path, ckpt).embeddings)
+    folder = index_folder(tmp_path, checkpoint_digest(ckpt))
+    path = folder / ("embeddings.f32" if damage == "flip" else "poses.f32")
+    raw = bytearray(path.read_bytes())
+    if damage == "flip":
+        raw[100] ^= 0xFF
+        path.write_bytes(bytes(raw))
+    else:
+        path.write_bytes(bytes(raw[:-8]))
+    with pytest.raises(StaleIndexError):
+        open_index(folder)
+    counting = CountingPipeline(ckpt)
+    rebuilt = build(data, tmp_path, ckpt, counting)
+    assert counting.frames == FRAMES
+    np.testing.assert_allclose(rebuilt.embeddings, first, atol=1e-6)
+
+
+def test_killed_build_resumes_from_whole_chunks(inputs, tmp_path, monkeypatch):
+    data, ckpt, _ = inputs
+    monkeypatch.setattr(embedding_store, "CHUNK_FRAMES", 4)  # 5 chunks of the 20 frames
+
+    def stop_after_two_chunks(done, total):
+        if total and done >= 8:
+            raise KeyboardInterrupt("killed")
+
+    with pytest.raises(KeyboardInterrupt):
+        build(data, tmp_path, ckpt, progress=stop_after_two_chunks)
+    folder = index_folder(tmp_path, checkpoint_digest(ckpt))
+    assert not (folder / "meta.json").exists()  # nothing claims to be complete
+    with pytest.raises(StaleIndexError):
+        open_index(folder)
+    chunks = sorted((folder / "chunks").glob("*.npz"))
+    assert len(chunks) == 2
+    chunks[1].write_bytes(chunks[1].read_bytes()[:50])  # as if killed mid-write, unrenamed
+    counting = CountingPipeline(ckpt)
+    index = build(data, tmp_path, ckpt, counting)
+    assert counting.frames == FRAMES - 4  # chunk 0 kept; the damaged one and the rest redone
+    assert len(index) == 3 * FRAMES and not (folder / "chunks").exists()
+    fresh = build(data, tmp_path / "fresh", ckpt)
+    np.testing.assert_allclose(index.embeddings, fresh.embeddings, atol=1e-6)

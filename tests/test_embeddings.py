@@ -1,0 +1,117 @@
+"""The embedding index: exact kNN with each filter on a hand-made index, PCA, GT judging."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mcss_studio.core.embeddings import EmbeddingIndex, NeighbourFilter, SequenceInfo, pca_2d
+
+FRAMES, CAMS = 5, 3
+# sequence -> (subject, offset of its first embedding coordinate)
+SEQS = {"A": ("S1", 0.0), "B": ("S2", 100.0), "C": ("S1", 10.0)}
+
+
+def hand_index() -> EmbeddingIndex:
+    """Embedding of (seq, cam, frame) = (offset + frame, 0.1 * cam): distances by hand."""
+    infos, rows = [], []
+    for i, (name, (subject, offset)) in enumerate(SEQS.items()):
+        infos.append(SequenceInfo(name, subject, "walk", FRAMES, ("c0", "c1", "c2"),
+                                  i * FRAMES * CAMS, i * FRAMES))
+        rows += [[offset + t, 0.1 * c] for c in range(CAMS) for t in range(FRAMES)]
+    emb = np.asarray(rows, np.float32)
+    return EmbeddingIndex(infos, emb, np.zeros((len(emb), 17, 3), np.float32))
+
+
+def keys(index, found):
+    return [index.key(r) for r in found.rows]
+
+
+def test_row_layout_is_sequence_camera_frame():
+    index = hand_index()
+    assert index.row("B", 2, 3) == FRAMES * CAMS + 2 * FRAMES + 3
+    assert index.key(index.row("C", 1, 4)) == ("C", 1, 4)
+    with pytest.raises(KeyError):
+        index.row("A", 3, 0)
+
+
+def test_default_is_other_cameras_nearest_first_without_the_query():
+    index = hand_index()
+    found = index.query(index.row("A", 0, 2), k=4)
+    assert keys(index, found)[:2] == [("A", 1, 2), ("A", 2, 2)]
+    assert set(keys(index, found)[2:]) == {("A", 1, 1), ("A", 1, 3)}
+    np.testing.assert_allclose(found.distances, [0.1, 0.2, np.sqrt(1.01), np.sqrt(1.01)],
+                               rtol=1e-4)
+
+
+def test_same_camera_allowed_when_other_cameras_is_off():
+    index = hand_index()
+    found = index.query(index.row("A", 0, 2), 4, NeighbourFilter(other_cameras=False))
+    assert keys(index, found)[:2] == [("A", 1, 2), ("A", 2, 2)]
+    assert set(keys(index, found)[2:]) == {("A", 0, 1), ("A", 0, 3)}  # distance 1.0
+
+
+def test_min_dt_excludes_close_frames_of_the_same_sequence_only():
+    index = hand_index()
+    found = index.query(index.row("A", 0, 2), 3, NeighbourFilter(min_dt=2))
+    assert set(keys(index, found)[:2]) == {("A", 1, 0), ("A", 1, 4)}  # |dt| = 2, cam 1
+    assert all(abs(f - 2) >= 2 for s, _c, f in keys(index, found) if s == "A")
+
+
+def test_sequence_and_subject_scopes():
+    index = hand_index()
+    q = index.row("A", 0, 2)
+    other_seq = keys(index, index.query(q, 3, NeighbourFilter(sequence="other")))
+    assert other_seq[0] == ("C", 1, 0)  # C starts at 10: nearer than B at 100
+    same_seq = keys(index, index.query(q, 30, NeighbourFilter(sequence="same")))
+    assert {s for s, _c, _f in same_seq} == {"A"} and len(same_seq) == 10  # 2 cameras x 5
+    other_subject = keys(index, index.query(q, 30, NeighbourFilter(subject="other")))
+    assert {s for s, _c, _f in other_subject} == {"B"}
+    same_subject = keys(index, index.query(q, 3, NeighbourFilter(subject="same",
+                                                                 sequence="other")))
+    assert {s for s, _c, _f in same_subject} == {"C"}
+
+
+def test_least_similar_returns_the_farthest_first():
+    index = hand_index()
+    found = index.query(index.row("A", 0, 2), 2, NeighbourFilter(least_similar=True))
+    assert keys(index, found) == [("B", 2, 4), ("B", 1, 4)]
+    assert found.distances[0] > found.distances[1]
+
+
+def test_fewer_results_when_the_filters_allow_fewer():
+    index = hand_index()
+    found = index.query(index.row("A", 0, 2), 50, NeighbourFilter(sequence="same", min_dt=2))
+    assert len(found.rows) == 4  # frames 0 and 4 of cameras 1 and 2
+    assert np.isfinite(found.distances).all()
+
+
+def test_query_reads_the_matrix_in_place():
+    index = hand_index()
+    index.embeddings.flags.writeable = False  # a copy-on-write would raise, a copy is not used
+    index.query(index.row("A", 0, 2), 3)
+    assert index.embeddings.base is not None or index.embeddings.flags.owndata
+
+
+def test_pca_puts_the_main_direction_first():
+    t = np.arange(10, dtype=np.float64)
+    x = np.stack([t, 0.01 * (t % 2), np.zeros(10)], axis=1)
+    xy = pca_2d(x, chunk=3)  # chunks must not change the answer
+    np.testing.assert_allclose(np.abs(xy[:, 0]), np.abs(t - t.mean()), atol=1e-3)
+    assert np.ptp(xy[:, 1]) < 0.05
+
+
+def test_judge_marks_by_kappa_with_p_mpjpe_in_mm():
+    index = hand_index()
+    rng = np.random.default_rng(0)
+    base = rng.normal(0, 300, (17, 3))
+    gt = np.repeat(base[None], 3 * FRAMES, 0).astype(np.float32)
+    gt[FRAMES:2 * FRAMES] = rng.normal(0, 300, (FRAMES, 17, 3))  # B: other poses
+    gt[2 * FRAMES] = np.nan  # C frame 0: no ground truth
+    index.gt = gt
+    q = index.row("A", 0, 2)
+    judged = index.judge(q, [index.row("A", 1, 2), index.row("B", 0, 0), index.row("C", 0, 0)],
+                         kappa=0.1)
+    assert judged[0][0] and judged[0][1] == pytest.approx(0.0, abs=1e-3)
+    assert not judged[1][0] and judged[1][1] > 50
+    assert judged[2][0] is False and np.isnan(judged[2][1])
