@@ -136,6 +136,7 @@ class InspectorPanel(QWidget):
         self.run: RunData | None = None
         self.follower: RunFollower | None = None
         self._polling = self._more = self._read_once = False
+        self._workers_closed = False
         self._source: tuple | None = None  # (data, cache, size, margin) the thumbnails use
         self._notes: list[str] = []  # one-line problems of this run, shown and reported once
         self._pose_epoch = 0  # true-pose answers about rows since dropped or re-read are stale
@@ -390,11 +391,17 @@ class InspectorPanel(QWidget):
     def close_workers(self) -> None:
         """Stop both workers and the polling; the plots go at once, while Python still runs:
         pyqtgraph's items are Python objects, and Qt tearing them down after the interpreter
-        ended crashes (seen when the window closed before its event loop ever ran)."""
+        ended crashes (seen when the window closed before its event loop ever ran). Once only:
+        a window can be closed twice (by the user, then by its owner), and deleting the plots
+        again crashed."""
+        if self._workers_closed:
+            return
+        self._workers_closed = True
         self.timer.stop()
         self.log_worker.stop()
         self.thumb_worker.stop()
-        shiboken6.delete(self.plots)
+        if shiboken6.isValid(self.plots):
+            shiboken6.delete(self.plots)
 
 
 def _html(text: str) -> str:
