@@ -139,4 +139,10 @@ def test_a_run_on_the_store_is_tied_to_its_revision_and_flagged_after_edits(qtbo
     window.session.undo_stack.undo()  # undo is an edit too: the labels are not the run's
     qtbot.waitUntil(lambda: panel.form.store.revision == revision + 2, timeout=WAIT_MS)
     assert "2 edits later" in panel.labels_note.text()
+    window.session.close_labels()  # the project's store closes: not comparable, let go of
+    assert not panel.form.store_selected and not panel.form.label_source.model().item(
+        1).isEnabled()
+    assert panel.labels_note.text() == (f"{run.name} trained on label store revision "
+                                        f"{revision} ({store_file}).")
+    qtbot.waitUntil(lambda: panel.store_reader._store is None, timeout=WAIT_MS)
     window.close()

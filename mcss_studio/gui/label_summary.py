@@ -17,14 +17,18 @@ from .workers import LatestRequestWorker
 
 
 class StoreSummaryWorker(LatestRequestWorker):
-    """Request: the store's path; result: its StoreSummary. A store that cannot be read
-    comes back through `failed` as the store's one-line message."""
+    """Request: the store's path (None: the project closed, let go of its store); result: its
+    StoreSummary. A store that cannot be read comes back through `failed` as the store's
+    one-line message."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self._store: LabelStore | None = None  # used on the worker thread only
 
-    def process(self, request: object) -> StoreSummary:
+    def process(self, request: object) -> StoreSummary | None:
+        if request is None:
+            self._close_store()
+            return None
         path = Path(request)
         if self._store is None or self._store.path != path:
             self._close_store()

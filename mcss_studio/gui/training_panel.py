@@ -533,6 +533,7 @@ class TrainingPanel(QWidget):
         thread."""
         store = self.state.label_store
         if store is None:
+            self.store_reader.submit(None)  # its connection to the closed store goes
             self.form.set_store(None)
             self._show_label_state()
         else:
