@@ -314,3 +314,137 @@ def test_real_videos_with_offsets_and_file_boxes(tmp_path: Path) -> None:
             expected = direct_crop(seq.frame(c, t), cache.boxes[c, t], 16)
             np.testing.assert_array_equal(cache.get(c, t), expected)
     seq.close()
+
+
+def old_pixels(cache: CropCache) -> list[np.ndarray]:
+    return [np.array(cache.crops(c)) for c in range(len(cache.camera_names))]
+
+
+def test_an_open_cache_reads_its_own_files_after_a_rebuild_at_another_size(seq, tmp_path):
+    """One folder holds one crop size: a 24 px build replaces the 16 px files. A reader opened
+    before keeps reading the 16 px crops it opened, on first access too (no map by name)."""
+    small = build_cache(seq, tmp_path / "c", crop_size=16, boxes=given_boxes(), proxies=False)
+    expected = [direct_crop(videos()[c][5], small.boxes[c, 5], 16) for c in range(2)]
+    big = build_cache(seq, tmp_path / "c", crop_size=24, boxes=given_boxes(), proxies=False)
+    for c in range(2):  # the first access of each camera comes after the rebuild
+        np.testing.assert_array_equal(small.get(c, 5), expected[c])
+    assert big.get(0, 5).shape == (24, 24, 3)
+    np.testing.assert_array_equal(big.get(1, 5), direct_crop(videos()[1][5], big.boxes[1, 5],
+                                                             24))
+
+
+def test_an_open_cache_survives_a_smaller_rebuild_still_in_progress(seq, tmp_path):
+    """The reported failure: the new files are smaller (and still being written) than the map
+    the old reader needs ("mmap length is greater than file size" before)."""
+    big = build_cache(seq, tmp_path / "c", crop_size=24, boxes=given_boxes(), proxies=False)
+    expected = [direct_crop(videos()[c][9], big.boxes[c, 9], 24) for c in range(2)]
+
+    def interrupt(done: int, total: int) -> None:
+        if done == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_cache(seq, tmp_path / "c", crop_size=16, boxes=given_boxes(), proxies=False,
+                    progress=interrupt, workers=1)
+    for c in range(2):
+        np.testing.assert_array_equal(big.get(c, 9), expected[c])
+    big.close()
+    with pytest.raises(UserInputError, match="closed"):
+        big.get(0, 9)
+
+
+def test_a_cache_rebuilt_while_it_opens_is_refused_in_one_line(seq, tmp_path, monkeypatch):
+    """Same crop size, other margin: equal file sizes, other pixels. A rebuild between reading
+    meta.json and opening the files must not give the new pixels under the old metadata."""
+    import mcss_studio.core.cache as cache_mod
+
+    build_cache(seq, tmp_path / "c", crop_size=16, margin=0.2, boxes=given_boxes(),
+                proxies=False)
+    real = cache_mod._read_meta
+    rebuilt = []
+
+    def meta_then_rebuild(folder):
+        meta = real(folder)
+        if not rebuilt:
+            rebuilt.append(True)
+            build_cache(seq, tmp_path / "c", crop_size=16, margin=0.5, boxes=given_boxes(),
+                        proxies=False)
+        return meta
+
+    monkeypatch.setattr(cache_mod, "_read_meta", meta_then_rebuild)
+    with pytest.raises(UserInputError, match="rebuilt while it was being opened"):
+        CropCache.open(tmp_path / "c", seq)
+    assert CropCache.open(tmp_path / "c", seq).margin == 0.5  # once complete, it opens
+    # rebuilt to margin 0.2 while its files were opened, and back to 0.5 before the re-check:
+    # meta.json says what it said, but the files opened are the 0.2 build's
+    calls, building = [], []
+
+    def rebuild_twice(folder):
+        if building:  # the builds' own reads
+            return real(folder)
+        calls.append(True)
+        building.append(True)
+        build_cache(seq, tmp_path / "c", crop_size=16, margin=0.2 if len(calls) == 1 else 0.5,
+                    boxes=given_boxes(), proxies=False)
+        building.clear()
+        return real(folder) if len(calls) != 1 else meta_05
+
+    meta_05 = real(crops_dir(tmp_path / "c", seq))
+    monkeypatch.setattr(cache_mod, "_read_meta", rebuild_twice)
+    with pytest.raises(UserInputError, match="rebuilt while it was being opened"):
+        CropCache.open(tmp_path / "c", seq)
+
+
+def test_media_reads_the_old_crops_while_a_rebuild_replaces_them(seq, tmp_path):
+    """MediaAccess as the Session uses it: crops at the attached cache's contract keep coming
+    from the cache it opened while a build for another checkpoint's contract runs, then from
+    the new one once it is attached."""
+    from mcss_studio.core.media import MediaAccess
+
+    build_cache(seq, tmp_path / "c", crop_size=16, boxes=given_boxes(), proxies=False)
+    media = MediaAccess(seq, tmp_path / "c")
+    media.attach_caches()  # no crop read yet: nothing mapped by a lazy reader
+    boxes = media.crop_cache.boxes
+    before = np.stack([direct_crop(videos()[c][7], boxes[c, 7], 16) for c in range(2)])
+    build_cache(seq, tmp_path / "c", crop_size=24, boxes=given_boxes(), proxies=False)
+    during, _ = media.crops(7, 16, 0.2)
+    np.testing.assert_array_equal(during, before)
+    media.attach_caches()
+    assert media.crops_cached_for(24, 0.2) and media.crops(7, 24, 0.2)[0].shape == (2, 24, 24, 3)
+
+
+def test_a_frame_is_read_from_one_cache_even_if_another_is_attached_midway(seq, tmp_path):
+    """The inference thread reads a frame's views while the UI thread attaches the cache a
+    finished build made: every view of that frame comes from the cache it started with."""
+    from mcss_studio.core.media import MediaAccess
+
+    build_cache(seq, tmp_path / "c", crop_size=16, boxes=given_boxes(), proxies=False)
+    media = MediaAccess(seq, tmp_path / "c")
+    media.attach_caches()
+    old = media.crop_cache
+    expected = np.stack([direct_crop(videos()[c][3], old.boxes[c, 3], 16) for c in range(2)])
+    build_cache(seq, tmp_path / "c", crop_size=24, boxes=given_boxes(), proxies=False)
+    read = old.get
+
+    def get_then_attach(c: int, t: int) -> np.ndarray:
+        media.attach_caches()  # what Session._caches_built does on the UI thread
+        return read(c, t)
+
+    old.get = get_then_attach
+    crops, _ = media.crops(3, 16, 0.2)
+    np.testing.assert_array_equal(crops, expected)
+    assert media.crop_cache.crop_size == 24
+
+
+def test_a_rebuild_writes_new_files_never_the_ones_readers_hold(tmp_path):
+    """Files are replaced, not truncated in place: a truncated mapped file would kill a reader
+    with SIGBUS; a replaced one stays readable under its old inode."""
+    from mcss_studio.core.cache import _allocate
+
+    path = tmp_path / "0.u8"
+    path.write_bytes(bytes(range(200)))
+    held = np.memmap(path, np.uint8, "r")
+    inode = path.stat().st_ino
+    _allocate(((path, 50),))
+    assert path.stat().st_ino != inode and path.stat().st_size == 50
+    assert held[199] == 199

@@ -23,7 +23,9 @@ from mcss_studio.core.runs import (
     read_launch,
     read_run_config,
     run_checkpoints,
+    run_label_store,
     run_status,
+    store_edits_since,
     summarize_run,
     torchrun_command,
     write_launch,
@@ -172,6 +174,28 @@ def test_run_files_commands_and_listing(tmp_path):
     assert labels_text({}, {"labelled_subjects": ["S1", "S5"], "label_every": 10}) == (
         "GT S1+S5 every 10")
     assert labels_text({"source": "store", "revision": 7}, {}) == "label store rev 7"
+
+
+def test_a_run_is_tied_to_the_store_revision_its_trainer_read(tmp_path):
+    store = tmp_path / "labels.sqlite"
+    launch = LaunchRecord({"source": "store", "path": str(store), "revision": 4}, [])
+    h = RunHistory()
+    assert run_label_store(h, launch)["revision"] == 4  # before the trainer's start event
+    assert run_label_store(h, LaunchRecord({"source": "ground_truth"}, [])) is None
+    # the trainer read revision 5 (an edit came between Train and its start), then a resume 6
+    h.add([{"event": "start", "start_step": 0, "label_store": {"path": str(store),
+                                                               "revision": 5}}])
+    assert run_label_store(h, launch)["revision"] == 5
+    h.add([{"event": "start", "start_step": 2, "label_store": {"path": str(store),
+                                                               "revision": 6}}])
+    record = run_label_store(h, launch)
+    assert labels_text({}, {}, record) == "label store rev 6"
+    assert store_edits_since(record, store, 6) == 0
+    assert store_edits_since(record, tmp_path / "." / "labels.sqlite", 9) == 3
+    assert store_edits_since(record, tmp_path / "other.sqlite", 9) is None  # another store
+    assert store_edits_since(record, None, None) is None  # no store open
+    assert store_edits_since(None, store, 9) is None  # a run on ground truth
+    assert store_edits_since(record, store, 2) == -4  # the store was replaced since
 
 
 def test_summary_of_a_long_log_reads_its_ends(tmp_path, monkeypatch):

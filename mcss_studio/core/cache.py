@@ -26,6 +26,13 @@ where the system has it, never through writable memory maps: on a full disk a wr
 map kills the process with SIGBUS, a pwrite fails with ENOSPC. A full disk or an unwritable
 folder is therefore a one-line UserInputError (core/atomic.py `writing`), and the build resumes
 where it stopped once space is freed. Only readers map the (complete) files.
+
+An opened CropCache keeps reading the files it opened, whatever happens to the folder later: it
+maps every camera's file when it opens (the maps hold the files' inodes), and a rebuild (another
+crop size or margin: one folder holds one crop size) unlinks the old files and creates new ones,
+never truncating or overwriting a file in place. A cache rebuilt while it was being opened is
+refused with a one-line UserInputError (open it again once the build is complete), never
+returned with pixels of the new build under the old metadata.
 """
 
 from __future__ import annotations
@@ -190,7 +197,8 @@ def _read_meta(folder: Path) -> dict | None:
 class CropCache:
     """Read-only view of a complete crop cache; opening maps files, reads no pixels."""
 
-    def __init__(self, folder: Path, meta: dict, boxes: np.ndarray) -> None:
+    def __init__(self, folder: Path, meta: dict, boxes: np.ndarray, maps: list[np.ndarray]
+                 ) -> None:
         self.folder = folder
         self.meta = meta
         self.crop_size: int = int(meta["crop_size"])
@@ -199,7 +207,7 @@ class CropCache:
         self.camera_names: list[str] = list(meta["camera_names"])
         self.box_method: str = str(meta["box_method"])
         self.boxes = boxes  # (C, T, 4) crop squares in native pixels
-        self._maps: dict[int, np.memmap] = {}
+        self._maps: list[np.ndarray] | None = maps  # per camera, mapped at open; None: closed
 
     @classmethod
     def open(cls, cache_dir: str | os.PathLike[str], seq: MultiviewSequence) -> CropCache:
@@ -220,30 +228,36 @@ class CropCache:
         except (KeyError, TypeError, ValueError):
             raise UserInputError(folder / "meta.json", "damaged crop cache metadata; rebuild "
                                  "the cache") from None
-        try:
-            boxes = np.load(folder / "boxes.npy", allow_pickle=False)
-        except (OSError, ValueError, EOFError):
-            raise UserInputError(folder / "boxes.npy", "missing or unreadable") from None
-        if boxes.shape != (C, T, 4):
-            raise UserInputError(folder / "boxes.npy", f"shape {boxes.shape}, expected {(C, T, 4)}")
         for c in range(C):
-            for name, size in ((f"{c}.u8", T * S * S * 3), (f"{c}.done", T)):
-                p = folder / name
-                if not p.is_file() or p.stat().st_size != size:
-                    raise UserInputError(p, "missing or truncated cache file; rebuild the cache")
+            p = folder / f"{c}.done"
+            if not p.is_file() or p.stat().st_size != T:
+                raise UserInputError(p, "missing or truncated cache file; rebuild the cache")
+        opened: list[IO[bytes]] = []
+        try:
+            try:
+                opened.append(open(folder / "boxes.npy", "rb"))  # noqa: SIM115 - closed below
+                boxes = np.load(opened[0], allow_pickle=False)
+            except (OSError, ValueError, EOFError):
+                raise UserInputError(folder / "boxes.npy", "missing or unreadable") from None
+            if boxes.shape != (C, T, 4):
+                raise UserInputError(folder / "boxes.npy",
+                                     f"shape {boxes.shape}, expected {(C, T, 4)}")
+            maps = [_map_crops(folder / f"{c}.u8", (T, S, S, 3), opened) for c in range(C)]
+            _check_unchanged(folder, meta, opened)
+        finally:
+            for fh in opened:
+                fh.close()  # the maps keep their own hold on the files
         boxes.flags.writeable = False
-        return cls(folder, meta, boxes)
+        return cls(folder, meta, boxes, maps)
 
-    def crops(self, cam_index: int) -> np.memmap:
-        """Read-only memmap (T, S, S, 3) uint8 RGB of one camera."""
+    def crops(self, cam_index: int) -> np.ndarray:
+        """Read-only memmap (T, S, S, 3) uint8 RGB of one camera, of the files opened."""
         if not 0 <= cam_index < len(self.camera_names):
             raise IndexError(f"camera index {cam_index} out of range")
-        m = self._maps.get(cam_index)
-        if m is None:
-            shape = (self.num_frames, self.crop_size, self.crop_size, 3)
-            m = np.memmap(self.folder / f"{cam_index}.u8", np.uint8, "r", shape=shape)
-            self._maps[cam_index] = m
-        return m
+        maps = self._maps
+        if maps is None:
+            raise UserInputError(self.folder, "the crop cache was closed")
+        return maps[cam_index]
 
     def get(self, cam_index: int, t: int) -> np.ndarray:
         """Crop (S, S, 3) of camera cam_index at synchronised frame t (a read-only view)."""
@@ -252,14 +266,49 @@ class CropCache:
         return self.crops(cam_index)[t]
 
     def close(self) -> None:
-        """Drop the memory maps (they also close when garbage collected)."""
-        self._maps.clear()
+        """Drop the memory maps (they also close when garbage collected); reads then raise
+        UserInputError."""
+        self._maps = None
 
     def __enter__(self) -> CropCache:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _map_crops(path: Path, shape: tuple[int, ...], opened: list[IO[bytes]]) -> np.ndarray:
+    """Map one camera's crop file read-only, checking its size on the opened file itself (a
+    file replaced after a check by name would not be the one mapped)."""
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - the caller closes it
+    except OSError:
+        raise UserInputError(path, "missing cache file; rebuild the cache") from None
+    opened.append(fh)
+    if os.fstat(fh.fileno()).st_size != int(np.prod(shape)):
+        raise UserInputError(path, "missing or truncated cache file; rebuild the cache")
+    if not np.prod(shape):  # no frames: nothing to map (an empty file cannot be mapped)
+        empty = np.zeros(shape, np.uint8)
+        empty.flags.writeable = False
+        return empty
+    return np.memmap(fh, np.uint8, "r", shape=shape)
+
+
+def _check_unchanged(folder: Path, meta: dict, opened: list[IO[bytes]]) -> None:
+    """The files opened are those the metadata read first describes: meta.json still says the
+    same and every opened file is still the one under its name (a rebuild in between replaces
+    meta.json first and creates new files)."""
+    same = _read_meta(folder) == meta
+    for fh in opened:
+        try:
+            now, mine = os.stat(fh.name), os.fstat(fh.fileno())
+        except OSError:
+            same = False
+            break
+        same = same and (now.st_ino, now.st_dev) == (mine.st_ino, mine.st_dev)
+    if not same:
+        raise UserInputError(folder, "the crop cache was rebuilt while it was being opened; "
+                             "open it again when the build is complete")
 
 
 # -- the builder ------------------------------------------------------------------------------
@@ -527,6 +576,7 @@ def _allocate(files: tuple[tuple[Path, int], ...]) -> None:
     files are then removed, so a half-reserved build never holds the space it could not use.
     """
     for path, size in files:
+        path.unlink(missing_ok=True)  # a new file: a reader's map of the old one stays valid
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
         try:
             os.ftruncate(fd, size)

@@ -130,6 +130,17 @@ class FrameLabel:
         return bool(np.isfinite(self.joints3d).all())
 
 
+@dataclass(frozen=True)
+class StoreSummary:
+    """What a training run would read from a store now: its revision, labelled frames and the
+    usable ones (every joint in 3D; the others are left out by the trainer)."""
+
+    path: Path
+    revision: int
+    frames: int
+    usable: int
+
+
 def default_author() -> str:
     try:
         return getpass.getuser()
@@ -285,6 +296,21 @@ class LabelStore:
         out = [np.frombuffer(blob, np.float64).reshape(int(j), 3) for s, f, j, blob in rows
                if (s, int(f)) != exclude and len(blob) == int(j) * 24]
         return np.stack(out) if out else np.zeros((0, NUM_JOINTS, 3))
+
+    def training_summary(self) -> StoreSummary:
+        """Revision, labelled frames and usable frames (all joints in 3D: what
+        `mcss-train fit --labels` trains on), read in one transaction so the counts are exactly
+        that revision's. Reads the 3D column only."""
+        conn = self.conn
+        conn.execute("BEGIN")
+        try:
+            revision = self.revision
+            rows = conn.execute("SELECT joints, joints3d FROM frames").fetchall()
+        finally:
+            conn.execute("COMMIT")
+        usable = sum(len(blob) == int(j) * 24 and bool(np.isfinite(
+            np.frombuffer(blob, np.float64)).all()) for j, blob in rows)
+        return StoreSummary(self.path, revision, len(rows), usable)
 
     def info(self) -> dict:
         """What `mcss-data labels info` prints: counts per sequence, revision, schema."""

@@ -148,25 +148,31 @@ class MediaAccess:
         """(C, 4) person boxes of frame t in native pixels (NaN = none), or None."""
         if self._person_boxes is not None:
             return self._person_boxes[:, t]
-        if self.crop_cache is not None:
-            return np.asarray(self.crop_cache.boxes[:, t], dtype=np.float64)
+        cache = self.crop_cache  # once: a finished build may replace it meanwhile
+        if cache is not None:
+            return np.asarray(cache.boxes[:, t], dtype=np.float64)
         return None
 
-    def crops_cached_for(self, size: int, margin: float) -> bool:
-        """True when the crop cache was cut at this size with this margin (its squares and
-        pixels are then exactly the ones the model expects)."""
-        cache = self.crop_cache
+    def crops_cached_for(self, size: int, margin: float, cache: CropCache | None = None
+                         ) -> bool:
+        """True when the crop cache (`cache`, default the attached one) was cut at this size
+        with this margin (its squares and pixels are then exactly the ones the model
+        expects)."""
+        cache = self.crop_cache if cache is None else cache
         return (cache is not None and cache.crop_size == size
                 and bool(np.isclose(cache.margin, margin)))
 
     def crop_regions(self, t: int, size: int, margin: float) -> np.ndarray:
         """(C, 4) square crop regions of frame t for crops of `size` px with `margin`."""
-        if self.crops_cached_for(size, margin):
-            return np.asarray(self.crop_cache.boxes[:, t], dtype=np.float64)
+        return self._regions(self.crop_cache, t, size, margin)
+
+    def _regions(self, cache: CropCache | None, t: int, size: int, margin: float) -> np.ndarray:
+        if self.crops_cached_for(size, margin, cache):
+            return np.asarray(cache.boxes[:, t], dtype=np.float64)
         if self._person_boxes is not None:
             boxes = self._person_boxes[:, t]
-        elif self.crop_cache is not None:  # only the cache's squares are known: undo its margin
-            boxes = _unpadded(self.crop_cache.boxes[:, t], self.crop_cache.margin)
+        elif cache is not None:  # only the cache's squares are known: undo its margin
+            boxes = _unpadded(cache.boxes[:, t], cache.margin)
         else:
             boxes = np.full((len(self.sequence.cameras), 4), np.nan)
         sizes = [(c.width, c.height) for c in self.sequence.cameras]
@@ -174,22 +180,33 @@ class MediaAccess:
 
     def crops(self, t: int, size: int, margin: float) -> tuple[np.ndarray, np.ndarray]:
         """All views' crops of frame t (C, size, size, 3) and their square regions (C, 4)."""
-        regions = self.crop_regions(t, size, margin)
+        if self._closed:
+            raise MediaClosedError(self.sequence.path)
+        # one cache for the whole frame: a finished rebuild may attach another one meanwhile
+        cache = self.crop_cache
+        regions = self._regions(cache, t, size, margin)
         out = np.empty((len(self.sequence.cameras), size, size, 3), dtype=np.uint8)
         for c in range(len(self.sequence.cameras)):
-            out[c] = self._crop(c, t, size, margin, regions[c])
+            out[c] = self._crop(cache, c, t, size, margin, regions[c])
         return out, regions
 
     def crop(self, cam: int, t: int, size: int, margin: float) -> np.ndarray:
         """One view's crop of frame t (size, size, 3), made as `crops` makes it."""
-        return self._crop(cam, t, size, margin, self.crop_regions(t, size, margin)[cam])
-
-    def _crop(self, cam: int, t: int, size: int, margin: float, region: np.ndarray) -> np.ndarray:
         if self._closed:
             raise MediaClosedError(self.sequence.path)
-        if self.crops_cached_for(size, margin):
-            return np.asarray(self.crop_cache.get(cam, t))
-        return crop_square(self.full_frame(cam, t), region, size)
+        cache = self.crop_cache
+        return self._crop(cache, cam, t, size, margin, self._regions(cache, t, size, margin)[cam])
+
+    def _crop(self, cache: CropCache | None, cam: int, t: int, size: int, margin: float,
+              region: np.ndarray) -> np.ndarray:
+        if not self.crops_cached_for(size, margin, cache):
+            return crop_square(self.full_frame(cam, t), region, size)
+        try:
+            return np.asarray(cache.get(cam, t))
+        except UserInputError:  # the cache was closed with this media meanwhile
+            if self._closed:
+                raise MediaClosedError(self.sequence.path) from None
+            raise
 
     def close(self) -> None:
         """Close the readers once a read in flight has finished; later reads are refused."""

@@ -153,6 +153,7 @@ class RunHistory:
         self.step = 0
         self.device = ""
         self.labelled_frames: int | None = None
+        self.label_store: dict | None = None  # the store record of the latest start, if any
         self.status: str | None = None  # done | stopped | failed, None while it runs
         self.status_time: float | None = None
         self.message = ""
@@ -184,6 +185,8 @@ class RunHistory:
         self.steps_total = int(r.get("steps") or self.steps_total)
         self.device = str(r.get("device", ""))
         self.labelled_frames = r.get("labelled_frames", self.labelled_frames)
+        if isinstance(r.get("label_store"), dict):  # a resume re-reads the store: the latest
+            self.label_store = dict(r["label_store"])
         for xs, ys in self._series.values():  # resumed from step `start`: later points go
             keep = int(np.searchsorted(np.asarray(xs), start, side="right"))
             del xs[keep:], ys[keep:]
@@ -410,10 +413,36 @@ def run_checkpoints(run_dir: Path) -> list[Path]:
     return found + ([last] if last.is_file() else [])
 
 
-def labels_text(labels: dict, config: dict) -> str:
-    """One cell: the label source of a run (the Studio's record, else its config)."""
-    if labels.get("source") == "store":
-        return f"label store rev {labels.get('revision', '?')}"
+def run_label_store(history: RunHistory, launch: LaunchRecord | None) -> dict | None:
+    """The label store a run trained on ({"path", "revision", ...}): what its trainer read (the
+    latest start event's record), else what the Studio recorded when it started the run; None
+    for a run on ground truth."""
+    if history.label_store:
+        return history.label_store
+    labels = launch.labels if launch is not None else {}
+    return labels if labels.get("source") == "store" else None
+
+
+def store_edits_since(record: dict | None, path: Path | None, revision: int | None
+                      ) -> int | None:
+    """How many revisions the store at `path` (now at `revision`) moved on since a run read it
+    (`record`, see run_label_store): 0 = the run trained on the current labels; None when they
+    cannot be compared (a run on ground truth, on another store, or no store open)."""
+    if record is None or path is None or revision is None or not record.get("path"):
+        return None
+    try:
+        same = Path(record["path"]).resolve() == Path(path).resolve()
+        trained = int(record["revision"])
+    except (KeyError, TypeError, ValueError, OSError):
+        return None
+    return revision - trained if same else None
+
+
+def labels_text(labels: dict, config: dict, store: dict | None = None) -> str:
+    """One cell: the label source of a run (the store it read, the Studio's record, else its
+    config)."""
+    if store is not None or labels.get("source") == "store":
+        return f"label store rev {(store or labels).get('revision', '?')}"
     subjects = labels.get("subjects") or config.get("labelled_subjects") or []
     every = labels.get("every") or config.get("label_every") or 1
     text = "GT " + ("+".join(subjects) if subjects else "(split)")

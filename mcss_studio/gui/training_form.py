@@ -6,12 +6,13 @@ message). A preset fills the widgets and also carries the settings the form does
 bench's label_every, rotation_weight, ...); the last used preset and values are remembered in
 the user's settings (gui/recent.py `user_settings`, private in tests).
 
-Labelled subset: the ground truth of chosen subjects (a limited-label study) is what the
-trainer reads today. The project's label store (labels.sqlite, with its count and revision) is
-listed as a second source once the trainer can read it (`mcss-train fit --labels`); `labels()`
-returns the source as a dict for the run's launch record ({"source": "ground_truth",
-"subjects", "every"} now; {"source": "store", "path", "revision", "count"} then), so the run
-history shows which labels a run trained on.
+Labelled subset: the ground truth of chosen subjects (a limited-label study), or the project's
+label store (labels.sqlite), selectable while the project has one: the form shows its usable
+frames (all 17 joints in 3D, what the trainer reads) and revision as last read off the UI thread
+(`set_store`), and the run's config gets `labels = PROJECT/labels.sqlite` (`mcss-train fit
+--labels`, kept for resumes and the torchrun line). `labels()` returns the source as a dict for
+the run's launch record ({"source": "ground_truth", "subjects", "every"} or {"source": "store",
+"path", "revision", "frames"}), so the run history shows which labels a run trained on.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..core.labels import StoreSummary
 from ..core.sources.base import Dataset
 from ..core.train_presets import MODEL_SIZES, studio_presets
 from .recent import user_settings
@@ -41,6 +43,9 @@ CROP_SIZES = (32, 48, 64, 96, 128, 160, 192, 256)
 DEVICES = ("auto", "cpu", "cuda")
 MINING = ("hardest", "semihard", "random")
 LABEL_SOURCES = ("ground truth of the chosen subjects", "label store (labels.sqlite)")
+GROUND_TRUTH, STORE = 0, 1  # indices into LABEL_SOURCES
+NO_STORE_TIP = ("The project has no label store yet: label frames in the Labelling panel, or "
+                "mcss-data labels PROJECT import-gt.")
 DEFAULTS = dict(  # the trainer's defaults (trainer/config.py) for settings a preset leaves out
     lambda_metric=0.1, tau=10, tau_max=0, margin=0.2, mining="hardest", steps=5000, lr=1e-3,
     labelled_batch=32, sequences_per_batch=4, instants_per_sequence=8, views_per_instant=2,
@@ -106,6 +111,8 @@ class TrainingForm(QWidget):
         super().__init__(parent)
         self.presets = studio_presets()
         self.dataset: Dataset | None = None
+        self.store: StoreSummary | None = None  # the project's label store, as last read
+        self._store_wanted = False  # the remembered source, until a store is there
         self._base: dict = {}  # the preset's settings, widgets override them
         form = QFormLayout(self)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
@@ -117,10 +124,9 @@ class TrainingForm(QWidget):
         form.addRow("Unlabelled video", self.train_subjects)
         self.label_source = QComboBox()
         self.label_source.addItems(LABEL_SOURCES)
-        self.label_source.model().item(1).setEnabled(False)  # until the trainer reads the store
-        self.label_source.setToolTip("The label store becomes a source when mcss-train fit "
-                                     "can read labels.sqlite; until then a limited-label study "
-                                     "uses the ground truth of the subjects chosen below.")
+        self.label_source.model().item(STORE).setEnabled(False)  # until a store is read
+        self.label_source.setToolTip(NO_STORE_TIP)
+        self.label_source.activated.connect(lambda i: self.choose_store(i == STORE))
         form.addRow("Labels", self.label_source)
         self.labelled_subjects = SubjectList()
         form.addRow("Labelled subjects", self.labelled_subjects)
@@ -203,6 +209,33 @@ class TrainingForm(QWidget):
         self.changed.connect(self._show_label_count)
         self.load_last()
 
+    # -- the label store ------------------------------------------------------------------------
+    def set_store(self, store: StoreSummary | None) -> None:
+        """The project's label store as just read (None: the project has none); the store source
+        is selectable only with one, and chosen again when it was the remembered choice."""
+        self.store = store
+        item = self.label_source.model().item(STORE)
+        item.setEnabled(store is not None)
+        self.label_source.setToolTip(
+            "the project's labels.sqlite: its frames with all 17 joints in 3D are the labels"
+            if store is not None else NO_STORE_TIP)
+        if store is None and self.store_selected:
+            self.label_source.setCurrentIndex(GROUND_TRUTH)
+        elif store is not None and self._store_wanted and not self.store_selected:
+            self.label_source.setCurrentIndex(STORE)
+        self._show_label_count()
+        self.changed.emit()
+
+    def choose_store(self, store: bool) -> None:
+        """The user's choice of label source (the store only while there is one)."""
+        self._store_wanted = store
+        can = store and self.label_source.model().item(STORE).isEnabled()
+        self.label_source.setCurrentIndex(STORE if can else GROUND_TRUTH)
+
+    @property
+    def store_selected(self) -> bool:
+        return self.label_source.currentIndex() == STORE
+
     # -- data ---------------------------------------------------------------------------------
     def set_dataset(self, dataset: Dataset | None) -> None:
         """List the subjects of the open dataset, checked as its splits say (or as the last
@@ -222,8 +255,19 @@ class TrainingForm(QWidget):
         self._show_label_count()
 
     def _show_label_count(self) -> None:
-        """How many labelled frames the chosen ground truth gives (frames of the chosen
-        subjects' sequences, every n-th), as the trainer will count them."""
+        """How many labelled frames the chosen source gives, as the trainer will count them:
+        the store's usable frames, or the chosen subjects' sequences, every n-th frame."""
+        store = self.store_selected
+        self.labelled_subjects.setEnabled(not store)  # the store's frames say whose they are
+        self.label_every.setEnabled(not store)
+        if store:
+            s = self.store
+            self.label_count.setText(
+                "reading the label store..." if s is None else
+                f"label store revision {s.revision}: {s.usable} usable frame"
+                f"{'s' if s.usable != 1 else ''} (all 17 joints in 3D)"
+                + (f", {s.frames - s.usable} incomplete left out" if s.frames > s.usable else ""))
+            return
         if self.dataset is None:
             self.label_count.setText("")
             return
@@ -278,6 +322,8 @@ class TrainingForm(QWidget):
     def load_last(self) -> None:
         """The last used preset and values, or the first preset."""
         doc = self._remembered()
+        values = doc.get("values") if isinstance(doc.get("values"), dict) else {}
+        self._store_wanted = values.get("label_source") == "store"
         name = doc.get("preset") if doc.get("preset") in self.presets else next(iter(self.presets))
         self.apply_preset(name)
         if isinstance(doc.get("values"), dict):
@@ -303,12 +349,18 @@ class TrainingForm(QWidget):
         v["train_subjects"] = self.train_subjects.checked()
         v["labelled_subjects"] = self.labelled_subjects.checked()
         v["test_subjects"] = self.test_subjects.checked()
+        v["label_source"] = "store" if self.store_selected else "ground_truth"
         return v
 
     def settings(self) -> dict:
         """The run's settings (TrainConfig names) without data and folders, which the Session
         adds: the preset's, overridden by every value shown."""
         v = {**self._base, **self._widget_values()}
+        del v["label_source"]
+        if self.store_selected and self.store is not None:
+            v["labels"] = str(self.store.path.resolve())
+            for key in ("labelled_subjects", "label_every"):  # the trainer ignores them then
+                v.pop(key, None)
         v["log_every"] = max(1, min(int(v.get("log_every", 10)), v["steps"] // 100 or 1))
         if self.dataset is not None:
             v["data"] = str(self.dataset.root)
@@ -316,6 +368,10 @@ class TrainingForm(QWidget):
 
     def labels(self) -> dict:
         """The label source of a run, for its launch record."""
+        if self.store_selected and self.store is not None:
+            s = self.store
+            return {"source": "store", "path": str(s.path.resolve()), "revision": s.revision,
+                    "frames": s.usable}
         return {"source": "ground_truth", "subjects": self.labelled_subjects.checked(),
                 "every": self.label_every.value()}
 

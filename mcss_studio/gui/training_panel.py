@@ -14,6 +14,12 @@ events), the history table (config, labels, status, duration, final metrics; sor
 copyable torchrun line for the selected run's config, and buttons to load any checkpoint of a
 run into live inference (automatically when a run finishes, and at each new checkpoint while
 "follow" is on, so the current model's prediction on the shown frame is in the views).
+
+Label provenance: a run on the label store is tied to the revision its trainer read (its start
+event, else the launch record); the table shows "label store rev N", and the panel says when
+the store has moved on since. The store's revision and usable count follow
+`state.labelsChanged` through a worker thread (gui/label_summary.py), never a query on the UI
+thread.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.errors import UserInputError
+from ..core.labels import StoreSummary
 from ..core.runs import (
     CONFIG_FILE,
     RunHistory,
@@ -53,10 +60,13 @@ from ..core.runs import (
     labels_text,
     list_runs,
     run_checkpoints,
+    run_label_store,
     run_status,
+    store_edits_since,
     summarize_run,
     torchrun_command,
 )
+from .label_summary import StoreSummaryWorker
 from .run_follow import RunFollowWorker
 from .state import StudioState
 from .training_curves import PLOT_CURVES, TrainingCurves
@@ -64,6 +74,7 @@ from .training_form import TrainingForm
 
 REDRAW_MS = 80  # one plot (of five) and the progress bar are redrawn per tick
 LOG_LINES = 1000
+CHANGED_SINCE = " · changed since"  # appended to the labels cell of a run on older labels
 COLUMNS = ("run", "status", "labels", "lambda", "mining", "model", "steps", "duration",
            "N-MPJPE", "Hit@1 (chance)", "why")
 
@@ -140,10 +151,15 @@ class TrainingPanel(QWidget):
         self._external: list[Path] = []  # run folders opened from outside the project
         self._log_run: Path | None = None
         self._finished_seen: set[Path] = set()
+        self._run_stores: dict[Path, dict] = {}  # run -> the label store record it trained on
         self.follower = RunFollowWorker(self)
         self.follower.batch.connect(self._batch)
         self.follower.failed.connect(lambda _run, message: self.state.report_error(message))
         self.follower.start()
+        self.store_reader = StoreSummaryWorker(self)
+        self.store_reader.done.connect(self._store_read)
+        self.store_reader.failed.connect(self._store_failed)
+        self.store_reader.start()
         self._build()
         self._redraw_timer = QTimer(self)
         self._redraw_timer.timeout.connect(self._redraw)
@@ -154,7 +170,9 @@ class TrainingPanel(QWidget):
         state.runChanged.connect(self._run_selected)
         state.trainingChanged.connect(self._training_changed)
         self.runner.ended.connect(self._run_ended)
+        state.labelsChanged.connect(self._labels_changed)
         self.form.set_dataset(state.dataset)
+        self._labels_changed()
         self.refresh_history()
         self._update_buttons()
 
@@ -203,6 +221,8 @@ class TrainingPanel(QWidget):
         self.progress.setTextVisible(True)
         self.reason = QLabel("")  # why Train is disabled, or why the last run failed
         self.reason.setWordWrap(True)
+        self.labels_note = QLabel("")  # the selected run's labels against the store's now
+        self.labels_note.setWordWrap(True)
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(LOG_LINES)
@@ -246,6 +266,7 @@ class TrainingPanel(QWidget):
         blay.setContentsMargins(0, 0, 0, 0)
         blay.addWidget(self.progress)
         blay.addWidget(self.reason)
+        blay.addWidget(self.labels_note)
         blay.addWidget(self.tabs, 1)
         right.addWidget(bottom)
         right.setStretchFactor(0, 3)
@@ -335,6 +356,7 @@ class TrainingPanel(QWidget):
         self.table.setSortingEnabled(True)
         self.table.blockSignals(False)
         self._select_rows(selected or ([self.state.run] if self.state.run else []))
+        self._show_labels_note()
         self.historyChanged.emit()
 
     def _add_row(self, run: Path, summary, error: str) -> None:
@@ -349,9 +371,12 @@ class TrainingPanel(QWidget):
             c = h.config
             metrics = h.final_metrics
             hit, chance = metrics.get("hit@1"), metrics.get("chance_hit@1")
+            store = run_label_store(h, launch)
+            if store is not None:
+                self._run_stores[run] = store
             cells += [
                 (status, status),
-                (labels_text(launch.labels if launch else {}, c), ""),
+                (self._labels_cell(run, launch.labels if launch else {}, c), ""),
                 (f"{c.get('lambda_metric', '')}", float(c.get("lambda_metric", -1))),
                 (str(c.get("mining", "")), str(c.get("mining", ""))),
                 (f"{c.get('arch', '')} w{c.get('width', '')}", str(c.get("arch", ""))),
@@ -369,6 +394,11 @@ class TrainingPanel(QWidget):
             if col == len(COLUMNS) - 1:
                 item.setToolTip(text)
             self.table.setItem(row, col, item)
+
+    def _labels_cell(self, run: Path, labels: dict, config: dict) -> str:
+        store = self._run_stores.get(run)
+        edits = self._edits_since(run)
+        return labels_text(labels, config, store) + (CHANGED_SINCE if edits else "")
 
     def _selected_runs(self) -> list[Path]:
         rows = sorted({i.row() for i in self.table.selectedItems()})
@@ -431,6 +461,7 @@ class TrainingPanel(QWidget):
         self.log.setPlainText("\n".join(self.logs.get(run, ())) if run is not None else "")
         self._show_checkpoints()
         self._show_command()
+        self._show_label_state()
         self._update_buttons()
 
     def _training_changed(self, run: Path | None) -> None:
@@ -470,6 +501,9 @@ class TrainingPanel(QWidget):
         if run == self._log_run:
             for line in shown[-LOG_LINES:]:
                 self.log.appendPlainText(line)
+        if history.label_store and history.label_store != self._run_stores.get(run):
+            self._run_stores[run] = history.label_store  # what the trainer read, exactly
+            self._show_label_state()
         if any(r.get("event") == "checkpoint" for r in records):
             self._new_checkpoint(run, records)
         if was_open and history.status is not None:
@@ -492,6 +526,71 @@ class TrainingPanel(QWidget):
             checkpoints = run_checkpoints(run)
             if checkpoints:
                 self.session.open_checkpoint(checkpoints[-1])
+
+    # -- the label store ----------------------------------------------------------------------
+    def _labels_changed(self) -> None:
+        """A label was stored, or the store was opened or closed: read it again, off the UI
+        thread."""
+        store = self.state.label_store
+        if store is None:
+            self.store_reader.submit(None)  # its connection to the closed store goes
+            self.form.set_store(None)
+            self._show_label_state()
+        else:
+            self.store_reader.submit(store.path)
+
+    def _store_read(self, summary: StoreSummary) -> None:
+        store = self.state.label_store
+        if store is None or store.path != summary.path:
+            return  # about a store closed meanwhile
+        self.form.set_store(summary)
+        self._show_label_state()
+
+    def _store_failed(self, message: str) -> None:
+        self.form.set_store(None)
+        self._show_label_state()
+        self.labels_note.setText(f"label store not readable: {message}")
+
+    def _edits_since(self, run: Path) -> int | None:
+        """Revisions the open store moved on since `run` read it (None: not comparable)."""
+        s = self.form.store
+        return store_edits_since(self._run_stores.get(run), s.path if s else None,
+                                 s.revision if s else None)
+
+    def _show_label_state(self) -> None:
+        """The labels cells of the table and the selected run's note, against the store now."""
+        column = COLUMNS.index("labels")
+        for r in range(self.table.rowCount()):
+            item = self.table.item(r, column)
+            run = Path(self.table.item(r, 0).data(Qt.ItemDataRole.UserRole))
+            if run in self._run_stores and item is not None:
+                text = item.text().removesuffix(CHANGED_SINCE)
+                item.setText(text + (CHANGED_SINCE if self._edits_since(run) else ""))
+        self._show_labels_note()
+        self._update_buttons()
+
+    def _show_labels_note(self) -> None:
+        run = self.state.run
+        record = self._run_stores.get(run) if run is not None else None
+        if record is None:
+            self.labels_note.setText("")
+            self.labels_note.setStyleSheet("")
+            return
+        trained = record.get("revision", "?")
+        edits, now = self._edits_since(run), self.form.store
+        if edits is None:
+            text = f"{run.name} trained on label store revision {trained} ({record.get('path')})."
+        elif edits == 0:
+            text = f"{run.name} trained on the current labels (label store revision {trained})."
+        elif edits > 0:
+            text = (f"{run.name} trained on label store revision {trained}; the labels have "
+                    f"changed since (now revision {now.revision}, {edits} edit"
+                    f"{'s' if edits != 1 else ''} later): train again to use them.")
+        else:
+            text = (f"{run.name} trained on label store revision {trained}, newer than the "
+                    f"store's {now.revision}: the store was replaced or restored since.")
+        self.labels_note.setText(text)
+        self.labels_note.setStyleSheet("color: #b85c00;" if edits else "")  # stale: orange
 
     # -- showing ------------------------------------------------------------------------------
     def _redraw(self) -> None:
@@ -571,8 +670,17 @@ class TrainingPanel(QWidget):
         elif self.form.dataset is None or not self.form.dataset.subjects:
             reason = ("This data has no subjects; the trainer needs a dataset with subjects "
                       "(a manifest), e.g. mcss-data synth or an imported Human3.6M.")
-        elif not self.form.train_subjects.checked() or not self.form.labelled_subjects.checked():
-            reason = "Choose the unlabelled video and the labelled subjects."
+        elif not self.form.train_subjects.checked():
+            reason = "Choose the unlabelled video."
+        elif self.form.store_selected:
+            store = self.form.store
+            if store is None:
+                reason = "Reading the label store..."
+            elif not store.usable:
+                reason = ("The label store has no frame with all 17 joints in 3D: label some "
+                          "in the Labelling panel, or import them (mcss-data labels import-gt).")
+        elif not self.form.labelled_subjects.checked():
+            reason = "Choose the labelled subjects."
         self.start_button.setEnabled(not busy and not reason)
         self.stop_button.setEnabled(busy)
         self.kill_button.setEnabled(busy)
@@ -585,9 +693,10 @@ class TrainingPanel(QWidget):
 
     def settled(self) -> bool:
         """Everything followed was read, handed over and drawn (screenshots, tests)."""
-        return self.follower.caught_up() and not self._dirty and not any(
-            self._pending_plots.values())
+        return (self.follower.caught_up() and self.store_reader.idle() and not self._dirty
+                and not any(self._pending_plots.values()))
 
     def close_followers(self) -> None:
         self._redraw_timer.stop()
         self.follower.stop()
+        self.store_reader.stop()
