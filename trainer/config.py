@@ -77,10 +77,6 @@ class TrainConfig:
                                             "loss")
     rotation_weight: float = _setting(0.0, "weight of a direct loss on the predicted "
                                            "orientation (chordal distance)")
-    camera_term_trains_pose: bool = _setting(True, "the camera-frame pose error also trains "
-                                                   "the canonical pose (false: only the "
-                                                   "orientation; the canonical pose learns "
-                                                   "from its own term)")
     keypoint_weight: float = _setting(0.0, "weight of an auxiliary loss on the labelled joints' "
                                            "2D positions in the crop (the 3D labels projected "
                                            "into the view; 0 = no keypoint head)")

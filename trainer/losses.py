@@ -31,20 +31,12 @@ def joint_error(pred_mm: torch.Tensor, target_mm: torch.Tensor) -> torch.Tensor:
 
 def pose_loss(
     outputs: dict[str, torch.Tensor], pose_cam: torch.Tensor, pose_canonical: torch.Tensor,
-    canonical_weight: float = 1.0, camera_term_trains_pose: bool = True,
+    canonical_weight: float = 1.0,
 ) -> torch.Tensor:
-    """Camera-frame error + canonical-frame error. The camera-frame term trains both heads
-    through R @ canonical, or, with camera_term_trains_pose False, the orientation only (the
-    canonical pose is then taught by its own term alone: while the orientation is far off, the
-    camera-frame term pulls the canonical pose towards the true one seen through the wrong
-    rotation)."""
+    """Camera-frame error (trains both heads through R @ canonical) + canonical-frame error."""
     if pose_cam.shape[0] == 0:
         return outputs["pose_cam"].sum() * 0.0
-    predicted = outputs["pose_cam"]
-    if not camera_term_trains_pose:
-        predicted = torch.einsum("nij,nkj->nki", outputs["rotation"],
-                                 outputs["pose_canonical"].detach())
-    return joint_error(predicted, pose_cam) + canonical_weight * joint_error(
+    return joint_error(outputs["pose_cam"], pose_cam) + canonical_weight * joint_error(
         outputs["pose_canonical"], pose_canonical
     )
 

@@ -335,7 +335,7 @@ def train_step(net, batch, optimizer, scaler, amp, device, config: TrainConfig, 
         out = net(x, rays=rays)
     lab = {k: v[m:] for k, v in out.items()}
     l_pose = pose_loss(lab, batch.lab_pose_cam.to(device), batch.lab_pose_canonical.to(device),
-                       config.canonical_weight, config.camera_term_trains_pose)
+                       config.canonical_weight)
     if config.rotation_weight > 0 and batch.lab_rotation is not None:
         l_pose = l_pose + config.rotation_weight * rotation_loss(
             lab["rotation"], batch.lab_rotation.to(device))
