@@ -129,11 +129,8 @@ def follow_records(
     with open(path, "rb") as fh:
         fh.seek(offset)
         data = fh.read() if max_bytes is None else fh.read(max_bytes)
-        while max_bytes is not None and b"\n" not in data:  # one line longer than max_bytes
-            more = fh.read(max_bytes)
-            if not more:
-                break
-            data += more
+        if max_bytes is not None and len(data) == max_bytes and b"\n" not in data:
+            data += fh.readline()  # one line longer than max_bytes: that line whole, no more
     end = data.rfind(b"\n") + 1  # 0 when no line is complete yet
     records: list[dict] = []
     starts: list[int] = []
