@@ -32,6 +32,7 @@ def main() -> int:
 
     import mcss_studio.gui.training_runner as runner
     from mcss_studio.gui.main_window import MainWindow
+    from scripts.training_screenshots import wait_until
 
     runner.TRAINER_NICE = 0
     app = QApplication([])
@@ -40,12 +41,7 @@ def main() -> int:
     window.show()
 
     def wait(cond: Callable[[], object], timeout: float = 1800) -> None:
-        end = time.time() + timeout
-        while not cond():
-            if time.time() > end:
-                raise SystemExit("timed out")
-            app.processEvents()
-            time.sleep(0.01)
+        wait_until(app, cond, timeout)
 
     ready: list[bool] = []
     window.open_demo(lambda: ready.append(True))  # step 1
