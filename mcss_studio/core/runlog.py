@@ -129,12 +129,15 @@ def follow_records(
     with open(path, "rb") as fh:
         fh.seek(offset)
         data = fh.read() if max_bytes is None else fh.read(max_bytes)
+        long_line = False
         while max_bytes is not None and b"\n" not in data:  # one line longer than max_bytes
             more = fh.read(max_bytes)
             if not more:
                 break
-            data += more
-    end = data.rfind(b"\n") + 1  # 0 when no line is complete yet
+            data, long_line = data + more, True
+    # a long line is read whole and alone: the slice that completed it may hold more lines,
+    # and taking them too would read past max_bytes again
+    end = (data.find(b"\n") if long_line else data.rfind(b"\n")) + 1  # 0: no complete line
     records: list[dict] = []
     starts: list[int] = []
     at = offset
