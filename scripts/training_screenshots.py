@@ -15,12 +15,23 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 STEPS = dict(steps=1500, log_every=1, checkpoint_every=250, eval_every=250, eval_stride=2, tau=3,
              device="cpu")
 QUICK = "quick (tiny model, 300 steps)"
+
+
+def wait_until(app, cond: Callable[[], object], timeout: float = 1800) -> None:
+    """Run the event loop until cond() holds; exit the script after `timeout` seconds."""
+    end = time.time() + timeout
+    while not cond():
+        if time.time() > end:
+            raise SystemExit("timed out")
+        app.processEvents()
+        time.sleep(0.01)
 
 
 def main() -> int:
@@ -43,13 +54,8 @@ def main() -> int:
     window.show()
     panel = window.training_panel
 
-    def wait(cond, timeout: float = 1800) -> None:
-        end = time.time() + timeout
-        while not cond():
-            if time.time() > end:
-                raise SystemExit("timed out")
-            app.processEvents()
-            time.sleep(0.01)
+    def wait(cond: Callable[[], object], timeout: float = 1800) -> None:
+        wait_until(app, cond, timeout)
 
     def settle() -> None:
         calm = 0

@@ -252,3 +252,21 @@ def test_negatives_with_the_anchors_true_pose_are_flagged(qtbot, panel, real_run
     assert "likely false negative" in panel.model.data(flagged, Qt.ItemDataRole.ToolTipRole)
     assert panel.model.data(panel.model.index(1, NEGATIVE), Qt.ItemDataRole.BackgroundRole) is None
     assert "1 likely false negatives" in panel.status.text()
+
+
+@pytest.mark.usefixtures("private_studio_dirs")
+def test_the_dock_opens_for_open_run_but_not_for_any_run_the_state_selects(qtbot, tmp_path):
+    from mcss_studio.gui.main_window import MainWindow
+
+    run = tmp_path / "p" / "runs" / "r"
+    write_run(run, [step_event(10)], RECORDS)
+    window = MainWindow(interactive=False, with_3d=False, remember_recent=False)
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        window.state.set_run(run)  # as the training panel does as a project opens or a run starts
+        assert window.inspector.run.run_dir == run and not window.inspector_dock.isVisible()
+        assert window.open_run(tmp_path / "p")  # File > Open run... (a project: its newest run)
+        assert window.inspector_dock.isVisible()
+    finally:
+        window.close()

@@ -397,6 +397,8 @@ class InspectorPanel(QWidget):
         if self._workers_closed:
             return
         self._workers_closed = True
+        self.generation += 1  # a read already answered but not yet delivered is dropped: it
+        self.follower = None  # would draw on the deleted plots
         self.timer.stop()
         self.log_worker.stop()
         self.thumb_worker.stop()

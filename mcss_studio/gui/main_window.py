@@ -119,14 +119,15 @@ class MainWindow(QMainWindow):
 
     # -- chrome -------------------------------------------------------------------------------
     def _build_inspector(self) -> None:
-        """The hard-negative inspector, docked below; it shows itself when a run is chosen."""
+        """The hard-negative inspector, docked below and closed until asked for (View menu, or
+        File > Open run...); it follows `state.run` also while closed."""
         self.inspector = InspectorPanel(self.state)
         self.inspector_dock = QDockWidget("Hard negatives", self)
         self.inspector_dock.setObjectName("inspector-dock")
         self.inspector_dock.setWidget(self.inspector)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.inspector_dock)
         self.inspector_dock.hide()
-        self.state.runChanged.connect(lambda run: run is not None and self.inspector_dock.show())
+
     def _embedding_docks_toggled(self) -> None:
         wanted = any(d.toggleViewAction().isChecked() for d in self.docks.values())
         self.session.embeddings.set_wanted(wanted)
@@ -376,6 +377,10 @@ class MainWindow(QMainWindow):
         except UserInputError as exc:
             self.state.report_error(str(exc))
             return False
+        # shown only for this explicit choice: the training panel also sets state.run (the
+        # newest run of a project as it opens, the run a Train starts), and that must not
+        # cover the player with an inspector nobody asked for
+        self.inspector_dock.show()
         return True
 
     def showEvent(self, event) -> None:  # noqa: N802
