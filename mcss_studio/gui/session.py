@@ -228,12 +228,15 @@ class Session(QObject):
         seq = run_off_ui_thread(lambda: dataset.open(name))  # demuxes every video
         self.show_sequence(seq, self.cache_dir)
 
-    def choose_sequence(self, name: str) -> None:
-        """The user picked another sequence of the open dataset; errors go to the state."""
+    def choose_sequence(self, name: str) -> bool:
+        """The user picked another sequence of the open dataset; errors go to the state.
+        Whether it is shown now."""
         try:
             self.open_sequence(name)
         except UserInputError as exc:
             self.state.report_error(str(exc))
+            return False
+        return True
 
     def show_sequence(self, seq: MultiviewSequence, cache_dir: Path | None) -> None:
         """Show an opened MultiviewSequence; proxies and crops are built in the background."""
@@ -249,12 +252,8 @@ class Session(QObject):
         """Show `frame` of `sequence` (opened first when another one is shown), selecting
         `camera` unless it is -1; errors go to the state."""
         shown = self.state.sequence
-        if shown is None or shown.name != sequence:
-            try:
-                self.open_sequence(sequence)
-            except UserInputError as exc:
-                self.state.report_error(str(exc))
-                return
+        if (shown is None or shown.name != sequence) and not self.choose_sequence(sequence):
+            return
         if camera >= 0:
             self.state.select_camera(camera)
         self.state.set_frame(frame)
