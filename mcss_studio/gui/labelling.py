@@ -43,7 +43,7 @@ from ..core.labels import OCCLUDED, SOURCES, VISIBLE, FrameLabel
 from ..core.triangulate import CameraStack, check_bones
 from .commands import LabelEditCommand
 from .player.camera_view import CameraView
-from .player.grid import CameraGrid
+from .player.grid import CameraGrid, hidden_in_window
 
 PICK_RADIUS_PX = 10.0  # a press this close to a placed joint drags it instead of placing anew
 LABEL_COLOR = QColor(255, 158, 26)  # the labels' orange (also in the 3D view)
@@ -273,6 +273,7 @@ class LabellingPanel(QWidget):
         self.preview: FrameLabel | None = None  # the drag in progress
         self.cameras: CameraStack | None = None
         self._reference: tuple[tuple, np.ndarray] | None = None  # bone-check frames, cached
+        self._stale = False  # a reload was skipped while hidden
         self._build()
         self.state.sequenceChanged.connect(self._sequence_changed)
         self.state.frameChanged.connect(lambda _t: self.reload())
@@ -365,8 +366,23 @@ class LabellingPanel(QWidget):
     def editable(self) -> bool:
         return self.store is not None and not self.store.read_only and self.label is not None
 
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        if self._stale:
+            self.reload()
+
+    def setVisible(self, visible: bool) -> None:  # noqa: N802
+        super().setVisible(visible)
+        if self._stale:  # a window not shown yet sends no showEvent
+            self.reload()
+            self.grid.catch_up()
+
     def reload(self) -> None:
-        """Show the store's label of the state's frame (the drag in progress is dropped)."""
+        """Show the store's label of the state's frame (the drag in progress is dropped); while
+        the panel is hidden this waits for it to be shown (playback must not pay for it)."""
+        self._stale = hidden_in_window(self)
+        if self._stale:
+            return
         seq = self.state.sequence
         self.preview = None
         if seq is None or self.store is None:

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, QPoint, QTimer
-from PySide6.QtGui import QImage, QPainter
+from PySide6.QtCore import QObject, QTimer
+from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication
 
 from ..core.errors import UserInputError
@@ -40,23 +40,14 @@ def show_training_panel(window) -> None:
 
 
 def render_panel(window, panel: str = "window") -> QImage:
-    """The window or one panel as an image; the 3D canvas is rendered by vispy itself, because
-    grabbing an OpenGL widget is not reliable on every platform."""
+    """The window or one panel as an image (the 3D view shows an offscreen render, which is
+    brought up to date first, so a plain grab holds it)."""
     QApplication.processEvents()
     panel = panel.strip().lower()
     if panel == "window":
-        image = window.grab().toImage()
         if window.view3d is not None and window.view3d.isVisible():
-            native = window.view3d.canvas.native
-            overlay = _rgba_to_qimage(window.view3d.render_image())
-            top_left = native.mapTo(window, QPoint(0, 0))
-            painter = QPainter(image)
-            ratio = image.devicePixelRatio()
-            painter.drawImage(
-                top_left, overlay.scaled(int(native.width() * ratio), int(native.height() * ratio))
-            )
-            painter.end()
-        return image
+            window.view3d.render_image()
+        return window.grab().toImage()
     if panel in ("player", "grid"):
         return window.grid.grab().toImage()
     if panel == "3d":

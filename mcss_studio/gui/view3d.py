@@ -1,6 +1,13 @@
 """The 3D view (vispy in Qt): predicted skeleton, ground truth, the stored 3D label (orange),
 ground grid, camera frusta.
 
+The vispy canvas renders offscreen and the view shows its image in a plain raster widget that
+hands mouse input back to the canvas. An OpenGL widget inside the main window would make Qt
+composite the whole window through OpenGL on every repaint of any panel; with software OpenGL
+(Mesa llvmpipe: remote desktops, VMs, Xvfb) that cost more UI time than the four camera views
+together during playback. Rendered this way, a 3D redraw costs one offscreen render when the 3D
+content changes, and repainting the camera views costs nothing extra.
+
 World convention for display: z up (as the synthetic data and Human3.6M use), mm. When the pose
 cannot be placed in the world (no calibration), the first camera's pose is shown centred above
 the origin, turned so that the camera's "down" is the display's -z.
@@ -11,8 +18,9 @@ from __future__ import annotations
 import string
 
 import numpy as np
-from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QVBoxLayout, QWidget
+from PySide6.QtCore import QEvent, QRect, Qt, QTimer
+from PySide6.QtGui import QImage, QPainter
+from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
 
 from ..core.framing import Framing, bounding_sphere, rig_and_person
 from ..core.joints import BONES, JOINT_NAMES, bone_colors
@@ -36,6 +44,44 @@ def _segments(points: np.ndarray) -> np.ndarray:
     )
 
 
+class CanvasImage(QWidget):
+    """Shows the offscreen canvas's last render; its mouse input goes to the canvas, whose
+    camera controls then work as if the canvas were on screen (same size, same positions)."""
+
+    _FORWARDED = (QEvent.Type.MouseButtonPress, QEvent.Type.MouseButtonRelease,
+                  QEvent.Type.MouseMove, QEvent.Type.MouseButtonDblClick, QEvent.Type.Wheel)
+
+    def __init__(self, canvas_widget: QWidget, parent=None) -> None:
+        super().__init__(parent)
+        self.canvas_widget = canvas_widget
+        self.image: QImage | None = None
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent, True)
+        self.setMouseTracking(True)
+        self.setMinimumSize(120, 120)
+
+    def set_image(self, rgba: np.ndarray, pixel_ratio: float) -> None:
+        h, w = rgba.shape[:2]
+        rgba = np.ascontiguousarray(rgba)
+        self.image = QImage(rgba.data, w, h, rgba.strides[0],
+                            QImage.Format.Format_RGBA8888).copy()
+        self.image.setDevicePixelRatio(pixel_ratio)
+        self.update()
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        p = QPainter(self)
+        if self.image is None:
+            p.fillRect(self.rect(), Qt.GlobalColor.black)
+        else:
+            p.drawImage(QRect(0, 0, self.width(), self.height()), self.image)
+        p.end()
+
+    def event(self, event) -> bool:  # noqa: D102
+        if event.type() in self._FORWARDED:
+            QApplication.sendEvent(self.canvas_widget, event)
+            return True
+        return super().event(event)
+
+
 class View3D(QWidget):
     """vispy SceneCanvas with a turntable camera: left-drag orbits, Shift+drag pans, wheel zooms,
     `reset_camera()` frames the scene as `state.framing` says: the whole rig and the person by
@@ -51,13 +97,27 @@ class View3D(QWidget):
 
         self.state = state
         self.scene = scene
-        self.canvas = scene.SceneCanvas(keys=None, bgcolor=(0.08, 0.08, 0.1, 1.0), parent=self)
+        self.canvas = scene.SceneCanvas(keys=None, bgcolor=(0.08, 0.08, 0.1, 1.0), show=False)
         self.canvas.create_native()
-        self.canvas.native.setParent(self)
-        self.canvas.native.setMinimumSize(120, 120)
+        # a window that is never put on screen (see the module docstring): it owns the OpenGL
+        # context the offscreen renders use. It must have no parent: Qt composites a window
+        # through OpenGL when any widget under it, even a hidden window of its own, is an
+        # OpenGL widget. It goes with this widget and does not keep the application open.
+        native = self.canvas.native
+        native.setAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen, True)
+        native.setAttribute(Qt.WidgetAttribute.WA_QuitOnClose, False)
+        native.show()
+        self.destroyed.connect(native.deleteLater)
+        self.surface = CanvasImage(native, self)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.canvas.native)
+        lay.addWidget(self.surface)
+        # vispy asks for a redraw through canvas.update() (camera moves, data changes): here that
+        # means one offscreen render, coalesced
+        self._render_timer = QTimer(self)
+        self._render_timer.setSingleShot(True)
+        self._render_timer.timeout.connect(self.render_now)
+        self.canvas.update = lambda *_args, **_kw: self._render_timer.start(0)
         self.view = self.canvas.central_widget.add_view()
         self.view.camera = scene.TurntableCamera(up="z", fov=FOV_DEG, elevation=20, azimuth=30)
         self.grid = scene.visuals.Line(
@@ -127,6 +187,20 @@ class View3D(QWidget):
         self.view.scene.events.transform_change.connect(lambda _e: self._place_labels())
         self.canvas.events.resize.connect(lambda _e: self._refit_if_untouched())
         self._sequence_changed(state.sequence)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        size = self.surface.size()
+        if tuple(self.canvas.size) != (size.width(), size.height()):
+            self.canvas.size = (max(size.width(), 1), max(size.height(), 1))
+        self._render_timer.start(0)
+
+    def render_now(self) -> np.ndarray:
+        """Render the canvas offscreen now and show the image; returns it (RGBA uint8)."""
+        self._render_timer.stop()
+        image = self.canvas.render()
+        self.surface.set_image(image, image.shape[1] / max(self.canvas.size[0], 1))
+        return image
 
     def showEvent(self, event) -> None:  # noqa: N802
         super().showEvent(event)
@@ -310,4 +384,4 @@ class View3D(QWidget):
         """The canvas as RGBA uint8 (for screenshots and tests), with any pending redraw done."""
         self._redraw.stop()
         self.refresh()
-        return self.canvas.render()
+        return self.render_now()

@@ -32,6 +32,12 @@ def best_grid(sizes: list[tuple[int, int]], width: int, height: int) -> tuple[in
     return best
 
 
+def hidden_in_window(widget: QWidget) -> bool:
+    """Whether the widget stays hidden when its window is shown (it, or a parent, is hidden):
+    work for it can wait until it is shown. A window not shown yet does not count."""
+    return not widget.isVisibleTo(widget.window())
+
+
 class CameraGrid(QWidget):
     """The camera views of the current sequence; double-click maximises one view."""
 
@@ -107,10 +113,23 @@ class CameraGrid(QWidget):
                 self._relayout()
 
     # -- frames -------------------------------------------------------------------------------
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        self.catch_up()
+
+    def setVisible(self, visible: bool) -> None:  # noqa: N802
+        super().setVisible(visible)
+        self.catch_up()  # a window not shown yet sends no showEvent
+
+    def catch_up(self) -> None:
+        """Show the state's frame if frames were skipped while hidden."""
+        if self.shown_frame != self.state.frame:
+            self.show_frame(self.state.frame, force=True)
+
     def show_frame(self, t: int, force: bool = False) -> None:
         media = self.state.media
-        if media is None or not self.views:
-            return
+        if media is None or not self.views or hidden_in_window(self):
+            return  # a hidden grid (labelling mode's, or the player's in it) catches up on show
         if t == self.shown_frame and not force:
             return
         shown_all = True

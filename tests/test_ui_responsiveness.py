@@ -1,0 +1,119 @@
+"""What keeps the UI thread free during playback (issue 13's stall), each rule on its own:
+the main window holds no OpenGL widget (Qt would composite the whole window through OpenGL on
+every repaint), the offscreen 3D view still shows its scene and answers the mouse, and hidden
+camera grids and the hidden labelling panel do no work per frame but catch up when shown."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QImage, QWheelEvent
+from PySide6.QtOpenGLWidgets import QOpenGLWidget
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
+
+from tests.gui_fixtures import make_recording
+from tests.test_gui_window import WAIT_MS, open_ready, window  # noqa: F401
+
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("private_studio_dirs")]
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    return make_recording(tmp_path_factory.mktemp("resp") / "rec", frames=12)
+
+
+def shown_pixels(view3d) -> np.ndarray:
+    image = view3d.surface.image.convertToFormat(QImage.Format.Format_RGB888)
+    ptr = image.constBits()
+    rows = np.frombuffer(ptr, np.uint8).reshape(image.height(), image.bytesPerLine())
+    return rows[:, : image.width() * 3].reshape(image.height(), image.width(), 3).copy()
+
+
+def test_the_main_window_holds_no_opengl_widget(qtbot, window, recording):  # noqa: F811
+    open_ready(qtbot, window, recording)
+    assert window.view3d is not None
+    assert window.findChildren(QOpenGLWidget) == []
+    assert window.view3d.canvas.native.parent() is None  # the offscreen canvas's own window
+
+
+def test_the_3d_view_shows_its_render_and_the_mouse_orbits_and_zooms(qtbot, window,  # noqa: F811
+                                                                      recording):
+    open_ready(qtbot, window, recording)
+    view = window.view3d
+    qtbot.waitUntil(lambda: view.surface.image is not None, timeout=WAIT_MS)
+    rendered = view.render_image()
+    assert view.surface.image.size() == view.surface.size()  # one image pixel per widget pixel
+    pixels = shown_pixels(view)
+    assert np.array_equal(pixels, rendered[..., :3])  # what is shown is the canvas's render
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 3  # a scene, not a blank fill
+
+    cam = view.view.camera
+    azimuth, distance = cam.azimuth, cam.distance
+    centre = view.surface.rect().center()
+    QTest.mousePress(view.surface, Qt.MouseButton.LeftButton, pos=centre)
+    for dx in (10, 30, 60):
+        QTest.mouseMove(view.surface, centre + QPoint(dx, 0))
+    QTest.mouseRelease(view.surface, Qt.MouseButton.LeftButton, pos=centre + QPoint(60, 0))
+    assert cam.azimuth != azimuth and cam.distance == distance
+    qtbot.waitUntil(lambda: not np.array_equal(shown_pixels(view), pixels), timeout=WAIT_MS)
+
+    wheel = QWheelEvent(QPointF(centre), QPointF(view.surface.mapToGlobal(centre)), QPoint(),
+                        QPoint(0, 240), Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier,
+                        Qt.ScrollPhase.NoScrollPhase, False)
+    before = (cam.scale_factor, cam.distance)
+    pixels = shown_pixels(view)
+    QApplication.sendEvent(view.surface, wheel)
+    assert (cam.scale_factor, cam.distance) != before
+    qtbot.waitUntil(lambda: not np.array_equal(shown_pixels(view), pixels), timeout=WAIT_MS)
+
+
+def test_hidden_grids_and_labelling_do_no_work_per_frame_and_catch_up(qtbot, window,  # noqa: F811
+                                                                     recording):
+    open_ready(qtbot, window, recording)
+    state, media = window.state, window.state.media
+    reads: list[tuple[int, int]] = []
+    original = media.proxy_frame
+
+    def counting(cam: int, t: int):
+        reads.append((cam, t))
+        return original(cam, t)
+
+    media.proxy_frame = counting
+    panel = window.labelling
+    shows: list[int] = []  # the panel's work for a frame: filling its table and views
+    panel_show = panel._show
+    panel._show = lambda *a, **k: (shows.append(state.frame), panel_show(*a, **k))[1]
+    cameras = len(window.grid.views)
+    for t in (3, 4, 5):
+        state.set_frame(t)
+    assert sorted(reads) == sorted((c, t) for t in (3, 4, 5) for c in range(cameras))
+    assert panel.grid.shown_frame not in (3, 4, 5)  # the hidden labelling grid waited
+    assert shows == []  # and so did the hidden panel
+
+    reads.clear()
+    window.set_labelling(True)
+    qtbot.waitUntil(lambda: panel.grid.shown_frame == 5, timeout=WAIT_MS)
+    assert sorted(reads) == [(c, 5) for c in range(cameras)]  # caught up with one frame
+    assert shows == [5]
+    reads.clear()
+    state.set_frame(6)  # now the player's grid is the hidden one
+    assert sorted(reads) == [(c, 6) for c in range(cameras)]
+    assert window.grid.shown_frame == 5
+    window.set_labelling(False)
+    qtbot.waitUntil(lambda: window.grid.shown_frame == 6, timeout=WAIT_MS)
+
+
+def test_a_window_never_shown_still_catches_up_when_a_grid_comes_back(qtbot, recording):
+    from mcss_studio.gui.main_window import MainWindow
+
+    w = MainWindow(interactive=False, with_3d=False, remember_recent=False)
+    qtbot.addWidget(w)
+    open_ready(qtbot, w, recording)  # tests and --screenshot runs may never show the window
+    w.set_labelling(True)
+    w.state.set_frame(7)
+    assert w.labelling.grid.shown_frame == 7 and w.grid.shown_frame != 7
+    w.set_labelling(False)  # no showEvent comes: setVisible catches up
+    assert w.grid.shown_frame == 7
+    w.close()
