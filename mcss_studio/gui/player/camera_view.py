@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPixmap, QTransform
@@ -20,6 +21,17 @@ def to_qimage(rgb: np.ndarray) -> QImage:
     rgb = np.ascontiguousarray(rgb)
     h, w = rgb.shape[:2]
     return QImage(rgb.data, w, h, rgb.strides[0], QImage.Format.Format_RGB888)
+
+
+def fitted_pixmap(rgb: np.ndarray, size: tuple[int, int]) -> QPixmap:
+    """The frame resized to size (w, h) as a pixmap: OpenCV's resize (area averaging when
+    shrinking) into the 32-bit layout pixmaps use, about twice as fast as QImage.scaled with
+    smooth transformation plus the pixmap's format conversion (playback repaints every view)."""
+    shrink = size[0] < rgb.shape[1]
+    resized = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    bgrx = cv2.cvtColor(resized, cv2.COLOR_RGB2BGRA)
+    image = QImage(bgrx.data, size[0], size[1], bgrx.strides[0], QImage.Format.Format_RGB32)
+    return QPixmap.fromImage(image.copy())  # the copy owns its pixels: the pixmap may share them
 
 
 class CameraView(QWidget):
@@ -130,9 +142,7 @@ class CameraView(QWidget):
             size = (round(shown.width()), round(shown.height()))
             key = (self._image.cacheKey(), size)
             if self._scaled_key != key and min(size) > 0:
-                self._scaled = QPixmap.fromImage(self._image.scaled(
-                    *size, Qt.AspectRatioMode.IgnoreAspectRatio,
-                    Qt.TransformationMode.SmoothTransformation))
+                self._scaled = fitted_pixmap(self._array, size)
                 self._scaled_key = key
             if self._scaled_key == key:
                 p.drawPixmap(shown.topLeft(), self._scaled)
