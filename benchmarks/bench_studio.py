@@ -68,6 +68,14 @@ class StallProbe:
         return max(self.gaps) if self.gaps else float("nan")
 
 
+def idle_stall(probe: StallProbe, seconds: float) -> float:
+    """The worst stall of the event loop doing nothing (paused, nothing loading): the floor
+    that the machine's load alone puts under every figure."""
+    probe.start()
+    pump(seconds)
+    return probe.stop()
+
+
 def pump(seconds: float) -> None:
     from PySide6.QtWidgets import QApplication
 
@@ -189,6 +197,7 @@ def training_competing(window, demo: Path, ckpt: Path, seconds: float) -> None:
     wait_for(lambda: window.state.checkpoint is not None, 300, "the checkpoint")
     window.training_dock.show()
     panel, probe = window.training_panel, StallProbe()
+    idle = idle_stall(probe, seconds)
     alone = play(window, seconds, probe=probe)
     panel.form.apply_preset(next(iter(panel.form.presets)))  # quick
     panel.form.steps.setValue(100000)  # longer than the measurement: it competes throughout
@@ -210,6 +219,7 @@ def training_competing(window, demo: Path, ckpt: Path, seconds: float) -> None:
           f"each; trainer: {history.device}, step {history.step} of the quick preset's model")
     print(f"{'':30s}{'display fps':>12s}{'inference/s':>12s}{'worst stall':>13s}"
           f"{'CPU cores':>11s}")
+    print(f"{'event loop idle (the floor)':30s}{'':12s}{'':12s}{idle * 1000:10.1f} ms")
     for name, r in (("alone", alone), ("with a training run", competing)):
         print(f"{name:30s}{r['display_fps']:12.1f}{r['inference_fps']:12.1f}"
               f"{r['stall_ms']:10.1f} ms{r['cpu_cores']:11.2f}")
@@ -274,6 +284,7 @@ def main() -> int:
 
     # 1. playback without and with inference
     probe = StallProbe()
+    idle = idle_stall(probe, args.seconds / 2)
     no_inf = play(window, args.seconds, probe=probe)
     no_inf_fast = play(window, args.seconds / 2, speed=4.0)
     window.open_checkpoint(ckpt)
@@ -288,6 +299,7 @@ def main() -> int:
                     ("without inference, 4x", no_inf_fast), ("with inference, 4x", with_inf_fast)):
         print(f"{name:24s}{r['display_fps']:12.1f}{r['inference_fps']:12.1f}{r['dropped']:9d}"
               f"{r['stall_ms']:10.1f} ms{r['ui_ms_per_frame']:13.1f}{r['cpu_cores']:11.2f}")
+    print(f"{'event loop idle (floor)':24s}{'':12s}{'':12s}{'':9s}{idle * 1000:10.1f} ms")
     print(f"ratio display fps with/without inference (1x): "
           f"{with_inf['display_fps'] / max(no_inf['display_fps'], 1e-9):.2f}")
 
