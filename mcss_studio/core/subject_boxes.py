@@ -1,0 +1,322 @@
+"""Subject boxes on real recordings: the person the rig is looking at, not whatever moves.
+
+Two weight-free methods (core/boxes.py offers them as "rig" and "tracked"):
+
+- `rig_boxes` (needs a calibration): per camera a foreground mask (difference to a temporal-median
+  background, robust to global lighting changes); a voxel grid around the point the cameras look
+  at is carved with the masks (a voxel is occupied when it is foreground in every camera that
+  sees it, one miss allowed with 4+ views, so one occluded or badly segmented view does not erase
+  the subject); occupied voxels are grouped into 3D blobs; the subject is the chain of blobs that
+  is large and moves little from frame to frame (subject_track.best_chain over the whole
+  sequence); its voxels projected into every view give the box. A bystander seen by two cameras
+  and equipment that moves in one view are not consistent across views, so they do not carve
+  into a blob, or lose the chain to the subject.
+- `tracked_boxes` (no calibration): per camera, foreground blobs (nearby parts merged), the most
+  consistent chain of blobs over time (large, small steps).
+
+Both return (C, T, 4) native-pixel boxes (NaN where nothing was ever found) and a (C, T) bool
+`uncertain` flag from the method's own evidence: the frame had no candidate (box interpolated),
+its candidate is much smaller than the subject usually is, or the raw box disagrees with the
+smoothed one (IoU < 0.5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from .camera import Calibration
+from .errors import UserInputError
+from .imageops import fast_area_resize
+from .sequence import MultiviewSequence
+from .subject_track import Candidates, best_chain
+
+ProgressFn = Callable[[int, int], None]
+WORK_SIDE = 240  # longest side of the foreground masks, pixels
+THRESHOLD = 30  # colour difference (0..255, largest channel) that counts as foreground
+GRID_CELLS = 48  # voxels along each axis of the carving volume
+SMALL_FRACTION = 0.4  # a candidate below this fraction of the chain's median support is doubtful
+
+
+@dataclass
+class SubjectBoxes:
+    """Boxes (C, T, 4) in native pixels and the frames whose box the method doubts (C, T)."""
+
+    boxes: np.ndarray
+    uncertain: np.ndarray
+
+
+# -- foreground --------------------------------------------------------------------------------
+def _work_size(width: int, height: int, side: int) -> tuple[tuple[int, int], float]:
+    scale = min(1.0, side / max(width, height))
+    return (max(1, round(width * scale)), max(1, round(height * scale))), scale
+
+
+def foreground_masks(
+    seq: MultiviewSequence, camera: int, side: int = WORK_SIDE, samples: int = 50,
+    threshold: int = THRESHOLD, progress: Callable[[], None] | None = None,
+) -> tuple[np.ndarray, float]:
+    """(T, h, w) bool foreground of one camera at reduced size, and the scale native -> mask.
+
+    The background is the per-pixel median of up to `samples` frames spread over the sequence.
+    A frame's difference to it has its per-channel median removed first, so a global lighting
+    change (all pixels brighter or darker) is not foreground; small specks are opened away.
+    """
+    cam = seq.cameras[camera]
+    size, scale = _work_size(cam.width, cam.height, side)
+    T = seq.num_frames
+    picks = np.unique(np.linspace(0, T - 1, min(samples, T)).round().astype(int))
+    background = np.median(
+        np.stack([fast_area_resize(seq.frame(camera, int(t)), size) for t in picks]), axis=0
+    ).astype(np.int16)
+    k_open = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    masks = np.zeros((T, size[1], size[0]), dtype=bool)
+    for t, rgb in enumerate(seq.iter_frames(camera)):
+        image = fast_area_resize(rgb, size).astype(np.int16)
+        diff = image - background
+        diff -= np.median(diff.reshape(-1, 3), axis=0).astype(np.int16)
+        changed = np.abs(diff).max(axis=2) > threshold
+        mask = (changed & ~_shadow(image, background)).astype(np.uint8)
+        masks[t] = cv2.morphologyEx(mask, cv2.MORPH_OPEN, k_open).astype(bool)
+        if progress is not None:
+            progress()
+    return masks, scale
+
+
+def _shadow(image: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Pixels that are the background darkened with its colour kept: a cast shadow.
+
+    Brightness 35..95% of the background's, chromaticity within 0.06 of it (the usual
+    shadow test of background subtraction): the floor next to the feet is not the person.
+    """
+    bright = image.sum(axis=2).astype(np.float32) + 1.0
+    base = background.sum(axis=2).astype(np.float32) + 1.0
+    ratio = bright / base
+    chroma = np.abs(image / bright[..., None] - background / base[..., None]).max(axis=2)
+    return (ratio > 0.35) & (ratio < 0.95) & (chroma < 0.06)
+
+
+# -- the carving volume ------------------------------------------------------------------------
+def rig_focus(cals: list[Calibration]) -> np.ndarray:
+    """The world point closest (least squares) to every camera's optical axis."""
+    A = np.zeros((3, 3))
+    b = np.zeros(3)
+    for cal in cals:
+        axis = cal.R[2]  # optical axis in world coordinates
+        P = np.eye(3) - np.outer(axis, axis)
+        A += P
+        b += P @ cal.center
+    return np.linalg.lstsq(A, b, rcond=None)[0]
+
+
+@dataclass
+class Grid:
+    """Voxel centres (V, 3) in mm, their index in the (n, n, n) grid, and the voxel size."""
+
+    centres: np.ndarray
+    index: np.ndarray  # (V, 3) integer grid coordinates
+    cells: int
+    voxel: float
+
+
+def carving_grid(cals: list[Calibration], cells: int = GRID_CELLS) -> Grid:
+    """A cube around the rig's focus, sized by how far the cameras are from it."""
+    focus = rig_focus(cals)
+    reach = float(np.median([np.linalg.norm(c.center - focus) for c in cals]))
+    half = float(np.clip(0.6 * reach, 1000.0, 4000.0))
+    voxel = 2 * half / cells
+    axis = (np.arange(cells) + 0.5) * voxel - half
+    ii = np.stack(np.meshgrid(*[np.arange(cells)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    centres = focus + np.stack([axis[ii[:, 0]], axis[ii[:, 1]], axis[ii[:, 2]]], -1)
+    return Grid(centres=centres, index=ii, cells=cells, voxel=voxel)
+
+
+def _mask_lookup(cal: Calibration, points: np.ndarray, scale: float, shape: tuple[int, int]
+                 ) -> np.ndarray:
+    """Flat mask index of each point's projection, -1 where it is behind or outside the view."""
+    h, w = shape
+    in_front = cal.to_camera(points)[:, 2] > 1.0
+    uv = cal.project(points) * scale
+    with np.errstate(invalid="ignore"):
+        inside = in_front & (uv[:, 0] >= 0) & (uv[:, 0] < w) & (uv[:, 1] >= 0) & (uv[:, 1] < h)
+    flat = np.full(len(points), -1)
+    u = np.floor(uv[inside, 0]).astype(int)
+    v = np.floor(uv[inside, 1]).astype(int)
+    flat[inside] = v * w + u
+    return flat
+
+
+# -- rig method --------------------------------------------------------------------------------
+def _voxel_candidates(occupied: np.ndarray, grid: Grid) -> tuple[Candidates, np.ndarray]:
+    """3D blobs of occupied voxels (parts within two voxels of each other joined) and the blob
+    label of every voxel (0 = none)."""
+    n = grid.cells
+    volume = np.zeros((n, n, n), dtype=bool)
+    volume[tuple(grid.index[occupied].T)] = True
+    joined, count = ndimage.label(ndimage.binary_dilation(volume, iterations=2))
+    labels = np.where(occupied, joined[tuple(grid.index.T)], 0)
+    if count == 0:
+        return Candidates(np.zeros((0, 3)), np.zeros(0)), labels
+    sizes = np.bincount(labels, minlength=count + 1)[1:].astype(float)
+    sums = np.stack([np.bincount(labels, grid.centres[:, k], count + 1)[1:] for k in range(3)], 1)
+    keep = sizes > 0
+    centroids = np.where(keep[:, None], sums / np.maximum(sizes, 1)[:, None], 0.0)
+    order = np.flatnonzero(keep)
+    remap = np.zeros(count + 1, dtype=int)
+    remap[order + 1] = np.arange(1, len(order) + 1)
+    return Candidates(centroids[order], sizes[order]), remap[labels]
+
+
+SUBSAMPLE = np.array([[x, y, z] for x in (-.25, .25) for y in (-.25, .25) for z in (-.25, .25)])
+
+
+def _view_box(cal: Calibration, centres: np.ndarray, voxel: float, mask: np.ndarray,
+              scale: float) -> np.ndarray:
+    """Box (4,) in native pixels of the blob as this view sees it: the projections of points
+    inside the blob's voxels that land on this view's own foreground. The carved hull is
+    larger than the body (ghost volume between the views' silhouettes); its points that fall
+    on this view's foreground are the body as this view sees it."""
+    pts = (centres[:, None, :] + SUBSAMPLE[None] * voxel).reshape(-1, 3)
+    pts = pts[cal.to_camera(pts)[:, 2] > 1.0]
+    if not len(pts):
+        return np.full(4, np.nan)
+    uv = cal.project(pts)
+    h, w = mask.shape
+    px = np.floor(uv * scale).astype(int)
+    inside = (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h)
+    on = np.zeros(len(uv), dtype=bool)
+    on[inside] = mask[px[inside, 1], px[inside, 0]]
+    if on.sum() < 4:  # this view does not see the blob as foreground (occluded): the hull
+        on[:] = True
+    uv = uv[on]
+    pad = 0.5 / scale  # half a mask pixel
+    return np.array([uv[:, 0].min() - pad, uv[:, 1].min() - pad,
+                     uv[:, 0].max() + pad, uv[:, 1].max() + pad])
+
+
+def rig_boxes(seq: MultiviewSequence, progress: ProgressFn | None = None,
+              cells: int = GRID_CELLS) -> SubjectBoxes:
+    """Subject boxes from the foreground carved through every calibrated view (module doc)."""
+    if not seq.is_calibrated:
+        raise UserInputError(seq.path, "the rig method needs a calibration for every camera")
+    C, T = len(seq.cameras), seq.num_frames
+    cals = [cam.calibration for cam in seq.cameras]
+    grid = carving_grid(cals, cells)
+    tick = _ticker(progress, C * T + T)
+    lookups, masks, tight, scales = [], [], [], []
+    for c in range(C):
+        m, scale = foreground_masks(seq, c, progress=tick)
+        tight.append(m)
+        scales.append(scale)
+        # carving tolerates calibration error and thin limbs: a voxel touching the mask counts
+        m = np.stack([cv2.dilate(f.astype(np.uint8), np.ones((3, 3), np.uint8)) for f in m])
+        masks.append(m.reshape(T, -1).astype(bool))
+        lookups.append(_mask_lookup(cals[c], grid.centres, scale, m.shape[1:]))
+    seen = np.stack([lk >= 0 for lk in lookups])  # (C, V)
+    n_seen = seen.sum(0)
+    misses = 1 if C >= 4 else 0
+    usable = n_seen >= min(C, 3)
+    frames, labels = [], []
+    for t in range(T):
+        fg = np.zeros(len(grid.centres), dtype=int)
+        for c in range(C):
+            fg += seen[c] & masks[c][t][np.maximum(lookups[c], 0)]
+        occupied = usable & (fg >= n_seen - misses) & (fg >= 2)
+        cand, lab = _voxel_candidates(occupied, grid)
+        frames.append(cand)
+        labels.append(lab)
+        tick()
+    chain = best_chain(frames, sigma0=3 * grid.voxel, speed=100.0)
+    raw = np.full((C, T, 4), np.nan)
+    support = np.zeros(T)
+    for t in np.flatnonzero(chain >= 0):
+        voxels = grid.centres[labels[t] == chain[t] + 1]
+        support[t] = len(voxels)
+        for c in range(C):
+            raw[c, t] = _view_box(cals[c], voxels, grid.voxel, tight[c][t], scales[c])
+    return _finish(seq, raw, support)
+
+
+# -- tracked method (no calibration) ------------------------------------------------------------
+def _blob_candidates(mask: np.ndarray) -> tuple[Candidates, np.ndarray]:
+    """2D blobs of a mask (parts a few pixels apart joined): centres, areas, boxes (N, 4)."""
+    joined = cv2.dilate(mask.astype(np.uint8), np.ones((7, 7), np.uint8))
+    n, labels = cv2.connectedComponents(joined, connectivity=8)
+    labels = np.where(mask, labels, 0)
+    boxes, centres, areas = [], [], []
+    for k in range(1, n):
+        ys, xs = np.nonzero(labels == k)
+        if len(xs) < 4:
+            continue
+        boxes.append((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
+        centres.append((xs.mean(), ys.mean()))
+        areas.append(len(xs))
+    if not boxes:
+        return Candidates(np.zeros((0, 2)), np.zeros(0)), np.zeros((0, 4))
+    return Candidates(np.array(centres, float), np.array(areas, float)), np.array(boxes, float)
+
+
+def tracked_boxes(seq: MultiviewSequence, progress: ProgressFn | None = None) -> SubjectBoxes:
+    """Per camera: the most consistent chain of foreground blobs over time (module doc)."""
+    C, T = len(seq.cameras), seq.num_frames
+    tick = _ticker(progress, C * T)
+    raw = np.full((C, T, 4), np.nan)
+    supports = np.zeros((C, T))
+    for c in range(C):
+        masks, scale = foreground_masks(seq, c, progress=tick)
+        per_frame = [_blob_candidates(m) for m in masks]
+        side = max(masks.shape[1:])
+        chain = best_chain([cand for cand, _ in per_frame], sigma0=0.03 * side,
+                           speed=0.01 * side)
+        for t in np.flatnonzero(chain >= 0):
+            cand, boxes = per_frame[t]
+            raw[c, t] = boxes[chain[t]] / scale
+            supports[c, t] = cand.supports[chain[t]]
+    return _finish(seq, raw, supports)
+
+
+# -- shared ------------------------------------------------------------------------------------
+def _ticker(progress: ProgressFn | None, total: int) -> Callable[[], None]:
+    done = [0]
+
+    def tick() -> None:
+        done[0] += 1
+        if progress is not None:
+            progress(min(done[0], total), total)
+
+    return tick
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of (..., 4) boxes; NaN where either box is missing."""
+    w = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0])
+    h = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])
+    inter = np.clip(w, 0, None) * np.clip(h, 0, None)
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return inter / (area_a + area_b - inter)
+
+
+def _finish(seq: MultiviewSequence, raw: np.ndarray, support: np.ndarray) -> SubjectBoxes:
+    """Smooth and fill each camera's raw boxes; flag frames the evidence does not back."""
+    from .boxes import clip_boxes, smooth_and_fill
+
+    C, T = raw.shape[:2]
+    support = np.broadcast_to(support, (C, T))
+    boxes = np.full((C, T, 4), np.nan)
+    uncertain = np.ones((C, T), dtype=bool)
+    for c, cam in enumerate(seq.cameras):
+        raw_c = clip_boxes(raw[c], cam.width, cam.height)
+        boxes[c] = clip_boxes(smooth_and_fill(raw_c, 5), cam.width, cam.height)
+        found = np.isfinite(raw_c).all(axis=1)
+        if not found.any():
+            continue
+        typical = np.median(support[c][found])
+        agree = box_iou(raw_c, boxes[c]) >= 0.5
+        uncertain[c] = ~found | (support[c] < SMALL_FRACTION * typical) | ~agree
+    return SubjectBoxes(boxes=boxes, uncertain=uncertain)
