@@ -1,5 +1,6 @@
 """`mcss-data`: inspect recordings and datasets, build crop caches and proxies, synthesise data,
-and manage a project's label store (`labels`, in cli/labels.py)."""
+manage a project's label store (`labels`, in cli/labels.py) and compute the pose detector's
+keypoints (`keypoints`, in cli/keypoints.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from ..core.errors import UserInputError
 from .common import progress_bar, run_cli
+from .keypoints import add_parser as add_keypoints_parser
 from .labels import add_parser as add_labels_parser
 
 PROG = "mcss-data"
@@ -175,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="same pose within this unit-scale Procrustes distance (default 0.1)")
     p.set_defaults(func=cmd_motion_stats)
     add_labels_parser(sub)
+    add_keypoints_parser(sub)
     return parser
 
 
