@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -277,6 +278,59 @@ def tracked_boxes(seq: MultiviewSequence, progress: ProgressFn | None = None) ->
             raw[c, t] = boxes[chain[t]] / scale
             supports[c, t] = cand.supports[chain[t]]
     return _finish(seq, raw, supports)
+
+
+# -- learned detector (optional) ----------------------------------------------------------------
+def detector_boxes(seq: MultiviewSequence, progress: ProgressFn | None = None,
+                   cache_dir: str | Path | None = None) -> SubjectBoxes:
+    """MediaPipe's person per (camera, frame) (core/pose_detector.py, needs the detector extra).
+
+    Its keypoints are kept in the keypoint store under `cache_dir` (default: the recording's
+    cache/ folder) for the labelling assist, and reused when already there. MediaPipe sees one
+    person per image: with a bystander it may box the wrong one; frames without a person are
+    filled from their neighbours and flagged uncertain.
+    """
+    from .keypoint_store import compute_keypoints, keypoints_path
+    from .pose_detector import MediaPipeDetector
+
+    folder = Path(cache_dir) if cache_dir is not None else Path(seq.path) / "cache"
+    with MediaPipeDetector() as detector:
+        store = compute_keypoints(seq, keypoints_path(folder, seq), detector, progress=progress)
+    raw = store.boxes.astype(np.float64)
+    supports = np.where(np.isfinite(raw).all(axis=2), store.confidence.mean(axis=2), 0.0)
+    return _finish(seq, raw, supports)
+
+
+def subject_boxes(seq: MultiviewSequence, method: str, progress: ProgressFn | None = None,
+                  cache_dir: str | Path | None = None) -> SubjectBoxes:
+    """Boxes and uncertainty of one of the subject methods: "rig", "tracked" or "detector"."""
+    if method == "rig":
+        return rig_boxes(seq, progress)
+    if method == "tracked":
+        return tracked_boxes(seq, progress)
+    if method == "detector":
+        return detector_boxes(seq, progress, cache_dir)
+    raise UserInputError(None, f"{method!r} is not a subject box method (rig, tracked, detector)")
+
+
+def boxes_and_doubts(seq: MultiviewSequence, method: str = "auto",
+                     progress: ProgressFn | None = None, cache_dir: str | Path | None = None
+                     ) -> tuple[SubjectBoxes, str]:
+    """Any BOX_METHODS method's boxes with its doubts, and the method used ("auto" resolved).
+
+    The subject methods flag frames from their own evidence; the others ("gt", "file",
+    "background", "full") have no such evidence and flag only frames without a box.
+    """
+    from .boxes import BOX_METHODS, SUBJECT_METHODS, choose_box_method, compute_boxes_with_method
+
+    if method not in BOX_METHODS:
+        raise UserInputError(None, f"unknown box method {method!r}; use one of {BOX_METHODS}")
+    if method == "auto":
+        method = choose_box_method(seq)
+    if method in SUBJECT_METHODS:
+        return subject_boxes(seq, method, progress, cache_dir), method
+    boxes, used = compute_boxes_with_method(seq, method, progress)
+    return SubjectBoxes(boxes, ~np.isfinite(boxes).all(axis=2)), used
 
 
 # -- shared ------------------------------------------------------------------------------------
