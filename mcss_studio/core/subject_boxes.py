@@ -40,6 +40,7 @@ ProgressFn = Callable[[int, int], None]
 WORK_SIDE = 240  # longest side of the foreground masks, pixels
 THRESHOLD = 30  # colour difference (0..255, largest channel) that counts as foreground
 GRID_CELLS = 48  # voxels along each axis of the carving volume
+HIDDEN_FRACTION = 0.5  # more of the blob than this unseen by a view: the view is occluded
 SMALL_FRACTION = 0.4  # a candidate below this fraction of the chain's median support is doubtful
 
 
@@ -122,6 +123,8 @@ class Grid:
     index: np.ndarray  # (V, 3) integer grid coordinates
     cells: int
     voxel: float
+    focus: np.ndarray  # the point the cameras look at
+    reach: float  # median camera distance from it, mm
 
 
 def carving_grid(cals: list[Calibration], cells: int = GRID_CELLS) -> Grid:
@@ -133,7 +136,15 @@ def carving_grid(cals: list[Calibration], cells: int = GRID_CELLS) -> Grid:
     axis = (np.arange(cells) + 0.5) * voxel - half
     ii = np.stack(np.meshgrid(*[np.arange(cells)] * 3, indexing="ij"), -1).reshape(-1, 3)
     centres = focus + np.stack([axis[ii[:, 0]], axis[ii[:, 1]], axis[ii[:, 2]]], -1)
-    return Grid(centres=centres, index=ii, cells=cells, voxel=voxel)
+    return Grid(centres=centres, index=ii, cells=cells, voxel=voxel, focus=focus, reach=reach)
+
+
+def _centre_prior(positions: np.ndarray, centre: np.ndarray, reach: float) -> np.ndarray:
+    """Weight of candidates by distance to where the cameras aim: the rig is set up around its
+    subject, so of two people the one nearer the middle is the subject (1 there, 0.6 at a
+    quarter of the camera distance, 0.14 at half of it)."""
+    d = np.linalg.norm(positions - centre, axis=-1)
+    return np.exp(-0.5 * (d / (0.25 * reach)) ** 2 * 1.0)
 
 
 def _mask_lookup(cal: Calibration, points: np.ndarray, scale: float, shape: tuple[int, int]
@@ -176,11 +187,14 @@ SUBSAMPLE = np.array([[x, y, z] for x in (-.25, .25) for y in (-.25, .25) for z 
 
 
 def _view_box(cal: Calibration, centres: np.ndarray, voxel: float, mask: np.ndarray,
-              scale: float) -> np.ndarray:
+              scale: float, hidden: np.ndarray) -> np.ndarray:
     """Box (4,) in native pixels of the blob as this view sees it: the projections of points
     inside the blob's voxels that land on this view's own foreground. The carved hull is
     larger than the body (ghost volume between the views' silhouettes); its points that fall
-    on this view's foreground are the body as this view sees it."""
+    on this view's foreground are the body as this view sees it. Voxels the other views carved
+    although this one saw background there (`hidden`: this view was the one miss) are parts it
+    cannot see (occluded): when they are more than HIDDEN_FRACTION of the blob they are added,
+    so the box covers the whole body (amodal); fewer are the usual holes and ghosts."""
     pts = (centres[:, None, :] + SUBSAMPLE[None] * voxel).reshape(-1, 3)
     pts = pts[cal.to_camera(pts)[:, 2] > 1.0]
     if not len(pts):
@@ -194,6 +208,9 @@ def _view_box(cal: Calibration, centres: np.ndarray, voxel: float, mask: np.ndar
     if on.sum() < 4:  # this view does not see the blob as foreground (occluded): the hull
         on[:] = True
     uv = uv[on]
+    if hidden.mean() > HIDDEN_FRACTION:
+        behind = cal.to_camera(centres[hidden])[:, 2] > 1.0
+        uv = np.concatenate([uv, cal.project(centres[hidden][behind])])
     pad = 0.5 / scale  # half a mask pixel
     return np.array([uv[:, 0].min() - pad, uv[:, 1].min() - pad,
                      uv[:, 0].max() + pad, uv[:, 1].max() + pad])
@@ -226,8 +243,9 @@ def rig_boxes(seq: MultiviewSequence, progress: ProgressFn | None = None,
         fg = np.zeros(len(grid.centres), dtype=int)
         for c in range(C):
             fg += seen[c] & masks[c][t][np.maximum(lookups[c], 0)]
-        occupied = usable & (fg >= n_seen - misses) & (fg >= 2)
+        occupied = usable & (fg >= n_seen - misses) & (fg >= min(C, 3))
         cand, lab = _voxel_candidates(occupied, grid)
+        cand.supports = cand.supports * _centre_prior(cand.positions, grid.focus, grid.reach)
         frames.append(cand)
         labels.append(lab)
         tick()
@@ -235,10 +253,12 @@ def rig_boxes(seq: MultiviewSequence, progress: ProgressFn | None = None,
     raw = np.full((C, T, 4), np.nan)
     support = np.zeros(T)
     for t in np.flatnonzero(chain >= 0):
-        voxels = grid.centres[labels[t] == chain[t] + 1]
+        member = labels[t] == chain[t] + 1
+        voxels = grid.centres[member]
         support[t] = len(voxels)
         for c in range(C):
-            raw[c, t] = _view_box(cals[c], voxels, grid.voxel, tight[c][t], scales[c])
+            hidden = seen[c][member] & ~masks[c][t][np.maximum(lookups[c][member], 0)]
+            raw[c, t] = _view_box(cals[c], voxels, grid.voxel, tight[c][t], scales[c], hidden)
     return _finish(seq, raw, support)
 
 
@@ -271,6 +291,9 @@ def tracked_boxes(seq: MultiviewSequence, progress: ProgressFn | None = None) ->
         masks, scale = foreground_masks(seq, c, progress=tick)
         per_frame = [_blob_candidates(m) for m in masks]
         side = max(masks.shape[1:])
+        middle = np.array([masks.shape[2] / 2, masks.shape[1] / 2])
+        for cand, _ in per_frame:
+            cand.supports = cand.supports * _centre_prior(cand.positions, middle, 2.0 * side)
         chain = best_chain([cand for cand, _ in per_frame], sigma0=0.03 * side,
                            speed=0.01 * side)
         for t in np.flatnonzero(chain >= 0):
