@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 
 from mcss_studio.core.sequence import CameraView, MultiviewSequence
-from tests.conftest import ring_cameras
+from mcss_studio.core.camera import Calibration
+from tests.conftest import look_at
 
 W, H, T = 160, 120, 30
 
@@ -38,6 +39,18 @@ class ArraySource:
         pass
 
 
+def ring(n: int = 4, radius: float = 5000.0) -> list[Calibration]:
+    """n cameras 1.5 m high on a circle, aimed at 0.9 m above its centre: a whole person fits."""
+    K = np.array([[W * 1.0, 0, W / 2], [0, W * 1.0, H / 2], [0, 0, 1]])
+    cams = []
+    for i in range(n):
+        a = 2 * np.pi * i / n + 0.3
+        centre = np.array([radius * np.cos(a), radius * np.sin(a), 1500.0])
+        R = look_at(centre, np.array([0.0, 0.0, 900.0]))
+        cams.append(Calibration(K=K, R=R, t=-R @ centre, width=W, height=H))
+    return cams
+
+
 def cylinder(x: float, y: float, height: float = 1700.0, radius: float = 250.0) -> np.ndarray:
     a = np.linspace(0, 2 * np.pi, 16, endpoint=False)
     ring = np.stack([x + radius * np.cos(a), y + radius * np.sin(a)], 1)
@@ -55,10 +68,10 @@ def scene(second_person: bool = False, moving_object: bool = False, lighting: bo
           occluder: bool = False, seed: int = 0) -> tuple[MultiviewSequence, np.ndarray]:
     """The sequence and the subject's GT boxes (4, T, 4), clipped to the image."""
     rng = np.random.default_rng(seed)
-    cals = ring_cameras(4, W, H)
-    angle = np.linspace(0, 1.5 * np.pi, T)
-    subject = np.stack([700 * np.cos(angle), 700 * np.sin(angle)], 1)
-    other = np.stack([np.linspace(-1800, 1800, T), np.full(T, -1500.0)], 1)
+    cals = ring()
+    angle = np.linspace(0, 2 * np.pi, T, endpoint=False)
+    subject = np.stack([900 * np.cos(angle), 900 * np.sin(angle)], 1)
+    other = np.stack([np.linspace(-1800, 1800, T), np.full(T, -2000.0)], 1)
     views, gt = [], np.zeros((4, T, 4))
     for c, cal in enumerate(cals):
         noise = cv2.resize(rng.uniform(60, 200, (12, 16, 3)), (W, H))
@@ -82,7 +95,7 @@ def scene(second_person: bool = False, moving_object: bool = False, lighting: bo
             if moving_object and c == 1:  # equipment moving in one view only
                 x = int(10 + 4 * t)
                 cv2.rectangle(image, (x, 5), (x + 25, 30), (250, 250, 60), -1)
-            if lighting and t >= T // 2:
+            if lighting and t >= 2 * T // 3:  # the lights go up and stay up
                 image = np.clip(image.astype(np.float32) * 1.25, 0, 255).astype(np.uint8)
             frames[t] = image
         views.append(CameraView(name=f"cam{c}", source=ArraySource(frames, f"cam{c}"),

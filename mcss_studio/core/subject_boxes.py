@@ -38,9 +38,14 @@ from .subject_track import Candidates, best_chain
 
 ProgressFn = Callable[[int, int], None]
 WORK_SIDE = 240  # longest side of the foreground masks, pixels
-THRESHOLD = 30  # colour difference (0..255, largest channel) that counts as foreground
+THRESHOLD = 20  # colour difference (0..255, largest channel) that counts as foreground
 GRID_CELLS = 48  # voxels along each axis of the carving volume
+PERSON_SIGMA = 100.0  # mm: floor-plane smoothing of a blob's voxel counts when splitting people
+PERSON_SPACING = 400.0  # mm: two standing people's centres are at least this far apart
+PERSON_MIN_HEIGHT = 1300.0  # mm: a split-off part shorter than this is a limb, not a person
+MIN_SPLIT_VOXELS = 40  # smaller blobs are never split
 HIDDEN_FRACTION = 0.5  # more of the blob than this unseen by a view: the view is occluded
+WALK_SPEED = 2000.0  # mm/s: how fast the subject's centroid may move between frames (1 sigma)
 SMALL_FRACTION = 0.4  # a candidate below this fraction of the chain's median support is doubtful
 
 
@@ -65,28 +70,48 @@ def foreground_masks(
     """(T, h, w) bool foreground of one camera at reduced size, and the scale native -> mask.
 
     The background is the per-pixel median of up to `samples` frames spread over the sequence.
-    A frame's difference to it has its per-channel median removed first, so a global lighting
-    change (all pixels brighter or darker) is not foreground; small specks are opened away.
+    The background is relit to each frame first (per-channel gain, see _relit), so a global
+    lighting change is not foreground; cast shadows are not either; small specks are opened
+    away.
     """
     cam = seq.cameras[camera]
     size, scale = _work_size(cam.width, cam.height, side)
     T = seq.num_frames
     picks = np.unique(np.linspace(0, T - 1, min(samples, T)).round().astype(int))
-    background = np.median(
-        np.stack([fast_area_resize(seq.frame(camera, int(t)), size) for t in picks]), axis=0
-    ).astype(np.int16)
+    background = _stable_median(
+        np.stack([fast_area_resize(seq.frame(camera, int(t)), size) for t in picks]))
     k_open = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     masks = np.zeros((T, size[1], size[0]), dtype=bool)
     for t, rgb in enumerate(seq.iter_frames(camera)):
         image = fast_area_resize(rgb, size).astype(np.int16)
-        diff = image - background
-        diff -= np.median(diff.reshape(-1, 3), axis=0).astype(np.int16)
-        changed = np.abs(diff).max(axis=2) > threshold
+        changed = np.abs(image - _relit(background, image)).max(axis=2) > threshold
         mask = (changed & ~_shadow(image, background)).astype(np.uint8)
         masks[t] = cv2.morphologyEx(mask, cv2.MORPH_OPEN, k_open).astype(bool)
         if progress is not None:
             progress()
     return masks, scale
+
+
+def _stable_median(samples: np.ndarray) -> np.ndarray:
+    """Per-pixel median of (N, h, w, 3) frames after bringing each to one lighting (its
+    per-channel gain to a first median undone), so a sequence whose lights change half way
+    does not get a background that is a patchwork of both."""
+    first = np.median(samples, axis=0)
+    relit = np.stack([f / _gain(first, f) for f in samples.astype(np.float32)])
+    return np.median(relit, axis=0).astype(np.int16)
+
+
+def _gain(background: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """(3,) per-channel median ratio of image to background over all pixels (the person
+    covers a minority of them): how much brighter the image's lighting is."""
+    ratio = (image.reshape(-1, 3) + 1.0) / (background.reshape(-1, 3) + 1.0)
+    return np.median(ratio, axis=0)
+
+
+def _relit(background: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """The background under the image's lighting, so lights going up or down, or a camera's
+    exposure drifting, is not foreground."""
+    return background * _gain(background, image)
 
 
 def _shadow(image: np.ndarray, background: np.ndarray) -> np.ndarray:
@@ -125,6 +150,8 @@ class Grid:
     voxel: float
     focus: np.ndarray  # the point the cameras look at
     reach: float  # median camera distance from it, mm
+    plane: np.ndarray  # (V, 2) voxel centres on the floor plane (perpendicular to up), mm
+    height: np.ndarray  # (V,) voxel centres along up, mm
 
 
 def carving_grid(cals: list[Calibration], cells: int = GRID_CELLS) -> Grid:
@@ -136,7 +163,19 @@ def carving_grid(cals: list[Calibration], cells: int = GRID_CELLS) -> Grid:
     axis = (np.arange(cells) + 0.5) * voxel - half
     ii = np.stack(np.meshgrid(*[np.arange(cells)] * 3, indexing="ij"), -1).reshape(-1, 3)
     centres = focus + np.stack([axis[ii[:, 0]], axis[ii[:, 1]], axis[ii[:, 2]]], -1)
-    return Grid(centres=centres, index=ii, cells=cells, voxel=voxel, focus=focus, reach=reach)
+    up = world_up(cals)
+    e1 = np.cross(up, [1.0, 0.0, 0.0] if abs(up[0]) < 0.9 else [0.0, 1.0, 0.0])
+    e1 /= np.linalg.norm(e1)
+    plane = np.stack([centres @ e1, centres @ np.cross(up, e1)], axis=1)
+    return Grid(centres=centres, index=ii, cells=cells, voxel=voxel, focus=focus, reach=reach,
+                plane=plane, height=centres @ up)
+
+
+def world_up(cals: list[Calibration]) -> np.ndarray:
+    """Unit world vector pointing up: minus the mean of the cameras' image-down axes (videos
+    show people upright, so each camera's image y axis points roughly down the world)."""
+    down = np.mean([cal.R[1] for cal in cals], axis=0)
+    return -down / np.linalg.norm(down)
 
 
 def _centre_prior(positions: np.ndarray, centre: np.ndarray, reach: float) -> np.ndarray:
@@ -164,23 +203,61 @@ def _mask_lookup(cal: Calibration, points: np.ndarray, scale: float, shape: tupl
 
 # -- rig method --------------------------------------------------------------------------------
 def _voxel_candidates(occupied: np.ndarray, grid: Grid) -> tuple[Candidates, np.ndarray]:
-    """3D blobs of occupied voxels (parts within two voxels of each other joined) and the blob
-    label of every voxel (0 = none)."""
+    """3D blobs of occupied voxels (parts within two voxels of each other joined, people
+    standing apart split, see _split_people) and the blob label of every voxel (0 = none)."""
     n = grid.cells
     volume = np.zeros((n, n, n), dtype=bool)
     volume[tuple(grid.index[occupied].T)] = True
-    joined, count = ndimage.label(ndimage.binary_dilation(volume, iterations=2))
-    labels = np.where(occupied, joined[tuple(grid.index.T)], 0)
+    joined, _ = ndimage.label(ndimage.binary_dilation(volume, iterations=2))
+    labels = _split_people(np.where(occupied, joined[tuple(grid.index.T)], 0), grid)
+    kept = np.unique(labels[labels > 0])
+    remap = np.zeros(labels.max() + 1, dtype=int)
+    remap[kept] = np.arange(1, len(kept) + 1)
+    labels = remap[labels]
+    count = len(kept)
     if count == 0:
         return Candidates(np.zeros((0, 3)), np.zeros(0)), labels
     sizes = np.bincount(labels, minlength=count + 1)[1:].astype(float)
     sums = np.stack([np.bincount(labels, grid.centres[:, k], count + 1)[1:] for k in range(3)], 1)
-    keep = sizes > 0
-    centroids = np.where(keep[:, None], sums / np.maximum(sizes, 1)[:, None], 0.0)
-    order = np.flatnonzero(keep)
-    remap = np.zeros(count + 1, dtype=int)
-    remap[order + 1] = np.arange(1, len(order) + 1)
-    return Candidates(centroids[order], sizes[order]), remap[labels]
+    return Candidates(sums / sizes[:, None], sizes), labels
+
+
+def _split_people(labels: np.ndarray, grid: Grid) -> np.ndarray:
+    """Blobs holding several people standing apart, split: a blob's voxels counted on the
+    floor plane (smoothed by PERSON_SIGMA) peak once per standing body (a torso and legs are a
+    tall column; arms and ghost slivers are thin), so each peak of at least a third of the
+    highest, PERSON_SPACING from any higher one, whose nearest voxels stand at least
+    PERSON_MIN_HEIGHT tall, starts a blob of the voxels nearest to it."""
+    out = labels.copy()
+    top = labels.max()
+    spacing = max(3, int(round(PERSON_SPACING / grid.voxel)) | 1)
+    for k in range(1, labels.max() + 1):
+        idx = np.flatnonzero(labels == k)
+        if len(idx) < MIN_SPLIT_VOXELS:
+            continue
+        floor = grid.plane[idx]
+        lo = floor.min(axis=0)
+        cell = np.floor((floor - lo) / grid.voxel).astype(int)
+        counts = np.zeros(cell.max(axis=0) + 1)
+        np.add.at(counts, tuple(cell.T), 1.0)
+        counts = ndimage.gaussian_filter(counts, PERSON_SIGMA / grid.voxel, mode="constant")
+        peaks = (counts == ndimage.maximum_filter(counts, size=spacing, mode="constant")) & (
+            counts >= counts.max() / 3)
+        modes = (np.argwhere(peaks) + 0.5) * grid.voxel + lo
+        if len(modes) < 2:
+            continue
+        nearest = ((floor[:, None, :] - modes[None]) ** 2).sum(-1).argmin(axis=1)
+        height = grid.height[idx]
+        tall = [m for m in range(len(modes)) if (nearest == m).any()
+                and np.ptp(height[nearest == m]) >= PERSON_MIN_HEIGHT]
+        if len(tall) < 2:  # a lunging leg or an arm is not a second person
+            continue
+        modes = modes[tall]
+        nearest = ((floor[:, None, :] - modes[None]) ** 2).sum(-1).argmin(axis=1)
+        for m in range(1, len(modes)):
+            top += 1
+            out[idx[nearest == m]] = top
+    return out
 
 
 SUBSAMPLE = np.array([[x, y, z] for x in (-.25, .25) for y in (-.25, .25) for z in (-.25, .25)])
@@ -249,13 +326,14 @@ def rig_boxes(seq: MultiviewSequence, progress: ProgressFn | None = None,
         frames.append(cand)
         labels.append(lab)
         tick()
-    chain = best_chain(frames, sigma0=3 * grid.voxel, speed=100.0)
+    # a centroid jitters by a couple of voxels as parts carve in and out; people walk < 2 m/s
+    chain = best_chain(frames, sigma0=2 * grid.voxel, speed=WALK_SPEED / seq.fps)
     raw = np.full((C, T, 4), np.nan)
     support = np.zeros(T)
     for t in np.flatnonzero(chain >= 0):
         member = labels[t] == chain[t] + 1
         voxels = grid.centres[member]
-        support[t] = len(voxels)
+        support[t] = frames[t].supports[chain[t]]
         for c in range(C):
             hidden = seen[c][member] & ~masks[c][t][np.maximum(lookups[c][member], 0)]
             raw[c, t] = _view_box(cals[c], voxels, grid.voxel, tight[c][t], scales[c], hidden)
