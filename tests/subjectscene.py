@@ -1,7 +1,8 @@
-"""A tiny calibrated 4-camera scene for subject-box tests: a cylinder person walking an arc near
-the rig's centre on a textured static background, plus optional distractors (a second person,
+"""A tiny calibrated 4-camera scene for subject-box tests: a cylinder person walking a circle
+round the rig's centre on a textured static background, plus optional distractors (a second person,
 an object moving in one view only, a global lighting change, a static occluder in one view).
-In memory (no video files), ~0.1 s to build; GT is the projected bbox of the subject cylinder."""
+In memory (write_recording puts it in a folder), ~0.1 s to build; GT is the projected bbox of
+the subject cylinder."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mcss_studio.core.sequence import CameraView, MultiviewSequence
 from mcss_studio.core.camera import Calibration
+from mcss_studio.core.sequence import CameraView, MultiviewSequence
 from tests.conftest import look_at
 
 W, H, T = 160, 120, 30
@@ -105,3 +106,22 @@ def scene(second_person: bool = False, moving_object: bool = False, lighting: bo
     seq = MultiviewSequence(path=Path("scene"), name="scene", cameras=views, num_frames=T,
                             fps=25.0)
     return seq, gt
+
+
+def write_recording(folder: Path, calibrated: bool = True, **distractors: bool) -> np.ndarray:
+    """The scene as a recording folder (cam<i>.mp4, mp4v; calibration.json); returns GT."""
+    import json
+
+    seq, gt = scene(**distractors)
+    folder.mkdir(parents=True)
+    for view in seq.cameras:
+        writer = cv2.VideoWriter(str(folder / f"{view.name}.mp4"),
+                                 cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (W, H))
+        for rgb in view.source.frames:
+            writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        writer.release()
+    if calibrated:
+        doc = {"cameras": {v.name: {**v.calibration.to_dict(), "size": [W, H]}
+                           for v in seq.cameras}}
+        (folder / "calibration.json").write_text(json.dumps(doc))
+    return gt
