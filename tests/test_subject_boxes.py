@@ -217,3 +217,23 @@ def test_boxes_command_errors_are_one_line_and_leave_the_box_file(tmp_path):
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "boxes.npz" in err and "cannot write" in err
     assert (tmp_path / "rec" / "boxes.npz").read_bytes() == old
+
+
+def test_appearance_masks_drop_the_colours_of_the_others_only():
+    from mcss_studio.core.subject_boxes import _appearance_masks
+
+    # one view of 1 x 40 pixels, 2 frames: the subject's blob (voxels 0..9) projects onto
+    # pixels 0..9 (colour 7); pixels 30..39 are another person's foreground (colour 9)
+    masks = [np.zeros((2, 40), bool)]
+    masks[0][:, :10] = masks[0][:, 30:] = True
+    colours = [np.zeros((2, 40), np.uint16)]
+    colours[0][:, :10], colours[0][:, 30:] = 7, 9
+    lookups = [np.arange(10)]
+    labels = [np.ones(10, int), np.ones(10, int)]
+    frames = [Candidates(np.zeros((1, 3)), np.array([10.0]))] * 2
+    out = _appearance_masks(np.array([0, 0]), frames, labels, masks, lookups, colours, [(1, 40)])
+    assert out[0][:, :10].all() and not out[0][:, 30:].any()
+    # seen fewer than OTHER_MIN_PIXELS times, a colour is kept
+    masks[0][:, 31:] = False
+    out = _appearance_masks(np.array([0, 0]), frames, labels, masks, lookups, colours, [(1, 40)])
+    assert out[0][:, 30].all()

@@ -2,22 +2,33 @@
 
 Two weight-free methods (core/boxes.py offers them as "rig" and "tracked"):
 
-- `rig_boxes` (needs a calibration): per camera a foreground mask (difference to a temporal-median
-  background, robust to global lighting changes); a voxel grid around the point the cameras look
-  at is carved with the masks (a voxel is occupied when it is foreground in every camera that
-  sees it, one miss allowed with 4+ views, so one occluded or badly segmented view does not erase
-  the subject); occupied voxels are grouped into 3D blobs; the subject is the chain of blobs that
-  is large and moves little from frame to frame (subject_track.best_chain over the whole
-  sequence); its voxels projected into every view give the box. A bystander seen by two cameras
-  and equipment that moves in one view are not consistent across views, so they do not carve
-  into a blob, or lose the chain to the subject.
-- `tracked_boxes` (no calibration): per camera, foreground blobs (nearby parts merged), the most
-  consistent chain of blobs over time (large, small steps).
+- `rig_boxes` (needs a calibration). Per camera a foreground mask at WORK_SIDE pixels: the
+  difference to a temporal-median background, relit to each frame's global lighting (a light
+  switched on, exposure drift), cast shadows removed. A voxel grid around the point the cameras
+  aim at is carved with the masks: a voxel is occupied when it is foreground in every camera
+  that sees it, one miss allowed with 4+ views (an occluded view or a hole in one mask does not
+  erase the subject). Occupied voxels form 3D blobs; a blob holding two people standing apart
+  is split on the floor plane (_split_people). The subject is the chain of blobs that is large,
+  near where the cameras aim and moves at walking speed (subject_track.best_chain over the
+  whole sequence). A second look then drops from each view's mask the colours that belong to
+  the other foreground rather than to the subject (_appearance_masks) and carves again. Each
+  view's box is the part of the subject's blob that lands on that view's own foreground.
+  A bystander seen by two cameras, or equipment moving in one view, does not carve into a blob
+  that all views agree on, or loses the chain to the subject.
+- `tracked_boxes` (no calibration): per camera, foreground blobs (nearby parts joined), the
+  most consistent chain of blobs over time (large, near the image centre, small steps).
 
 Both return (C, T, 4) native-pixel boxes (NaN where nothing was ever found) and a (C, T) bool
 `uncertain` flag from the method's own evidence: the frame had no candidate (box interpolated),
 its candidate is much smaller than the subject usually is, or the raw box disagrees with the
 smoothed one (IoU < 0.5).
+
+Known limits (measured in benchmarks/bench_boxes.py and tests/test_subject_boxes.py): a second
+person within about a metre of the subject, or whose silhouette is much cleaner than the
+subject's, can join or take the subject's blob; a view occluded on less than half the body
+boxes only the visible part; without a calibration, an object that touches the subject in the
+image joins its blob. Memory: the masks and quantised colours of every frame are kept at
+WORK_SIDE (about 100 kB per camera and frame), so very long recordings should be boxed in parts.
 """
 
 from __future__ import annotations
@@ -46,6 +57,8 @@ PERSON_MIN_HEIGHT = 1300.0  # mm: a split-off part shorter than this is a limb, 
 MIN_SPLIT_VOXELS = 40  # smaller blobs are never split
 HIDDEN_FRACTION = 0.5  # more of the blob than this unseen by a view: the view is occluded
 WALK_SPEED = 2000.0  # mm/s: how fast the subject's centroid may move between frames (1 sigma)
+OTHER_ODDS = 4.0  # a colour this much likelier on the others than on the subject is theirs
+OTHER_MIN_PIXELS = 20  # ... and seen on them at least this often
 SMALL_FRACTION = 0.4  # a candidate below this fraction of the chain's median support is doubtful
 
 
@@ -66,8 +79,10 @@ def _work_size(width: int, height: int, side: int) -> tuple[tuple[int, int], flo
 def foreground_masks(
     seq: MultiviewSequence, camera: int, side: int = WORK_SIDE, samples: int = 50,
     threshold: int = THRESHOLD, progress: Callable[[], None] | None = None,
+    colours: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, float]:
     """(T, h, w) bool foreground of one camera at reduced size, and the scale native -> mask.
+    With a `colours` list, each frame's quantised colours (colour_bins) are appended to it.
 
     The background is the per-pixel median of up to `samples` frames spread over the sequence.
     The background is relit to each frame first (per-channel gain, see _relit), so a global
@@ -87,9 +102,17 @@ def foreground_masks(
         changed = np.abs(image - _relit(background, image)).max(axis=2) > threshold
         mask = (changed & ~_shadow(image, background)).astype(np.uint8)
         masks[t] = cv2.morphologyEx(mask, cv2.MORPH_OPEN, k_open).astype(bool)
+        if colours is not None:
+            colours.append(colour_bins(image))
         if progress is not None:
             progress()
     return masks, scale
+
+
+def colour_bins(image: np.ndarray) -> np.ndarray:
+    """(h, w) uint16 colour of each pixel quantised to 16 levels a channel (4096 bins)."""
+    q = (np.clip(image, 0, 255) >> 4).astype(np.uint16)
+    return (q[..., 0] << 8) | (q[..., 1] << 4) | q[..., 2]
 
 
 def _stable_median(samples: np.ndarray) -> np.ndarray:
@@ -302,9 +325,11 @@ def rig_boxes(seq: MultiviewSequence, progress: ProgressFn | None = None,
     cals = [cam.calibration for cam in seq.cameras]
     grid = carving_grid(cals, cells)
     tick = _ticker(progress, C * T + T)
-    lookups, masks, tight, scales = [], [], [], []
+    lookups, masks, tight, scales, colours = [], [], [], [], []
     for c in range(C):
-        m, scale = foreground_masks(seq, c, progress=tick)
+        colours.append([])
+        m, scale = foreground_masks(seq, c, progress=tick, colours=colours[-1])
+        colours[-1] = np.stack(colours[-1]).reshape(T, -1)
         tight.append(m)
         scales.append(scale)
         # carving tolerates calibration error and thin limbs: a voxel touching the mask counts
@@ -312,22 +337,12 @@ def rig_boxes(seq: MultiviewSequence, progress: ProgressFn | None = None,
         masks.append(m.reshape(T, -1).astype(bool))
         lookups.append(_mask_lookup(cals[c], grid.centres, scale, m.shape[1:]))
     seen = np.stack([lk >= 0 for lk in lookups])  # (C, V)
-    n_seen = seen.sum(0)
-    misses = 1 if C >= 4 else 0
-    usable = n_seen >= min(C, 3)
-    frames, labels = [], []
-    for t in range(T):
-        fg = np.zeros(len(grid.centres), dtype=int)
-        for c in range(C):
-            fg += seen[c] & masks[c][t][np.maximum(lookups[c], 0)]
-        occupied = usable & (fg >= n_seen - misses) & (fg >= min(C, 3))
-        cand, lab = _voxel_candidates(occupied, grid)
-        cand.supports = cand.supports * _centre_prior(cand.positions, grid.focus, grid.reach)
-        frames.append(cand)
-        labels.append(lab)
-        tick()
-    # a centroid jitters by a couple of voxels as parts carve in and out; people walk < 2 m/s
-    chain = best_chain(frames, sigma0=2 * grid.voxel, speed=WALK_SPEED / seq.fps)
+    chain, frames, labels = _carve_and_follow(seq, grid, masks, lookups, seen, tick)
+    # second look: people the first carving merged are told apart by colour (module doc)
+    subject_like = _appearance_masks(chain, frames, labels, masks, lookups, colours,
+                                     [m.shape[1:] for m in tight])
+    if subject_like is not None:
+        chain, frames, labels = _carve_and_follow(seq, grid, subject_like, lookups, seen, None)
     raw = np.full((C, T, 4), np.nan)
     support = np.zeros(T)
     for t in np.flatnonzero(chain >= 0):
@@ -338,6 +353,71 @@ def rig_boxes(seq: MultiviewSequence, progress: ProgressFn | None = None,
             hidden = seen[c][member] & ~masks[c][t][np.maximum(lookups[c][member], 0)]
             raw[c, t] = _view_box(cals[c], voxels, grid.voxel, tight[c][t], scales[c], hidden)
     return _finish(seq, raw, support)
+
+
+def _carve_and_follow(
+    seq: MultiviewSequence, grid: Grid, masks: list[np.ndarray], lookups: list[np.ndarray],
+    seen: np.ndarray, tick: Callable[[], None] | None,
+) -> tuple[np.ndarray, list[Candidates], list[np.ndarray]]:
+    """Carve every frame with the views' (T, pixels) masks, blobs as candidates, the chain."""
+    C = len(masks)
+    n_seen = seen.sum(0)
+    misses = 1 if C >= 4 else 0
+    usable = n_seen >= min(C, 3)
+    frames, labels = [], []
+    for t in range(seq.num_frames):
+        fg = np.zeros(len(grid.centres), dtype=int)
+        for c in range(C):
+            fg += seen[c] & masks[c][t][np.maximum(lookups[c], 0)]
+        occupied = usable & (fg >= n_seen - misses) & (fg >= min(C, 3))
+        cand, lab = _voxel_candidates(occupied, grid)
+        cand.supports = cand.supports * _centre_prior(cand.positions, grid.focus, grid.reach)
+        frames.append(cand)
+        labels.append(lab)
+        if tick is not None:
+            tick()
+    # a centroid jitters by a couple of voxels as parts carve in and out; people walk < 2 m/s
+    chain = best_chain(frames, sigma0=2 * grid.voxel, speed=WALK_SPEED / seq.fps)
+    return chain, frames, labels
+
+
+def _appearance_masks(
+    chain: np.ndarray, frames: list[Candidates], labels: list[np.ndarray],
+    masks: list[np.ndarray], lookups: list[np.ndarray], colours: list[np.ndarray],
+    shapes: list[tuple[int, int]],
+) -> list[np.ndarray] | None:
+    """Per view, the carving masks without the foreground whose colour is the others'.
+
+    The subject's colours are those of the foreground its blob's voxels project onto (grown
+    by 2 pixels: voxel centres fall a few pixels apart) in the frames where
+    the blob is not larger than usual (a blob that swallowed a second person is larger); the
+    others' are the remaining foreground of those frames. A colour at least OTHER_ODDS times
+    likelier among the others (and seen there OTHER_MIN_PIXELS times) is dropped from the masks.
+    None when no frame has a blob.
+    """
+    chosen = np.flatnonzero(chain >= 0)
+    if not len(chosen):
+        return None
+    sizes = np.array([frames[t].supports[chain[t]] for t in chosen])
+    clean = chosen[sizes <= np.median(sizes)]
+    out = []
+    for c in range(len(masks)):
+        subject = np.zeros(4096)
+        others = np.zeros(4096)
+        for t in clean:
+            fg = masks[c][t]
+            on = np.zeros(fg.shape, np.uint8)
+            hit = lookups[c][labels[t] == chain[t] + 1]
+            on[hit[hit >= 0]] = 1
+            on = cv2.dilate(on.reshape(shapes[c]), np.ones((5, 5), np.uint8)).ravel() > 0
+            on &= fg
+            np.add.at(subject, colours[c][t][on], 1.0)
+            np.add.at(others, colours[c][t][fg & ~on], 1.0)
+        p_subject = (subject + 1.0) / (subject.sum() + 4096.0)
+        p_others = (others + 1.0) / (others.sum() + 4096.0)
+        foreign = (p_others >= OTHER_ODDS * p_subject) & (others >= OTHER_MIN_PIXELS)
+        out.append(masks[c] & ~foreign[colours[c]])
+    return out
 
 
 # -- tracked method (no calibration) ------------------------------------------------------------
