@@ -28,7 +28,7 @@ person within about a metre of the subject, or whose silhouette is much cleaner 
 subject's, can join or take the subject's blob; a view occluded on less than half the body
 boxes only the visible part; without a calibration, an object that touches the subject in the
 image joins its blob. Memory: the masks and quantised colours of every frame are kept at
-WORK_SIDE (about 100 kB per camera and frame), so very long recordings should be boxed in parts.
+WORK_SIDE (about 130 kB per camera and frame), so very long recordings should be boxed in parts.
 """
 
 from __future__ import annotations
