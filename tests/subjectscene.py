@@ -6,7 +6,6 @@ the subject cylinder."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -15,29 +14,9 @@ import numpy as np
 from mcss_studio.core.camera import Calibration
 from mcss_studio.core.sequence import CameraView, MultiviewSequence
 from tests.conftest import look_at
+from tests.test_boxes import ArraySource
 
 W, H, T = 160, 120, 30
-
-
-class ArraySource:
-    """FrameSource over an in-memory (T, H, W, 3) uint8 array."""
-
-    def __init__(self, frames: np.ndarray, name: str) -> None:
-        self.frames = frames
-        self.path = Path(name)
-        self.height, self.width = frames.shape[1:3]
-        self.fps = 25.0
-        self.frame_count = len(frames)
-
-    def read(self, index: int) -> np.ndarray:
-        return self.frames[index].copy()
-
-    def iter_frames(self, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
-        for i in range(start, self.frame_count if stop is None else stop):
-            yield self.frames[i].copy()
-
-    def close(self) -> None:
-        pass
 
 
 def ring(n: int = 4, radius: float = 5000.0) -> list[Calibration]:
@@ -99,7 +78,7 @@ def scene(second_person: bool = False, moving_object: bool = False, lighting: bo
             if lighting and t >= 2 * T // 3:  # the lights go up and stay up
                 image = np.clip(image.astype(np.float32) * 1.25, 0, 255).astype(np.uint8)
             frames[t] = image
-        views.append(CameraView(name=f"cam{c}", source=ArraySource(frames, f"cam{c}"),
+        views.append(CameraView(name=f"cam{c}", source=ArraySource(frames, Path(f"cam{c}")),
                                 calibration=cal))
     gt[..., 0::2] = gt[..., 0::2].clip(0, W)
     gt[..., 1::2] = gt[..., 1::2].clip(0, H)

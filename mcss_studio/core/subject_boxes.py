@@ -43,6 +43,7 @@ from scipy import ndimage
 
 from .camera import Calibration
 from .errors import UserInputError
+from .geometry import looked_at
 from .imageops import fast_area_resize
 from .sequence import MultiviewSequence
 from .subject_track import Candidates, best_chain
@@ -151,18 +152,6 @@ def _shadow(image: np.ndarray, background: np.ndarray) -> np.ndarray:
 
 
 # -- the carving volume ------------------------------------------------------------------------
-def rig_focus(cals: list[Calibration]) -> np.ndarray:
-    """The world point closest (least squares) to every camera's optical axis."""
-    A = np.zeros((3, 3))
-    b = np.zeros(3)
-    for cal in cals:
-        axis = cal.R[2]  # optical axis in world coordinates
-        P = np.eye(3) - np.outer(axis, axis)
-        A += P
-        b += P @ cal.center
-    return np.linalg.lstsq(A, b, rcond=None)[0]
-
-
 @dataclass
 class Grid:
     """Voxel centres (V, 3) in mm, their index in the (n, n, n) grid, and the voxel size."""
@@ -179,7 +168,7 @@ class Grid:
 
 def carving_grid(cals: list[Calibration], cells: int = GRID_CELLS) -> Grid:
     """A cube around the rig's focus, sized by how far the cameras are from it."""
-    focus = rig_focus(cals)
+    focus = looked_at(cals)
     reach = float(np.median([np.linalg.norm(c.center - focus) for c in cals]))
     half = float(np.clip(0.6 * reach, 1000.0, 4000.0))
     voxel = 2 * half / cells
@@ -206,7 +195,7 @@ def _centre_prior(positions: np.ndarray, centre: np.ndarray, reach: float) -> np
     subject, so of two people the one nearer the middle is the subject (1 there, 0.6 at a
     quarter of the camera distance, 0.14 at half of it)."""
     d = np.linalg.norm(positions - centre, axis=-1)
-    return np.exp(-0.5 * (d / (0.25 * reach)) ** 2 * 1.0)
+    return np.exp(-0.5 * (d / (0.25 * reach)) ** 2)
 
 
 def _mask_lookup(cal: Calibration, points: np.ndarray, scale: float, shape: tuple[int, int]
