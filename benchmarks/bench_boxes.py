@@ -18,7 +18,7 @@ corrected reference orange, each method's box in its colour) to look at them.
 geometric methods ("rig", "tracked", "background") never see it.
 
     python benchmarks/bench_boxes.py [ROOT] [--methods rig,tracked,background]
-        [--cache DIR] [--sheets DIR]
+        [--cache DIR] [--sheets DIR] [--only TEXT]
 
 ROOT defaults to data/pose2sim. References are cached in --cache (default
 /tmp/mcss_bench_boxes) by recording path.
