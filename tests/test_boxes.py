@@ -104,7 +104,8 @@ def test_background_detector_finds_moving_blob(tmp_path: Path) -> None:
         truth[t] = (x0, y0, x0 + 24, y0 + 50)
     seq = make_seq(tmp_path, [video])
     calls = []
-    boxes, method = compute_boxes_with_method(seq, progress=lambda d, n: calls.append((d, n)))
+    boxes, method = compute_boxes_with_method(seq, "background",
+                                              progress=lambda d, n: calls.append((d, n)))
     assert method == "background"
     assert calls[-1] == (T, T)
     err = np.abs(boxes[0] - truth)

@@ -206,7 +206,7 @@ def test_open_refuses_missing_or_changed_inputs(seq, tmp_path: Path) -> None:
 
 def test_auto_boxes_and_bad_arguments(seq, tmp_path: Path) -> None:
     cache = build_cache(seq, tmp_path / "c", crop_size=16, proxies=False)
-    assert cache.box_method in ("background", "full")
+    assert cache.box_method in ("tracked", "full")
     with pytest.raises(UserInputError, match="shape"):
         build_cache(seq, tmp_path / "c", boxes=np.zeros((2, 3, 4)), proxies=False)
     with pytest.raises(UserInputError, match="crop size"):

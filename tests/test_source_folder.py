@@ -253,3 +253,66 @@ def test_sparse_csv_boxes_never_shorten_the_sequence(make_recording):
         assert seq.num_frames == 8 and np.isnan(seq.boxes).all()
         assert seq.warnings == [
             "frame counts differ (cam0.mp4 8, cam1.mp4 8, boxes.csv 10); using the common 8 frames"]
+
+
+def _pose2sim_trial(trial, cameras: int = 2, frames: int = 6) -> None:
+    """A Pose2Sim trial: videos in videos/, no calibration of its own."""
+    (trial / "videos").mkdir(parents=True)
+    for c in range(cameras):
+        write_mp4v(trial / "videos" / f"cam{c}.mp4", frames, 64, 48, camera=c)
+
+
+def _calibration_json(folder, cameras: int = 2):
+    folder.mkdir(parents=True, exist_ok=True)
+    doc = {"cameras": {f"cam{c}": {**cal.to_dict(), "size": [64, 48]}
+                       for c, cal in enumerate(ring_cameras(cameras))}}
+    (folder / "calibration.json").write_text(json.dumps(doc))
+
+
+def test_pose2sim_project_layout_videos_and_calibration_subfolders(tmp_path):
+    rec = tmp_path / "Demo"
+    _pose2sim_trial(rec)
+    _calibration_json(rec / "calibration")
+    ds = open_dataset(rec)
+    assert ds.kind == "recording" and ds.names == ["Demo"]
+    with ds.open("Demo") as seq:
+        assert seq.camera_names == ["cam0", "cam1"] and seq.num_frames == 6
+        assert seq.is_calibrated and seq.path == rec  # files the Studio writes go to Demo/
+        np.testing.assert_allclose(seq.cameras[1].calibration.K, ring_cameras(2)[1].K)
+
+
+def test_pose2sim_batch_session_is_a_dataset_of_trials_sharing_its_calibration(tmp_path):
+    session = tmp_path / "Batch"
+    for trial in ("Trial_10", "Trial_2"):
+        _pose2sim_trial(session / trial, frames=5)
+    _calibration_json(session / "calibration")
+    ds = open_dataset(session)
+    assert ds.kind == "recordings" and ds.names == ["Trial_2", "Trial_10"]
+    with ds.open("Trial_10") as seq:
+        assert seq.is_calibrated and seq.num_frames == 5
+    with open_sequence(session / "Trial_2") as seq:  # one trial alone finds ../calibration
+        assert seq.is_calibrated
+
+
+def test_pose2sim_calibration_folder_prefers_its_converted_toml(tmp_path):
+    from mcss_studio.core.calibration import save_calibration_toml
+    from mcss_studio.core.sources.folder import find_calibration_file
+
+    rec = tmp_path / "rec"
+    _pose2sim_trial(rec)
+    (rec / "calibration").mkdir()
+    (rec / "calibration" / "Calib.qca.txt").write_text("<calibration/>")
+    save_calibration_toml(rec / "calibration" / "Calib_qualisys.toml",
+                          {f"cam{c}": cal for c, cal in enumerate(ring_cameras(2))})
+    assert find_calibration_file(rec) == rec / "calibration" / "Calib_qualisys.toml"
+    (rec / "calibration" / "Calib_other.toml").write_text("")
+    with pytest.raises(UserInputError, match="more than one .toml"):
+        open_sequence(rec)
+
+
+def test_flat_calibration_wins_and_flat_cameras_ignore_videos_folder(make_recording):
+    folder = make_recording(cameras=2, frames=6, joints=False)
+    (folder / "videos").mkdir()
+    write_mp4v(folder / "videos" / "other.mp4", 6, 64, 48)
+    with open_sequence(folder) as seq:
+        assert seq.camera_names == ["cam0", "cam1"] and seq.is_calibrated

@@ -1,5 +1,6 @@
 """`mcss-data`: inspect recordings and datasets, build crop caches and proxies, synthesise data,
-and manage a project's label store (`labels`, in cli/labels.py)."""
+manage a project's label store (`labels`, in cli/labels.py) and compute the pose detector's
+keypoints (`keypoints`, in cli/keypoints.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
+from ..core.boxes import BOX_METHODS
 from ..core.errors import UserInputError
 from .common import progress_bar, run_cli
+from .keypoints import add_parser as add_keypoints_parser
 from .labels import add_parser as add_labels_parser
 
 PROG = "mcss-data"
@@ -103,6 +108,44 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_boxes(args: argparse.Namespace) -> int:
+    from ..core import open_dataset
+    from ..core.boxes import save_boxes_npz
+    from ..core.subject_boxes import boxes_and_doubts
+
+    ds = open_dataset(args.path)
+    entries = [ds.entry(args.sequence)] if args.sequence else ds.sequences
+    report = []
+    for entry in entries:
+        with entry.open() as seq:
+            for w in seq.warnings:
+                print(f"{PROG}: warning: {seq.path}: {w}", file=sys.stderr)
+            with progress_bar(f"boxes {seq.name}") as progress:
+                result, used = boxes_and_doubts(seq, args.method, progress, args.cache)
+            target = Path(seq.path) / "boxes.npz"
+            if args.write:
+                save_boxes_npz(target, result.boxes, seq.camera_names, result.uncertain)
+            found = np.isfinite(result.boxes).all(axis=2)
+            report.append({
+                "sequence": seq.name, "method": used, "frames": seq.num_frames,
+                "written": str(target) if args.write else None,
+                "cameras": [{"name": n, "frames_with_box": int(found[c].sum()),
+                             "uncertain": int(result.uncertain[c].sum()),
+                             "uncertain_frames": np.flatnonzero(result.uncertain[c]).tolist()}
+                            for c, n in enumerate(seq.camera_names)],
+            })
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for doc in report:
+        print(f"{doc['sequence']}: method {doc['method']}, {doc['frames']} frames"
+              + (f", written to {doc['written']}" if doc["written"] else " (not written; --write)"))
+        for cam in doc["cameras"]:
+            print(f"  camera {cam['name']}: {cam['frames_with_box']} frames with a box, "
+                  f"{cam['uncertain']} uncertain")
+    return 0
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
     from ..core.synth import generate
 
@@ -153,6 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-proxies", action="store_true")
     p.set_defaults(func=cmd_cache)
 
+    p = sub.add_parser("boxes", help="compute subject boxes, report them per camera and "
+                       "(--write) save them as the recording's boxes.npz")
+    p.add_argument("path")
+    p.add_argument("--sequence", help="only this sequence of a dataset")
+    p.add_argument("--method", default="auto", choices=BOX_METHODS,
+                   help="auto: gt > file > rig (calibrated) > tracked (default auto)")
+    p.add_argument("--cache", help="detector keypoint cache folder (default: PATH/cache)")
+    p.add_argument("--write", action="store_true", help="replace the recording's boxes.npz")
+    p.add_argument("--json", action="store_true", help="print the machine-readable report")
+    p.set_defaults(func=cmd_boxes)
+
     p = sub.add_parser("synth", help="render a synthetic multi-view dataset with 3D ground truth")
     p.add_argument("out")
     p.add_argument("--preset", default="tiny", help="tiny, demo, benchmark or standard")
@@ -175,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="same pose within this unit-scale Procrustes distance (default 0.1)")
     p.set_defaults(func=cmd_motion_stats)
     add_labels_parser(sub)
+    add_keypoints_parser(sub)
     return parser
 
 

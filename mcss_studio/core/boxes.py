@@ -14,6 +14,12 @@ there is no person. `compute_boxes` picks the best source available ("auto"):
    decodes per camera: ~50 sampled frames read in ascending order (bounded by one pass), then
    one sequential detection pass.
 4. "full": the whole frame.
+
+Subject methods for real recordings (core/subject_boxes.py, measured in benchmarks/bench_boxes.py):
+"rig" carves the foreground through every calibrated view and follows the 3D blob of the subject
+("auto" uses it instead of "background" when every camera is calibrated); "tracked" follows the
+most consistent 2D foreground blob per camera (no calibration needed; "auto" uses it otherwise);
+"detector" takes MediaPipe's person per (camera, frame) (optional extra, never chosen by "auto").
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ from .errors import UserInputError
 from .imageops import fast_area_resize
 from .sequence import MultiviewSequence
 
-BOX_METHODS = ("auto", "gt", "file", "background", "full")
+BOX_METHODS = ("auto", "gt", "file", "rig", "tracked", "detector", "background", "full")
+SUBJECT_METHODS = ("rig", "tracked", "detector")  # core/subject_boxes.py
 GT_PAD_FRACTION = 0.18  # per side, of the larger side of the projected-joint bbox
 MIN_BACKGROUND_FRAMES = 10  # fewer frames than this cannot model a background: "auto" -> "full"
 ProgressFn = Callable[[int, int], None]
@@ -178,9 +185,9 @@ def smooth_and_fill(boxes: np.ndarray, window: int = 5) -> np.ndarray:
 
 
 def choose_box_method(seq: MultiviewSequence) -> str:
-    """What "auto" resolves to for this sequence: gt > file > background.
+    """What "auto" resolves to for this sequence: gt > file > rig (calibrated) > tracked.
 
-    The background detector needs a few frames to model the background; with fewer than
+    The foreground methods need a few frames to model the background; with fewer than
     MIN_BACKGROUND_FRAMES frames "full" is used instead.
     """
     if seq.joints3d is not None and seq.is_calibrated:
@@ -188,14 +195,14 @@ def choose_box_method(seq: MultiviewSequence) -> str:
     if seq.boxes is not None:
         return "file"
     if seq.num_frames >= MIN_BACKGROUND_FRAMES:
-        return "background"
+        return "rig" if seq.is_calibrated and len(seq.cameras) >= 2 else "tracked"
     return "full"
 
 
 def compute_boxes_with_method(
     seq: MultiviewSequence, method: str = "auto", progress: ProgressFn | None = None
 ) -> tuple[np.ndarray, str]:
-    """(C, T, 4) person boxes and the method actually used ("gt", "file", "background", "full")."""
+    """(C, T, 4) person boxes and the method actually used (BOX_METHODS but "auto")."""
     if method not in BOX_METHODS:
         raise UserInputError(None, f"unknown box method {method!r}; use one of {BOX_METHODS}")
     if method == "auto":
@@ -206,6 +213,10 @@ def compute_boxes_with_method(
         if seq.boxes is None:
             raise UserInputError(seq.path, "no boxes.npz or boxes.csv for this sequence")
         return np.asarray(seq.boxes, dtype=np.float64)[:, : seq.num_frames].copy(), "file"
+    if method in SUBJECT_METHODS:
+        from .subject_boxes import subject_boxes
+
+        return subject_boxes(seq, method, progress=progress).boxes, method
     if method == "background":
         return background_boxes(seq, progress=progress), "background"
     return full_frame_boxes(seq), "full"
@@ -346,15 +357,20 @@ def load_boxes_file(
 
 
 def save_boxes_npz(
-    path: str | os.PathLike[str], boxes: np.ndarray, camera_names: Sequence[str]
+    path: str | os.PathLike[str], boxes: np.ndarray, camera_names: Sequence[str],
+    uncertain: np.ndarray | None = None,
 ) -> None:
-    """Write boxes.npz (arrays `boxes` (C, T, 4) float64 and `cameras`) atomically."""
+    """Write boxes.npz (arrays `boxes` (C, T, 4) float64 and `cameras`, optionally `uncertain`
+    (C, T) bool: the frames the method that made them doubts) atomically."""
     path = Path(path)
     boxes = np.asarray(boxes, dtype=np.float64)
     if boxes.ndim != 3 or boxes.shape[2] != 4 or boxes.shape[0] != len(camera_names):
         raise ValueError(f"boxes shape {boxes.shape} does not match {len(camera_names)} cameras")
+    extra = {} if uncertain is None else {"uncertain": np.asarray(uncertain, dtype=bool)}
+    if "uncertain" in extra and extra["uncertain"].shape != boxes.shape[:2]:
+        raise ValueError(f"uncertain shape {extra['uncertain'].shape} is not {boxes.shape[:2]}")
     with atomic_open(path, "wb") as f:
-        np.savez(f, boxes=boxes, cameras=np.asarray([str(n) for n in camera_names]))
+        np.savez(f, boxes=boxes, cameras=np.asarray([str(n) for n in camera_names]), **extra)
 
 
 def save_boxes_csv(

@@ -182,3 +182,14 @@ def paired_pose_distance(poses_a: np.ndarray, poses_b: np.ndarray) -> np.ndarray
     a = unit_scale(np.asarray(poses_a, dtype=np.float64))
     b = unit_scale(np.asarray(poses_b, dtype=np.float64))
     return np.linalg.norm(procrustes_align(b, a) - a, axis=-1).mean(axis=-1)
+
+
+def looked_at(calibrations: Sequence[Calibration]) -> np.ndarray:
+    """The world point closest (least squares) to every camera's optical axis."""
+    A, b = np.zeros((3, 3)), np.zeros(3)
+    for cal in calibrations:
+        d = cal.R[2]  # optical axis in world coordinates
+        P = np.eye(3) - np.outer(d, d)
+        A += P
+        b += P @ cal.center
+    return np.linalg.lstsq(A, b, rcond=None)[0]

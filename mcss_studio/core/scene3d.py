@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .framing import standing_person
+from .geometry import looked_at
 from .pipeline import Prediction
 
 
@@ -25,17 +26,6 @@ def camera_frustum(cal, depth: float = 400.0) -> np.ndarray:
     for i in range(4):
         segs += [c, corners[i], corners[i], corners[(i + 1) % 4]]
     return np.asarray(segs)
-
-
-def looked_at(calibrations: list) -> np.ndarray:
-    """The world point closest (least squares) to every camera's optical axis."""
-    A, b = np.zeros((3, 3)), np.zeros(3)
-    for cal in calibrations:
-        d = cal.R[2]  # optical axis in world coordinates
-        P = np.eye(3) - np.outer(d, d)
-        A += P
-        b += P @ cal.center
-    return np.linalg.lstsq(A, b, rcond=None)[0]
 
 
 def scene_points(seq) -> tuple[np.ndarray | None, np.ndarray, float]:

@@ -10,7 +10,7 @@ from ..sequence import MultiviewSequence
 from ..tomlio import read_toml
 from . import h36m, mpi3dhp
 from .base import Dataset, SequenceEntry
-from .folder import is_recording_folder, open_recording
+from .folder import is_recording_folder, open_recording, recording_subfolders
 
 __all__ = ["Dataset", "SequenceEntry", "open_dataset", "open_sequence"]
 
@@ -53,7 +53,8 @@ def _read_manifest(root: Path) -> Dataset:
 
 
 def open_dataset(path: str | Path) -> Dataset:
-    """Any supported layout as a Dataset: manifest folder, Human3.6M, MPI-INF-3DHP, recording."""
+    """Any supported layout as a Dataset: manifest folder, Human3.6M, MPI-INF-3DHP, recording,
+    or a folder of recordings (a Pose2Sim batch session: Trial_1/videos, Trial_2/videos, ...)."""
     root = Path(path)
     if not root.exists():
         raise UserInputError(root, "does not exist")
@@ -66,18 +67,27 @@ def open_dataset(path: str | Path) -> Dataset:
     if mpi3dhp.is_mpi3dhp_root(root):
         return mpi3dhp.dataset(root)
     if is_recording_folder(root):
-        meta = read_toml(root / "sequence.toml") if (root / "sequence.toml").is_file() else {}
-        entry = SequenceEntry(
-            name=str(meta.get("name", root.name)),
-            subject=meta.get("subject"),
-            action=meta.get("action"),
-            opener=lambda: open_recording(root),
-        )
-        return Dataset(root=root, kind="recording", sequences=[entry])
+        return Dataset(root=root, kind="recording", sequences=[_recording_entry(root)])
+    trials = recording_subfolders(root)
+    if trials:  # a Pose2Sim batch session: one recording per trial folder
+        return Dataset(root=root, kind="recordings",
+                       sequences=[_recording_entry(t, t.name) for t in trials])
     raise UserInputError(
         root,
         "is not a recording (no camera videos or image folders), a dataset (no manifest.json), "
         "Human3.6M or MPI-INF-3DHP folder",
+    )
+
+
+def _recording_entry(folder: Path, default_name: str | None = None) -> SequenceEntry:
+    """One recording folder as a dataset entry, named by its sequence.toml or folder name."""
+    toml = folder / "sequence.toml"
+    meta = read_toml(toml) if toml.is_file() else {}
+    return SequenceEntry(
+        name=str(meta.get("name", default_name or folder.name)),
+        subject=meta.get("subject"),
+        action=meta.get("action"),
+        opener=lambda: open_recording(folder),
     )
 
 

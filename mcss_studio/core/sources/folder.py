@@ -1,6 +1,9 @@
 """A recording folder: one video or image folder per camera, optional calibration, 3D and boxes.
 
-Layout and file formats are documented in docs/FORMATS.md.
+Two layouts are recognised (docs/FORMATS.md): flat (camera files, calibration, boxes and 3D
+side by side) and the Pose2Sim project layout (camera videos in `videos/`, calibration in
+`calibration/` of the recording or, for a batch trial, of its parent folder). Files the Studio
+writes (boxes.npz, cache/) always go to the recording folder itself.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ CAMERA_FILE_EXTENSIONS = (*VIDEO_EXTENSIONS, ".m4v", ".webm")
 CALIBRATION_NAMES = ("calibration.toml", "calibration.json")
 # folders that are never cameras even if they hold images
 RESERVED_DIRS = {"cache", "runs", "calibration", "labels", "__pycache__"}
+VIDEOS_SUBDIR = "videos"  # Pose2Sim: <trial>/videos/cam01.mp4
+CALIBRATION_SUBDIR = "calibration"  # Pose2Sim: <trial or session>/calibration/Calib.qca.txt
 
 
 def _has_images(folder: Path) -> bool:
@@ -49,8 +54,28 @@ def find_camera_files(folder: Path) -> list[tuple[str, Path]]:
     return found
 
 
+def camera_folder(folder: Path) -> Path:
+    """Where a recording's camera files are: the folder itself, else its videos/ subfolder."""
+    if find_camera_files(folder):
+        return folder
+    videos = folder / VIDEOS_SUBDIR
+    if videos.is_dir() and find_camera_files(videos):
+        return videos
+    return folder
+
+
 def is_recording_folder(folder: Path) -> bool:
-    return folder.is_dir() and bool(find_camera_files(folder))
+    return folder.is_dir() and bool(find_camera_files(camera_folder(folder)))
+
+
+def recording_subfolders(folder: Path) -> list[Path]:
+    """Subfolders that are recordings themselves (a Pose2Sim batch session), in natural order."""
+    try:
+        subs = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
+                and p.name not in RESERVED_DIRS and p.name != VIDEOS_SUBDIR]
+    except OSError:
+        return []
+    return sorted((p for p in subs if is_recording_folder(p)), key=lambda p: natural_key(p.name))
 
 
 def _common_length(
@@ -79,14 +104,33 @@ def _common_length(
     return common, [f"frame counts differ ({detail}); using the common {common} frames"]
 
 
-def find_calibration_file(folder: Path) -> Path | None:
+def _calibration_in(folder: Path, any_toml: bool) -> Path | None:
+    """calibration.toml/.json, else (calibration/ folder) the one *.toml, else one *.qca.txt."""
     for name in CALIBRATION_NAMES:
         if (folder / name).is_file():
             return folder / name
-    qca = sorted(folder.glob("*.qca.txt"))
-    if len(qca) > 1:
-        raise UserInputError(folder, "more than one .qca.txt calibration file")
-    return qca[0] if qca else None
+    # Pose2Sim converts its source calibration to Calib_<kind>.toml next to it: that one wins
+    for pattern in ("*.toml", "*.qca.txt") if any_toml else ("*.qca.txt",):
+        found = sorted(folder.glob(pattern))
+        if len(found) > 1:
+            raise UserInputError(folder, f"more than one {pattern[1:]} calibration file")
+        if found:
+            return found[0]
+    return None
+
+
+def find_calibration_file(folder: Path) -> Path | None:
+    """The recording's calibration: in the folder, its calibration/ subfolder, or (Pose2Sim
+    batch trial, videos in videos/) the parent's calibration/ subfolder; the first place wins."""
+    places = [(folder, False), (folder / CALIBRATION_SUBDIR, True)]
+    if camera_folder(folder) != folder:
+        places.append((folder.parent / CALIBRATION_SUBDIR, True))
+    for place, any_toml in places:
+        if place.is_dir():
+            found = _calibration_in(place, any_toml)
+            if found is not None:
+                return found
+    return None
 
 
 def load_joints3d(path: Path) -> np.ndarray:
@@ -181,10 +225,11 @@ def open_recording(folder: str | Path) -> MultiviewSequence:
         raise UserInputError(folder, "does not exist")
     if not folder.is_dir():
         raise UserInputError(folder, "is not a folder")
-    cams = find_camera_files(folder)
+    cams = find_camera_files(camera_folder(folder))
     if not cams:
         raise UserInputError(
-            folder, "no camera videos or image folders found (expected e.g. cam0.mp4, cam1.mp4)"
+            folder, "no camera videos or image folders found "
+            "(expected e.g. cam0.mp4, cam1.mp4 or videos/cam0.mp4)"
         )
     names = [n for n, _ in cams]
     meta: dict = {}
