@@ -1,6 +1,8 @@
-"""The neighbour gallery and the embedding map driven through a real Session on a tiny
-synthetic dataset with the shipped demo model: queries, filters, stale answers, jumps, and the
-two-way selection between map and gallery."""
+"""The neighbour gallery, the embedding map and the inspector's "Mine now" driven through a
+real Session on the tiny synthetic dataset with a checkpoint trained on it in the test setup
+(conftest.py trained_project: the same instant in another camera is its nearest neighbour for
+most crops): queries, filters, stale answers, jumps, the two-way selection between map and
+gallery, and mining with the trainer's own function."""
 
 from __future__ import annotations
 
@@ -23,18 +25,16 @@ WAIT_MS = 120000  # generous: the machine is shared; nothing here measures time
 DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo_model.safetensors"
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    from mcss_studio.core.synth import generate
-
-    return Path(generate(tmp_path_factory.mktemp("synth") / "tiny", preset="tiny"))
+@pytest.fixture
+def tiny_data(trained_project):
+    return trained_project.data
 
 
 @pytest.fixture
-def session(qtbot, tiny_data):
+def session(qtbot, trained_project):
     s = Session(device="cpu")
-    assert s.open_path(tiny_data), s.state.last_error
-    s.open_checkpoint(DEMO)
+    assert s.open_path(trained_project.data), s.state.last_error
+    s.open_checkpoint(trained_project.checkpoint)
     qtbot.waitUntil(lambda: s.state.embedding_index is not None and s.state.retrieval is not None,
                     timeout=WAIT_MS)
     yield s
@@ -189,7 +189,7 @@ def test_map_box_selection_fills_the_gallery_and_back(qtbot, session):
     assert state.selected_camera == cam
 
 
-def test_another_checkpoint_replaces_the_index(qtbot, session, tmp_path):
+def test_another_checkpoint_replaces_the_index(qtbot, session, tmp_path, trained_project):
     state = session.state
     first = state.embedding_index
     other = make_checkpoint(tmp_path / "other.safetensors", crop_size=64)
@@ -197,7 +197,7 @@ def test_another_checkpoint_replaces_the_index(qtbot, session, tmp_path):
     qtbot.waitUntil(lambda: state.embedding_index is not None
                     and state.embedding_index is not first, timeout=WAIT_MS)
     assert state.embedding_index.checkpoint == checkpoint_digest(other)
-    assert first.checkpoint == checkpoint_digest(DEMO)
+    assert first.checkpoint == checkpoint_digest(trained_project.checkpoint)
     assert state.embedding_index.dim == 16 != first.dim
 
 
@@ -219,3 +219,62 @@ def test_window_embeds_only_while_an_embedding_panel_is_open(qtbot, tiny_data):
         qtbot.waitUntil(window.embedding_map.ready, timeout=WAIT_MS)
     finally:
         window.close()
+
+
+def test_mine_now_shows_what_the_trainers_mining_function_returns(qtbot, session,
+                                                                   trained_project):
+    import torch
+
+    from mcss_studio.core.mine_now import MiningRules, mining_batch
+    from mcss_studio.gui.inspector import InspectorPanel
+    from trainer.mining import mine_triplets  # what trainer/train.py calls
+
+    state, index = session.state, session.state.embedding_index
+    panel = InspectorPanel(state)
+    qtbot.addWidget(panel)
+    panel.resize(1200, 800)
+    panel.show()
+    try:
+        state.set_run(trained_project.run)  # the run's rules: tau 1, hardest, margin 0.2
+        qtbot.waitUntil(lambda: panel.run.start is not None, timeout=WAIT_MS)
+        rules = panel.mining_rules()
+        assert rules == MiningRules(tau=1, mining="hardest", margin=0.2)
+        state.select_camera(2)
+        state.set_frame(7)
+        assert panel.mine_button.isEnabled() and panel.mine_now()
+        qtbot.waitUntil(lambda: panel.mined is not None and panel.ready(), timeout=WAIT_MS)
+
+        query = index.row(state.sequence.name, 2, 7)
+        rows = mining_batch(index, query, rules)
+        key = [torch.from_numpy(a[rows].astype(np.int64))
+               for a in (index.seq_id, index.frame, index.camera)]
+        t = mine_triplets(torch.from_numpy(np.asarray(index.embeddings[rows])), *key,
+                          rules.tau, rules.mining, None, rules.tau_max,
+                          rules.cross_sequence_negatives)
+        expected = {}
+        for k in range(len(t)):
+            a, p, n = (index.key(int(rows[int(x[k])])) for x in (t.anchor, t.positive,
+                                                                   t.negative))
+            if (a[0], a[2]) == (state.sequence.name, 7):
+                expected[(a, p, n)] = (float(t.d_ap[k]), float(t.d_an[k]))
+        m = panel.model
+        shown = {}
+        for r in range(m.rowCount()):
+            refs = [m.ref(r, role) for role in ("anchor", "positive", "negative")]
+            i = m.triplet(r)
+            shown[tuple((f.sequence, f.camera_index, f.frame) for f in refs)] = (
+                float(m.data_.triplets.col("d_ap")[i]), float(m.data_.triplets.col("d_an")[i]))
+        assert len(expected) == 12 == len(shown)  # 4 cameras: every ordered pair
+        assert shown.keys() == expected.keys()
+        for k, v in expected.items():
+            assert np.allclose(shown[k], v, atol=1e-6)
+        violation = [float(m.data(m.index(r, 6))) for r in range(m.rowCount())]
+        assert violation == sorted(violation, reverse=True)  # worst first
+        assert "Mine now" in panel.status.text() and panel.show_run_button.isVisible()
+        image = m.data(m.index(0, 3), Qt.ItemDataRole.DecorationRole)
+        assert image is not None and not image.isNull()  # crops come from the index
+
+        panel.show_run()  # back to the run's logged triplets
+        assert panel.mined is None and m.rowCount() == len(panel.run.triplets) > 0
+    finally:
+        panel.close_workers()
