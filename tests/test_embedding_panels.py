@@ -278,3 +278,78 @@ def test_mine_now_shows_what_the_trainers_mining_function_returns(qtbot, session
         assert panel.mined is None and m.rowCount() == len(panel.run.triplets) > 0
     finally:
         panel.close_workers()
+
+
+def drag_with_shift(qtbot, widget, points) -> None:
+    """Shift + left-button drag through `points` (widget coordinates), as a user draws."""
+    from PySide6.QtCore import QEvent
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    shift, left, none = (Qt.KeyboardModifier.ShiftModifier, Qt.MouseButton.LeftButton,
+                         Qt.MouseButton.NoButton)
+
+    def send(kind, pos, button, buttons) -> None:
+        event = QMouseEvent(kind, QPointF(pos), QPointF(widget.mapToGlobal(pos)), button,
+                            buttons, shift)
+        QApplication.sendEvent(widget, event)
+
+    send(QEvent.Type.MouseButtonPress, points[0], left, left)
+    for point in points[1:]:
+        qtbot.wait(25)  # pyqtgraph drops moves closer together than its rate limit
+        send(QEvent.Type.MouseMove, point, none, left)
+    send(QEvent.Type.MouseButtonRelease, points[-1], left, none)
+
+
+def test_map_lasso_fills_the_gallery_and_back(qtbot, session):
+    from PySide6.QtCore import QPoint
+
+    state, index = session.state, session.state.embedding_index
+    gallery = GalleryPanel(state, session.embeddings.neighbours)
+    panel = EmbeddingMapPanel(state)
+    for w in (gallery, panel):
+        qtbot.addWidget(w)
+    panel.resize(900, 700)
+    panel.show()
+    qtbot.waitUntil(panel.ready, timeout=WAIT_MS)
+    wait_answer(qtbot, gallery)
+    panel.select_mode.setCurrentText("lasso")
+    drawn = []
+    panel.view.lassoSelected.connect(drawn.append)
+
+    xy = index.projection()
+    viewport = panel.plot.viewport()
+
+    def on_screen(x: float, y: float) -> QPoint:
+        return panel.plot.mapFromScene(panel.view.mapViewToScene(QPointF(x, y)))
+
+    screen = np.array([[on_screen(*map(float, p)).x(), on_screen(*map(float, p)).y()]
+                       for p in xy], np.float64)
+    centre = screen[index.row(state.sequence.name, 1, 4)]
+    radius = 40.0
+    # a star-shaped lasso (concave): 5 tips at the radius, 5 notches at half of it
+    angles = np.linspace(0, 2 * np.pi, 11)[:-1]
+    r = np.where(np.arange(10) % 2 == 0, radius, radius / 2)
+    path = [QPoint(int(round(centre[0] + rr * np.cos(a))), int(round(centre[1] + rr * np.sin(a))))
+            for rr, a in zip(r, angles)]
+    drag_with_shift(qtbot, viewport, [*path, path[0]])
+    qtbot.waitUntil(lambda: bool(drawn), timeout=WAIT_MS)
+
+    distance = np.linalg.norm(screen - centre, axis=1)
+    chosen = set(index.rows_of(state.frame_set))
+    assert state.frame_set_source == "map" and chosen
+    near, far = set(np.flatnonzero(distance < radius / 2 * np.cos(np.pi / 5) - 2)), \
+        set(np.flatnonzero(distance > radius + 2))
+    assert near and near <= chosen and not (far & chosen)
+    assert chosen == set(panel.rows_in_polygon(drawn[0]).tolist())
+    assert panel.view.lasso.isVisible()
+    wait_answer(qtbot, gallery)  # the gallery shows the lassoed crops
+    assert tile_keys(gallery) == list(state.frame_set[:60])
+    assert "Map selection" in gallery.caption.text()
+
+    state.set_frame_set((), "map")  # Clear selection: back to neighbours, outlined on the map
+    wait_answer(qtbot, gallery)
+    assert state.frame_set_source == "gallery" and tile_keys(gallery) == list(state.frame_set)
+    px, py = panel.picked.getData()
+    np.testing.assert_allclose(np.c_[px, py], xy[index.rows_of(state.frame_set)])
+    assert not panel.view.lasso.isVisible()

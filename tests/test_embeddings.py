@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mcss_studio.core.embeddings import EmbeddingIndex, NeighbourFilter, SequenceInfo, pca_2d
+from mcss_studio.core.embeddings import (
+    EmbeddingIndex,
+    NeighbourFilter,
+    SequenceInfo,
+    pca_2d,
+    points_in_polygon,
+)
 
 FRAMES, CAMS = 5, 3
 # sequence -> (subject, offset of its first embedding coordinate)
@@ -115,3 +121,19 @@ def test_judge_marks_by_kappa_with_p_mpjpe_in_mm():
     assert judged[0][0] and judged[0][1] == pytest.approx(0.0, abs=1e-3)
     assert not judged[1][0] and judged[1][1] > 50
     assert judged[2][0] is False and np.isnan(judged[2][1])
+
+
+def test_points_in_polygon_hand_cases():
+    # an L shape (concave): the notch at x, y in (1, 2) is outside
+    ell = np.array([(0, 0), (2, 0), (2, 1), (1, 1), (1, 2), (0, 2)], float)
+    pts = np.array([(0.5, 0.5), (1.5, 0.5), (0.5, 1.5), (1.5, 1.5), (3, 0.5), (-0.1, 1),
+                    (0.5, 2.5)], float)
+    assert points_in_polygon(pts, ell).tolist() == [True, True, True, False, False, False,
+                                                     False]
+    # a bow tie crossing itself: each lobe is inside, beyond the tips is not
+    tie = np.array([(0, 0), (2, 2), (2, 0), (0, 2)], float)
+    assert points_in_polygon(np.array([(0.2, 1.0), (1.8, 1.0), (1.0, 0.2), (2.5, 1.0)]),
+                             tie).tolist() == [True, True, False, False]
+    # fewer than three vertices enclose nothing; no points, no answer
+    assert not points_in_polygon(pts, ell[:2]).any()
+    assert points_in_polygon(np.zeros((0, 2)), ell).shape == (0,)

@@ -270,6 +270,30 @@ def _half_norms(embeddings: np.ndarray, chunk: int = 65536) -> np.ndarray:
     return out
 
 
+def points_in_polygon(xy: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """(N,) bool: which points (N, 2) lie inside the closed polygon (M, 2), by the even-odd
+    rule (a lasso that crosses itself leaves its doubly-enclosed part out, as drawing tools do).
+    Vectorised over the points, one pass per edge, after a bounding-box cut: a 200-vertex lasso
+    over 100,000 points takes milliseconds."""
+    xy = np.asarray(xy, np.float64).reshape(-1, 2)
+    poly = np.asarray(polygon, np.float64).reshape(-1, 2)
+    inside = np.zeros(len(xy), bool)
+    if len(poly) < 3 or not len(xy):
+        return inside
+    lo, hi = poly.min(0), poly.max(0)
+    near = np.flatnonzero(((xy >= lo) & (xy <= hi)).all(axis=1))
+    px, py = xy[near, 0], xy[near, 1]
+    odd = np.zeros(len(near), bool)
+    for (x1, y1), (x2, y2) in zip(poly, np.roll(poly, -1, axis=0)):
+        if y1 == y2:
+            continue  # a horizontal edge crosses no horizontal ray
+        crosses = (y1 > py) != (y2 > py)
+        x_at = x1 + (py - y1) * (x2 - x1) / (y2 - y1)
+        odd ^= crosses & (px < x_at)
+    inside[near] = odd
+    return inside
+
+
 def pca_2d(x: np.ndarray, chunk: int = 65536, sample: int = 50_000) -> np.ndarray:
     """(N, 2) float32 coordinates on the two principal axes of the rows of x.
 

@@ -7,8 +7,9 @@ or one layer per category (hundreds of sequences) were many times slower; this k
 points interactive
 (benchmarks/bench_embeddings.py --map measures redraw and pick). Hovering shows the crop under
 the pointer; a click asks the Session to show that crop (state.request_goto); Shift+drag selects
-a box, whose crops go to the shared frame set (source "map"), which the gallery then shows; the
-gallery's neighbours (source "gallery") are outlined here. The crop the player shows is marked
+a box or draws a lasso (the "Select" choice), whose crops go to the shared frame set (source
+"map"), which the gallery then shows; the gallery's neighbours (source "gallery") are outlined
+here. The crop the player shows is marked
 and follows playback. The projection is computed with the index, in the Session's worker.
 """
 
@@ -17,9 +18,10 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QPixmap
+from PySide6.QtGui import QColor, QPainterPath, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
+    QGraphicsPathItem,
     QGraphicsRectItem,
     QHBoxLayout,
     QLabel,
@@ -29,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.embedding_store import crop_of
+from ..core.embeddings import points_in_polygon
 from .gallery import crop_image, no_index_text
 from .state import StudioState
 
@@ -36,6 +39,7 @@ COLOUR_BY = ("camera", "time", "sequence", "subject", "action", "pose error")
 PALETTE = [QColor(c) for c in ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948",
                                "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac", "#86bcb6", "#d37295")]
 BINS = 12
+SELECT_MODES = ("box", "lasso")
 PICK_PX = 8.0  # how near (screen pixels) the pointer must be to pick a point
 
 
@@ -88,18 +92,25 @@ def colour_layers(group: np.ndarray, colours: list[QColor]) -> list[tuple[QColor
 
 
 class _MapViewBox(pg.ViewBox):
-    """Pan and zoom as usual; Shift+drag draws a selection box; a click picks."""
+    """Pan and zoom as usual; Shift+drag draws a selection box or a lasso (`mode`); a click
+    picks."""
 
     boxSelected = Signal(QRectF)  # in view coordinates
+    lassoSelected = Signal(object)  # (M, 2) float64 polygon in view coordinates
     clickedAt = Signal(QPointF)
 
     def __init__(self) -> None:
         super().__init__()
+        self.mode = "box"
+        pen = pg.mkPen((255, 210, 0), width=1, style=Qt.PenStyle.DashLine)
         self.band = QGraphicsRectItem()
-        self.band.setPen(pg.mkPen((255, 210, 0), width=1, style=Qt.PenStyle.DashLine))
-        self.band.setBrush(pg.mkBrush(255, 210, 0, 40))
-        self.band.hide()
-        self.addItem(self.band, ignoreBounds=True)
+        self.lasso = QGraphicsPathItem()
+        for item in (self.band, self.lasso):
+            item.setPen(pen)
+            item.setBrush(pg.mkBrush(255, 210, 0, 40))
+            item.hide()
+            self.addItem(item, ignoreBounds=True)
+        self._lasso_points: list[QPointF] = []
 
     def mouseDragEvent(self, ev, axis=None) -> None:  # noqa: N802 - pyqtgraph's name
         if not ev.modifiers() & Qt.KeyboardModifier.ShiftModifier or \
@@ -107,11 +118,34 @@ class _MapViewBox(pg.ViewBox):
             super().mouseDragEvent(ev, axis)
             return
         ev.accept()
+        if self.mode == "lasso":
+            self._lasso_drag(ev)
+            return
         rect = QRectF(self.mapToView(ev.buttonDownPos()), self.mapToView(ev.pos())).normalized()
         self.band.setRect(rect)
         self.band.setVisible(not ev.isFinish())
         if ev.isFinish():
             self.boxSelected.emit(rect)
+
+    def _lasso_drag(self, ev) -> None:
+        """Grow the lasso by the pointer's path; on release, emit it closed."""
+        if ev.isStart() or not self._lasso_points:
+            self._lasso_points = [self.mapToView(ev.buttonDownPos())]
+        self._lasso_points.append(self.mapToView(ev.pos()))
+        path = QPainterPath(self._lasso_points[0])
+        for point in self._lasso_points[1:]:
+            path.lineTo(point)
+        path.closeSubpath()
+        self.lasso.setPath(path)
+        self.lasso.setVisible(True)
+        if ev.isFinish():
+            polygon = np.array([(p.x(), p.y()) for p in self._lasso_points], np.float64)
+            self._lasso_points = []
+            self.lassoSelected.emit(polygon)
+
+    def clear_selection_shape(self) -> None:
+        """Hide the last lasso (it stays drawn while its selection is shown)."""
+        self.lasso.hide()
 
     def mouseClickEvent(self, ev) -> None:  # noqa: N802
         if ev.button() == Qt.MouseButton.LeftButton:
@@ -141,12 +175,18 @@ class EmbeddingMapPanel(QWidget):
         self.colour_by = QComboBox()
         self.colour_by.addItems(COLOUR_BY)
         self.colour_by.currentIndexChanged.connect(lambda _i: self.redraw())
+        self.select_mode = QComboBox()
+        self.select_mode.addItems(SELECT_MODES)
+        self.select_mode.setToolTip("What Shift+drag selects: a box or a free-hand lasso")
+        self.select_mode.currentTextChanged.connect(self._mode_chosen)
         clear = QPushButton("Clear selection")
         clear.clicked.connect(lambda: self.state.set_frame_set((), "map"))
         self.caption = QLabel()
         top = QHBoxLayout()
         top.addWidget(QLabel("Colour by"))
         top.addWidget(self.colour_by)
+        top.addWidget(QLabel("Select"))
+        top.addWidget(self.select_mode)
         top.addWidget(clear)
         top.addWidget(self.caption, 1)
         self.view = _MapViewBox()
@@ -155,6 +195,7 @@ class EmbeddingMapPanel(QWidget):
         self.plot.hideAxis("left")
         self.plot.hideAxis("bottom")
         self.view.boxSelected.connect(self._box_selected)
+        self.view.lassoSelected.connect(self._lasso_selected)
         self.view.clickedAt.connect(self._clicked)
         self.plot.scene().sigMouseMoved.connect(self._hover)
         self.picked = pg.ScatterPlotItem(size=9, pen=pg.mkPen("w", width=1.5), brush=None)
@@ -218,6 +259,8 @@ class EmbeddingMapPanel(QWidget):
         self._mark_current()
 
     def _show_frame_set(self) -> None:
+        if self.state.frame_set_source != "map" or not self.state.frame_set:
+            self.view.clear_selection_shape()  # the lasso goes with its selection
         index = self.state.embedding_index
         rows = index.rows_of(self.state.frame_set) if index is not None else []
         self.picked.setData(x=self.xy[rows, 0], y=self.xy[rows, 1]) if rows else \
@@ -253,10 +296,22 @@ class EmbeddingMapPanel(QWidget):
             (y <= rect.bottom())
         return np.flatnonzero(inside)
 
+    def rows_in_polygon(self, polygon: np.ndarray) -> np.ndarray:
+        return np.flatnonzero(points_in_polygon(self.xy, polygon))
+
+    def _mode_chosen(self, mode: str) -> None:
+        self.view.mode = mode
+
     def _box_selected(self, rect: QRectF) -> None:
+        self._select(self.rows_in(rect))
+
+    def _lasso_selected(self, polygon: np.ndarray) -> None:
+        self._select(self.rows_in_polygon(polygon))
+
+    def _select(self, rows: np.ndarray) -> None:
         index = self.state.embedding_index
         if index is not None:
-            self.state.set_frame_set([index.key(r) for r in self.rows_in(rect)], "map")
+            self.state.set_frame_set([index.key(int(r)) for r in rows], "map")
 
     def _clicked(self, point: QPointF) -> None:
         row = self.nearest(point)
