@@ -76,43 +76,84 @@ def test_gallery_shows_the_index_answer_and_a_click_jumps_there(qtbot, session):
     assert panel.answer.query == index.row(seq, cam, frame)
 
 
+def test_the_top_neighbour_is_the_same_instant_in_another_camera_for_most_crops(
+        qtbot, session, trained_project):
+    state = session.state
+    panel = GalleryPanel(state, session.embeddings.neighbours)
+    qtbot.addWidget(panel)
+    name = state.sequence.name
+    same_instant = []
+    for camera in range(state.num_cameras):
+        state.select_camera(camera)
+        for frame in range(state.num_frames):
+            state.set_frame(frame)
+            wait_answer(qtbot, panel)
+            seq, cam, f = panel.tiles[0].item.key
+            assert cam != camera
+            same_instant.append((seq, f) == (name, frame))
+    # the checkpoint's measured strict Hit@1 over every crop is >= 0.6 (trained_fixtures.py)
+    assert np.mean(same_instant) >= 0.6, np.mean(same_instant)
+    assert trained_project.strict_hit1 >= 0.6
+
+
 def test_each_filter_changes_the_gallery_as_specified(qtbot, session):
     state, index = session.state, session.state.embedding_index
     panel = GalleryPanel(state, session.embeddings.neighbours)
     qtbot.addWidget(panel)
-    state.select_camera(1)
-    state.set_frame(6)
-    wait_answer(qtbot, panel)
     name = state.sequence.name
-    nearest = [t.item.distance for t in panel.tiles]
-
-    panel.min_dt.setValue(4)
+    query = next(index.row(name, 1, f) for f in range(3, 9)  # one the model gets right
+                 if index.key(int(index.query(index.row(name, 1, f), 1).rows[0]))[0::2]
+                 == (name, f))
+    frame = index.key(query)[2]
+    state.select_camera(1)
+    state.set_frame(frame)
     wait_answer(qtbot, panel)
-    assert all(abs(f - 6) >= 4 for s, _c, f in tile_keys(panel) if s == name)
 
-    panel.min_dt.setValue(0)
-    panel.other_cameras.setChecked(False)
-    panel.sequence_scope.setCurrentIndex(1)  # same sequence
-    panel.k_box.setValue(30)
-    wait_answer(qtbot, panel)
-    keys = tile_keys(panel)
-    assert len(keys) == 30 and {s for s, _c, _f in keys} == {name}
-    assert any(c == 1 for _s, c, _f in keys)  # the query's own camera is allowed now
-    assert (name, 1, 6) not in keys  # never the query itself
+    def shown(**change) -> list[tuple[str, int, int]]:
+        wait_answer(qtbot, panel)
+        keys = tile_keys(panel)
+        assert keys == [index.key(r) for r in index.query(query, panel.k_box.value(),
+                                                          panel.neighbour_filter()).rows]
+        return keys
 
-    panel.sequence_scope.setCurrentIndex(0)
-    panel.subject_scope.setCurrentIndex(2)  # other subjects
-    wait_answer(qtbot, panel)
-    subject = index.info(index.row(name, 1, 6)).subject
-    assert {index.info(index.row(*k)).subject for k in tile_keys(panel)} == {"S9"} != {subject}
+    nearest = shown()
+    assert nearest[0] == (name, nearest[0][1], frame)  # the same instant, another camera
+    assert all(c != 1 for _s, c, _f in nearest)  # other cameras only (the default)
+    near_distances = [t.item.distance for t in panel.tiles]
 
-    panel.subject_scope.setCurrentIndex(0)
+    panel.other_cameras.setChecked(False)  # its own camera's neighbouring frames come in
+    own = shown()
+    assert any(c == 1 for _s, c, _f in own) and own != nearest
+    assert (name, 1, frame) not in own  # never the query itself
     panel.other_cameras.setChecked(True)
+
+    panel.min_dt.setValue(2)  # |dt| < 2 of its own sequence excluded: the same instant goes
+    far_in_time = shown()
+    assert all(abs(f - frame) >= 2 for s, _c, f in far_in_time if s == name)
+    assert nearest[0] not in far_in_time
+    panel.min_dt.setValue(0)
+
+    panel.k_box.setValue(30)
+    panel.sequence_scope.setCurrentIndex(1)  # same sequence
+    assert {s for s, _c, _f in shown()} == {name}
+    panel.sequence_scope.setCurrentIndex(2)  # other sequences
+    assert name not in {s for s, _c, _f in shown()}
+    panel.sequence_scope.setCurrentIndex(0)
+
+    subject = index.info(query).subject
+    panel.subject_scope.setCurrentIndex(1)  # same subject: its two sequences
+    same = shown()
+    assert {index.info(index.row(*k)).subject for k in same} == {subject}
+    assert len({s for s, _c, _f in same}) == 2
+    panel.subject_scope.setCurrentIndex(2)  # other subjects
+    assert subject not in {index.info(index.row(*k)).subject for k in shown()}
+    panel.subject_scope.setCurrentIndex(0)
+
     panel.k_box.setValue(10)
     panel.least.setChecked(True)
-    wait_answer(qtbot, panel)
+    shown()
     farthest = [t.item.distance for t in panel.tiles]
-    assert farthest == sorted(farthest, reverse=True) and min(farthest) > max(nearest)
+    assert farthest == sorted(farthest, reverse=True) and min(farthest) > max(near_distances)
 
 
 def test_answers_to_older_requests_are_dropped(qtbot, session):
