@@ -22,7 +22,8 @@ chunks and meta.json is written after them, so nothing half-written ever claims 
 
 Damage: opening checks every size and CRC-32 in meta.json and a chunk is read through zip's own
 CRC; a truncated or corrupt file makes the index (or chunk) stale, and it is rebuilt, never used.
-Float32 storage: float16 did not make queries faster on the measured CPU (see the README).
+Float32 storage on disk; a float16 copy for fast candidate scans is made in memory when queries
+need it (core/knn.py, EmbeddingIndex.enable_fast_search).
 """
 
 from __future__ import annotations
