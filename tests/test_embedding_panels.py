@@ -394,3 +394,38 @@ def test_map_lasso_fills_the_gallery_and_back(qtbot, session):
     px, py = panel.picked.getData()
     np.testing.assert_allclose(np.c_[px, py], xy[index.rows_of(state.frame_set)])
     assert not panel.view.lasso.isVisible()
+
+
+def test_point_brushes_paint_each_point_its_groups_colour(qtbot):
+    import pyqtgraph as pg
+
+    from mcss_studio.gui.embedding_map import set_point_brushes
+
+    plot = pg.PlotWidget()
+    qtbot.addWidget(plot)
+    plot.resize(300, 300)
+    plot.setBackground("k")
+    plot.hideAxis("left")
+    plot.hideAxis("bottom")
+    item = pg.ScatterPlotItem(x=[0.0, 1.0, 2.0], y=[0.0, 1.0, 0.0], size=14, pen=None,
+                              pxMode=True)
+    plot.addItem(item)
+    plot.setRange(xRange=(-1, 3), yRange=(-1, 2), padding=0)
+    plot.show()
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+    brushes = [pg.mkBrush(*c) for c in colours]
+
+    def painted() -> list[tuple[int, int, int]]:
+        image = plot.grab().toImage()
+        out = []
+        for x, y in ((0.0, 0.0), (1.0, 1.0), (2.0, 0.0)):
+            p = plot.mapFromScene(plot.getViewBox().mapViewToScene(pg.Point(x, y)))
+            c = image.pixelColor(p.x(), p.y())
+            out.append((c.red(), c.green(), c.blue()))
+        return out
+
+    for group in ([0, 1, 2], [2, 2, 0], [1, 0, 1]):
+        set_point_brushes(item, np.array(group), brushes)
+        assert painted() == [colours[g] for g in group]
+    with pytest.raises(ValueError):
+        set_point_brushes(item, np.array([0, 1]), brushes)

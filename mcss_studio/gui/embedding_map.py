@@ -1,16 +1,18 @@
 """The embedding map: every crop of the index as a point of the 2D PCA projection.
 
 Colour by camera, time, sequence, subject, action or pose error (P-MPJPE of the predicted pose to
-ground truth). Points are drawn as one pyqtgraph ScatterPlotItem per colour (the 12 palette
-colours, or 12 bins of a continuous value, + grey), each with a single brush: per-point brushes
-or one layer per category (hundreds of sequences) were many times slower; this keeps 100,000+
-points interactive
-(benchmarks/bench_embeddings.py --map measures redraw and pick). Hovering shows the crop under
-the pointer; a click asks the Session to show that crop (state.request_goto); Shift+drag selects
-a box or draws a lasso (the "Select" choice), whose crops go to the shared frame set (source
-"map"), which the gallery then shows; the gallery's neighbours (source "gallery") are outlined
-here. The crop the player shows is marked
-and follows playback. The projection is computed with the index, in the Session's worker.
+ground truth). Points are one pyqtgraph ScatterPlotItem made once per index; a colouring is a
+group per point (computed once per mode) and a few shared brushes (the 12 palette colours, or 12
+bins of a continuous value, + grey), set by `set_point_brushes` as arrays: pyqtgraph's own
+per-point setBrush looks each point up in its symbol atlas (1 s at 100,000 points), and one
+item per colour (the previous design) cost 0.43 s to rebuild; this takes about 10 ms plus the
+paint (benchmarks/bench_embeddings.py measures recolour, repaint and pick).
+
+Hovering shows the crop under the pointer; a click asks the Session to show that crop
+(state.request_goto); Shift+drag selects a box or draws a lasso (the "Select" choice), whose
+crops go to the shared frame set (source "map"), which the gallery then shows; the gallery's
+neighbours (source "gallery") are outlined here. The crop the player shows is marked and follows
+playback. The projection is computed with the index, in the Session's worker.
 """
 
 from __future__ import annotations
@@ -81,14 +83,26 @@ def colour_groups(index, mode: str) -> tuple[np.ndarray, list[QColor], list[str]
     return group, colours, labels
 
 
-def colour_layers(group: np.ndarray, colours: list[QColor]) -> list[tuple[QColor, np.ndarray]]:
-    """Rows per distinct colour: categories beyond the palette share a layer with those of the
-    same colour, so a map never has more than ~13 scatter layers (each costs a redraw)."""
-    names = [c.name() for c in colours]
-    distinct = list(dict.fromkeys(names))
-    of_group = np.array([distinct.index(n) for n in names], np.int64)
-    layer = of_group[group] if len(group) else np.zeros(0, np.int64)
-    return [(colours[names.index(n)], np.flatnonzero(layer == i)) for i, n in enumerate(distinct)]
+def set_point_brushes(item: pg.ScatterPlotItem, group: np.ndarray, brushes: list) -> None:
+    """Give point i of `item` brushes[group[i]], with array writes only.
+
+    pyqtgraph's setBrush(array) renders or looks up each point's symbol in the item's atlas one
+    by one; here each distinct brush is looked up once (the atlas returns every coordinate after
+    adding the new symbols, so they are consistent) and the per-point brush and atlas rectangle
+    are written as arrays. Uses ScatterPlotItem's documented point fields `brush` and
+    `sourceRect` (pyqtgraph 0.13/0.14); tests/test_embedding_panels.py checks the painted
+    colours."""
+    data = item.data
+    if len(group) != len(data):
+        raise ValueError(f"{len(group)} groups for {len(data)} points")
+    styles = [(item.opts["symbol"], item.opts["size"], item.opts["pen"], b) for b in brushes]
+    table = np.zeros(len(styles), dtype=data["sourceRect"].dtype)
+    table[:] = item.fragmentAtlas[styles]
+    shared = np.empty(len(brushes), object)
+    shared[:] = brushes
+    data["brush"] = shared[group]
+    data["sourceRect"] = table[group]
+    item.invalidate()
 
 
 class _MapViewBox(pg.ViewBox):
@@ -162,7 +176,7 @@ class EmbeddingMapPanel(QWidget):
         super().__init__(parent)
         self.state = state
         self.xy = np.zeros((0, 2), np.float32)
-        self.layers: list[pg.ScatterPlotItem] = []
+        self._colourings: dict[str, tuple[np.ndarray, list, list[QColor], list[str]]] = {}
         self.hovered: int | None = None
         self._build()
         state.embeddingIndexChanged.connect(lambda _i: self.redraw())
@@ -174,7 +188,7 @@ class EmbeddingMapPanel(QWidget):
     def _build(self) -> None:
         self.colour_by = QComboBox()
         self.colour_by.addItems(COLOUR_BY)
-        self.colour_by.currentIndexChanged.connect(lambda _i: self.redraw())
+        self.colour_by.currentIndexChanged.connect(lambda _i: self.recolour())
         self.select_mode = QComboBox()
         self.select_mode.addItems(SELECT_MODES)
         self.select_mode.setToolTip("What Shift+drag selects: a box or a free-hand lasso")
@@ -198,6 +212,8 @@ class EmbeddingMapPanel(QWidget):
         self.view.lassoSelected.connect(self._lasso_selected)
         self.view.clickedAt.connect(self._clicked)
         self.plot.scene().sigMouseMoved.connect(self._hover)
+        self.points = pg.ScatterPlotItem(size=4, pen=None, pxMode=True)
+        self.plot.addItem(self.points)
         self.picked = pg.ScatterPlotItem(size=9, pen=pg.mkPen("w", width=1.5), brush=None)
         self.current = pg.ScatterPlotItem(size=20, symbol="star", pen=pg.mkPen("k", width=1),
                                           brush=pg.mkBrush(255, 220, 0))
@@ -228,35 +244,44 @@ class EmbeddingMapPanel(QWidget):
 
     # -- drawing --------------------------------------------------------------------------------
     def redraw(self) -> None:
-        """All points, one scatter layer per colour."""
-        for layer in self.layers:
-            self.plot.removeItem(layer)
-        self.layers = []
+        """All points of the state's index (its projection), coloured; the current crop and the
+        shared selection marked."""
         index = self.state.embedding_index
+        self._colourings = {}
         if index is None:
             self.xy = np.zeros((0, 2), np.float32)
+            self.points.setData(x=[], y=[])
             self.caption.setText(no_index_text(self.state))
             self.legend.setText("")
-            self._show_frame_set()
-            self._mark_current()
+        else:
+            self.xy = index.projection()
+            self.points.setData(x=self.xy[:, 0], y=self.xy[:, 1])
+            self.recolour()
+            self.caption.setText(f"{len(index)} crops, PCA of {index.dim}-d embeddings. "
+                                 "Shift+drag: select; click: show")
+            self.view.autoRange(padding=0.02)
+        self._show_frame_set()
+        self._mark_current()
+
+    def colouring(self, mode: str) -> tuple[np.ndarray, list, list[QColor], list[str]]:
+        """(group per point, brush per group, colour per group, legend text per group) of the
+        index shown, computed once per mode."""
+        if mode not in self._colourings:
+            group, colours, labels = colour_groups(self.state.embedding_index, mode)
+            brushes = [pg.mkBrush(c) for c in colours]
+            self._colourings[mode] = (group, brushes, colours, labels)
+        return self._colourings[mode]
+
+    def recolour(self) -> None:
+        """Colour the points by the chosen mode (array writes: interactive at 100,000+)."""
+        if self.state.embedding_index is None:
             return
-        self.xy = index.projection()
-        group, colours, labels = colour_groups(index, self.colour_by.currentText())
-        for colour, rows in colour_layers(group, colours):
-            if len(rows):
-                layer = pg.ScatterPlotItem(x=self.xy[rows, 0], y=self.xy[rows, 1], size=4,
-                                           pen=None, brush=pg.mkBrush(colour), pxMode=True)
-                self.plot.addItem(layer)
-                self.layers.append(layer)
+        group, brushes, colours, labels = self.colouring(self.colour_by.currentText())
+        set_point_brushes(self.points, group, brushes)
         shown = [(c, t) for c, t in zip(colours, labels) if t]
         self.legend.setText("<br>".join(
             f"<span style='color:{c.name()}'>&#9632;</span> {t}" for c, t in shown[:24])
             + (f"<br>... {len(shown) - 24} more" if len(shown) > 24 else ""))
-        self.caption.setText(f"{len(index)} crops, PCA of {index.dim}-d embeddings. "
-                             "Shift+drag: select; click: show")
-        self.view.autoRange(padding=0.02)
-        self._show_frame_set()
-        self._mark_current()
 
     def _show_frame_set(self) -> None:
         if self.state.frame_set_source != "map" or not self.state.frame_set:
@@ -337,4 +362,5 @@ class EmbeddingMapPanel(QWidget):
                                 + (f"\nP-MPJPE {error:.0f} mm" if np.isfinite(error) else ""))
 
     def ready(self) -> bool:
-        return self.state.embedding_index is not None and bool(self.layers)
+        return self.state.embedding_index is not None and len(self.points.data) == len(self.xy) \
+            > 0
