@@ -190,7 +190,8 @@ def bench_index_query(index, read: float, rounds: int, k: int) -> None:
               f"{index.fast_answers} answered from candidates, {index.exact_answers} by the "
               f"exact scan (fallbacks included); 16-bit copy built in {built:.2f} s")
     else:
-        print("faiss not importable: no float16 candidate path measured")
+        print("no float16 candidate path: faiss not importable, or fewer rows than "
+              "embeddings.FAST_MIN_ROWS")
 
 
 def bench_map(e, points: int, rounds: int) -> None:

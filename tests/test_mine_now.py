@@ -102,3 +102,16 @@ def test_index_crops_give_true_pose_distances_from_the_index():
                                           np.array([2, 2, 2]), np.array([0, 1, 2]),
                                           np.array([2, 3, 1]))
     assert problem == "" and values[0] < 1e-9 and values[1] > 0.1 and np.isnan(values[2])
+
+
+def test_rules_of_a_checkpoint_are_its_training_config(tmp_path):
+    from tests.gui_fixtures import make_checkpoint
+
+    trained = make_checkpoint(tmp_path / "a.safetensors", meta={"train_config": {
+        "tau": 4, "mining": "semihard", "margin": 0.5, "steps": 10}})
+    assert MiningRules.of_checkpoint(trained) == MiningRules(tau=4, mining="semihard",
+                                                             margin=0.5)
+    plain = make_checkpoint(tmp_path / "b.safetensors")
+    assert MiningRules.of_checkpoint(plain) == MiningRules()
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
+    assert MiningRules.of_checkpoint(tmp_path / "junk.safetensors") == MiningRules()

@@ -14,6 +14,8 @@ triplet-log format, so the inspector shows them like a run's.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -52,6 +54,20 @@ class MiningRules:
                 values[name] = kind(value)
         rules = cls(**{**base.__dict__, **values})
         return rules if rules.mining in STRATEGIES and rules.tau >= 1 else base
+
+    @classmethod
+    def of_checkpoint(cls, path: str | os.PathLike[str]) -> MiningRules:
+        """The rules a checkpoint was trained with (the train_config its trainer stored in the
+        safetensors header; only the header is read), else the defaults."""
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                raw = (f.metadata() or {}).get("mcss")
+            config = json.loads(raw).get("train_config") if raw else None
+        except Exception:  # noqa: BLE001 - unreadable here: the checkpoint loader reports it
+            return cls()
+        return cls.from_config(config) if isinstance(config, dict) else cls()
 
     def text(self) -> str:
         window = f"{self.tau} <= |dt|" + (f" <= {self.tau_max}" if self.tau_max else "")

@@ -321,6 +321,28 @@ class EmbeddingMapPanel(QWidget):
             (y <= rect.bottom())
         return np.flatnonzero(inside)
 
+    def lasso(self, polygon: np.ndarray) -> None:
+        """Select the crops inside `polygon` (view coordinates) as a drawn lasso does, and show
+        it (scripts and screenshots)."""
+        polygon = np.asarray(polygon, np.float64)
+        self.select_mode.setCurrentText("lasso")
+        path = QPainterPath(QPointF(*polygon[0]))
+        for x, y in polygon[1:]:
+            path.lineTo(QPointF(x, y))
+        path.closeSubpath()
+        self.view.lasso.setPath(path)
+        self.view.lasso.show()
+        self._lasso_selected(polygon)
+
+    def lasso_around_current(self, fraction: float = 0.03, vertices: int = 24) -> None:
+        """A round lasso around the crop the player shows, of `fraction` of the map's extent."""
+        row = self.current_row()
+        if row is None or not len(self.xy):
+            return
+        radius = fraction * (self.xy.max(0) - self.xy.min(0))
+        angles = np.linspace(0, 2 * np.pi, vertices, endpoint=False)
+        self.lasso(self.xy[row] + np.c_[np.cos(angles), np.sin(angles)] * radius)
+
     def rows_in_polygon(self, polygon: np.ndarray) -> np.ndarray:
         return np.flatnonzero(points_in_polygon(self.xy, polygon))
 

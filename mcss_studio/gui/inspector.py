@@ -10,7 +10,8 @@ asks the state to show that frame: the clicked positive or negative, otherwise t
 
 "Mine now" mines the current frame with the loaded checkpoint's embeddings (state's embedding
 index) under the trainer's own rules and function (core/mine_now.py; the rules of the run shown,
-else the trainer's defaults) and shows the triplets in the same table; "Show run" goes back.
+else the checkpoint's training config, else the trainer's defaults) and shows the triplets in
+the same table; "Show run" goes back.
 
 Nothing is read on the UI thread: a worker polls the run's logs once a second and reads only
 what was appended (core/triplets.py RunFollower), another cuts the thumbnails from the run's
@@ -443,9 +444,12 @@ class InspectorPanel(QWidget):
 
     # -- Mine now -------------------------------------------------------------------------------
     def mining_rules(self) -> MiningRules:
-        """The rules of the run shown (its logged config), else the trainer's defaults."""
-        return MiningRules.from_config(self.run.config) if self.run is not None else \
-            MiningRules()
+        """The rules of the run shown (its logged config), else those the loaded checkpoint was
+        trained with, else the trainer's defaults."""
+        if self.run is not None and self.run.config:
+            return MiningRules.from_config(self.run.config)
+        checkpoint = self.state.checkpoint
+        return MiningRules.of_checkpoint(checkpoint) if checkpoint is not None else MiningRules()
 
     def _update_mine_button(self) -> None:
         ready = self.state.embedding_index is not None
