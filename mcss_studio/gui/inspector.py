@@ -163,18 +163,13 @@ class InspectorPanel(QWidget):
         self._mined_text = ""
         self._run_steps: tuple[int | None, int | None] = (None, None)
 
-        self.log_worker = RunLogWorker(self)
-        self.log_worker.done.connect(self._chunk_arrived)
-        self.log_worker.failed.connect(self._poll_failed)
-        self.log_worker.start()
+        self.log_worker = self._started(RunLogWorker(self), self._chunk_arrived,
+                                        self._poll_failed)
+        self.mine_worker = self._started(MineWorker(self), self._mined, self._mine_failed)
         self.thumb_worker = ThumbnailWorker(self)
         self.thumb_worker.ready.connect(self._thumbnail_arrived)
         self.thumb_worker.posesReady.connect(self._poses_arrived)
         self.thumb_worker.start()
-        self.mine_worker = MineWorker(self)
-        self.mine_worker.done.connect(self._mined)
-        self.mine_worker.failed.connect(self._mine_failed)
-        self.mine_worker.start()
         self.model = TripletTableModel(self)
         self.model.thumbnailWanted.connect(self._want_thumbnail)
 
@@ -193,6 +188,13 @@ class InspectorPanel(QWidget):
         self._update_mine_button()
         if state.run is not None:
             self.set_run(state.run)
+
+    @staticmethod
+    def _started(worker: LatestRequestWorker, done, failed) -> LatestRequestWorker:
+        worker.done.connect(done)
+        worker.failed.connect(failed)
+        worker.start()
+        return worker
 
     # -- layout ---------------------------------------------------------------------------------
     def _build_table(self) -> QTableView:
