@@ -170,7 +170,7 @@ class _MapViewBox(pg.ViewBox):
 
 
 class EmbeddingMapPanel(QWidget):
-    """2D map of the embedding index with hover, click, box selection and the current crop."""
+    """2D map of the embedding index: hover, click, box or lasso selection, the current crop."""
 
     def __init__(self, state: StudioState, parent=None) -> None:
         super().__init__(parent)
