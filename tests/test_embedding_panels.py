@@ -429,3 +429,24 @@ def test_point_brushes_paint_each_point_its_groups_colour(qtbot):
         assert painted() == [colours[g] for g in group]
     with pytest.raises(ValueError):
         set_point_brushes(item, np.array([0, 1]), brushes)
+
+
+def test_screenshots_of_mine_now_and_a_lasso_from_the_command_line(tmp_path, trained_project):
+    import os
+    import subprocess
+    import sys
+
+    from PySide6.QtGui import QImage
+
+    env = {**os.environ, "MCSS_STUDIO_CACHE": str(tmp_path / "cache"),
+           "MCSS_STUDIO_SETTINGS": str(tmp_path / "s.ini")}
+    for panel, flag in (("inspector", "--mine-now"), ("map", "--lasso")):
+        out = tmp_path / f"{panel}.png"
+        res = subprocess.run(
+            [sys.executable, "-m", "mcss_studio.gui.app", str(trained_project.data),
+             "--checkpoint", str(trained_project.checkpoint), "--frame", "5", "--panel", panel,
+             flag, "--screenshot", str(out), "--size", "900x600"],
+            env=env, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr
+        assert "timed out" not in res.stderr  # it waited for the mining / the lasso's answer
+        assert f"panel {panel}" in res.stdout and QImage(str(out)).width() >= 800
