@@ -6,9 +6,12 @@ from other processes hits them alike; medians are printed side by side as ratios
 read the float32 matrix once (a bandwidth-bound reduction: the physical limit of any brute-force
 query). Backends: NumPy float32 matrix-vector product + argpartition (what core/embeddings.py
 does), torch float32 / float16 / bfloat16 matrix-vector product + topk, faiss-cpu IndexFlatIP
-(when importable; --faiss-path adds a folder to sys.path). Top-10 agreement of the reduced
-precisions with exact float64 ranking is measured on --agree queries. Then the real
-EmbeddingIndex.query (filters on) and its memory, and the PCA map projection.
+and its scalar-quantizer flat index on float16 / bfloat16 codes, top-256 candidates (when
+importable; --faiss-path adds a folder to sys.path). Top-10 agreement of the reduced precisions
+with exact float64 ranking is measured on --agree queries. Then the real EmbeddingIndex.query,
+exact float32 scan and float16 candidates + exact re-rank (core/knn.py) side by side, with and
+without filters, checked to return the same rows; its memory; the PCA map projection. The load
+average (`uptime`) is printed first and last: the machine is shared.
 
     PYTHONPATH=. nice -n 10 .venv/bin/python benchmarks/bench_embeddings.py --threads 2
 """
@@ -35,6 +38,12 @@ def _rss_mib() -> float:
     return float("nan")
 
 
+def _uptime() -> str:
+    import subprocess
+
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -52,6 +61,7 @@ def main() -> None:
     ap.add_argument("--throughput-sequences", type=int, default=0,
                     help="only the first N sequences of DATA (0: all)")
     args = ap.parse_args()
+    print("load at start:", _uptime())
     _pin_threads(args.threads)
     import numpy as np
     import torch
@@ -66,7 +76,7 @@ def main() -> None:
     except ImportError:
         faiss = None
 
-    from mcss_studio.core.embeddings import EmbeddingIndex, NeighbourFilter, SequenceInfo
+    from mcss_studio.core.embeddings import EmbeddingIndex, SequenceInfo
 
     rng = np.random.default_rng(0)
     n, d, k = args.rows, args.dim, 10
@@ -87,6 +97,12 @@ def main() -> None:
         flat = faiss.IndexFlatIP(d)
         flat.add(e)
         backends["faiss IndexFlatIP search"] = lambda q: flat.search(e[q:q + 1], k)
+        for name, kind in (("float16", faiss.ScalarQuantizer.QT_fp16),
+                           ("bfloat16", faiss.ScalarQuantizer.QT_bf16)):
+            sq = faiss.IndexScalarQuantizer(d, kind, faiss.METRIC_L2)
+            sq.add(e)
+            backends[f"faiss SQ {name} L2, 256 cand."] = (
+                lambda q, sq=sq: sq.search(e[q:q + 1], 256))
     times = {name: [] for name in backends}
     for q in queries:
         for name, fn in backends.items():
@@ -122,15 +138,8 @@ def main() -> None:
     index = EmbeddingIndex(infos, e[:rows], poses)
     extra = sum(a.nbytes for a in (index.seq_id, index.camera, index.frame, index.subject_id,
                                    index.half_norm2)) / 2**20
-    filt = NeighbourFilter(other_cameras=True, min_dt=5, subject="other")
-    lat = []
-    for q in rng.integers(0, rows, args.rounds):
-        start = time.perf_counter()
-        index.query(int(q), k, filt)
-        lat.append(time.perf_counter() - start)
-    print(f"EmbeddingIndex.query, {rows} rows, filters other cameras + |dt|>=5 + other subject: "
-          f"median {np.median(lat) * 1e3:.1f} ms ({np.median(lat) / read:.2f} x read); index "
-          f"bookkeeping {extra:.0f} MiB beside the {rows * d * 4 / 2**20:.0f} MiB matrix "
+    bench_index_query(index, lambda: et.sum(), args.rounds, k)
+    print(f"index bookkeeping {extra:.0f} MiB beside the {rows * d * 4 / 2**20:.0f} MiB matrix "
           f"(process RSS {_rss_mib():.0f} MiB, {base_rss:.0f} at start)")
     start = time.perf_counter()
     index.projection()
@@ -139,11 +148,64 @@ def main() -> None:
         bench_map(e, args.map_points, args.rounds)
     if args.throughput:
         bench_throughput(*args.throughput, args.throughput_sequences)
+    print("load at end:", _uptime())
+
+
+def bench_index_query(index, read_matrix, rounds: int, k: int) -> None:
+    """EmbeddingIndex.query: the exact float32 scan and the float16 candidates (when faiss is
+    importable) on the same queries, interleaved with a read of the matrix (`read_matrix`, the
+    ratios' base), with no filter and with three; the rows of the two paths must be
+    identical."""
+    import numpy as np
+
+    from mcss_studio.core.embeddings import NeighbourFilter
+
+    start = time.perf_counter()
+    fast = index.enable_fast_search("float16")
+    built = time.perf_counter() - start
+    scan = index._scan
+    filters = {"no filter": NeighbourFilter(other_cameras=False),
+               "other cameras + |dt|>=5 + other subject": NeighbourFilter(
+                   other_cameras=True, min_dt=5, subject="other")}
+    rng = np.random.default_rng(2)
+    times: dict[str, list[float]] = {}
+    same = total = 0
+    reads = []
+    for q in rng.integers(0, len(index), rounds):
+        t0 = time.perf_counter()
+        read_matrix()
+        reads.append(time.perf_counter() - t0)
+        for label, filt in filters.items():
+            answers = []
+            for path in ("exact float32 scan", "float16 candidates + re-rank") if fast else (
+                    "exact float32 scan",):
+                index._scan = scan if path.startswith("float16") else None
+                t0 = time.perf_counter()
+                answers.append(index.query(int(q), k, filt).rows)
+                times.setdefault(f"{path}, {label}", []).append(time.perf_counter() - t0)
+            index._scan = scan
+            if len(answers) == 2:
+                same += int(np.array_equal(*answers))
+                total += 1
+    read = float(np.median(reads))
+    print(f"EmbeddingIndex.query rounds: reading the matrix once, median {read * 1e3:.1f} ms")
+    for name, ts in times.items():
+        med = float(np.median(ts))
+        print(f"EmbeddingIndex.query, {name}: median {med * 1e3:.1f} ms ({med / read:.2f} x read)")
+    if fast:
+        fallbacks = index.exact_answers - total  # beyond the exact scan's own queries
+        print(f"float16 candidates: identical rows to the exact scan in {same}/{total} queries; "
+              f"{index.fast_answers} answered from candidates, {fallbacks} fell back to the "
+              f"exact scan; 16-bit copy built in {built:.2f} s")
+    else:
+        print("no float16 candidate path: faiss not importable, or fewer rows than "
+              "embeddings.FAST_MIN_ROWS")
 
 
 def bench_map(e, points: int, rounds: int) -> None:
-    """Redraw (all layers rebuilt and painted) and pick (nearest point to the pointer) of the
-    embedding map with `points` crops, in an offscreen window of 1200 x 700."""
+    """The embedding map with `points` crops in an offscreen window of 1200 x 700: a new index
+    drawn, recolouring (camera / sequence alternately, each painted), a repaint alone, and the
+    pick (nearest point to the pointer)."""
     import numpy as np
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -168,14 +230,17 @@ def bench_map(e, points: int, rounds: int) -> None:
     panel.show()
     state.set_embedding_index(index)
     app.processEvents()
-    redraw, paint, pick = [], [], []
+    start = time.perf_counter()
+    panel.redraw()  # a new index: every point placed, the colouring computed
+    panel.plot.grab()
+    first = time.perf_counter() - start
+    recolour, paint, pick = [], [], []
     rng = np.random.default_rng(1)
     for r in range(rounds):
-        panel.colour_by.setCurrentIndex(0 if r % 2 else 2)  # camera / sequence: 4 or 100 layers
         start = time.perf_counter()
-        panel.redraw()
+        panel.colour_by.setCurrentIndex(0 if r % 2 else 2)  # camera / sequence (100 groups)
         panel.plot.grab()  # paint it
-        redraw.append(time.perf_counter() - start)
+        recolour.append(time.perf_counter() - start)
         start = time.perf_counter()
         panel.plot.grab()  # a repaint alone, as panning and zooming cause
         paint.append(time.perf_counter() - start)
@@ -183,8 +248,9 @@ def bench_map(e, points: int, rounds: int) -> None:
         start = time.perf_counter()
         panel.nearest(QPointF(float(x), float(y)))
         pick.append(time.perf_counter() - start)
-    print(f"map with {n} points: new colouring + paint median {np.median(redraw) * 1e3:.0f} ms, "
-          f"repaint {np.median(paint) * 1e3:.0f} ms, pick median {np.median(pick) * 1e3:.1f} ms")
+    print(f"map with {n} points: new index + paint {first * 1e3:.0f} ms; recolour + paint "
+          f"median {np.median(recolour) * 1e3:.0f} ms (max {max(recolour) * 1e3:.0f}), repaint "
+          f"{np.median(paint) * 1e3:.0f} ms, pick median {np.median(pick) * 1e3:.1f} ms")
     panel.close()
 
 

@@ -46,6 +46,6 @@ if ! "$VPY" -c "import torch" >/dev/null 2>&1; then
 fi
 stamp=".venv/.mcss-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    "$VPY" -m pip install -q -e ".[test]"
+    "$VPY" -m pip install -q -e ".[test,fast-knn]"  # fast-knn: faiss-cpu, optional at run time
     touch "$stamp"
 fi

@@ -123,3 +123,12 @@ def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest'
     if faultlib is not None and faultlib.TABLE:
         terminalreporter.write_sep("=", "fault injection: cases tried and held")
         terminalreporter.write_line(faultlib.format_table())
+
+
+@pytest.fixture(scope="session")
+def trained_project(tmp_path_factory):
+    """The tiny synthetic dataset and a checkpoint trained on it until the same instant in
+    another camera is its nearest neighbour for most crops (tests/trained_fixtures.py)."""
+    from tests.trained_fixtures import train_tiny
+
+    return train_tiny(tmp_path_factory.mktemp("trained"))

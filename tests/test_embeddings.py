@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mcss_studio.core.embeddings import EmbeddingIndex, NeighbourFilter, SequenceInfo, pca_2d
+from mcss_studio.core.embeddings import (
+    EmbeddingIndex,
+    NeighbourFilter,
+    SequenceInfo,
+    pca_2d,
+    points_in_polygon,
+)
 
 FRAMES, CAMS = 5, 3
 # sequence -> (subject, offset of its first embedding coordinate)
@@ -115,3 +121,84 @@ def test_judge_marks_by_kappa_with_p_mpjpe_in_mm():
     assert judged[0][0] and judged[0][1] == pytest.approx(0.0, abs=1e-3)
     assert not judged[1][0] and judged[1][1] > 50
     assert judged[2][0] is False and np.isnan(judged[2][1])
+
+
+def test_points_in_polygon_hand_cases():
+    # an L shape (concave): the notch at x, y in (1, 2) is outside
+    ell = np.array([(0, 0), (2, 0), (2, 1), (1, 1), (1, 2), (0, 2)], float)
+    pts = np.array([(0.5, 0.5), (1.5, 0.5), (0.5, 1.5), (1.5, 1.5), (3, 0.5), (-0.1, 1),
+                    (0.5, 2.5)], float)
+    assert points_in_polygon(pts, ell).tolist() == [True, True, True, False, False, False,
+                                                     False]
+    # a bow tie crossing itself: each lobe is inside, beyond the tips is not
+    tie = np.array([(0, 0), (2, 2), (2, 0), (0, 2)], float)
+    assert points_in_polygon(np.array([(0.2, 1.0), (1.8, 1.0), (1.0, 0.2), (2.5, 1.0)]),
+                             tie).tolist() == [True, True, False, False]
+    # fewer than three vertices enclose nothing; no points, no answer
+    assert not points_in_polygon(pts, ell[:2]).any()
+    assert points_in_polygon(np.zeros((0, 2)), ell).shape == (0,)
+
+
+def _random_index(rows_per_camera=40, sequences=30, dim=16, seed=0) -> EmbeddingIndex:
+    infos = [SequenceInfo(f"s{i}", f"S{i % 3}", None, rows_per_camera, ("a", "b", "c"),
+                          i * rows_per_camera * 3, i * rows_per_camera) for i in range(sequences)]
+    n = rows_per_camera * 3 * sequences
+    e = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return EmbeddingIndex(infos, e, np.zeros((n, 17, 3), np.float32))
+
+
+FILTERS = [NeighbourFilter(), NeighbourFilter(other_cameras=False),
+           NeighbourFilter(min_dt=5, subject="other"),
+           NeighbourFilter(sequence="other", subject="same"),
+           NeighbourFilter(sequence="same"), NeighbourFilter(least_similar=True)]
+
+
+def test_float16_candidates_give_the_exact_scans_answers():
+    pytest.importorskip("faiss")
+    index = _random_index()
+    assert index.enable_fast_search(min_rows=1)
+    scan = index._scan
+    for q in range(0, len(index), 29):
+        for filt in FILTERS:
+            fast = index.query(q, 10, filt)
+            index._scan = None
+            exact = index.query(q, 10, filt)
+            index._scan = scan
+            assert fast.rows.tolist() == exact.rows.tolist()
+            np.testing.assert_allclose(fast.distances, exact.distances, atol=1e-5)
+    # nearest-first queries over more than one sequence took the candidates
+    assert index.fast_answers >= 4 * len(range(0, len(index), 29))
+
+
+def test_the_floor_bounds_every_row_the_scan_left_out():
+    pytest.importorskip("faiss")
+    from mcss_studio.core.knn import CandidateScan
+
+    e = _random_index(dim=8).embeddings
+    scan = CandidateScan(e, "float16", shards=3)
+    for q in (0, 17, 500):
+        rows, floor = scan.candidates(e[q], 50)
+        left = np.setdiff1d(np.arange(len(e)), rows)
+        assert len(rows) == 50 and np.linalg.norm(e[left] - e[q], axis=1).min() >= floor
+        assert floor > np.sort(np.linalg.norm(e[rows] - e[q], axis=1))[9]  # provable here
+
+
+def test_unprovable_candidates_fall_back_to_the_exact_scan():
+    pytest.importorskip("faiss")
+    index = _random_index(dim=4)
+    e = np.asarray(index.embeddings) * 100  # the random rows far away
+    # 600 rows of other sequences at distances 1 + 1e-5 i from query row 0 (at the origin),
+    # more than the candidates: float16 cannot order them, so the float32 scan must answer
+    e[0] = 0.0
+    others = np.arange(200, 800)
+    e[others] = np.array([1.0, 0, 0, 0], np.float32) * (1 + 1e-5 * np.arange(600))[:, None]
+    index = EmbeddingIndex(index.sequences, e, index.poses)
+    assert index.enable_fast_search(min_rows=1)
+    found = index.query(0, 10, NeighbourFilter(sequence="other"))
+    assert index.exact_answers == 1 and index.fast_answers == 0
+    assert found.rows.tolist() == others[:10].tolist()
+
+
+def test_fast_search_needs_enough_rows():
+    index = _random_index(sequences=2)
+    assert not index.enable_fast_search()  # 240 rows: the float32 scan takes microseconds

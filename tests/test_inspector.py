@@ -270,3 +270,56 @@ def test_the_dock_opens_for_open_run_but_not_for_any_run_the_state_selects(qtbot
         assert window.inspector_dock.isVisible()
     finally:
         window.close()
+
+
+def test_a_trained_runs_log_is_listed_sorted_and_its_false_negatives_flagged(
+        qtbot, panel, trained_project):
+    """The log of the checkpoint trained in the test setup (tau 1 on cyclic motion: most mined
+    negatives are the anchor's pose one cycle away, which the inspector must flag)."""
+    from mcss_studio.core import open_dataset
+    from mcss_studio.core.geometry import paired_pose_distance
+    from mcss_studio.core.triplets import KAPPA
+
+    run = trained_project.run
+    records = [json.loads(x) for x in (run / "triplets.jsonl").read_text().splitlines()]
+    assert len(records) == 80 and {r["step"] for r in records} == set(range(20, 201, 20))
+    show(qtbot, panel, run, len(records))
+    qtbot.waitUntil(lambda: not np.isnan(panel.run.triplets.col("pose")).any(),
+                    timeout=WAIT_MS)
+    m = panel.model
+
+    panel.table.sortByColumn(5, Qt.SortOrder.AscendingOrder)  # d(a,n)
+    assert column(panel, 5) == [f"{v:.3f}" for v in sorted(r["d_an"] for r in records)]
+    panel.table.sortByColumn(VIOLATION, Qt.SortOrder.DescendingOrder)
+    assert column(panel, VIOLATION) == [
+        f"{v:.3f}" for v in sorted((r["violation"] for r in records), reverse=True)]
+    panel.table.sortByColumn(DT, Qt.SortOrder.AscendingOrder)
+    dts = [r["negative"]["frame"] - r["anchor"]["frame"] for r in records
+           if r["negative"]["sequence"] == r["anchor"]["sequence"]]
+    others = len(records) - len(dts)  # negatives of another sequence come last
+    assert column(panel, DT) == [f"{d:+d}" for d in sorted(dts, key=abs)] + ["other seq."] * others
+    panel.step_from.setValue(150)
+    assert m.rowCount() == sum(r["step"] >= 150 for r in records)
+    panel.set_step_range(None, None)
+
+    dataset = open_dataset(trained_project.data)
+    joints = {name: dataset.open(name).joints3d for name in dataset.names}
+
+    def true_pose_distance(r: dict) -> float:
+        a, n = r["anchor"], r["negative"]
+        return float(paired_pose_distance(joints[a["sequence"]][[a["frame"]]],
+                                          joints[n["sequence"]][[n["frame"]]])[0])
+
+    expected = sorted((r["anchor"]["sequence"], r["anchor"]["camera_index"],
+                        r["anchor"]["frame"], r["negative"]["sequence"],
+                        r["negative"]["camera_index"], r["negative"]["frame"], r["step"])
+                       for r in records if true_pose_distance(r) < KAPPA)
+    flagged = []
+    for row in range(m.rowCount()):
+        if m.data(m.index(row, NEGATIVE), Qt.ItemDataRole.BackgroundRole) is not None:
+            a, n = m.ref(row, "anchor"), m.ref(row, "negative")
+            flagged.append((a.sequence, a.camera_index, a.frame, n.sequence, n.camera_index,
+                            n.frame, int(m.data(m.index(row, STEP)))))
+    assert 0 < len(expected) < len(records)  # some flagged, not all: the flag discriminates
+    assert sorted(flagged) == expected
+    assert f"{len(expected)} likely false negatives" in panel.status.text()

@@ -22,7 +22,8 @@ chunks and meta.json is written after them, so nothing half-written ever claims 
 
 Damage: opening checks every size and CRC-32 in meta.json and a chunk is read through zip's own
 CRC; a truncated or corrupt file makes the index (or chunk) stale, and it is rebuilt, never used.
-Float32 storage: float16 did not make queries faster on the measured CPU (see the README).
+Float32 storage on disk; a float16 copy for fast candidate scans is made in memory when queries
+need it (core/knn.py, EmbeddingIndex.enable_fast_search).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from .sources.dataset import Dataset
 
 INDEX_VERSION = 1
 CHUNK_FRAMES = 32
+KEEP_BYTES = 256 << 20  # chunks computed in this build kept in memory for the final files
 ProgressFn = Callable[[int, int], None]
 _FILES = ("embeddings.f32", "poses.f32", "gt.f32")
 
@@ -223,12 +225,12 @@ def build_index(
     except StaleIndexError:
         pass
     counter.total = sum(s.frames for s in plan.infos)
-    chunks = []
+    chunks, kept = [], _Kept()
     for info in plan.infos:
         with dataset.open(info.name) as seq:
             chunks.append(_embed_sequence(pipeline, seq, info, plan.fingerprints[info.name],
-                                          cache_dir, folder, counter))
-    _write_index(folder, plan, chunks, gt, digest, counter)
+                                          cache_dir, folder, counter, kept))
+    _write_index(folder, plan, chunks, gt, digest, counter, kept)
     return open_index(folder, plan.fingerprints, verify=False)
 
 
@@ -240,8 +242,27 @@ def _gt_of(seq: MultiviewSequence) -> np.ndarray:
     return np.asarray(j, np.float32)
 
 
+class _Kept:
+    """Chunks this build computed, kept in memory (up to KEEP_BYTES) so that assembling the
+    final files need not read them back from disk."""
+
+    def __init__(self) -> None:
+        self.chunks: dict[Path, dict] = {}
+        self.bytes = 0
+
+    def add(self, path: Path, chunk: dict) -> None:
+        size = sum(a.nbytes for a in chunk.values())
+        if self.bytes + size <= KEEP_BYTES:
+            self.chunks[path] = chunk
+            self.bytes += size
+
+    def load(self, path: Path) -> dict:
+        return self.chunks.get(path) or _load_any(path)
+
+
 def _embed_sequence(pipeline, seq: MultiviewSequence, info: SequenceInfo, fingerprint: str,
-                    cache_dir: Path, folder: Path, counter: _Progress) -> list[Path]:
+                    cache_dir: Path, folder: Path, counter: _Progress, kept: _Kept
+                    ) -> list[Path]:
     """Chunks of one sequence, computing those not on disk yet; their paths in frame order."""
     media = MediaAccess(seq, cache_dir)
     media.attach_caches()
@@ -254,7 +275,7 @@ def _embed_sequence(pipeline, seq: MultiviewSequence, info: SequenceInfo, finger
             path = _chunk_path(folder, fingerprint, start)
             if _read_chunk(path, len(frames), len(info.cameras), pipeline.contract.embedding_dim
                            ) is None:
-                _embed_chunk(pipeline, media, frames, path)
+                kept.add(path, _embed_chunk(pipeline, media, frames, path))
             paths.append(path)
             counter.add(len(frames))
     finally:
@@ -264,7 +285,7 @@ def _embed_sequence(pipeline, seq: MultiviewSequence, info: SequenceInfo, finger
 
 
 def _write_index(folder: Path, plan: _Plan, chunks: list[list[Path]], gt: list[np.ndarray],
-                 digest: str, counter: _Progress) -> None:
+                 digest: str, counter: _Progress, kept: _Kept) -> None:
     """The final files from the chunks, then meta.json; the chunks go last."""
     (folder / "meta.json").unlink(missing_ok=True)  # nothing claims completeness meanwhile
     dim = None
@@ -273,7 +294,7 @@ def _write_index(folder: Path, plan: _Plan, chunks: list[list[Path]], gt: list[n
         with atomic_open(folder / name, "wb") as fh:
             crc = 0
             for paths in chunks:
-                parts = [_load_any(p) for p in paths]
+                parts = [kept.load(p) for p in paths]
                 block = np.concatenate([c[key] for c in parts])  # (T, C, ...)
                 data = np.ascontiguousarray(np.swapaxes(block, 0, 1), np.float32).tobytes()
                 dim = block.shape[-1] if key == "embedding" else dim

@@ -6,12 +6,17 @@ sequence + camera * frames + frame. So a sequence, and one camera's frames of it
 slices, and the filters "same sequence" and "|dt| < tau in the same sequence" are slice writes,
 never a scan.
 
-Queries are exact: one matrix-vector product over the rows in question (the matrix is used in
-place, read-only, often a memory map; never copied per query), the filters written into the
-score vector as +-inf, then np.argpartition for the k best. benchmarks/bench_embeddings.py
-measured this against torch (float32, float16, bfloat16) and faiss-cpu's flat index on 1,000,000
-x 128 embeddings; see the README for the figures and why float32 NumPy was kept. Distances are
-Euclidean, as the trainer ranks: the score q.e - |e|^2 / 2 orders rows like -|q - e|^2.
+Queries are exact. The exact scan: one matrix-vector product over the rows in question (the
+matrix is used in place, read-only, often a memory map; never copied per query), the filters
+written into the score vector as +-inf, then np.argpartition for the k best. With
+`enable_fast_search` (faiss-cpu installed, at least FAST_MIN_ROWS rows), a nearest-first query
+over more than one sequence first scans a float16 copy for OVERFETCH candidates (core/knn.py),
+filters and re-ranks them in float32 with the same formula, and keeps the answer only when the
+k-th distance is provably below every row not scanned in; otherwise it runs the exact scan. So
+both give the same rows. benchmarks/bench_embeddings.py measured the backends (NumPy, torch
+float32 / float16 / bfloat16, faiss flat and 16-bit) on 1,000,000 x 128 embeddings; see the
+README. Distances are Euclidean, as the trainer ranks: the score q.e - |e|^2 / 2 orders rows
+like -|q - e|^2.
 No Qt; a query reads shared arrays only, so any thread may run one.
 """
 
@@ -22,9 +27,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import knn
 from .geometry import paired_pose_distance, procrustes_align
 
 SCOPES = ("any", "same", "other")
+FAST_MIN_ROWS = 100_000  # below this the exact scan takes a few ms: no 16-bit copy is made
+OVERFETCH = 256  # candidates of the 16-bit scan per query (at least 8 k)
 
 
 @dataclass(frozen=True)
@@ -106,6 +114,8 @@ class EmbeddingIndex:
         self.half_norm2 = _half_norms(embeddings)
         self._projection: np.ndarray | None = None
         self._pose_errors: np.ndarray | None = None
+        self._scan: knn.CandidateScan | None = None
+        self.fast_answers = self.exact_answers = 0  # queries answered by each path
 
     # -- rows -----------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -157,10 +167,62 @@ class EmbeddingIndex:
         return pose if np.isfinite(pose).all() else None
 
     # -- queries --------------------------------------------------------------------------------
+    def enable_fast_search(self, kind: str = "float16", min_rows: int = FAST_MIN_ROWS) -> bool:
+        """Make the 16-bit candidate scan (core/knn.py; about 2 bytes per value beside the
+        matrix, built once in a second or so per million rows) when faiss-cpu is installed and
+        the index has at least min_rows rows; whether queries now use it."""
+        if self._scan is None and len(self) >= max(1, min_rows) and knn.available():
+            try:
+                self._scan = knn.CandidateScan(self.embeddings, kind)
+            except ValueError:  # values beyond float16: the exact scan serves
+                return False
+        return self._scan is not None
+
     def query(self, row: int, k: int = 10, filt: NeighbourFilter | None = None) -> Neighbours:
         """The k rows nearest (or farthest) to `row` that `filt` allows, best first; fewer when
         fewer are allowed."""
         filt = filt or NeighbourFilter()
+        if self._scan is not None and filt.sequence != "same" and not filt.least_similar:
+            found = self._query_candidates(row, int(k), filt)
+            if found is not None:
+                self.fast_answers += 1
+                return found
+        self.exact_answers += 1
+        return self._query_exact(row, k, filt)
+
+    def _query_candidates(self, row: int, k: int, filt: NeighbourFilter) -> Neighbours | None:
+        """The answer from the 16-bit scan's candidates re-ranked in float32, or None when it
+        cannot be proven exact (too few allowed candidates, or the k-th not below the floor)."""
+        q = np.asarray(self.embeddings[row], np.float32)
+        rows, floor = self._scan.candidates(q, max(OVERFETCH, 8 * k))
+        rows = np.sort(rows[self._allowed(rows, row, filt)])
+        if k <= 0 or (len(rows) < k and floor != -np.inf):
+            return None
+        scores = np.asarray(self.embeddings[rows], np.float32) @ q - self.half_norm2[rows]
+        best = np.argsort(-scores, kind="stable")[:k]
+        d2 = 2.0 * (float(self.half_norm2[row]) - scores[best])
+        distances = np.sqrt(np.maximum(d2, 0.0)).astype(np.float32)
+        if len(best) and float(distances[-1]) > floor:
+            return None
+        return Neighbours(row, rows[best].astype(np.int64), distances, filt)
+
+    def _allowed(self, rows: np.ndarray, row: int, filt: NeighbourFilter) -> np.ndarray:
+        """Which of `rows` the filter allows for the query `row` (_exclude's rules, per row)."""
+        ok = rows != row
+        if filt.other_cameras:
+            ok &= self.camera[rows] != self.camera[row]
+        same_seq = self.seq_id[rows] == self.seq_id[row]
+        if filt.sequence != "any":
+            ok &= same_seq if filt.sequence == "same" else ~same_seq
+        if filt.subject != "any":
+            same = self.subject_id[rows] == self.subject_id[row]
+            ok &= same if filt.subject == "same" else ~same
+        if filt.min_dt > 0:
+            close = np.abs(self.frame[rows].astype(np.int64) - int(self.frame[row])) < filt.min_dt
+            ok &= ~(same_seq & close)
+        return ok
+
+    def _query_exact(self, row: int, k: int, filt: NeighbourFilter) -> Neighbours:
         s = self.info(row)
         lo, hi = (s.first_row, s.first_row + s.rows) if filt.sequence == "same" else (0, len(self))
         q = np.asarray(self.embeddings[row], np.float32)
@@ -268,6 +330,30 @@ def _half_norms(embeddings: np.ndarray, chunk: int = 65536) -> np.ndarray:
         e = np.asarray(embeddings[start:start + chunk], np.float32)
         out[start:start + len(e)] = 0.5 * np.einsum("nd,nd->n", e, e)
     return out
+
+
+def points_in_polygon(xy: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """(N,) bool: which points (N, 2) lie inside the closed polygon (M, 2), by the even-odd
+    rule (a lasso that crosses itself leaves its doubly-enclosed part out, as drawing tools do).
+    Vectorised over the points, one pass per edge, after a bounding-box cut: a 200-vertex lasso
+    over 100,000 points takes milliseconds."""
+    xy = np.asarray(xy, np.float64).reshape(-1, 2)
+    poly = np.asarray(polygon, np.float64).reshape(-1, 2)
+    inside = np.zeros(len(xy), bool)
+    if len(poly) < 3 or not len(xy):
+        return inside
+    lo, hi = poly.min(0), poly.max(0)
+    near = np.flatnonzero(((xy >= lo) & (xy <= hi)).all(axis=1))
+    px, py = xy[near, 0], xy[near, 1]
+    odd = np.zeros(len(near), bool)
+    for (x1, y1), (x2, y2) in zip(poly, np.roll(poly, -1, axis=0)):
+        if y1 == y2:
+            continue  # a horizontal edge crosses no horizontal ray
+        crosses = (y1 > py) != (y2 > py)
+        x_at = x1 + (py - y1) * (x2 - x1) / (y2 - y1)
+        odd ^= crosses & (px < x_at)
+    inside[near] = odd
+    return inside
 
 
 def pca_2d(x: np.ndarray, chunk: int = 65536, sample: int = 50_000) -> np.ndarray:

@@ -35,6 +35,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="what to render: window, player, 3d, transport, labelling, training, inspector, "
              "gallery, map, camera:NAME",
     )
+    p.add_argument("--mine-now", action="store_true",
+                   help="with --screenshot --panel inspector: Mine now on the shown frame (needs "
+                        "--checkpoint and a dataset PATH; --run gives the mining rules)")
+    p.add_argument("--lasso", action="store_true",
+                   help="with --screenshot --panel map: lasso the crops around the shown one")
     p.add_argument("--labelling", action="store_true",
                    help="start in labelling mode (--panel labelling implies it)")
     p.add_argument("--size", default="1400x800", help="window size WxH (default 1400x800)")
@@ -94,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.screenshot is not None:
         from .screenshot import ScreenshotJob
 
-        job = ScreenshotJob(window, args.screenshot, args.frame, args.panel)
-    run = args.run or (args.path if args.panel.strip().lower() == "inspector" else None)
+        job = ScreenshotJob(window, args.screenshot, args.frame, args.panel,
+                            mine_now=args.mine_now, lasso=args.lasso)
+    inspector_only = args.panel.strip().lower() == "inspector" and not args.mine_now
+    run = args.run or (args.path if inspector_only else None)
     if run is not None and not window.open_run(run) and job is not None:
         window.close()
         return 2

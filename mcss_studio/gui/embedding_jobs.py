@@ -96,6 +96,7 @@ class EmbeddingJobs(QObject):
             index = build_index(dataset, cache_dir, checkpoint, progress, device="cpu")
             index.projection()  # computed here, once: the map reads it
             index.pose_errors()
+            index.enable_fast_search()  # the gallery's queries over a large index (core/knn.py)
             return index
 
         worker = TaskWorker(build, self)

@@ -1,15 +1,18 @@
 """The embedding map: every crop of the index as a point of the 2D PCA projection.
 
 Colour by camera, time, sequence, subject, action or pose error (P-MPJPE of the predicted pose to
-ground truth). Points are drawn as one pyqtgraph ScatterPlotItem per colour (the 12 palette
-colours, or 12 bins of a continuous value, + grey), each with a single brush: per-point brushes
-or one layer per category (hundreds of sequences) were many times slower; this keeps 100,000+
-points interactive
-(benchmarks/bench_embeddings.py --map measures redraw and pick). Hovering shows the crop under
-the pointer; a click asks the Session to show that crop (state.request_goto); Shift+drag selects
-a box, whose crops go to the shared frame set (source "map"), which the gallery then shows; the
-gallery's neighbours (source "gallery") are outlined here. The crop the player shows is marked
-and follows playback. The projection is computed with the index, in the Session's worker.
+ground truth). Points are one pyqtgraph ScatterPlotItem made once per index; a colouring is a
+group per point (computed once per mode) and a few shared brushes (the 12 palette colours, or 12
+bins of a continuous value, + grey), set by `set_point_brushes` as arrays: pyqtgraph's own
+per-point setBrush looks each point up in its symbol atlas (1 s at 100,000 points), and one
+item per colour (the previous design) cost 0.43 s to rebuild; this takes about 10 ms plus the
+paint (benchmarks/bench_embeddings.py measures recolour, repaint and pick).
+
+Hovering shows the crop under the pointer; a click asks the Session to show that crop
+(state.request_goto); Shift+drag selects a box or draws a lasso (the "Select" choice), whose
+crops go to the shared frame set (source "map"), which the gallery then shows; the gallery's
+neighbours (source "gallery") are outlined here. The crop the player shows is marked and follows
+playback. The projection is computed with the index, in the Session's worker.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QPixmap
+from PySide6.QtGui import QColor, QPainterPath, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
+    QGraphicsPathItem,
     QGraphicsRectItem,
     QHBoxLayout,
     QLabel,
@@ -29,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.embedding_store import crop_of
+from ..core.embeddings import points_in_polygon
 from .gallery import crop_image, no_index_text
 from .state import StudioState
 
@@ -36,6 +41,7 @@ COLOUR_BY = ("camera", "time", "sequence", "subject", "action", "pose error")
 PALETTE = [QColor(c) for c in ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948",
                                "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac", "#86bcb6", "#d37295")]
 BINS = 12
+SELECT_MODES = ("box", "lasso")
 PICK_PX = 8.0  # how near (screen pixels) the pointer must be to pick a point
 
 
@@ -77,29 +83,48 @@ def colour_groups(index, mode: str) -> tuple[np.ndarray, list[QColor], list[str]
     return group, colours, labels
 
 
-def colour_layers(group: np.ndarray, colours: list[QColor]) -> list[tuple[QColor, np.ndarray]]:
-    """Rows per distinct colour: categories beyond the palette share a layer with those of the
-    same colour, so a map never has more than ~13 scatter layers (each costs a redraw)."""
-    names = [c.name() for c in colours]
-    distinct = list(dict.fromkeys(names))
-    of_group = np.array([distinct.index(n) for n in names], np.int64)
-    layer = of_group[group] if len(group) else np.zeros(0, np.int64)
-    return [(colours[names.index(n)], np.flatnonzero(layer == i)) for i, n in enumerate(distinct)]
+def set_point_brushes(item: pg.ScatterPlotItem, group: np.ndarray, brushes: list) -> None:
+    """Give point i of `item` brushes[group[i]], with array writes only.
+
+    pyqtgraph's setBrush(array) renders or looks up each point's symbol in the item's atlas one
+    by one; here each distinct brush is looked up once (the atlas returns every coordinate after
+    adding the new symbols, so they are consistent) and the per-point brush and atlas rectangle
+    are written as arrays. Uses ScatterPlotItem's documented point fields `brush` and
+    `sourceRect` (pyqtgraph 0.13/0.14); tests/test_embedding_panels.py checks the painted
+    colours."""
+    data = item.data
+    if len(group) != len(data):
+        raise ValueError(f"{len(group)} groups for {len(data)} points")
+    styles = [(item.opts["symbol"], item.opts["size"], item.opts["pen"], b) for b in brushes]
+    table = np.zeros(len(styles), dtype=data["sourceRect"].dtype)
+    table[:] = item.fragmentAtlas[styles]
+    shared = np.empty(len(brushes), object)
+    shared[:] = brushes
+    data["brush"] = shared[group]
+    data["sourceRect"] = table[group]
+    item.invalidate()
 
 
 class _MapViewBox(pg.ViewBox):
-    """Pan and zoom as usual; Shift+drag draws a selection box; a click picks."""
+    """Pan and zoom as usual; Shift+drag draws a selection box or a lasso (`mode`); a click
+    picks."""
 
     boxSelected = Signal(QRectF)  # in view coordinates
+    lassoSelected = Signal(object)  # (M, 2) float64 polygon in view coordinates
     clickedAt = Signal(QPointF)
 
     def __init__(self) -> None:
         super().__init__()
+        self.mode = "box"
+        pen = pg.mkPen((255, 210, 0), width=1, style=Qt.PenStyle.DashLine)
         self.band = QGraphicsRectItem()
-        self.band.setPen(pg.mkPen((255, 210, 0), width=1, style=Qt.PenStyle.DashLine))
-        self.band.setBrush(pg.mkBrush(255, 210, 0, 40))
-        self.band.hide()
-        self.addItem(self.band, ignoreBounds=True)
+        self.lasso = QGraphicsPathItem()
+        for item in (self.band, self.lasso):
+            item.setPen(pen)
+            item.setBrush(pg.mkBrush(255, 210, 0, 40))
+            item.hide()
+            self.addItem(item, ignoreBounds=True)
+        self._lasso_points: list[QPointF] = []
 
     def mouseDragEvent(self, ev, axis=None) -> None:  # noqa: N802 - pyqtgraph's name
         if not ev.modifiers() & Qt.KeyboardModifier.ShiftModifier or \
@@ -107,11 +132,34 @@ class _MapViewBox(pg.ViewBox):
             super().mouseDragEvent(ev, axis)
             return
         ev.accept()
+        if self.mode == "lasso":
+            self._lasso_drag(ev)
+            return
         rect = QRectF(self.mapToView(ev.buttonDownPos()), self.mapToView(ev.pos())).normalized()
         self.band.setRect(rect)
         self.band.setVisible(not ev.isFinish())
         if ev.isFinish():
             self.boxSelected.emit(rect)
+
+    def _lasso_drag(self, ev) -> None:
+        """Grow the lasso by the pointer's path; on release, emit it closed."""
+        if ev.isStart() or not self._lasso_points:
+            self._lasso_points = [self.mapToView(ev.buttonDownPos())]
+        self._lasso_points.append(self.mapToView(ev.pos()))
+        path = QPainterPath(self._lasso_points[0])
+        for point in self._lasso_points[1:]:
+            path.lineTo(point)
+        path.closeSubpath()
+        self.lasso.setPath(path)
+        self.lasso.setVisible(True)
+        if ev.isFinish():
+            polygon = np.array([(p.x(), p.y()) for p in self._lasso_points], np.float64)
+            self._lasso_points = []
+            self.lassoSelected.emit(polygon)
+
+    def clear_selection_shape(self) -> None:
+        """Hide the last lasso (it stays drawn while its selection is shown)."""
+        self.lasso.hide()
 
     def mouseClickEvent(self, ev) -> None:  # noqa: N802
         if ev.button() == Qt.MouseButton.LeftButton:
@@ -122,13 +170,13 @@ class _MapViewBox(pg.ViewBox):
 
 
 class EmbeddingMapPanel(QWidget):
-    """2D map of the embedding index with hover, click, box selection and the current crop."""
+    """2D map of the embedding index: hover, click, box or lasso selection, the current crop."""
 
     def __init__(self, state: StudioState, parent=None) -> None:
         super().__init__(parent)
         self.state = state
         self.xy = np.zeros((0, 2), np.float32)
-        self.layers: list[pg.ScatterPlotItem] = []
+        self._colourings: dict[str, tuple[np.ndarray, list, list[QColor], list[str]]] = {}
         self.hovered: int | None = None
         self._build()
         state.embeddingIndexChanged.connect(lambda _i: self.redraw())
@@ -140,13 +188,19 @@ class EmbeddingMapPanel(QWidget):
     def _build(self) -> None:
         self.colour_by = QComboBox()
         self.colour_by.addItems(COLOUR_BY)
-        self.colour_by.currentIndexChanged.connect(lambda _i: self.redraw())
+        self.colour_by.currentIndexChanged.connect(lambda _i: self.recolour())
+        self.select_mode = QComboBox()
+        self.select_mode.addItems(SELECT_MODES)
+        self.select_mode.setToolTip("What Shift+drag selects: a box or a free-hand lasso")
+        self.select_mode.currentTextChanged.connect(self._mode_chosen)
         clear = QPushButton("Clear selection")
         clear.clicked.connect(lambda: self.state.set_frame_set((), "map"))
         self.caption = QLabel()
         top = QHBoxLayout()
         top.addWidget(QLabel("Colour by"))
         top.addWidget(self.colour_by)
+        top.addWidget(QLabel("Select"))
+        top.addWidget(self.select_mode)
         top.addWidget(clear)
         top.addWidget(self.caption, 1)
         self.view = _MapViewBox()
@@ -155,8 +209,11 @@ class EmbeddingMapPanel(QWidget):
         self.plot.hideAxis("left")
         self.plot.hideAxis("bottom")
         self.view.boxSelected.connect(self._box_selected)
+        self.view.lassoSelected.connect(self._lasso_selected)
         self.view.clickedAt.connect(self._clicked)
         self.plot.scene().sigMouseMoved.connect(self._hover)
+        self.points = pg.ScatterPlotItem(size=4, pen=None, pxMode=True)
+        self.plot.addItem(self.points)
         self.picked = pg.ScatterPlotItem(size=9, pen=pg.mkPen("w", width=1.5), brush=None)
         self.current = pg.ScatterPlotItem(size=20, symbol="star", pen=pg.mkPen("k", width=1),
                                           brush=pg.mkBrush(255, 220, 0))
@@ -187,37 +244,48 @@ class EmbeddingMapPanel(QWidget):
 
     # -- drawing --------------------------------------------------------------------------------
     def redraw(self) -> None:
-        """All points, one scatter layer per colour."""
-        for layer in self.layers:
-            self.plot.removeItem(layer)
-        self.layers = []
+        """All points of the state's index (its projection), coloured; the current crop and the
+        shared selection marked."""
         index = self.state.embedding_index
+        self._colourings = {}
         if index is None:
             self.xy = np.zeros((0, 2), np.float32)
+            self.points.setData(x=[], y=[])
             self.caption.setText(no_index_text(self.state))
             self.legend.setText("")
-            self._show_frame_set()
-            self._mark_current()
+        else:
+            self.xy = index.projection()
+            self.points.setData(x=self.xy[:, 0], y=self.xy[:, 1])
+            self.recolour()
+            self.caption.setText(f"{len(index)} crops, PCA of {index.dim}-d embeddings. "
+                                 "Shift+drag: select; click: show")
+            self.view.autoRange(padding=0.02)
+        self._show_frame_set()
+        self._mark_current()
+
+    def colouring(self, mode: str) -> tuple[np.ndarray, list, list[QColor], list[str]]:
+        """(group per point, brush per group, colour per group, legend text per group) of the
+        index shown, computed once per mode."""
+        if mode not in self._colourings:
+            group, colours, labels = colour_groups(self.state.embedding_index, mode)
+            brushes = [pg.mkBrush(c) for c in colours]
+            self._colourings[mode] = (group, brushes, colours, labels)
+        return self._colourings[mode]
+
+    def recolour(self) -> None:
+        """Colour the points by the chosen mode (array writes: interactive at 100,000+)."""
+        if self.state.embedding_index is None:
             return
-        self.xy = index.projection()
-        group, colours, labels = colour_groups(index, self.colour_by.currentText())
-        for colour, rows in colour_layers(group, colours):
-            if len(rows):
-                layer = pg.ScatterPlotItem(x=self.xy[rows, 0], y=self.xy[rows, 1], size=4,
-                                           pen=None, brush=pg.mkBrush(colour), pxMode=True)
-                self.plot.addItem(layer)
-                self.layers.append(layer)
+        group, brushes, colours, labels = self.colouring(self.colour_by.currentText())
+        set_point_brushes(self.points, group, brushes)
         shown = [(c, t) for c, t in zip(colours, labels) if t]
         self.legend.setText("<br>".join(
             f"<span style='color:{c.name()}'>&#9632;</span> {t}" for c, t in shown[:24])
             + (f"<br>... {len(shown) - 24} more" if len(shown) > 24 else ""))
-        self.caption.setText(f"{len(index)} crops, PCA of {index.dim}-d embeddings. "
-                             "Shift+drag: select; click: show")
-        self.view.autoRange(padding=0.02)
-        self._show_frame_set()
-        self._mark_current()
 
     def _show_frame_set(self) -> None:
+        if self.state.frame_set_source != "map" or not self.state.frame_set:
+            self.view.clear_selection_shape()  # the lasso goes with its selection
         index = self.state.embedding_index
         rows = index.rows_of(self.state.frame_set) if index is not None else []
         self.picked.setData(x=self.xy[rows, 0], y=self.xy[rows, 1]) if rows else \
@@ -253,10 +321,44 @@ class EmbeddingMapPanel(QWidget):
             (y <= rect.bottom())
         return np.flatnonzero(inside)
 
+    def lasso(self, polygon: np.ndarray) -> None:
+        """Select the crops inside `polygon` (view coordinates) as a drawn lasso does, and show
+        it (scripts and screenshots)."""
+        polygon = np.asarray(polygon, np.float64)
+        self.select_mode.setCurrentText("lasso")
+        path = QPainterPath(QPointF(*polygon[0]))
+        for x, y in polygon[1:]:
+            path.lineTo(QPointF(x, y))
+        path.closeSubpath()
+        self.view.lasso.setPath(path)
+        self.view.lasso.show()
+        self._lasso_selected(polygon)
+
+    def lasso_around_current(self, fraction: float = 0.03, vertices: int = 24) -> None:
+        """A round lasso around the crop the player shows, of `fraction` of the map's extent."""
+        row = self.current_row()
+        if row is None or not len(self.xy):
+            return
+        radius = fraction * (self.xy.max(0) - self.xy.min(0))
+        angles = np.linspace(0, 2 * np.pi, vertices, endpoint=False)
+        self.lasso(self.xy[row] + np.c_[np.cos(angles), np.sin(angles)] * radius)
+
+    def rows_in_polygon(self, polygon: np.ndarray) -> np.ndarray:
+        return np.flatnonzero(points_in_polygon(self.xy, polygon))
+
+    def _mode_chosen(self, mode: str) -> None:
+        self.view.mode = mode
+
     def _box_selected(self, rect: QRectF) -> None:
+        self._select(self.rows_in(rect))
+
+    def _lasso_selected(self, polygon: np.ndarray) -> None:
+        self._select(self.rows_in_polygon(polygon))
+
+    def _select(self, rows: np.ndarray) -> None:
         index = self.state.embedding_index
         if index is not None:
-            self.state.set_frame_set([index.key(r) for r in self.rows_in(rect)], "map")
+            self.state.set_frame_set([index.key(int(r)) for r in rows], "map")
 
     def _clicked(self, point: QPointF) -> None:
         row = self.nearest(point)
@@ -282,4 +384,5 @@ class EmbeddingMapPanel(QWidget):
                                 + (f"\nP-MPJPE {error:.0f} mm" if np.isfinite(error) else ""))
 
     def ready(self) -> bool:
-        return self.state.embedding_index is not None and bool(self.layers)
+        return self.state.embedding_index is not None and len(self.points.data) == len(self.xy) \
+            > 0

@@ -4,9 +4,9 @@ For the current (sequence, camera, frame) it shows the top-k rows of the embeddi
 the chosen filters as tiles: crop, a small drawing of the predicted pose, distance, camera,
 sequence, frame and dt; with ground truth each tile is marked correct or wrong by the retrieval
 criterion (core/retrieval.py, kappa 0.1) with the P-MPJPE of its ground truth to the query's.
-A click asks the Session to show that crop (state.request_goto). A box selection on the map
-(state.frame_set from "map") replaces the neighbours by the selected crops; the neighbours shown
-are published to the state (source "gallery") so the map highlights them.
+A click asks the Session to show that crop (state.request_goto). A box or lasso selection on
+the map (state.frame_set from "map") replaces the neighbours by the selected crops; the
+neighbours shown are published to the state (source "gallery") so the map highlights them.
 
 The queries run in the Session's NeighbourWorker: during playback only the newest request is
 worked on and answers to older ones are dropped here, so the gallery never slows the player.

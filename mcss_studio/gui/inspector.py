@@ -8,9 +8,15 @@ plots). A negative whose ground-truth pose is within KAPPA of its anchor's is fl
 likely false negative (what the time window gets wrong). Activating a row (double-click, Enter)
 asks the state to show that frame: the clicked positive or negative, otherwise the anchor.
 
+"Mine now" mines the current frame with the loaded checkpoint's embeddings (state's embedding
+index) under the trainer's own rules and function (core/mine_now.py; the rules of the run shown,
+else the checkpoint's training config, else the trainer's defaults) and shows the triplets in
+the same table; "Show run" goes back.
+
 Nothing is read on the UI thread: a worker polls the run's logs once a second and reads only
 what was appended (core/triplets.py RunFollower), another cuts the thumbnails from the run's
-dataset. A run still being written grows in place; a damaged log is reported once, in one line.
+dataset, a third mines. A run still being written grows in place; a damaged log is reported
+once, in one line.
 """
 
 from __future__ import annotations
@@ -34,8 +40,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..core.mine_now import IndexCrops, MiningRules, mine_now
 from ..core.runcrops import RunCrops
-from ..core.triplets import KAPPA, RunChunk, RunData, RunFollower, StepStats
+from ..core.triplets import KAPPA, RunChunk, RunData, RunFollower, StepStats, parse_triplets
 from .state import StudioState
 from .triplet_model import (
     ROLE_COLUMNS,
@@ -60,6 +67,15 @@ class RunLogWorker(LatestRequestWorker):
     def process(self, request):
         generation, follower = request
         return generation, follower.poll()
+
+
+class MineWorker(LatestRequestWorker):
+    """Runs "Mine now" off the UI thread. Request: (serial, index, row, rules); result:
+    (serial, index, row, rules, records)."""
+
+    def process(self, request):
+        serial, index, row, rules = request
+        return serial, index, row, rules, mine_now(index, row, rules)
 
 
 class MinerPlots(pg.GraphicsLayoutWidget):
@@ -141,11 +157,15 @@ class InspectorPanel(QWidget):
         self._notes: list[str] = []  # one-line problems of this run, shown and reported once
         self._pose_epoch = 0  # true-pose answers about rows since dropped or re-read are stale
         self._pose_next = 0  # triplets sent to be measured
+        self._crops_generation = 0  # thumbnails and poses of another table's source are stale
+        self.mined: RunData | None = None  # "Mine now" triplets, shown instead of the run's
+        self._mine_serial = 0
+        self._mined_text = ""
+        self._run_steps: tuple[int | None, int | None] = (None, None)
 
-        self.log_worker = RunLogWorker(self)
-        self.log_worker.done.connect(self._chunk_arrived)
-        self.log_worker.failed.connect(self._poll_failed)
-        self.log_worker.start()
+        self.log_worker = self._started(RunLogWorker(self), self._chunk_arrived,
+                                        self._poll_failed)
+        self.mine_worker = self._started(MineWorker(self), self._mined, self._mine_failed)
         self.thumb_worker = ThumbnailWorker(self)
         self.thumb_worker.ready.connect(self._thumbnail_arrived)
         self.thumb_worker.posesReady.connect(self._poses_arrived)
@@ -164,8 +184,17 @@ class InspectorPanel(QWidget):
         self.timer.timeout.connect(self.poll)
         self.timer.start(POLL_MS)
         state.runChanged.connect(self.set_run)
+        state.embeddingIndexChanged.connect(lambda _i: self._update_mine_button())
+        self._update_mine_button()
         if state.run is not None:
             self.set_run(state.run)
+
+    @staticmethod
+    def _started(worker: LatestRequestWorker, done, failed) -> LatestRequestWorker:
+        worker.done.connect(done)
+        worker.failed.connect(failed)
+        worker.start()
+        return worker
 
     # -- layout ---------------------------------------------------------------------------------
     def _build_table(self) -> QTableView:
@@ -204,6 +233,14 @@ class InspectorPanel(QWidget):
         bar.addWidget(QLabel("to"))
         bar.addWidget(self.step_to)
         bar.addWidget(every)
+        self.mine_button = QPushButton("Mine now")
+        self.mine_button.clicked.connect(self.mine_now)
+        self.show_run_button = QPushButton("Show run")
+        self.show_run_button.setToolTip("Back to the run's logged triplets")
+        self.show_run_button.clicked.connect(self.show_run)
+        self.show_run_button.hide()
+        bar.addWidget(self.mine_button)
+        bar.addWidget(self.show_run_button)
         bar.addWidget(self.status, 1)
         below = QWidget()
         lay = QVBoxLayout(below)
@@ -227,8 +264,9 @@ class InspectorPanel(QWidget):
         self.follower = RunFollower(path) if path is not None else None
         self._polling = self._more = self._read_once = False
         self._source, self._notes = None, []
-        self._pose_epoch, self._pose_next = self._pose_epoch + 1, 0
-        self.thumb_worker.set_source(self.generation, None)
+        self.mined = None
+        self.show_run_button.hide()
+        self._set_crops(None)
         self.model.set_run(self.run)
         self.plots.show_stats(StepStats())
         self.set_step_range(None, None)
@@ -247,14 +285,15 @@ class InspectorPanel(QWidget):
             return  # about a run no longer shown
         self._polling = False
         rows_changed = self.run.apply(chunk)
-        self.model.refresh(rows_changed)
+        if self.mined is None:
+            self.model.refresh(rows_changed)
         if len(chunk.stats) or chunk.reset_events:
             self.plots.show_stats(self.run.stats)
         for message in chunk.errors:
             self._problem(message)
         self._more = chunk.more
         self._read_once = True
-        if rows_changed:
+        if rows_changed and self.mined is None:
             self._pose_epoch, self._pose_next = self._pose_epoch + 1, 0
         self._update_source()
         self._measure_poses()
@@ -277,18 +316,15 @@ class InspectorPanel(QWidget):
 
     def _show_status(self) -> None:
         run = self.run
-        if run is None:
+        if self.mined is not None:
+            parts = [self._mined_text, f"{self.model.rowCount()} triplets"]
+        elif run is None:
             self.status.setText("No run: File > Open run...")
             return
-        steps = run.stats.col("step")
-        last = f"step {int(steps[-1])}" if len(steps) else "no step yet"
-        total = run.config.get("steps")
-        state = (run.status or {}).get("status", "running" if run.start else "waiting")
-        parts = [f"<b>{run.run_dir.name}</b>: {last}{f'/{total}' if total else ''} ({state})",
-                 f"{len(run.triplets)} triplets logged, {self.model.rowCount()} shown"]
-        if self._read_once and self._source is None:
-            parts.append("no crops: the run names no dataset folder found here")
-        pose = run.triplets.col("pose")
+        else:
+            parts = self._run_status(run)
+        shown = self.shown
+        pose = shown.triplets.col("pose")
         if len(pose) and not np.isnan(pose).all():
             parts.append(f"<span style='color:#c62828'>{int(np.sum(pose < KAPPA))} likely false "
                          f"negatives</span> (true pose within {KAPPA} of the anchor's)")
@@ -298,9 +334,35 @@ class InspectorPanel(QWidget):
                 _html(n) for n in self._notes) + "</span>"
         self.status.setText(text)
 
+    def _run_status(self, run: RunData) -> list[str]:
+        steps = run.stats.col("step")
+        last = f"step {int(steps[-1])}" if len(steps) else "no step yet"
+        total = run.config.get("steps")
+        state = (run.status or {}).get("status", "running" if run.start else "waiting")
+        parts = [f"<b>{run.run_dir.name}</b>: {last}{f'/{total}' if total else ''} ({state})",
+                 f"{len(run.triplets)} triplets logged, {self.model.rowCount()} shown"]
+        if self._read_once and self._source is None:
+            parts.append("no crops: the run names no dataset folder found here")
+        return parts
+
     # -- thumbnails -----------------------------------------------------------------------------
-    def _update_source(self) -> None:
-        """Point the thumbnail worker at the run's dataset once its start event is read."""
+    @property
+    def shown(self) -> RunData | None:
+        """What the table shows: the "Mine now" triplets, else the run's."""
+        return self.mined if self.mined is not None else self.run
+
+    def _set_crops(self, make) -> None:
+        """Thumbnails and true poses now come from make() (None: none); older ones are stale."""
+        self._crops_generation += 1
+        self.thumb_worker.set_source(self._crops_generation, make)
+        self.model.reset_thumbnails()
+        self._pose_epoch, self._pose_next = self._pose_epoch + 1, 0
+
+    def _update_source(self, force: bool = False) -> None:
+        """Point the thumbnail worker at the run's dataset once its start event is read (the
+        "Mine now" table's crops come from the embedding index instead)."""
+        if self.mined is not None:
+            return
         run = self.run
         data = run.data_folder() if run is not None else None
         source = None
@@ -308,45 +370,45 @@ class InspectorPanel(QWidget):
             config = run.config
             source = (data, run.cache_folder(), int(config.get("crop_size") or 128),
                       float(config.get("crop_margin") or 0.2))
-        if source == self._source:
+        if source == self._source and not force:
             return
         self._source = source
-        make = (lambda s=source: RunCrops(*s)) if source is not None else None
-        self.thumb_worker.set_source(self.generation, make)
-        self.model.reset_thumbnails()
-        self._pose_epoch, self._pose_next = self._pose_epoch + 1, 0
+        self._set_crops((lambda s=source: RunCrops(*s)) if source is not None else None)
 
     def _measure_poses(self) -> None:
         """Send the triplets not measured yet to have their true-pose distances taken."""
-        run = self.run
-        if run is None or self._source is None or self._pose_next >= len(run.triplets):
+        run = self.shown
+        has_crops = self.mined is not None or self._source is not None
+        if run is None or not has_crops or self._pose_next >= len(run.triplets):
             return
         t, names = run.triplets, list(run.triplets.names)
         for start in range(self._pose_next, len(t), POSE_JOB_ROWS):
             end = min(start + POSE_JOB_ROWS, len(t))
             job = (names, *(t.col(c)[start:end].copy()
                             for c in ("a_seq", "a_frame", "n_seq", "n_frame")))
-            self.thumb_worker.request_poses(self.generation, self._pose_epoch, start, job)
+            self.thumb_worker.request_poses(self._crops_generation, self._pose_epoch, start,
+                                            job)
         self._pose_next = len(t)
 
     def _poses_arrived(self, generation: int, epoch: int, start: int, values, problem: str
                        ) -> None:
-        if generation != self.generation or epoch != self._pose_epoch or self.run is None:
+        shown = self.shown
+        if generation != self._crops_generation or epoch != self._pose_epoch or shown is None:
             return
-        self.run.triplets.col("pose")[start: start + len(values)] = values
+        shown.triplets.col("pose")[start: start + len(values)] = values
         self.model.poses_changed()
         if problem:
             self._problem(problem, dialog=False)
         self._show_status()
 
     def _want_thumbnail(self, key: ThumbKey) -> None:
-        if self._source is None:
+        if self._source is None and self.mined is None:
             self.model.forget([key])  # asked again once the dataset is known
             return
-        self.model.forget(self.thumb_worker.request(self.generation, key))
+        self.model.forget(self.thumb_worker.request(self._crops_generation, key))
 
     def _thumbnail_arrived(self, generation: int, key, image, problem: str) -> None:
-        if generation != self.generation:
+        if generation != self._crops_generation:
             return
         self.model.add_thumbnail(key, image)
         if problem:  # the dataset changed since the run: noted, no dialog per thumbnail
@@ -382,9 +444,85 @@ class InspectorPanel(QWidget):
         ref = self.model.ref(index.row(), role)
         self.state.request_goto(ref.sequence, ref.camera_index, ref.frame)
 
+    # -- Mine now -------------------------------------------------------------------------------
+    def mining_rules(self) -> MiningRules:
+        """The rules of the run shown (its logged config), else those the loaded checkpoint was
+        trained with, else the trainer's defaults."""
+        if self.run is not None and self.run.config:
+            return MiningRules.from_config(self.run.config)
+        checkpoint = self.state.checkpoint
+        return MiningRules.of_checkpoint(checkpoint) if checkpoint is not None else MiningRules()
+
+    def _update_mine_button(self) -> None:
+        ready = self.state.embedding_index is not None
+        self.mine_button.setEnabled(ready)
+        self.mine_button.setToolTip(
+            "The current frame's hardest negatives under the trainer's mining rules, from the "
+            "loaded checkpoint's embeddings" if ready else
+            "Needs the embedding index: load a checkpoint on a dataset and open the gallery or "
+            "the embedding map")
+
+    def mine_now(self) -> bool:
+        """Mine the frame the player shows (selected camera, else the first) in the worker;
+        False when there is no index or the frame is not in it."""
+        index, s = self.state.embedding_index, self.state
+        if index is None or s.sequence is None:
+            return False
+        try:
+            row = index.row(s.sequence.name, max(s.selected_camera, 0), s.frame)
+        except KeyError:
+            return False
+        self._mine_serial += 1
+        self.mine_button.setText("Mining...")
+        self.mine_worker.submit((self._mine_serial, index, row, self.mining_rules()))
+        return True
+
+    def _mined(self, result) -> None:
+        serial, index, row, rules, records = result
+        if serial != self._mine_serial:
+            return
+        self.mine_button.setText("Mine now")
+        triplets, error = parse_triplets(records, list(range(len(records))), "Mine now")
+        if error is not None:  # the records are made here: this would be a bug
+            self._problem(str(error))
+            return
+        mined = RunData(Path("Mine now"), triplets=triplets)
+        seq, _cam, frame = index.key(row)
+        self._mined_text = (f"<b>Mine now</b>: {seq} frame {frame}, every camera as anchor, "
+                            f"{_html(rules.text())}")
+        if self.mined is None:
+            self._run_steps = self.model.view.steps  # restored by "Show run"
+        self.mined = mined
+        self.show_run_button.setVisible(self.run is not None)
+        self.model.set_run(mined)
+        self.set_step_range(None, None)
+        self._set_crops(lambda i=index: IndexCrops(i))
+        self._measure_poses()
+        self._show_status()
+
+    def _mine_failed(self, message: str) -> None:
+        self.mine_button.setText("Mine now")
+        self._problem(message)
+
+    def show_run(self) -> None:
+        """Back from the "Mine now" triplets to the run's."""
+        if self.mined is None:
+            return
+        self.mined = None
+        self.show_run_button.hide()
+        self.model.set_run(self.run)
+        self.set_step_range(*self._run_steps)
+        self._update_source(force=True)
+        self._measure_poses()
+        self._show_status()
+
     # -- for scripts and the end ----------------------------------------------------------------
     def ready(self) -> bool:
-        """Everything of the run is read and every painted row has its thumbnails."""
+        """Everything of the run is read and every painted row has its thumbnails (with "Mine
+        now" shown: its triplets arrived and have theirs)."""
+        if self.mined is not None:
+            return self.model.thumbnails_settled and self.thumb_worker.idle() and \
+                self.mine_worker.idle()
         return (self.run is not None and self._read_once and not self._polling
                 and not self._more and self.model.thumbnails_settled and self.thumb_worker.idle())
 
@@ -402,6 +540,7 @@ class InspectorPanel(QWidget):
         self.timer.stop()
         self.log_worker.stop()
         self.thumb_worker.stop()
+        self.mine_worker.stop()
         if shiboken6.isValid(self.plots):
             shiboken6.delete(self.plots)
 

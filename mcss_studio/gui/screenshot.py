@@ -85,9 +85,12 @@ def render_panel(window, panel: str = "window") -> QImage:
 class ScreenshotJob(QObject):
     """Waits until the window shows `frame` at full resolution with its prediction, then saves."""
 
-    def __init__(self, window, out: Path, frame: int | None, panel: str, timeout_s: float = 300):
+    def __init__(self, window, out: Path, frame: int | None, panel: str, timeout_s: float = 300,
+                 mine_now: bool = False, lasso: bool = False):
         super().__init__(window)
         self.window, self.out, self.frame, self.panel = window, Path(out), frame, panel
+        self.mine_now, self.lasso = mine_now, lasso  # actions taken once the panel is ready
+        self._acted = False
         self.deadline = time.monotonic() + timeout_s
         self.exit_code: int | None = None
         self._frame_set = False
@@ -102,6 +105,8 @@ class ScreenshotJob(QObject):
             dock.setFloating(True)
             dock.resize(self.window.size())
             dock.show()
+            if self.mine_now:  # Mine now needs the embedding index, which a shown dock asks for
+                self.window.docks["gallery"].show()
         dock = self.window.docks.get(self.panel.strip().lower())
         if self.panel.strip().lower() in EMBEDDING_PANELS and dock is not None:
             dock.show()  # its index is computed while the frame is made ready
@@ -113,7 +118,7 @@ class ScreenshotJob(QObject):
 
     def _ready(self) -> bool:
         w, s = self.window, self.window.state
-        if self.panel.strip().lower() == "inspector":
+        if self.panel.strip().lower() == "inspector" and not self.mine_now:
             return w.inspector.ready()
         if s.sequence is None or w.session.cache_busy:
             return False
@@ -149,13 +154,33 @@ class ScreenshotJob(QObject):
         return labelling.grid if labelling.isVisible() else self.window.grid
     def _panel_ready(self) -> bool:
         """An embedding panel waits for the index and its answer (the gallery also for the
-        retrieval figures)."""
+        retrieval figures); with --mine-now or --lasso, the action is then taken once and
+        waited for."""
+        if self.panel.strip().lower() == "inspector":
+            return self._mined()
         name = EMBEDDING_PANELS.get(self.panel.strip().lower())
         if name is None:
             return True
         panel = getattr(self.window, name)
         waiting = name == "gallery" and self.window.state.retrieval is None
-        return panel.ready() and not waiting
+        if not panel.ready() or waiting:
+            return False
+        if self.lasso and name == "embedding_map" and not self._acted:
+            self._acted = True
+            panel.lasso_around_current()
+        return True
+
+    def _mined(self) -> bool:
+        """Mine now once the index is there; then ready when its triplets and crops are."""
+        inspector = self.window.inspector
+        if not self._acted:
+            if self.window.state.embedding_index is None:
+                return False
+            self._acted = inspector.mine_now()
+            if not self._acted:
+                raise UserInputError("--frame", "the shown frame is not in the embedding index")
+            return False
+        return inspector.mined is not None and inspector.ready()
 
     def _poll(self) -> None:
         if self.exit_code is not None:

@@ -79,7 +79,7 @@ class StudioState(QObject):
         self.retrieval: dict | None = None
         # crops picked in the gallery or the map, shown by both (two-way selection)
         self.frame_set: tuple[tuple[str, int, int], ...] = ()
-        self.frame_set_source = ""  # "gallery" (its neighbours) or "map" (a box selection)
+        self.frame_set_source = ""  # "gallery" (its neighbours) or "map" (a box or lasso selection)
         self.playing = False
         self.speed = 1.0
         self.status: dict[str, str] = {}
@@ -265,7 +265,7 @@ class StudioState(QObject):
 
     def set_frame_set(self, items, source: str) -> None:
         """Crops picked as (sequence, camera, frame): the gallery's neighbours (source "gallery")
-        or a box selection on the map (source "map"), which the gallery then shows."""
+        or a box or lasso selection on the map (source "map"), which the gallery then shows."""
         items = tuple((str(s), int(c), int(f)) for s, c, f in items)
         if items != self.frame_set or source != self.frame_set_source:
             self.frame_set = items
