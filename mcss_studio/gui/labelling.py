@@ -13,7 +13,10 @@ the state's frame, plus the drag in progress.
 Keys (while the mode is shown): . / , next / previous joint; PgDown / PgUp next / previous
 labelled frame (Left / Right step frames as everywhere); O occluded in the view under the mouse
 (else the selected one); Del clear the joint there; Shift+Del clear the joint everywhere;
-P start from the model's prediction; A accept all reprojections; T triangulate the frame.
+P start from the model's prediction; D start from the 2D keypoint detector (the recording's
+keypoint store, else the detector run in the Session's worker thread: one undoable edit when its
+answer arrives, if the frame is still the one shown); A accept all reprojections; T triangulate
+the frame.
 """
 
 from __future__ import annotations
@@ -279,6 +282,9 @@ class LabellingPanel(QWidget):
         self.state.labelsChanged.connect(self.reload)
         self.state.projectChanged.connect(lambda _p: self.reload())
         self.state.predictionChanged.connect(lambda _p: self._update_buttons())
+        self.detecting: tuple[str, int] | None = None  # (sequence, frame) asked of the detector
+        session.detector.done.connect(self._detected)
+        session.detector.failed.connect(lambda _m: self._detection_over())
         self._sequence_changed(self.state.sequence)
 
     # -- layout -------------------------------------------------------------------------------
@@ -314,7 +320,7 @@ class LabellingPanel(QWidget):
             act.triggered.connect(lambda _=False, f=slot: f())
             self.addAction(act)
             self.actions[key] = act
-            if i < 6:
+            if i < 7:
                 button = QPushButton(f"{text} ({shortcut[0]})")
                 button.clicked.connect(act.trigger)
                 buttons.addWidget(button, i // 2, i % 2)
@@ -334,6 +340,7 @@ class LabellingPanel(QWidget):
     def _action_table(self) -> list[tuple[str, str, list[str], Callable[[], None]]]:
         return [
             ("prediction", "From prediction", ["P"], self.start_from_prediction),
+            ("detector", "From detector", ["D"], self.start_from_detector),
             ("accept", "Accept all", ["A"], self.accept_all),
             ("occluded", "Occluded here", ["O"], self.toggle_occluded),
             ("clear_view", "Clear here", ["Del"], self.clear_in_view),
@@ -418,6 +425,8 @@ class LabellingPanel(QWidget):
                     f"{store.revision} · {len(store)} labelled frames")
             if store.read_only:
                 text += f"<br><b>Read-only</b>: {store.read_only_reason}"
+            if self.detecting is not None:
+                text += f"<br>Detector: finding the joints of frame {self.detecting[1]}…"
             if self.cameras is None:
                 text += ("<br>Not calibrated: 2D labels are kept; the 3D waits for a "
                          "calibration (then T triangulates).")
@@ -530,6 +539,32 @@ class LabellingPanel(QWidget):
             self._edit(f"from prediction (frame {self.state.frame})",
                        lambda lab: edits.from_prediction(lab, pred.points2d, pred.pose_world,
                                                          self.cameras))
+
+    def start_from_detector(self) -> None:
+        """Ask the detector worker for this frame's keypoints; `_detected` makes the edit."""
+        seq, media = self.state.sequence, self.state.media
+        if not self.editable or seq is None or media is None:
+            return
+        self.detecting = (seq.name, self.state.frame)
+        self.session.detector.submit((media, self.state.frame))
+        self._update_header()
+
+    def _detected(self, result) -> None:
+        """The detector's keypoints arrived: one undoable edit, if they are about the frame
+        shown now (an answer about a frame the user has left is dropped)."""
+        seq = self.state.sequence
+        asked = self.detecting
+        self._detection_over()
+        if (seq is None or result.media is not self.state.media or result.frame != self.state.frame
+                or asked != (seq.name, result.frame)):
+            return
+        self._edit(f"from detector (frame {result.frame})",
+                   lambda lab: edits.from_detector(lab, result.joints, result.confidence,
+                                                   self.cameras))
+
+    def _detection_over(self) -> None:
+        self.detecting = None
+        self._update_header()
 
     def accept_all(self) -> None:
         self._edit(f"accept all (frame {self.state.frame})",
