@@ -19,6 +19,8 @@ extra).
 the folder is none yet), as the Studio's "From detector" would, for screenshots of the labelling
 mode; frames that already have labels are left alone.
 
+--shift cam03:4 pairs cam03's frame t+4 with the others' frame t (a synchronisation test).
+
 --fit compares ways of fitting a calibration made at another image size to the videos (the
 Pose2Sim demo is calibrated at 1088x1920, two of its videos are 1080x1920): "scale" (what the
 data layer does: K scaled by the size ratio), "as-is" (K unchanged: the video lost columns at
@@ -72,17 +74,21 @@ def keypoint_store(folder: Path, seq):
     return store
 
 
-def measure(seq, store, cals, every: int) -> dict:
+def measure(seq, store, cals, every: int, shift: dict[int, int] | None = None) -> dict:
     from mcss_studio.core import label_edits as edits
     from mcss_studio.core.labels import VISIBLE, FrameLabel
     from mcss_studio.core.triangulate import CameraStack
 
     stack = CameraStack(cals)
-    frames = list(range(0, seq.num_frames, every))
+    shift = shift or {}
+    lo, hi = -min([0, *shift.values()]), seq.num_frames - max([0, *shift.values()])
+    frames = list(range(lo, hi, every))
     errors, inlier = [], []
     fitted = 0
     for t in frames:
         joints, conf = store.frame(t)
+        for c, k in shift.items():  # camera c's keypoints of frame t + k: a sync test
+            joints[c], conf[c] = store.joints[c, t + k], store.confidence[c, t + k]
         empty = FrameLabel.empty(seq.name, t, seq.camera_names, "S")
         label = edits.from_detector(empty, joints, conf, stack)
         placed = label.visibility == VISIBLE
@@ -133,6 +139,8 @@ def main() -> int:
     ap.add_argument("--every", type=int, default=10)
     ap.add_argument("--fit", default=",".join(FITS), help="comma-separated of " + ", ".join(FITS))
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--shift", default="", help="CAMERA:K,... use camera's frame t+K with "
+                    "frame t of the others (is a camera out of sync?)")
     ap.add_argument("--label", default="", help="comma-separated frames to store labels of")
     args = ap.parse_args()
     folder = Path(args.recording)
@@ -140,7 +148,9 @@ def main() -> int:
         if not seq.is_calibrated:
             sys.exit(f"{folder}: not calibrated")
         store = keypoint_store(folder, seq)
-        results = {fit: measure(seq, store, calibrations(folder, seq, fit), args.every)
+        shift = {seq.camera_index(c): int(k) for c, k in
+                 (item.split(":") for item in args.shift.split(",") if item)}
+        results = {fit: measure(seq, store, calibrations(folder, seq, fit), args.every, shift)
                    for fit in args.fit.split(",")}
         if args.label:
             store_labels(folder, seq, store, [int(f) for f in args.label.split(",")])
