@@ -24,8 +24,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from PySide6.QtCore import QLineF, QPointF, Qt, Signal
-from PySide6.QtGui import QAction, QColor, QFont, QKeySequence, QPainter, QPainterPath, QPen
+from PySide6.QtCore import QLineF, QPointF, QRect, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QAction,
+    QColor,
+    QFont,
+    QFontMetrics,
+    QKeySequence,
+    QPainter,
+    QPainterPath,
+    QPen,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QGridLayout,
@@ -43,7 +52,7 @@ from PySide6.QtWidgets import (
 from ..core import label_edits as edits
 from ..core.joints import BONES, JOINT_NAMES, LEFT_JOINTS, RIGHT_JOINTS
 from ..core.labels import OCCLUDED, SOURCES, VISIBLE, FrameLabel
-from ..core.triangulate import CameraStack, check_bones
+from ..core.triangulate import OUTLIER_PX, CameraStack, check_bones
 from .commands import LabelEditCommand
 from .player.camera_view import CameraView
 from .player.grid import CameraGrid
@@ -63,9 +72,32 @@ def _side(j: int) -> str:
 
 _SIDE_COLORS = {"left": QColor(60, 130, 255), "right": QColor(240, 70, 70),
                 "centre": QColor(215, 215, 215)}
-_BONES_BY_SIDE: dict[str, list[tuple[int, int]]] = {}
-for _bone in BONES:
-    _BONES_BY_SIDE.setdefault(_side(_bone[1]), []).append(_bone)
+_BONES_BY_SIDE: dict[str, list[tuple[int, tuple[int, int]]]] = {}  # side: [(index, bone)]
+for _k, _bone in enumerate(BONES):
+    _BONES_BY_SIDE.setdefault(_side(_bone[1]), []).append((_k, _bone))
+_BONE_A, _BONE_B = (np.array(ends) for ends in zip(*BONES))
+_NEIGHBOURS = [[a if b == j else b for a, b in BONES if j in (a, b)]
+               for j in range(len(JOINT_NAMES))]
+_MARK_PAD = 14.0  # widget px around a joint's marks: the outlier ring (10) and pens
+_NAME_FONT: list[tuple[QFont, QFontMetrics]] = []  # made on first use: fonts need the app
+
+
+def _name_font() -> tuple[QFont, QFontMetrics]:
+    """The current joint's name font and its metrics (made once: a drag step measures the
+    name box in every view)."""
+    if not _NAME_FONT:
+        font = QFont("Sans", 9, QFont.Weight.Bold)
+        _NAME_FONT.append((font, QFontMetrics(font)))
+    return _NAME_FONT[0]
+
+
+def _spans(area: QRect, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Whether the box spanned by widget points a and b (..., 2), padded by _MARK_PAD, meets
+    `area` (a line from a to b, or a mark at either, may then show in it); NaN rows: False."""
+    lo, hi = np.minimum(a, b) - _MARK_PAD, np.maximum(a, b) + _MARK_PAD
+    with np.errstate(invalid="ignore"):
+        return ((lo[..., 0] <= area.right() + 1) & (hi[..., 0] >= area.left())
+                & (lo[..., 1] <= area.bottom() + 1) & (hi[..., 1] >= area.top()))
 
 
 class LabelView(CameraView):
@@ -89,20 +121,59 @@ class LabelView(CameraView):
         self.current = 0
         self.editable = True
         self._dragging = -1
+        self._region: tuple[tuple, QRect] | None = None  # (joint and view geometry, region)
 
     def set_marks(self, label: FrameLabel, reprojected: np.ndarray | None, outliers: np.ndarray,
                   current: int) -> None:
         c = self.index
         seen = label.visibility[c] == VISIBLE
         self.clicks = np.where(seen[:, None], label.points2d[c], np.nan)
-        self.sources = label.source2d[c]
+        self.sources = label.source2d[c].copy()  # copies: move_joint changes them in place
         self.occluded = label.visibility[c] == OCCLUDED
         self.reprojected = (np.full_like(self.clicks, np.nan) if reprojected is None
-                            else reprojected)
-        self.errors = label.error2d[c]
-        self.outliers = outliers
+                            else np.array(reprojected, np.float64))
+        self.errors = label.error2d[c].copy()
+        self.outliers = np.array(outliers, bool)
         self.current = current
+        self._region = None
         self.update()
+
+    def move_joint(self, label: FrameLabel, joint: int, reprojected: np.ndarray,
+                   outlier: bool) -> None:
+        """A drag step: only `joint` changed (its click here, its 3D point, its errors), so
+        only where it was and where it is now is repainted, not the whole view."""
+        key = (joint, self.current, self.width(), self.height(), self.zoom, self.pan)
+        before = self._region[1] if self._region is not None and self._region[0] == key \
+            else self._joint_region(joint)
+        c, j = self.index, joint
+        seen = label.visibility[c, j] == VISIBLE
+        self.clicks[j] = label.points2d[c, j] if seen else np.nan
+        self.sources[j] = label.source2d[c, j]
+        self.occluded[j] = label.visibility[c, j] == OCCLUDED
+        self.reprojected[j] = reprojected
+        self.errors[j] = label.error2d[c, j]
+        self.outliers[j] = outlier
+        after = self._joint_region(j)
+        self._region = (key, after)  # the next step's "before", unless the view changed
+        self.update(before.united(after))
+
+    def _joint_region(self, j: int) -> QRect:
+        """Widget pixels that drawing joint j touches: its dot, ring, cross, residual line, the
+        bones to its neighbours in this view and, for the current joint, its name box."""
+        xf = self.native_to_widget()
+        pts = [self.clicks[j], self.reprojected[j]]
+        if np.all(np.isfinite(self.clicks[j])):
+            pts += [self.clicks[k] for k in _NEIGHBOURS[j]]
+        arr = np.array(pts) * [xf.m11(), xf.m22()] + [xf.dx(), xf.dy()]
+        arr = arr[np.all(np.isfinite(arr), axis=-1)]
+        region = QRectF()
+        if len(arr):
+            (x0, y0), (x1, y1) = arr.min(axis=0), arr.max(axis=0)
+            region = QRectF(x0, y0, x1 - x0, y1 - y0).adjusted(-_MARK_PAD, -_MARK_PAD,
+                                                               _MARK_PAD, _MARK_PAD)
+        if j == self.current:
+            region = region.united(QRectF(self._current_box()).adjusted(-2, -2, 2, 2))
+        return region.toAlignedRect()
 
     # -- painting -----------------------------------------------------------------------------
     def paintEvent(self, event) -> None:  # noqa: N802
@@ -117,16 +188,23 @@ class LabelView(CameraView):
         reproj = self.reprojected * scale + offset
         placed = np.all(np.isfinite(clicks), axis=-1)
         shown = np.all(np.isfinite(reproj), axis=-1)
+        # a drag step repaints a small region: build only the marks that reach into it
+        area = event.rect()
+        whole = area.contains(self.rect())
+        hit = (whole | _spans(area, clicks, clicks) | _spans(area, reproj, reproj)  # dot, cross
+               | _spans(area, clicks, reproj))  # the residual line between them
+        drawn = placed[_BONE_A] & placed[_BONE_B] & (whole | _spans(area, clicks[_BONE_A],
+                                                                      clicks[_BONE_B]))
         for side, bones in _BONES_BY_SIDE.items():
-            lines = [QLineF(*clicks[a], *clicks[b]) for a, b in bones if placed[a] and placed[b]]
+            lines = [QLineF(*clicks[a], *clicks[b]) for k, (a, b) in bones if drawn[k]]
             if lines:
                 p.setPen(QPen(_SIDE_COLORS[side], 1.5))
                 p.drawLines(lines)
-        self._draw_reprojections(p, clicks, reproj, placed, shown)
-        self._draw_clicks(p, clicks, placed)
-        current = self.current
-        self._draw_current(p, QPointF(*clicks[current]) if placed[current] else None,
-                           QPointF(*reproj[current]) if shown[current] else None)
+        self._draw_reprojections(p, clicks, reproj, placed, shown & hit)
+        self._draw_clicks(p, clicks, placed & hit)
+        box = self._current_box()
+        if whole or area.intersects(box):
+            self._draw_current(p, box)
         p.end()
 
     def _draw_reprojections(self, p: QPainter, clicks: np.ndarray, reproj: np.ndarray,
@@ -167,8 +245,7 @@ class LabelView(CameraView):
             p.setBrush(Qt.BrushStyle.NoBrush)
             p.drawPath(rings)
 
-    def _draw_current(self, p: QPainter, q: QPointF | None, r: QPointF | None) -> None:
-        """Name, error and state of the current joint next to it (or in a corner)."""
+    def _current_text(self) -> str:
         j = self.current
         text = JOINT_NAMES[j]
         if self.occluded[j]:
@@ -177,17 +254,30 @@ class LabelView(CameraView):
             text += f"  {self.errors[j]:.1f} px"
             if self.outliers[j]:
                 text += "  OUTLIER"
-        elif q is None:
+        elif not np.all(np.isfinite(self.clicks[j])):
             text += "  click to place"
-        anchor = q or r or QPointF(6, self.height() - 22)
-        p.setFont(QFont("Sans", 9, QFont.Weight.Bold))
-        box = p.fontMetrics().boundingRect(text).adjusted(-4, -2, 4, 2)
+        return text
+
+    def _current_box(self) -> QRect:
+        """Where the current joint's name box goes: beside its click, else its reprojection,
+        else the bottom-left corner, kept inside the view."""
+        xf = self.native_to_widget()
+        anchor = QPointF(6, self.height() - 22)
+        for xy in (self.reprojected[self.current], self.clicks[self.current]):
+            if np.all(np.isfinite(xy)):
+                anchor = xf.map(QPointF(float(xy[0]), float(xy[1])))
+        box = _name_font()[1].boundingRect(self._current_text()).adjusted(-4, -2, 4, 2)
         box.moveTopLeft((anchor + QPointF(12, -24)).toPoint())
         box.moveLeft(min(max(box.left(), 0), max(self.width() - box.width(), 0)))
         box.moveTop(min(max(box.top(), 18), max(self.height() - box.height(), 0)))
+        return box
+
+    def _draw_current(self, p: QPainter, box: QRect) -> None:
+        """Name, error and state of the current joint in its box (`_current_box`)."""
+        p.setFont(_name_font()[0])
         p.fillRect(box, QColor(0, 0, 0, 170))
-        p.setPen(OUTLIER_COLOR if self.outliers[j] else QColor(255, 255, 255))
-        p.drawText(box, Qt.AlignmentFlag.AlignCenter, text)
+        p.setPen(OUTLIER_COLOR if self.outliers[self.current] else QColor(255, 255, 255))
+        p.drawText(box, Qt.AlignmentFlag.AlignCenter, self._current_text())
 
     # -- interaction --------------------------------------------------------------------------
     def native_at(self, pos: QPointF) -> QPointF:
@@ -276,6 +366,11 @@ class LabellingPanel(QWidget):
         self.preview: FrameLabel | None = None  # the drag in progress
         self.cameras: CameraStack | None = None
         self._reference: tuple[tuple, np.ndarray] | None = None  # bone-check frames, cached
+        self._pending_drag: tuple[int, int, float, float] | None = None  # newest drag step
+        self._drag_timer = QTimer(self)  # applies it when the queued events are handled
+        self._drag_timer.setSingleShot(True)
+        self._drag_timer.setInterval(0)
+        self._drag_timer.timeout.connect(self._apply_drag)
         self._build()
         self.state.sequenceChanged.connect(self._sequence_changed)
         self.state.frameChanged.connect(lambda _t: self.reload())
@@ -375,7 +470,7 @@ class LabellingPanel(QWidget):
     def reload(self) -> None:
         """Show the store's label of the state's frame (the drag in progress is dropped)."""
         seq = self.state.sequence
-        self.preview = None
+        self.preview = self._pending_drag = None
         if seq is None or self.store is None:
             self.label = self.stored = None
         else:
@@ -389,9 +484,9 @@ class LabellingPanel(QWidget):
     def shown_label(self) -> FrameLabel | None:
         return self.preview if self.preview is not None else self.label
 
-    def _show(self, views_only: bool = False) -> None:
-        """Draw the shown label into every view; the joint list, header and buttons too
-        unless `views_only` (a drag step: the views follow the mouse, the list the drop)."""
+    def _show(self) -> None:
+        """Draw the shown label into every view, the joint list, header and buttons (a drag
+        step draws only its joint: `_show_joint`)."""
         label = self.shown_label()
         for view in self.grid.views:
             view.editable = self.editable
@@ -404,8 +499,6 @@ class LabellingPanel(QWidget):
             for view in self.grid.views:
                 view.set_marks(label, None if reprojected is None else reprojected[view.index],
                                outliers[view.index], self.current_joint)
-        if views_only:
-            return
         self._fill_table(label)
         self._update_header()
         self._update_buttons()
@@ -491,14 +584,44 @@ class LabellingPanel(QWidget):
         self.session.execute(LabelEditCommand(text, self.state, self.store, before, after))
 
     def _dragged(self, view: int, joint: int, x: float, y: float) -> None:
+        """A drag step. Mouse moves can come faster than frames are shown: only the newest is
+        kept, and it is applied once the events already queued are handled (one triangulation
+        per event-loop turn, not per move)."""
         if self.label is None:
             return
+        self._pending_drag = (view, joint, x, y)
+        if not self._drag_timer.isActive():
+            self._drag_timer.start()
+
+    def _apply_drag(self) -> None:
+        """The newest drag step: re-triangulate the dragged joint only and repaint only its
+        marks in each view; the joint list, header and history wait for the drop."""
+        step, self._pending_drag = self._pending_drag, None
+        if step is None or self.label is None:
+            return
+        view, joint, x, y = step
         picked = joint != self.current_joint
         self.current_joint = joint
         self.preview = edits.place(self.label, self.cameras, view, joint, (x, y))
-        self._show(views_only=not picked)
+        if picked:
+            self._show()
+        else:
+            self._show_joint(self.preview, joint)
+
+    def _show_joint(self, label: FrameLabel, joint: int) -> None:
+        """Draw one joint of the shown label anew in every view (a drag step)."""
+        reprojected = np.full((len(self.grid.views), 2), np.nan)
+        if self.cameras is not None and np.all(np.isfinite(label.joints3d[joint])):
+            reprojected = self.cameras.project(label.joints3d[joint][None])[:, 0]
+        with np.errstate(invalid="ignore"):
+            outlier = (label.visibility[:, joint] == VISIBLE) & \
+                (label.error2d[:, joint] > OUTLIER_PX)
+        for v in self.grid.views:
+            v.move_joint(label, joint, reprojected[v.index], bool(outlier[v.index]))
 
     def _dropped(self, view: int, joint: int, x: float, y: float) -> None:
+        self._drag_timer.stop()
+        self._pending_drag = None
         cam = self.grid.views[view].name
         self._edit(f"{JOINT_NAMES[joint]} in {cam} (frame {self.state.frame})",
                    lambda lab: edits.place(lab, self.cameras, view, joint, (x, y)))
