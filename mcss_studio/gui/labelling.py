@@ -34,6 +34,7 @@ from PySide6.QtGui import (
     QPainter,
     QPainterPath,
     QPen,
+    QTransform,
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -176,20 +177,15 @@ class LabelView(CameraView):
         return region.toAlignedRect()
 
     # -- painting -----------------------------------------------------------------------------
-    def paintEvent(self, event) -> None:  # noqa: N802
-        """The frame, then the label drawn in batches (a drag repaints every view at mouse
-        rate): bones per colour, crosses and residual lines in one call, dots per colour."""
-        super().paintEvent(event)
-        p = QPainter(self)
-        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        xf = self.native_to_widget()
+    def paint_over(self, p: QPainter, xf: QTransform, area: QRect) -> None:
+        """The label over the frame, drawn in batches: bones per colour, crosses and residual
+        lines in one call, dots per colour; a drag step repaints a small `area`, and only the
+        marks that reach into it are built."""
         scale, offset = np.array([xf.m11(), xf.m22()]), np.array([xf.dx(), xf.dy()])
         clicks = self.clicks * scale + offset  # widget px; the transform only scales and moves
         reproj = self.reprojected * scale + offset
         placed = np.all(np.isfinite(clicks), axis=-1)
         shown = np.all(np.isfinite(reproj), axis=-1)
-        # a drag step repaints a small region: build only the marks that reach into it
-        area = event.rect()
         whole = area.contains(self.rect())
         hit = (whole | _spans(area, clicks, clicks) | _spans(area, reproj, reproj)  # dot, cross
                | _spans(area, clicks, reproj))  # the residual line between them
@@ -205,7 +201,6 @@ class LabelView(CameraView):
         box = self._current_box()
         if whole or area.intersects(box):
             self._draw_current(p, box)
-        p.end()
 
     def _draw_reprojections(self, p: QPainter, clicks: np.ndarray, reproj: np.ndarray,
                             placed: np.ndarray, shown: np.ndarray) -> None:
