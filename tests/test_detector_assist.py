@@ -9,6 +9,7 @@ import threading
 
 import numpy as np
 import pytest
+from PySide6.QtWidgets import QApplication
 
 from mcss_studio.core import label_edits as edits
 from mcss_studio.core.joints import NUM_JOINTS
@@ -170,6 +171,39 @@ def test_an_answer_about_a_frame_the_user_left_is_dropped(qtbot, window):
     qtbot.waitUntil(lambda: window.session.detector.idle(), timeout=WAIT_MS)
     assert fakes.calls == 4 and stack.count() == 0
     assert state.label_store.get("rec", 1) is None and state.label_store.get("rec", 3) is None
+
+
+@pytest.mark.gui
+@pytest.mark.usefixtures("private_studio_dirs")
+def test_a_second_request_while_the_first_runs_is_the_one_answered(qtbot, window):
+    panel, state, stack = window.labelling, window.state, window.session.undo_stack
+    first, second = threading.Event(), threading.Event()
+
+    class TwoRequests(Detectors):  # the first request's views wait for `first`, then `second`
+        def detect(self, rgb):
+            self.gate = first if self.calls < 4 else second
+            return super().detect(rgb)
+
+    fakes = TwoRequests(truth_2d(window, 2))
+    window.session.detector.set_factory(fakes)
+    state.set_frame(1)
+    panel.actions["detector"].trigger()  # frame 1: the worker waits in the detector
+    qtbot.waitUntil(lambda: not window.session.detector.idle(), timeout=WAIT_MS)
+    state.set_frame(2)
+    panel.actions["detector"].trigger()  # frame 2: pending behind it
+    first.set()
+    worker = window.session.detector
+    qtbot.waitUntil(lambda: worker.processed >= 1, timeout=WAIT_MS)  # the first is answered
+    QApplication.processEvents()  # its answer reaches the panel, which drops it
+    try:
+        assert stack.count() == 0 and "finding the joints of frame 2" in panel.header.text()
+    finally:
+        second.set()  # a failure must not leave the worker waiting
+    qtbot.waitUntil(lambda: stack.count() == 1, timeout=WAIT_MS)
+    assert state.label_store.get("rec", 1) is None
+    label = state.label_store.get("rec", 2)
+    assert np.linalg.norm(label.joints3d - state.sequence.joints3d[2], axis=-1).max() < 5.0
+    assert panel.detecting is None and "Detector: finding" not in panel.header.text()
 
 
 @pytest.mark.gui

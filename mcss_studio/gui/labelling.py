@@ -372,7 +372,7 @@ class LabellingPanel(QWidget):
         self.state.labelsChanged.connect(self.reload)
         self.state.projectChanged.connect(lambda _p: self.reload())
         self.state.predictionChanged.connect(lambda _p: self._update_buttons())
-        self.detecting: tuple[str, int] | None = None  # (sequence, frame) asked of the detector
+        self.detecting: tuple[object, int] | None = None  # (media, frame) last asked for
         session.detector.done.connect(self._detected)
         session.detector.failed.connect(lambda _m: self._detection_over())
         self._sequence_changed(self.state.sequence)
@@ -660,21 +660,20 @@ class LabellingPanel(QWidget):
 
     def start_from_detector(self) -> None:
         """Ask the detector worker for this frame's keypoints; `_detected` makes the edit."""
-        seq, media = self.state.sequence, self.state.media
-        if not self.editable or seq is None or media is None:
+        media = self.state.media
+        if not self.editable or media is None:
             return
-        self.detecting = (seq.name, self.state.frame)
+        self.detecting = (media, self.state.frame)
         self.session.detector.submit((media, self.state.frame))
         self._update_header()
 
     def _detected(self, result) -> None:
-        """The detector's keypoints arrived: one undoable edit, if they are about the frame
-        shown now (an answer about a frame the user has left is dropped)."""
-        seq = self.state.sequence
-        asked = self.detecting
+        """The detector's keypoints arrived: one undoable edit, if they answer the newest
+        request and are about the frame shown now (the user may have moved on meanwhile)."""
+        if self.detecting is None or self.detecting != (result.media, result.frame):
+            return  # an earlier request's answer: the newest one is still coming
         self._detection_over()
-        if (seq is None or result.media is not self.state.media or result.frame != self.state.frame
-                or asked != (seq.name, result.frame)):
+        if result.media is not self.state.media or result.frame != self.state.frame:
             return
         self._edit(f"from detector (frame {result.frame})",
                    lambda lab: edits.from_detector(lab, result.joints, result.confidence,
