@@ -140,15 +140,24 @@ class LabelView(CameraView):
         self.update()
 
     def move_joint(self, label: FrameLabel, joint: int, reprojected: np.ndarray,
-                   outlier: bool) -> None:
-        """A drag step: only `joint` changed (its click here, its 3D point, its errors), so
-        only where it was and where it is now is repainted, not the whole view."""
+                   outlier: bool) -> bool:
+        """A drag step: only `joint` may have changed (its click here, its 3D point, its
+        errors), so only where it was and where it is now is repainted, and nothing when what
+        this view draws of it is the same (the dragged view left out as the outlier leaves the
+        3D point, and so every other view, as it was). Whether it repaints."""
+        c, j = self.index, joint
+        seen = label.visibility[c, j] == VISIBLE
+        click = label.points2d[c, j] if seen else np.full(2, np.nan)
+        if (np.array_equal(click, self.clicks[j], equal_nan=True)
+                and np.array_equal(reprojected, self.reprojected[j], equal_nan=True)
+                and np.array_equal(label.error2d[c, j], self.errors[j], equal_nan=True)
+                and (label.source2d[c, j], label.visibility[c, j] == OCCLUDED, outlier)
+                == (self.sources[j], self.occluded[j], self.outliers[j])):
+            return False
         key = (joint, self.current, self.width(), self.height(), self.zoom, self.pan)
         before = self._region[1] if self._region is not None and self._region[0] == key \
             else self._joint_region(joint)
-        c, j = self.index, joint
-        seen = label.visibility[c, j] == VISIBLE
-        self.clicks[j] = label.points2d[c, j] if seen else np.nan
+        self.clicks[j] = click
         self.sources[j] = label.source2d[c, j]
         self.occluded[j] = label.visibility[c, j] == OCCLUDED
         self.reprojected[j] = reprojected
@@ -157,6 +166,7 @@ class LabelView(CameraView):
         after = self._joint_region(j)
         self._region = (key, after)  # the next step's "before", unless the view changed
         self.update(before.united(after))
+        return True
 
     def _joint_region(self, j: int) -> QRect:
         """Widget pixels that drawing joint j touches: its dot, ring, cross, residual line, the
@@ -362,6 +372,7 @@ class LabellingPanel(QWidget):
         self.cameras: CameraStack | None = None
         self._reference: tuple[tuple, np.ndarray] | None = None  # bone-check frames, cached
         self._pending_drag: tuple[int, int, float, float] | None = None  # newest drag step
+        self.repainting: list[int] = []  # the views the last drag step changed
         self._drag_timer = QTimer(self)  # applies it when the queued events are handled
         self._drag_timer.setSingleShot(True)
         self._drag_timer.setInterval(0)
@@ -611,8 +622,9 @@ class LabellingPanel(QWidget):
         with np.errstate(invalid="ignore"):
             outlier = (label.visibility[:, joint] == VISIBLE) & \
                 (label.error2d[:, joint] > OUTLIER_PX)
-        for v in self.grid.views:
-            v.move_joint(label, joint, reprojected[v.index], bool(outlier[v.index]))
+        self.repainting = [v.index for v in self.grid.views
+                           if v.move_joint(label, joint, reprojected[v.index],
+                                           bool(outlier[v.index]))]
 
     def _dropped(self, view: int, joint: int, x: float, y: float) -> None:
         self._drag_timer.stop()
