@@ -96,12 +96,14 @@ class Detectors:
         self.points = points
         self.gate = gate
         self.calls = 0
+        self.entered = 0  # calls begun (a gated one waits inside)
         self.threads: set[str] = set()
 
     def __call__(self):
         return self
 
     def detect(self, rgb: np.ndarray) -> Detection:
+        self.entered += 1
         if self.gate is not None:
             assert self.gate.wait(WAIT_MS / 1000)
         self.threads.add(threading.current_thread().name)
@@ -188,7 +190,7 @@ def test_a_second_request_while_the_first_runs_is_the_one_answered(qtbot, window
     window.session.detector.set_factory(fakes)
     state.set_frame(1)
     panel.actions["detector"].trigger()  # frame 1: the worker waits in the detector
-    qtbot.waitUntil(lambda: not window.session.detector.idle(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: fakes.entered >= 1, timeout=WAIT_MS)
     state.set_frame(2)
     panel.actions["detector"].trigger()  # frame 2: pending behind it
     first.set()
