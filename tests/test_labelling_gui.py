@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PySide6.QtCore import QEvent, QPointF, Qt
-from PySide6.QtGui import QMouseEvent
+from PySide6.QtGui import QImage, QMouseEvent
 from PySide6.QtWidgets import QApplication
 
 from mcss_studio.core.joints import JOINT_NAMES
@@ -134,6 +134,7 @@ def test_dragging_updates_the_reprojection_live_and_stores_once(window):
     revision = state.label_store.revision
     _mouse(views[0], QEvent.Type.MouseButtonPress, gt2d[0, 13] + 30, Qt.MouseButton.LeftButton)
     _mouse(views[0], QEvent.Type.MouseMove, gt2d[0, 13] + 1, Qt.MouseButton.LeftButton)
+    QApplication.processEvents()  # the step is applied once the queued events are handled
     assert panel.preview is not None and state.label_store.revision == revision  # not stored
     np.testing.assert_allclose(views[2].reprojected[13], gt2d[2, 13], atol=3.0)  # live
     _mouse(views[0], QEvent.Type.MouseButtonRelease, gt2d[0, 13], Qt.MouseButton.NoButton)
@@ -424,3 +425,61 @@ def test_the_shortcuts_help_lists_every_labelling_key(window):
     for action in window.labelling.actions.values():
         assert action.shortcut().toString() in keys, action.text()
     assert window.labelling_action.shortcut().toString() == "Ctrl+L"
+
+
+# -- a drag repaints only the dragged joint's marks: what stays on screen must be exactly what a
+# full repaint of the same state draws (no stale or missing marks)
+def on_screen(view) -> np.ndarray:
+    """The view's pixels as the X server shows them (what the partial repaints left there)."""
+    top_left = view.mapToGlobal(view.rect().topLeft())
+    shot = view.screen().grabWindow(0, top_left.x(), top_left.y(), view.width(), view.height())
+    return image_array(shot.toImage())
+
+
+def rendered(view) -> np.ndarray:
+    """The view painted whole, afresh, from its current state."""
+    return image_array(view.grab().toImage())
+
+
+def image_array(image) -> np.ndarray:
+    image = image.convertToFormat(QImage.Format.Format_RGB32)
+    raw = np.frombuffer(image.constBits(), np.uint8, image.sizeInBytes())
+    return raw.reshape(image.height(), image.bytesPerLine())[:, : image.width() * 4].copy()
+
+
+def settle() -> None:
+    for _ in range(5):
+        QApplication.processEvents()
+
+
+def test_a_drag_leaves_on_screen_what_a_full_repaint_draws(window):
+    panel = window.labelling
+    views = panel.grid.views
+    gt2d = truth_2d(window, 0)
+    for j in (11, 12, 13):  # a chain of bones in three views; the fourth shows crosses only
+        panel.set_joint(j)
+        for v, view in enumerate(views[:3]):
+            click(view, gt2d[v, j] + (25.0 if (v, j) == (2, 13) else 0.0))
+    panel.set_joint(13)
+    settle()
+    rows_before = [panel.table.item(13, col).text() for col in range(4)]
+    history_before = window.session.undo_stack.count()
+    start = gt2d[0, 13]
+    _mouse(views[0], QEvent.Type.MouseButtonPress, start, Qt.MouseButton.LeftButton)
+    settle()
+    counts = [v.paint_count for v in views]
+    for k in (1, 2, 3, 4, 3, 2, 1):  # out and back, in steps longer than the marks are wide
+        _mouse(views[0], QEvent.Type.MouseMove, start + np.array([18.0, -12.0]) * k,
+               Qt.MouseButton.LeftButton)
+        settle()
+    assert all(v.paint_count > n for v, n in zip(views, counts))  # every view followed
+    for view in views:
+        shown, full = on_screen(view), rendered(view)
+        differs = np.abs(shown.astype(int) - full.astype(int)).max(axis=-1) > 8
+        assert differs.mean() < 0.0005, (view.name, int(differs.sum()))
+    # the list and the history change only at the drop
+    assert [panel.table.item(13, col).text() for col in range(4)] == rows_before
+    assert window.session.undo_stack.count() == history_before
+    _mouse(views[0], QEvent.Type.MouseButtonRelease, start + [18.0, -12.0],
+           Qt.MouseButton.NoButton)
+    assert window.session.undo_stack.count() == history_before + 1

@@ -20,6 +20,9 @@ TRIANGULATED = SOURCES.index("triangulated")
 MODEL = SOURCES.index("model")
 DETECTOR = SOURCES.index("detector")
 IMPORTED = SOURCES.index("imported")
+# a detector's point below this confidence (MediaPipe: visibility) is not used; such joints are
+# mostly hidden in that view, and its guesses there are often far off
+DETECTOR_MIN_CONFIDENCE = 0.5
 
 
 def refit(label: FrameLabel, cameras: CameraStack | None,
@@ -42,7 +45,7 @@ def refit(label: FrameLabel, cameras: CameraStack | None,
             if fit.outlier >= 0:
                 outliers[j] = fit.outlier
         else:
-            if out.source3d[j] == TRIANGULATED:
+            if out.source3d[j] in (TRIANGULATED, DETECTOR):  # derived from 2D points
                 out.joints3d[j] = np.nan
                 out.source3d[j] = 0
             out.error2d[:, j] = _errors_of(out, cameras, j)
@@ -116,6 +119,31 @@ def from_prediction(label: FrameLabel, points2d: np.ndarray, pose_world: np.ndar
     if cameras is not None:
         for j in range(out.num_joints):
             out.error2d[:, j] = _errors_of(out, cameras, j)
+    return out
+
+
+def from_detector(label: FrameLabel, points2d: np.ndarray, confidence: np.ndarray,
+                  cameras: CameraStack | None, min_confidence: float = DETECTOR_MIN_CONFIDENCE
+                  ) -> FrameLabel:
+    """A 2D keypoint detector's joints (C, J, 2) as a start: every joint not yet labelled in a
+    view, that the detector saw there with at least `min_confidence`, is placed at the
+    detector's point (source "detector"); the joints it placed are triangulated across the
+    calibrated views (DLT, refinement, the outlier view with three or more), their 3D source
+    "detector" too, so both stay marked as a guess to check. What the user already placed or
+    marked occluded stays as it is. Uncalibrated: the 2D points are kept, the 3D waits."""
+    out = label.copy()
+    pts = np.asarray(points2d, np.float64)
+    with np.errstate(invalid="ignore"):
+        sure = np.asarray(confidence, np.float64) >= min_confidence
+    free = (out.visibility == NOT_LABELLED) & np.all(np.isfinite(pts), axis=-1) & sure
+    out.points2d[free] = pts[free]
+    out.visibility[free] = VISIBLE
+    out.source2d[free] = DETECTOR
+    touched = np.flatnonzero(free.any(axis=0))
+    out = refit(out, cameras, touched)
+    if cameras is not None:
+        fitted = touched[out.source3d[touched] == TRIANGULATED]
+        out.source3d[fitted] = DETECTOR
     return out
 
 

@@ -39,7 +39,8 @@ SHORTCUTS: tuple[tuple[str, str], ...] = (
     ("Labelling: . / ,", "Next / previous joint"),
     ("Labelling: PgDown / PgUp", "Next / previous labelled frame"),
     ("Labelling: O / Del / Shift+Del", "Occluded here / clear here / clear the joint"),
-    ("Labelling: P / A / T", "From prediction / accept all / triangulate the frame"),
+    ("Labelling: P / D / A / T", "From prediction / from the 2D detector / accept all / "
+     "triangulate the frame"),
     ("F1 or ?", "This help"),
     ("Ctrl+Q", "Quit"),
 )

@@ -13,7 +13,10 @@ the state's frame, plus the drag in progress.
 Keys (while the mode is shown): . / , next / previous joint; PgDown / PgUp next / previous
 labelled frame (Left / Right step frames as everywhere); O occluded in the view under the mouse
 (else the selected one); Del clear the joint there; Shift+Del clear the joint everywhere;
-P start from the model's prediction; A accept all reprojections; T triangulate the frame.
+P start from the model's prediction; D start from the 2D keypoint detector (the recording's
+keypoint store, else the detector run in the Session's worker thread: one undoable edit when its
+answer arrives, if the frame is still the one shown); A accept all reprojections; T triangulate
+the frame.
 """
 
 from __future__ import annotations
@@ -21,8 +24,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from PySide6.QtCore import QLineF, QPointF, Qt, Signal
-from PySide6.QtGui import QAction, QColor, QFont, QKeySequence, QPainter, QPainterPath, QPen
+from PySide6.QtCore import QLineF, QPointF, QRect, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QAction,
+    QColor,
+    QFont,
+    QFontMetrics,
+    QKeySequence,
+    QPainter,
+    QPainterPath,
+    QPen,
+    QTransform,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QGridLayout,
@@ -40,7 +53,7 @@ from PySide6.QtWidgets import (
 from ..core import label_edits as edits
 from ..core.joints import BONES, JOINT_NAMES, LEFT_JOINTS, RIGHT_JOINTS
 from ..core.labels import OCCLUDED, SOURCES, VISIBLE, FrameLabel
-from ..core.triangulate import CameraStack, check_bones
+from ..core.triangulate import OUTLIER_PX, CameraStack, check_bones
 from .commands import LabelEditCommand
 from .player.camera_view import CameraView
 from .player.grid import CameraGrid, hidden_in_window
@@ -60,9 +73,32 @@ def _side(j: int) -> str:
 
 _SIDE_COLORS = {"left": QColor(60, 130, 255), "right": QColor(240, 70, 70),
                 "centre": QColor(215, 215, 215)}
-_BONES_BY_SIDE: dict[str, list[tuple[int, int]]] = {}
-for _bone in BONES:
-    _BONES_BY_SIDE.setdefault(_side(_bone[1]), []).append(_bone)
+_BONES_BY_SIDE: dict[str, list[tuple[int, tuple[int, int]]]] = {}  # side: [(index, bone)]
+for _k, _bone in enumerate(BONES):
+    _BONES_BY_SIDE.setdefault(_side(_bone[1]), []).append((_k, _bone))
+_BONE_A, _BONE_B = (np.array(ends) for ends in zip(*BONES))
+_NEIGHBOURS = [[a if b == j else b for a, b in BONES if j in (a, b)]
+               for j in range(len(JOINT_NAMES))]
+_MARK_PAD = 14.0  # widget px around a joint's marks: the outlier ring (10) and pens
+_NAME_FONT: list[tuple[QFont, QFontMetrics]] = []  # made on first use: fonts need the app
+
+
+def _name_font() -> tuple[QFont, QFontMetrics]:
+    """The current joint's name font and its metrics (made once: a drag step measures the
+    name box in every view)."""
+    if not _NAME_FONT:
+        font = QFont("Sans", 9, QFont.Weight.Bold)
+        _NAME_FONT.append((font, QFontMetrics(font)))
+    return _NAME_FONT[0]
+
+
+def _spans(area: QRect, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Whether the box spanned by widget points a and b (..., 2), padded by _MARK_PAD, meets
+    `area` (a line from a to b, or a mark at either, may then show in it); NaN rows: False."""
+    lo, hi = np.minimum(a, b) - _MARK_PAD, np.maximum(a, b) + _MARK_PAD
+    with np.errstate(invalid="ignore"):
+        return ((lo[..., 0] <= area.right() + 1) & (hi[..., 0] >= area.left())
+                & (lo[..., 1] <= area.bottom() + 1) & (hi[..., 1] >= area.top()))
 
 
 class LabelView(CameraView):
@@ -86,45 +122,95 @@ class LabelView(CameraView):
         self.current = 0
         self.editable = True
         self._dragging = -1
+        self._region: tuple[tuple, QRect] | None = None  # (joint and view geometry, region)
 
     def set_marks(self, label: FrameLabel, reprojected: np.ndarray | None, outliers: np.ndarray,
                   current: int) -> None:
         c = self.index
         seen = label.visibility[c] == VISIBLE
         self.clicks = np.where(seen[:, None], label.points2d[c], np.nan)
-        self.sources = label.source2d[c]
+        self.sources = label.source2d[c].copy()  # copies: move_joint changes them in place
         self.occluded = label.visibility[c] == OCCLUDED
         self.reprojected = (np.full_like(self.clicks, np.nan) if reprojected is None
-                            else reprojected)
-        self.errors = label.error2d[c]
-        self.outliers = outliers
+                            else np.array(reprojected, np.float64))
+        self.errors = label.error2d[c].copy()
+        self.outliers = np.array(outliers, bool)
         self.current = current
+        self._region = None
         self.update()
 
-    # -- painting -----------------------------------------------------------------------------
-    def paintEvent(self, event) -> None:  # noqa: N802
-        """The frame, then the label drawn in batches (a drag repaints every view at mouse
-        rate): bones per colour, crosses and residual lines in one call, dots per colour."""
-        super().paintEvent(event)
-        p = QPainter(self)
-        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+    def move_joint(self, label: FrameLabel, joint: int, reprojected: np.ndarray,
+                   outlier: bool) -> bool:
+        """A drag step: only `joint` may have changed (its click here, its 3D point, its
+        errors), so only where it was and where it is now is repainted, and nothing when what
+        this view draws of it is the same (the dragged view left out as the outlier leaves the
+        3D point, and so every other view, as it was). Whether it repaints."""
+        c, j = self.index, joint
+        seen = label.visibility[c, j] == VISIBLE
+        click = label.points2d[c, j] if seen else np.full(2, np.nan)
+        if (np.array_equal(click, self.clicks[j], equal_nan=True)
+                and np.array_equal(reprojected, self.reprojected[j], equal_nan=True)
+                and np.array_equal(label.error2d[c, j], self.errors[j], equal_nan=True)
+                and (label.source2d[c, j], label.visibility[c, j] == OCCLUDED, outlier)
+                == (self.sources[j], self.occluded[j], self.outliers[j])):
+            return False
+        key = (joint, self.current, self.width(), self.height(), self.zoom, self.pan)
+        before = self._region[1] if self._region is not None and self._region[0] == key \
+            else self._joint_region(joint)
+        self.clicks[j] = click
+        self.sources[j] = label.source2d[c, j]
+        self.occluded[j] = label.visibility[c, j] == OCCLUDED
+        self.reprojected[j] = reprojected
+        self.errors[j] = label.error2d[c, j]
+        self.outliers[j] = outlier
+        after = self._joint_region(j)
+        self._region = (key, after)  # the next step's "before", unless the view changed
+        self.update(before.united(after))
+        return True
+
+    def _joint_region(self, j: int) -> QRect:
+        """Widget pixels that drawing joint j touches: its dot, ring, cross, residual line, the
+        bones to its neighbours in this view and, for the current joint, its name box."""
         xf = self.native_to_widget()
+        pts = [self.clicks[j], self.reprojected[j]]
+        if np.all(np.isfinite(self.clicks[j])):
+            pts += [self.clicks[k] for k in _NEIGHBOURS[j]]
+        arr = np.array(pts) * [xf.m11(), xf.m22()] + [xf.dx(), xf.dy()]
+        arr = arr[np.all(np.isfinite(arr), axis=-1)]
+        region = QRectF()
+        if len(arr):
+            (x0, y0), (x1, y1) = arr.min(axis=0), arr.max(axis=0)
+            region = QRectF(x0, y0, x1 - x0, y1 - y0).adjusted(-_MARK_PAD, -_MARK_PAD,
+                                                               _MARK_PAD, _MARK_PAD)
+        if j == self.current:
+            region = region.united(QRectF(self._current_box()).adjusted(-2, -2, 2, 2))
+        return region.toAlignedRect()
+
+    # -- painting -----------------------------------------------------------------------------
+    def paint_over(self, p: QPainter, xf: QTransform, area: QRect) -> None:
+        """The label over the frame, drawn in batches: bones per colour, crosses and residual
+        lines in one call, dots per colour; a drag step repaints a small `area`, and only the
+        marks that reach into it are built."""
         scale, offset = np.array([xf.m11(), xf.m22()]), np.array([xf.dx(), xf.dy()])
         clicks = self.clicks * scale + offset  # widget px; the transform only scales and moves
         reproj = self.reprojected * scale + offset
         placed = np.all(np.isfinite(clicks), axis=-1)
         shown = np.all(np.isfinite(reproj), axis=-1)
+        whole = area.contains(self.rect())
+        hit = (whole | _spans(area, clicks, clicks) | _spans(area, reproj, reproj)  # dot, cross
+               | _spans(area, clicks, reproj))  # the residual line between them
+        drawn = placed[_BONE_A] & placed[_BONE_B] & (whole | _spans(area, clicks[_BONE_A],
+                                                                      clicks[_BONE_B]))
         for side, bones in _BONES_BY_SIDE.items():
-            lines = [QLineF(*clicks[a], *clicks[b]) for a, b in bones if placed[a] and placed[b]]
+            lines = [QLineF(*clicks[a], *clicks[b]) for k, (a, b) in bones if drawn[k]]
             if lines:
                 p.setPen(QPen(_SIDE_COLORS[side], 1.5))
                 p.drawLines(lines)
-        self._draw_reprojections(p, clicks, reproj, placed, shown)
-        self._draw_clicks(p, clicks, placed)
-        current = self.current
-        self._draw_current(p, QPointF(*clicks[current]) if placed[current] else None,
-                           QPointF(*reproj[current]) if shown[current] else None)
-        p.end()
+        self._draw_reprojections(p, clicks, reproj, placed, shown & hit)
+        self._draw_clicks(p, clicks, placed & hit)
+        box = self._current_box()
+        if whole or area.intersects(box):
+            self._draw_current(p, box)
 
     def _draw_reprojections(self, p: QPainter, clicks: np.ndarray, reproj: np.ndarray,
                             placed: np.ndarray, shown: np.ndarray) -> None:
@@ -164,8 +250,7 @@ class LabelView(CameraView):
             p.setBrush(Qt.BrushStyle.NoBrush)
             p.drawPath(rings)
 
-    def _draw_current(self, p: QPainter, q: QPointF | None, r: QPointF | None) -> None:
-        """Name, error and state of the current joint next to it (or in a corner)."""
+    def _current_text(self) -> str:
         j = self.current
         text = JOINT_NAMES[j]
         if self.occluded[j]:
@@ -174,17 +259,30 @@ class LabelView(CameraView):
             text += f"  {self.errors[j]:.1f} px"
             if self.outliers[j]:
                 text += "  OUTLIER"
-        elif q is None:
+        elif not np.all(np.isfinite(self.clicks[j])):
             text += "  click to place"
-        anchor = q or r or QPointF(6, self.height() - 22)
-        p.setFont(QFont("Sans", 9, QFont.Weight.Bold))
-        box = p.fontMetrics().boundingRect(text).adjusted(-4, -2, 4, 2)
+        return text
+
+    def _current_box(self) -> QRect:
+        """Where the current joint's name box goes: beside its click, else its reprojection,
+        else the bottom-left corner, kept inside the view."""
+        xf = self.native_to_widget()
+        anchor = QPointF(6, self.height() - 22)
+        for xy in (self.reprojected[self.current], self.clicks[self.current]):
+            if np.all(np.isfinite(xy)):
+                anchor = xf.map(QPointF(float(xy[0]), float(xy[1])))
+        box = _name_font()[1].boundingRect(self._current_text()).adjusted(-4, -2, 4, 2)
         box.moveTopLeft((anchor + QPointF(12, -24)).toPoint())
         box.moveLeft(min(max(box.left(), 0), max(self.width() - box.width(), 0)))
         box.moveTop(min(max(box.top(), 18), max(self.height() - box.height(), 0)))
+        return box
+
+    def _draw_current(self, p: QPainter, box: QRect) -> None:
+        """Name, error and state of the current joint in its box (`_current_box`)."""
+        p.setFont(_name_font()[0])
         p.fillRect(box, QColor(0, 0, 0, 170))
-        p.setPen(OUTLIER_COLOR if self.outliers[j] else QColor(255, 255, 255))
-        p.drawText(box, Qt.AlignmentFlag.AlignCenter, text)
+        p.setPen(OUTLIER_COLOR if self.outliers[self.current] else QColor(255, 255, 255))
+        p.drawText(box, Qt.AlignmentFlag.AlignCenter, self._current_text())
 
     # -- interaction --------------------------------------------------------------------------
     def native_at(self, pos: QPointF) -> QPointF:
@@ -274,12 +372,21 @@ class LabellingPanel(QWidget):
         self.cameras: CameraStack | None = None
         self._reference: tuple[tuple, np.ndarray] | None = None  # bone-check frames, cached
         self._stale = False  # a reload was skipped while hidden
+        self._pending_drag: tuple[int, int, float, float] | None = None  # newest drag step
+        self.repainting: list[int] = []  # the views the last drag step changed
+        self._drag_timer = QTimer(self)  # applies it when the queued events are handled
+        self._drag_timer.setSingleShot(True)
+        self._drag_timer.setInterval(0)
+        self._drag_timer.timeout.connect(self._apply_drag)
         self._build()
         self.state.sequenceChanged.connect(self._sequence_changed)
         self.state.frameChanged.connect(lambda _t: self.reload())
         self.state.labelsChanged.connect(self.reload)
         self.state.projectChanged.connect(lambda _p: self.reload())
         self.state.predictionChanged.connect(lambda _p: self._update_buttons())
+        self.detecting: tuple[object, int] | None = None  # (media, frame) last asked for
+        session.detector.done.connect(self._detected)
+        session.detector.failed.connect(lambda _m: self._detection_over())
         self._sequence_changed(self.state.sequence)
 
     # -- layout -------------------------------------------------------------------------------
@@ -315,7 +422,7 @@ class LabellingPanel(QWidget):
             act.triggered.connect(lambda _=False, f=slot: f())
             self.addAction(act)
             self.actions[key] = act
-            if i < 6:
+            if i < 7:
                 button = QPushButton(f"{text} ({shortcut[0]})")
                 button.clicked.connect(act.trigger)
                 buttons.addWidget(button, i // 2, i % 2)
@@ -335,6 +442,7 @@ class LabellingPanel(QWidget):
     def _action_table(self) -> list[tuple[str, str, list[str], Callable[[], None]]]:
         return [
             ("prediction", "From prediction", ["P"], self.start_from_prediction),
+            ("detector", "From detector", ["D"], self.start_from_detector),
             ("accept", "Accept all", ["A"], self.accept_all),
             ("occluded", "Occluded here", ["O"], self.toggle_occluded),
             ("clear_view", "Clear here", ["Del"], self.clear_in_view),
@@ -384,7 +492,7 @@ class LabellingPanel(QWidget):
         if self._stale:
             return
         seq = self.state.sequence
-        self.preview = None
+        self.preview = self._pending_drag = None
         if seq is None or self.store is None:
             self.label = self.stored = None
         else:
@@ -398,9 +506,9 @@ class LabellingPanel(QWidget):
     def shown_label(self) -> FrameLabel | None:
         return self.preview if self.preview is not None else self.label
 
-    def _show(self, views_only: bool = False) -> None:
-        """Draw the shown label into every view; the joint list, header and buttons too
-        unless `views_only` (a drag step: the views follow the mouse, the list the drop)."""
+    def _show(self) -> None:
+        """Draw the shown label into every view, the joint list, header and buttons (a drag
+        step draws only its joint: `_show_joint`)."""
         label = self.shown_label()
         for view in self.grid.views:
             view.editable = self.editable
@@ -413,8 +521,6 @@ class LabellingPanel(QWidget):
             for view in self.grid.views:
                 view.set_marks(label, None if reprojected is None else reprojected[view.index],
                                outliers[view.index], self.current_joint)
-        if views_only:
-            return
         self._fill_table(label)
         self._update_header()
         self._update_buttons()
@@ -434,6 +540,8 @@ class LabellingPanel(QWidget):
                     f"{store.revision} · {len(store)} labelled frames")
             if store.read_only:
                 text += f"<br><b>Read-only</b>: {store.read_only_reason}"
+            if self.detecting is not None:
+                text += f"<br>Detector: finding the joints of frame {self.detecting[1]}…"
             if self.cameras is None:
                 text += ("<br>Not calibrated: 2D labels are kept; the 3D waits for a "
                          "calibration (then T triangulates).")
@@ -498,14 +606,45 @@ class LabellingPanel(QWidget):
         self.session.execute(LabelEditCommand(text, self.state, self.store, before, after))
 
     def _dragged(self, view: int, joint: int, x: float, y: float) -> None:
+        """A drag step. Mouse moves can come faster than frames are shown: only the newest is
+        kept, and it is applied once the events already queued are handled (one triangulation
+        per event-loop turn, not per move)."""
         if self.label is None:
             return
+        self._pending_drag = (view, joint, x, y)
+        if not self._drag_timer.isActive():
+            self._drag_timer.start()
+
+    def _apply_drag(self) -> None:
+        """The newest drag step: re-triangulate the dragged joint only and repaint only its
+        marks in each view; the joint list, header and history wait for the drop."""
+        step, self._pending_drag = self._pending_drag, None
+        if step is None or self.label is None:
+            return
+        view, joint, x, y = step
         picked = joint != self.current_joint
         self.current_joint = joint
         self.preview = edits.place(self.label, self.cameras, view, joint, (x, y))
-        self._show(views_only=not picked)
+        if picked:
+            self._show()
+        else:
+            self._show_joint(self.preview, joint)
+
+    def _show_joint(self, label: FrameLabel, joint: int) -> None:
+        """Draw one joint of the shown label anew in every view (a drag step)."""
+        reprojected = np.full((len(self.grid.views), 2), np.nan)
+        if self.cameras is not None and np.all(np.isfinite(label.joints3d[joint])):
+            reprojected = self.cameras.project(label.joints3d[joint][None])[:, 0]
+        with np.errstate(invalid="ignore"):
+            outlier = (label.visibility[:, joint] == VISIBLE) & \
+                (label.error2d[:, joint] > OUTLIER_PX)
+        self.repainting = [v.index for v in self.grid.views
+                           if v.move_joint(label, joint, reprojected[v.index],
+                                           bool(outlier[v.index]))]
 
     def _dropped(self, view: int, joint: int, x: float, y: float) -> None:
+        self._drag_timer.stop()
+        self._pending_drag = None
         cam = self.grid.views[view].name
         self._edit(f"{JOINT_NAMES[joint]} in {cam} (frame {self.state.frame})",
                    lambda lab: edits.place(lab, self.cameras, view, joint, (x, y)))
@@ -546,6 +685,31 @@ class LabellingPanel(QWidget):
             self._edit(f"from prediction (frame {self.state.frame})",
                        lambda lab: edits.from_prediction(lab, pred.points2d, pred.pose_world,
                                                          self.cameras))
+
+    def start_from_detector(self) -> None:
+        """Ask the detector worker for this frame's keypoints; `_detected` makes the edit."""
+        media = self.state.media
+        if not self.editable or media is None:
+            return
+        self.detecting = (media, self.state.frame)
+        self.session.detector.submit((media, self.state.frame))
+        self._update_header()
+
+    def _detected(self, result) -> None:
+        """The detector's keypoints arrived: one undoable edit, if they answer the newest
+        request and are about the frame shown now (the user may have moved on meanwhile)."""
+        if self.detecting is None or self.detecting != (result.media, result.frame):
+            return  # an earlier request's answer: the newest one is still coming
+        self._detection_over()
+        if result.media is not self.state.media or result.frame != self.state.frame:
+            return
+        self._edit(f"from detector (frame {result.frame})",
+                   lambda lab: edits.from_detector(lab, result.joints, result.confidence,
+                                                   self.cameras))
+
+    def _detection_over(self) -> None:
+        self.detecting = None
+        self._update_header()
 
     def accept_all(self) -> None:
         self._edit(f"accept all (frame {self.state.frame})",

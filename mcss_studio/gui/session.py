@@ -38,7 +38,13 @@ from .rates import RateMeter
 from .recent import RecentFolders
 from .state import StudioState
 from .training_runner import TrainingRunner
-from .workers import FrameDecodeWorker, InferenceWorker, TaskWorker, run_off_ui_thread
+from .workers import (
+    DetectorWorker,
+    FrameDecodeWorker,
+    InferenceWorker,
+    TaskWorker,
+    run_off_ui_thread,
+)
 
 AskCreateProject = Callable[[Path], bool]  # "make a project in this recording folder?"
 
@@ -105,6 +111,9 @@ class Session(QObject):
         self.inference.loadFailed.connect(self._checkpoint_failed)
         self.inference.failed.connect(self.message)
         self.inference.start()
+        self.detector = DetectorWorker(self)  # labelling assist: keypoints of one frame
+        self.detector.failed.connect(self.state.report_error)
+        self.detector.start()
         self.state.frameChanged.connect(self._request_prediction)
         self.state.frameDisplayed.connect(lambda: self.display_rate.tick())
         self.state.gotoRequested.connect(self.goto)
@@ -471,6 +480,7 @@ class Session(QObject):
         self.embeddings.close()
         self.decoder.stop()
         self.inference.stop()
+        self.detector.stop()
         self.close_labels()
         if self.state.media is not None:
             self.state.media.close()

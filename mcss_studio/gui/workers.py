@@ -1,4 +1,5 @@
-"""Background work: full-resolution decode, live inference, cache builds, demo generation.
+"""Background work: full-resolution decode, live inference, detector keypoints for labelling
+assist, cache builds, demo generation.
 
 Nothing here runs on the UI thread. Decode and inference keep only the newest request: when the
 UI asks faster than a worker answers, older requests are dropped instead of queueing up, so the
@@ -13,11 +14,14 @@ import os
 import threading
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtCore import QEventLoop, QThread, Signal
 
 from ..core.errors import UserInputError
+from ..core.keypoint_store import KeypointStore, keypoints_path, load_keypoints
 from ..core.media import MediaAccess, MediaClosedError
 from ..core.pipeline import PosePipeline
 
@@ -186,6 +190,85 @@ class InferenceWorker(LatestRequestWorker):
                 return  # unloaded while loading
             self.pipeline = pipeline
         self.loaded.emit(path, pipeline.device_name)
+
+
+@dataclass
+class FrameKeypoints:
+    """A detector's 2D joints of every view of one frame: joints (C, 17, 2) native px (NaN:
+    none), confidence (C, 17); `origin` "store" (the recording's keypoint store) or "detector"
+    (run for this request)."""
+
+    media: MediaAccess
+    frame: int
+    joints: np.ndarray
+    confidence: np.ndarray
+    origin: str
+
+
+def mediapipe_detector():
+    """The default detector factory (imports mediapipe in the worker thread, on first use)."""
+    from ..core.pose_detector import MediaPipeDetector
+
+    return MediaPipeDetector()
+
+
+class DetectorWorker(LatestRequestWorker):
+    """Keypoints for labelling assist. Request: (media, t); result: FrameKeypoints. From the
+    recording's keypoint store when it holds the frame (`mcss-data keypoints` made it), else
+    by running the detector on every view here, never on the UI thread. The detector is built
+    on first use from `factory` (default MediaPipe; tests inject a fake), whose `detector_id`
+    names the store it reads."""
+
+    def __init__(self, parent=None, factory: Callable[[], object] | None = None) -> None:
+        super().__init__(parent)
+        self.factory = factory or mediapipe_detector
+        self._detector = None
+        self._store: tuple[tuple, KeypointStore | None] | None = None  # (file identity, store)
+
+    @property
+    def detector_id(self) -> str:
+        from ..core.pose_detector import DETECTOR_ID
+
+        return getattr(self.factory, "detector_id", DETECTOR_ID)
+
+    def set_factory(self, factory: Callable[[], object]) -> None:
+        """Use another detector from the next request on (set while the worker is idle)."""
+        self.factory, self._detector, self._store = factory, None, None
+
+    def process(self, request):
+        media, t = request
+        if media.closed:
+            raise MediaClosedError(media.sequence.path)
+        store = self._keypoint_store(media)
+        found = None if store is None else store.frame(t)
+        if found is not None:
+            return FrameKeypoints(media, t, found[0], found[1], "store")
+        if self._detector is None:
+            self._detector = self.factory()
+        views = [self._detector.detect(media.full_frame(c, t))
+                 for c in range(len(media.sequence.cameras))]
+        return FrameKeypoints(media, t, np.stack([v.joints for v in views]),
+                              np.stack([v.confidence for v in views]), "detector")
+
+    def _keypoint_store(self, media: MediaAccess) -> KeypointStore | None:
+        """The store of this media's recording, read again only when its file changed."""
+        if media.cache_dir is None:
+            return None
+        path = keypoints_path(media.cache_dir, media.sequence)
+        try:
+            st = path.stat()
+            identity = (str(path), st.st_mtime_ns, st.st_size)
+        except OSError:
+            return None
+        if self._store is None or self._store[0] != identity:
+            self._store = (identity, load_keypoints(path, media.sequence, self.detector_id))
+        return self._store[1]
+
+    def stop(self) -> None:
+        super().stop()
+        close = getattr(self._detector, "close", None)
+        if close is not None:
+            close()
 
 
 class TaskWorker(QThread):

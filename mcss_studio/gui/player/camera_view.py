@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPixmap, QTransform
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontMetrics,
+    QImage,
+    QPainter,
+    QPen,
+    QPixmap,
+    QTransform,
+)
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from ...core.joints import BONES, JOINT_NAMES, bone_colors
@@ -32,6 +41,16 @@ def fitted_pixmap(rgb: np.ndarray, size: tuple[int, int]) -> QPixmap:
     bgrx = cv2.cvtColor(resized, cv2.COLOR_RGB2BGRA)
     image = QImage(bgrx.data, size[0], size[1], bgrx.strides[0], QImage.Format.Format_RGB32)
     return QPixmap.fromImage(image.copy())  # the copy owns its pixels: the pixmap may share them
+
+
+_CAPTION_FONT: list[tuple[QFont, QFontMetrics]] = []  # made on first use: fonts need the app
+
+
+def _caption_font() -> tuple[QFont, QFontMetrics]:
+    if not _CAPTION_FONT:
+        font = QFont("Sans", 8)
+        _CAPTION_FONT.append((font, QFontMetrics(font)))
+    return _CAPTION_FONT[0]
 
 
 class CameraView(QWidget):
@@ -129,9 +148,15 @@ class CameraView(QWidget):
             self._draw_skeleton(p, xf, self.gt, gt=True)
         if self.skeleton is not None:
             self._draw_skeleton(p, xf, self.skeleton, gt=False)
-        self._draw_caption(p)
+        if self.selected or event.rect().intersects(self._caption_rect()):
+            self._draw_caption(p)
+        self.paint_over(p, xf, event.rect())
         p.end()
         self.paint_count += 1
+
+    def paint_over(self, p: QPainter, xf: QTransform, area: QRect) -> None:
+        """Drawn last, in the same painter (subclasses: the labelling marks); `area` is the
+        region being repainted, in widget pixels."""
 
     def _draw_frame(self, p: QPainter, xf: QTransform) -> None:
         """The frame scaled into place. At the fitted zoom the scaled frame is kept as a pixmap,
@@ -185,16 +210,22 @@ class CameraView(QWidget):
             p.setPen(QColor(255, 255, 255))
             p.drawText(box, Qt.AlignmentFlag.AlignCenter, name)
 
-    def _draw_caption(self, p: QPainter) -> None:
+    def _caption(self) -> str:
         text = f"{self.name}  {self.native_w}x{self.native_h}"
         if self.frame_index >= 0:
             text += f"  #{self.frame_index}" + ("" if self.full_res else "  proxy")
-        p.setFont(QFont("Sans", 8))
-        metrics = p.fontMetrics()
-        w = metrics.horizontalAdvance(text) + 8
-        p.fillRect(QRectF(0, 0, w, metrics.height() + 4), QColor(0, 0, 0, 150))
+        return text
+
+    def _caption_rect(self) -> QRect:
+        metrics = _caption_font()[1]
+        return QRect(0, 0, metrics.horizontalAdvance(self._caption()) + 8, metrics.height() + 4)
+
+    def _draw_caption(self, p: QPainter) -> None:
+        font, metrics = _caption_font()
+        p.setFont(font)
+        p.fillRect(self._caption_rect(), QColor(0, 0, 0, 150))
         p.setPen(QColor(255, 255, 255))
-        p.drawText(QPointF(4, metrics.ascent() + 2), text)
+        p.drawText(QPointF(4, metrics.ascent() + 2), self._caption())
         if self.selected:
             p.setPen(QPen(QColor(80, 160, 255), 2))
             p.setBrush(Qt.BrushStyle.NoBrush)
