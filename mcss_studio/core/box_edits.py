@@ -43,6 +43,7 @@ from .boxes import save_boxes_csv
 from .camera import Calibration
 from .errors import UserInputError
 from .geometry import undistort_points
+from .sequence import MultiviewSequence
 
 BOX_FILES = ("boxes.npz", "boxes.csv")  # the loader's order (core/sources/folder.py)
 DEFAULT_SPREAD = 10  # frames each side a correction is blended into
@@ -65,7 +66,8 @@ def blend_weights(frame: int, keyed: np.ndarray, spread: int) -> np.ndarray:
                 break
             t += direction
         for d in range(1, reach):
-            w[frame + direction * d] = 1.0 - d / reach
+            if 0 <= frame + direction * d < T:
+                w[frame + direction * d] = 1.0 - d / reach
     return w
 
 
@@ -99,7 +101,7 @@ def propagate_in_time(row: np.ndarray, keyed: np.ndarray, frame: int, box: np.nd
         return out  # a box drawn where there was none (or removed): no offset to blend
     w = blend_weights(frame, keyed, spread)
     w[frame] = 0.0
-    near = (w > 0) & np.all(np.isfinite(out), axis=1)
+    near = w > 0  # NaN rows (no box) stay NaN
     out[near] = _tidy(out[near] + w[near, None] * (new - old), size)
     return out
 
@@ -249,14 +251,36 @@ def save_box_file(path: Path, boxes: np.ndarray, keyed: np.ndarray,
                  corrected=np.asarray(keyed, np.uint8))
 
 
+def open_box_track(seq: MultiviewSequence, automatic: np.ndarray | None) -> BoxTrack:
+    """The boxes of a recording folder to correct: its box file's (with the keyframes saved
+    there), else `automatic` ones (detected, from ground truth), else none yet (all NaN).
+    UserInputError for a sequence that is no recording folder (nowhere to save them)."""
+    folder = Path(seq.path)
+    if not folder.is_dir():
+        raise UserInputError(folder, "box corrections are saved in a recording folder; "
+                             "this sequence has none")
+    path = box_file_of(folder)
+    names, T = seq.camera_names, seq.num_frames
+    if seq.boxes is not None:
+        boxes = np.asarray(seq.boxes, np.float64)[:, :T]
+    elif automatic is not None:
+        boxes = np.asarray(automatic, np.float64)
+    else:
+        boxes = np.full((len(names), T, 4), np.nan)
+    keyed = load_keyframes(path, names, T) if seq.boxes is not None else None
+    return BoxTrack(path, boxes, names, [(c.width, c.height) for c in seq.cameras],
+                    [c.calibration for c in seq.cameras], keyed, sequence=seq.name)
+
+
 class BoxTrack:
     """The person boxes of one sequence being corrected, and the file they are saved to."""
 
     def __init__(self, path: str | os.PathLike[str], boxes: np.ndarray, camera_names:
                  Sequence[str], sizes: Sequence[tuple[int, int]],
                  calibrations: Sequence[Calibration | None] | None = None,
-                 keyed: np.ndarray | None = None) -> None:
+                 keyed: np.ndarray | None = None, sequence: str = "") -> None:
         self.path = Path(path)
+        self.sequence = sequence  # the name of the sequence these boxes are of
         self.boxes = np.array(boxes, dtype=np.float64, copy=True)
         self.camera_names = list(camera_names)
         self.sizes = [tuple(int(v) for v in s) for s in sizes]
