@@ -153,3 +153,26 @@ def test_a_kill_anywhere_in_a_partial_rebuild_never_claims_complete(seq, tmp_pat
         assert out.status in (0, -9), out
         _check_after_kill(seq, folder)
     assert len(points) >= 10
+
+
+def test_media_never_serves_a_crop_cut_with_an_old_box(seq, tmp_path):
+    from mcss_studio.core.media import MediaAccess
+
+    seq.boxes = given_boxes()
+    build_cache(seq, tmp_path / "c", crop_size=16, boxes=given_boxes(), proxies=False)
+    media = MediaAccess(seq, tmp_path / "c")
+    media.attach_caches()
+    assert media.crops_current(16, 0.2)
+    media.set_person_boxes(edited_boxes())  # corrected; the cache still has the old crops
+    assert not media.crops_current(16, 0.2)
+    squares = crop_squares(edited_boxes(), 0.2, [(64, 48), (40, 60)], 16)
+    crops, regions = media.crops(6, 16, 0.2)
+    np.testing.assert_array_equal(regions, squares[:, 6])
+    for c in range(2):
+        np.testing.assert_array_equal(crops[c], direct_crop(videos()[c][6], squares[c, 6], 16))
+    np.testing.assert_array_equal(media.crop(0, 4, 16, 0.2),
+                                  direct_crop(videos()[0][4], squares[0, 4], 16))
+    media.build_caches(crop_size=16, margin=0.2)
+    media.attach_caches()
+    assert media.crops_current(16, 0.2)
+    np.testing.assert_array_equal(media.crop_cache.boxes, squares)
