@@ -75,6 +75,9 @@ def test_the_player_shows_boxes_and_editing_turns_them_on(window) -> None:
     assert window.state.overlays["box"] and window.overlay_actions["box"].isChecked()
     view = window.grid.views[0]
     np.testing.assert_array_equal(view.box, window.state.media.person_boxes(FRAME)[0])
+    window.state.set_box_other_views(True)  # options set elsewhere show in the bar
+    window.state.set_box_spread(7)
+    assert window.box_bar.views_check.isChecked() and window.box_bar.spread_box.value() == 7
 
 
 def test_dragging_an_edge_writes_the_box_file_and_spreads_in_time(window, recording) -> None:

@@ -84,11 +84,13 @@ def test_two_keyframes_interpolate_the_offset_linearly(tmp_path: Path) -> None:
 def test_a_corrected_box_is_projected_into_the_other_view() -> None:
     boxes = np.array([[0, 0, 1, 1], [45, 45, 55, 55.0]])  # B's box centred on (50, 50)
     out = transfer_to_views(0, np.array([40, 30, 60, 70.0]), boxes, rig(), [SIZE, SIZE])
-    # depth 2000 from B's centre ray; the box at that depth is 400 x 800 mm, 400 mm deep:
-    # B sees x in +-200 mm and y in +-400 mm at depths 1800..2200
+    # depth 2000 from B's centre ray; the box there is 400 x 800 mm: a cylinder of radius 200
+    # and height 800 on the axis x = 0, z = 2000, 2000 mm from B. B sees its outline tangents
+    # at u = 50 +- 100 * 200 / sqrt(2000^2 - 200^2) and its near rim (1800 mm) at y = +-400
     assert np.isnan(out[0]).all()
-    np.testing.assert_allclose(out[1], [50 - 100 * 200 / 1800, 50 - 100 * 400 / 1800,
-                                        50 + 100 * 200 / 1800, 50 + 100 * 400 / 1800])
+    half_u = 100 * 200 / np.sqrt(2000**2 - 200**2)
+    np.testing.assert_allclose(out[1], [50 - half_u, 50 - 100 * 400 / 1800,
+                                        50 + half_u, 50 + 100 * 400 / 1800], atol=0.01)
 
 
 def test_depth_is_the_median_of_the_other_views() -> None:
@@ -99,7 +101,9 @@ def test_depth_is_the_median_of_the_other_views() -> None:
     cams = [a, b, c, b]
     boxes = np.array([[0, 0, 1, 1], [45, 45, 55, 55], [45, 45, 55, 55], [5, 45, 15, 55.0]])
     out = transfer_to_views(0, np.array([40, 30, 60, 70.0]), boxes, cams, [SIZE] * 4)
-    np.testing.assert_allclose(out[1], [38.888889, 27.777778, 61.111111, 72.222222], atol=1e-5)
+    half_u = 100 * 200 / np.sqrt(2000**2 - 200**2)
+    np.testing.assert_allclose(out[1], [50 - half_u, 27.777778, 50 + half_u, 72.222222],
+                               atol=0.01)
     np.testing.assert_allclose(out[2], out[1], atol=1e-9)  # C mirrors B
 
 
@@ -117,8 +121,9 @@ def test_correct_with_other_views_keys_both_and_blends_both(tmp_path: Path) -> N
     patch = track.correct(0, 2, (40, 30, 60, 70.0), spread=1, other_views=True)
     assert sorted(patch.keys) == [(0, 2), (1, 2)]
     track.apply(patch)
-    np.testing.assert_allclose(track.boxes[1, 2], [38.888889, 27.777778, 61.111111, 72.222222],
-                               atol=1e-5)
+    half_u = 100 * 200 / np.sqrt(2000**2 - 200**2)
+    np.testing.assert_allclose(track.boxes[1, 2], [50 - half_u, 27.777778, 50 + half_u,
+                                                   72.222222], atol=0.01)
     half = (track.boxes[1, 2] - auto[1, 2]) / 2  # spread 1: half the offset next door
     np.testing.assert_allclose(track.boxes[1, 1], auto[1, 1] + half)
     np.testing.assert_allclose(track.boxes[1, 0], auto[1, 0])

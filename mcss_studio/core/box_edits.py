@@ -13,8 +13,9 @@ A correction sets one camera's box at one frame ("key"). What it does to the oth
 - Across views (calibrated sequences, when asked): the corrected box's centre ray is
   intersected with the other views' box-centre rays (the median of the closest points along
   it, so one view boxing a bystander does not move it), giving the person's depth; the box
-  back-projected at that depth, as deep as it is wide, is a 3D person volume whose projection
-  becomes every other view's box at that frame (a key there too, propagated in time alike).
+  back-projected at that depth and turned into an upright cylinder as wide as the box is a 3D
+  person volume whose projection becomes every other view's box at that frame (a key there
+  too, propagated in time alike).
   A frame where no other view has a box gives no depth, and the other views are left alone.
 
 `BoxTrack` holds the boxes (C, T, 4) and the keyframe flags of one sequence with its box file.
@@ -125,17 +126,24 @@ def _closest_along(o1: np.ndarray, d1: np.ndarray, o2: np.ndarray, d2: np.ndarra
     return (b * float(d2 @ w0) - float(d1 @ w0)) / den
 
 
+CYLINDER_SAMPLES = 128  # points around the person cylinder (its outline to within 0.03 %)
+
+
 def person_volume(cal: Calibration, box: np.ndarray, depth: float) -> np.ndarray:
-    """(8, 3) world corners of the box back-projected at `depth` (mm along the camera's axis):
-    its rectangle there, extended along the axis by its width (half in front, half behind)."""
+    """(2 * CYLINDER_SAMPLES, 3) world points outlining the person volume of a box seen at
+    `depth` (mm along the camera's axis): a cylinder whose axis runs along the image's vertical
+    through the box centre at that depth, as wide as the box and as tall, so that any other
+    view sees it as wide as this one (a person turns; seen from the side, no wider)."""
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     edges = undistort_points(np.array([[box[0], cy], [box[2], cy], [cx, box[1]], [cx, box[3]]]),
                              cal)
-    x0, x1, y0, y1 = edges[0, 0] * depth, edges[1, 0] * depth, edges[2, 1] * depth, \
-        edges[3, 1] * depth
-    half = (x1 - x0) / 2
-    cam = np.array([[x, y, z] for x in (x0, x1) for y in (y0, y1)
-                    for z in (depth - half, depth + half)])
+    x0, x1 = edges[0, 0] * depth, edges[1, 0] * depth
+    y0, y1 = edges[2, 1] * depth, edges[3, 1] * depth
+    radius, centre = (x1 - x0) / 2, (x1 + x0) / 2
+    angle = np.linspace(0.0, 2 * np.pi, CYLINDER_SAMPLES, endpoint=False)
+    ring = np.stack([centre + radius * np.cos(angle), np.zeros_like(angle),
+                     depth + radius * np.sin(angle)], axis=1)
+    cam = np.concatenate([ring + [0.0, y0, 0.0], ring + [0.0, y1, 0.0]])
     return (cam - cal.t) @ cal.R  # R^T (x - t), row by row
 
 

@@ -138,12 +138,24 @@ class BoxEditBar(QToolBar):
         self.hint = QLabel("", self)
         self.addWidget(self.hint)
         state.boxEditingChanged.connect(self.setVisible)
+        state.boxOptionsChanged.connect(self._show_options)
         state.sequenceChanged.connect(lambda _s: self._refresh())
         state.boxesChanged.connect(lambda _t: self._refresh())
         state.frameChanged.connect(lambda _t: self._refresh())
         state.selectionChanged.connect(lambda _c: self._refresh())
         self.setVisible(state.box_editing)
         self._refresh()
+
+    def _show_options(self) -> None:
+        """Options set elsewhere (a script, a test) shown here, without echoing them back."""
+        for widget, value in ((self.spread_box, self.state.box_spread),
+                              (self.views_check, self.state.box_other_views)):
+            widget.blockSignals(True)
+            if isinstance(widget, QSpinBox):
+                widget.setValue(value)
+            else:
+                widget.setChecked(value)
+            widget.blockSignals(False)
 
     def _remove(self) -> None:
         self.state.request_box_removal()
