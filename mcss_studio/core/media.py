@@ -8,6 +8,11 @@ training crops (never a cached crop rescaled, never a square trimmed for another
 sequence's frame readers are not thread-safe, so every full-resolution read goes through one
 lock; proxies and crop caches are read-only memory maps and need none.
 
+The person boxes shown and cut with are the sequence's (a box file, ground truth), those the
+user corrected (`set_person_boxes`), else those the crop cache detected. A cached crop is served
+only where the cache's square is the one these boxes give: after a correction, the frames it
+moved are cut from full-resolution frames until a build has re-cut them.
+
 A MediaAccess knows when it is closed: `close` waits for a read in flight, and any read after it
 raises MediaClosedError instead of touching the closed readers. Workers hold requests that name
 their media, so a request that outlives its sequence (the user switched) is dropped quietly.

@@ -92,11 +92,7 @@ class BoxEditCommand(QUndoCommand):
         self.sequence, self.frame = sequence, frame
 
     def _apply(self, forward: bool) -> None:
-        seq = self._state.sequence
-        if seq is None or seq.name != self.sequence:
-            self._state.request_goto(self.sequence, -1, self.frame)
-        else:
-            self._state.set_frame(self.frame)
+        self._state.show_edited_frame(self.sequence, self.frame)
         try:
             self._track.apply(self.patch, forward)
         except UserInputError as exc:

@@ -10,7 +10,10 @@ come in as arguments (a callback that asks), so the Session can be driven by tes
 without a window.
 
 A user edit is a command (gui/commands.py) pushed with `execute`: the window asks the user what
-to do, the command does and undoes it on the state, the stack gives undo and redo.
+to do, the command does and undoes it on the state, the stack gives undo and redo. Box
+corrections (gui/box_editor.py) edit one BoxTrack per sequence of the open dataset, kept while
+it is open so undo can come back to a sequence left meanwhile; each one re-cuts the crops it
+moved.
 """
 
 from __future__ import annotations

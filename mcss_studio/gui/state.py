@@ -247,6 +247,14 @@ class StudioState(QObject):
         player."""
         self.gotoRequested.emit(sequence, int(camera), int(frame))
 
+    def show_edited_frame(self, sequence: str, frame: int) -> None:
+        """Show the frame an undo or redo changes: set here when its sequence is shown, else
+        asked for with `request_goto` (the Session opens the sequence)."""
+        if self.sequence is None or self.sequence.name != sequence:
+            self.request_goto(sequence, -1, frame)
+        else:
+            self.set_frame(frame)
+
     # -- labels -------------------------------------------------------------------------------
     def set_label_store(self, store) -> None:
         """The open project's LabelStore (None: no project, no labels)."""
