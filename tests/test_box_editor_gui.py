@@ -225,3 +225,26 @@ def test_a_correction_during_a_cache_build_is_recut_after_it(qtbot, window, reco
     boxes = load_boxes_file(recording / "boxes.npz", NAMES, T)
     squares = crop_squares(boxes, margin, [(w, h) for _, w, h in CAMS], size)
     np.testing.assert_array_equal(window.state.media.crop_cache.boxes, squares)
+
+
+def test_what_a_press_grabs_and_how_the_box_follows() -> None:
+    from PySide6.QtCore import QPointF, QRectF
+
+    from mcss_studio.gui.box_editor import MOVE_ALL, BoxDrag
+
+    box = np.array([10.0, 10, 110, 210])
+    rect = QRectF(10, 10, 100, 200)  # shown 1:1
+    grabs = {(10, 10): (0, 1), (110, 210): (2, 3), (13, 208): (0, 3), (60, 10): (1,),
+             (60, 215): (3,), (4, 100): (0,), (60, 100): MOVE_ALL, (200, 200): (),
+             (60, 230): (), (200, 210): (), (5, 300): ()}
+    for (x, y), moves in grabs.items():
+        assert BoxDrag.grab(box, rect, QPointF(x, y)) == moves, (x, y)
+    corner = BoxDrag(box, (2, 3), QPointF(110, 210))
+    np.testing.assert_array_equal(corner.move_to(QPointF(130, 190)), [10, 10, 130, 190])
+    assert np.array_equal(corner.result(1.0), [10, 10, 130, 190])
+    drawn = BoxDrag(box, (), QPointF(150, 40))
+    np.testing.assert_array_equal(drawn.move_to(QPointF(120, 90)), [120, 40, 150, 90])
+    assert drawn.result(1.0) is not None and drawn.result(0.1) is None  # 3 px on screen
+    still = BoxDrag(box, MOVE_ALL, QPointF(60, 100))
+    still.move_to(QPointF(60, 100))
+    assert still.result(1.0) is None  # a click, not an edit
