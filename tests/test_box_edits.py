@@ -228,3 +228,21 @@ def test_a_kill_while_saving_edits_keeps_every_committed_edit(tmp_path: Path) ->
         boxes = load_boxes_file(path, ["a", "b"], 9)
         held = [i for i, s in enumerate(states) if np.array_equal(boxes, s, equal_nan=True)]
         assert held and held[0] in (committed, committed + 1), (k, committed, held)
+
+
+def test_a_track_opens_from_the_file_or_the_automatic_boxes_never_from_nothing(tmp_path):
+    from mcss_studio.core.box_edits import open_box_track
+    from tests.test_boxes import blank, make_seq
+
+    seq = make_seq(tmp_path, [blank(4), blank(4)])
+    auto = np.tile([1.0, 2, 30, 40], (2, 4, 1))
+    track = open_box_track(seq, auto)
+    assert track.path == tmp_path / "boxes.npz" and not track.keyed.any()
+    np.testing.assert_array_equal(track.boxes, auto)
+    with pytest.raises(UserInputError, match="still being detected"):
+        open_box_track(seq, None)  # a first correction would write NaN everywhere else
+    track.apply(track.correct(1, 2, (5, 5, 20, 20), spread=0))
+    seq.boxes = load_boxes_file(track.path, ["cam0", "cam1"], 4)  # reopened from the file
+    again = open_box_track(seq, None)
+    np.testing.assert_array_equal(again.boxes, track.boxes)
+    assert np.argwhere(again.keyed).tolist() == [[1, 2]]

@@ -261,8 +261,8 @@ def save_box_file(path: Path, boxes: np.ndarray, keyed: np.ndarray,
 
 def open_box_track(seq: MultiviewSequence, automatic: np.ndarray | None) -> BoxTrack:
     """The boxes of a recording folder to correct: its box file's (with the keyframes saved
-    there), else `automatic` ones (detected, from ground truth), else none yet (all NaN).
-    UserInputError for a sequence that is no recording folder (nowhere to save them)."""
+    there), else `automatic` ones (detected, from ground truth). UserInputError for a sequence
+    that is no recording folder (nowhere to save them) or whose boxes are not known yet."""
     folder = Path(seq.path)
     if not folder.is_dir():
         raise UserInputError(folder, "box corrections are saved in a recording folder; "
@@ -273,8 +273,9 @@ def open_box_track(seq: MultiviewSequence, automatic: np.ndarray | None) -> BoxT
         boxes = np.asarray(seq.boxes, np.float64)[:, :T]
     elif automatic is not None:
         boxes = np.asarray(automatic, np.float64)
-    else:
-        boxes = np.full((len(names), T, 4), np.nan)
+    else:  # saving a correction now would write "no person" into every other frame
+        raise UserInputError(folder, "the person boxes are still being detected; correct them "
+                             "once the crop cache is built")
     keyed = load_keyframes(path, names, T) if seq.boxes is not None else None
     return BoxTrack(path, boxes, names, [(c.width, c.height) for c in seq.cameras],
                     [c.calibration for c in seq.cameras], keyed, sequence=seq.name)
