@@ -176,3 +176,17 @@ def test_media_never_serves_a_crop_cut_with_an_old_box(seq, tmp_path):
     media.attach_caches()
     assert media.crops_current(16, 0.2)
     np.testing.assert_array_equal(media.crop_cache.boxes, squares)
+
+
+def test_the_same_boxes_given_or_from_the_box_file_share_one_cache(seq, tmp_path, monkeypatch):
+    """The Studio passes the boxes it shows, a trainer asks for "auto" (the box file): the same
+    values are the same cache, reused without a write."""
+    seq.boxes = given_boxes()
+    build_cache(seq, tmp_path / "c", crop_size=16, proxies=False)  # auto: the file's boxes
+    meta = crops_dir(tmp_path / "c", seq) / "meta.json"
+    written = meta.stat().st_ino
+    cuts = counting_cuts(monkeypatch)
+    cache = build_cache(seq, tmp_path / "c", crop_size=16, boxes=given_boxes(), proxies=False)
+    build_cache(seq, tmp_path / "c", crop_size=16, proxies=False)
+    assert cuts == [] and meta.stat().st_ino == written  # not even meta.json rewritten
+    assert cache.meta["box_method"] == "file"

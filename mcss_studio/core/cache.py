@@ -22,6 +22,9 @@ disk when the build ends or stops. meta.json is replaced atomically and says `co
 only after every crop is written and flushed. A cache built from different inputs or settings
 has a different fingerprint and is rebuilt, never reused.
 
+The fingerprint holds the box values whenever they are known without running the detector
+(given, a box file, ground truth, the whole frame), so the same boxes reached another way (the
+Studio passes the boxes it shows, a trainer asks for "auto") share one cache.
 Boxes changed (a user's correction, another box method) with everything else the same (meta's
 `base_fingerprint`): only the crops whose square changed are re-cut, by the same resumable
 build; the others keep their bytes. The crops of a camera with changes move to a copy of its
@@ -60,7 +63,13 @@ import cv2
 import numpy as np
 
 from .atomic import atomic_open, atomic_path, write_all, write_error, writing
-from .boxes import BOX_METHODS, boxes_digest, compute_boxes_with_method, square_crop_box
+from .boxes import (
+    BOX_METHODS,
+    boxes_digest,
+    choose_box_method,
+    compute_boxes_with_method,
+    square_crop_box,
+)
 from .errors import UserInputError
 from .proxies import ProxyWriter, proxy_dir
 from .sequence import MultiviewSequence
@@ -127,20 +136,28 @@ def _base_fingerprint(seq: MultiviewSequence, crop_size: int, margin: float) -> 
 def _crop_fingerprint(
     seq: MultiviewSequence, crop_size: int, margin: float, boxes: np.ndarray | None, method: str
 ) -> str:
-    box_request = (
-        {"method": method, "inputs": _auto_boxes_digest(seq)}
-        if boxes is None
-        else {"given": boxes_digest(boxes)}
-    )
     return _sha1(
         {
             "input": input_fingerprint(seq),
             "crop_size": int(crop_size),
             "margin": float(margin),
             "padding": PADDING,
-            "boxes": box_request,
+            "boxes": _box_request(seq, boxes, method),
         }
     )
+
+
+def _box_request(seq: MultiviewSequence, boxes: np.ndarray | None, method: str) -> dict:
+    """What the crops are cut with, for the fingerprint: the box values whenever they are known
+    without running the detector (given, a box file, ground truth, the whole frame), so that
+    the same boxes reached another way (the Studio passes the boxes it shows, a trainer asks
+    for "auto") find the same cache; else the detector and everything it reads."""
+    if boxes is None:
+        resolved = choose_box_method(seq) if method == "auto" else method
+        if resolved == "background":
+            return {"method": method, "inputs": _auto_boxes_digest(seq)}
+        boxes = compute_boxes_with_method(seq, resolved)[0]
+    return {"given": boxes_digest(boxes)}
 
 
 # -- crop geometry ----------------------------------------------------------------------------
