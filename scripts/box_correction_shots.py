@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{v.name} frame {args.frame}: box {np.round(v.box, 1).tolist()}"
               f"{' (corrected)' if state.box_keyed(v.index, args.frame) else ''}")
     print(f"undo stack: {session.undo_stack.count()} command(s); box file "
-          f"{session._box_tracks[state.sequence.name].path}")
+          f"{state.box_track.path}")
     wait_until(app, settled)  # the crop cache re-cut with the corrected boxes
     cache = state.media.crop_cache
     print(f"crop cache: {cache.meta['box_method']} boxes, complete {cache.meta['complete']}")

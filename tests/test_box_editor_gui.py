@@ -78,6 +78,9 @@ def test_the_player_shows_boxes_and_editing_turns_them_on(window) -> None:
     window.state.set_box_other_views(True)  # options set elsewhere show in the bar
     window.state.set_box_spread(7)
     assert window.box_bar.views_check.isChecked() and window.box_bar.spread_box.value() == 7
+    window.set_labelling(True)  # the labelling views take the mouse: box editing ends
+    assert not window.state.box_editing and not window.remove_box_action.isEnabled()
+    assert not window.box_edit_action.isChecked() and not window.box_bar.isVisible()
 
 
 def test_dragging_an_edge_writes_the_box_file_and_spreads_in_time(window, recording) -> None:
@@ -248,3 +251,45 @@ def test_what_a_press_grabs_and_how_the_box_follows() -> None:
     still = BoxDrag(box, MOVE_ALL, QPointF(60, 100))
     still.move_to(QPointF(60, 100))
     assert still.result(1.0) is None  # a click, not an edit
+
+
+def test_undo_after_switching_sequences_goes_back_and_restores_that_file(
+        qtbot, tmp_path, recording_template) -> None:
+    import json
+
+    data = tmp_path / "data"
+    for name in ("A", "B"):
+        shutil.copytree(recording_template, data / name)
+    (data / "manifest.json").write_text(json.dumps({
+        "format": "mcss-multiview-dataset", "version": 1,
+        "sequences": [{"name": n, "path": n} for n in ("A", "B")], "splits": {}}))
+    w = MainWindow(interactive=False, with_3d=False, remember_recent=False)
+    qtbot.addWidget(w)
+    w.resize(1400, 900)
+    w.show()
+    assert w.open_path(data), w.state.last_error
+    qtbot.waitUntil(lambda: not w.session.cache_busy, timeout=WAIT_MS)
+    try:
+        w.state.set_frame(FRAME)
+        w.state.set_box_editing(True)
+        QApplication.processEvents()
+        before = shown_boxes(w)
+        drag_right_edge(w, 0, 20.0)
+        edited = load_boxes_file(data / "A" / "boxes.npz", NAMES, T)
+        assert w.session.choose_sequence("B") and w.state.sequence.name == "B"
+        np.testing.assert_array_equal(shown_boxes(w), before)  # B has its own boxes
+        w.undo_action.trigger()
+        assert w.state.sequence.name == "A" and w.state.frame == FRAME
+        np.testing.assert_array_equal(load_boxes_file(data / "A" / "boxes.npz", NAMES, T),
+                                      before)
+        np.testing.assert_array_equal(shown_boxes(w), before)
+        w.redo_action.trigger()
+        np.testing.assert_array_equal(shown_boxes(w), edited)
+        assert not (data / "B" / "boxes.npz").exists()
+        seen = []  # while B is being shown, A's track is still the state's: never B's keyframes
+        w.state.sequenceChanged.connect(lambda _s: seen.append(w.state.box_keyed(0, FRAME)))
+        assert w.session.choose_sequence("B") and not w.state.box_keyed(0, FRAME)
+        assert seen == [False]
+        assert w.session.choose_sequence("A") and w.state.box_keyed(0, FRAME)  # kept
+    finally:
+        w.close()

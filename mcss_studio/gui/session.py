@@ -252,11 +252,9 @@ class Session(QObject):
         self.cancel_cache_build()  # a build on the old sequence's readers ends before they close
         media = MediaAccess(seq, cache_dir)
         ready = media.attach_caches()
-        track = self._box_tracks.get(seq.name)
-        if track is not None:  # corrected earlier in this session (undo may come back here)
-            media.set_person_boxes(track.boxes)
         self.state.set_sequence(seq, media)
-        self.state.notify_boxes(track)
+        # corrected earlier in this session: its keyframes (the boxes are in its file)
+        self.state.notify_boxes(self._box_tracks.get(seq.name))
         self._note("sequence", "; ".join(seq.warnings))  # stays while the sequence is shown
         self.state.set_status("cache", "proxies: ready" if ready else "proxies: none")
         self._build_missing_caches(media)
