@@ -190,3 +190,22 @@ def test_the_same_boxes_given_or_from_the_box_file_share_one_cache(seq, tmp_path
     build_cache(seq, tmp_path / "c", crop_size=16, proxies=False)
     assert cuts == [] and meta.stat().st_ino == written  # not even meta.json rewritten
     assert cache.meta["box_method"] == "file"
+
+
+def test_a_read_that_began_without_a_cache_cuts_from_the_frame_if_one_is_attached_meanwhile(
+        seq, tmp_path):
+    """`crops` takes the attached cache once; a build attaching one after that (the player's
+    race) must not make the same read use a cache it does not hold."""
+    from mcss_studio.core.media import MediaAccess
+
+    seq.boxes = given_boxes()
+    media = MediaAccess(seq, tmp_path / "c")
+    media.crop_cache = build_cache(seq, tmp_path / "c", crop_size=16, boxes=given_boxes(),
+                                   proxies=False)  # attached after the read took None
+    region = media._regions(None, 6, 16, 0.2)
+    crop = media._crop(None, 0, 6, 16, 0.2, region[0])
+    np.testing.assert_array_equal(crop, direct_crop(videos()[0][6], region[0], 16))
+    seq.boxes = None
+    bare = MediaAccess(seq, tmp_path / "c")
+    bare.crop_cache = media.crop_cache
+    assert bare._regions(None, 6, 16, 0.2).shape == (2, 4)

@@ -180,7 +180,7 @@ class MediaAccess:
     def crops_current(self, size: int, margin: float) -> bool:
         """The crop cache is cut at this size and margin with the boxes shown, every crop."""
         cache, boxes = self.crop_cache, self._person_boxes
-        if not self.crops_cached_for(size, margin, cache):
+        if cache is None or not self.crops_cached_for(size, margin, cache):
             return False
         if boxes is None:
             return True
@@ -202,7 +202,7 @@ class MediaAccess:
 
     def _regions(self, cache: CropCache | None, t: int, size: int, margin: float) -> np.ndarray:
         person = self._person_boxes
-        if person is None and self.crops_cached_for(size, margin, cache):
+        if person is None and cache is not None and self.crops_cached_for(size, margin, cache):
             return np.asarray(cache.boxes[:, t], dtype=np.float64)
         if person is not None:
             boxes = person[:, t]
@@ -236,7 +236,8 @@ class MediaAccess:
               region: np.ndarray) -> np.ndarray:
         # a cached crop only where it was cut with this very square: after a box correction
         # the cache's crop of that frame is old until a build re-cuts it
-        if (not self.crops_cached_for(size, margin, cache)
+        # (`cache` None is none, not "the attached one": a build may attach one meanwhile)
+        if (cache is None or not self.crops_cached_for(size, margin, cache)
                 or not np.array_equal(cache.boxes[cam, t], region)):
             return crop_square(self.full_frame(cam, t), region, size)
         try:
