@@ -6,6 +6,7 @@ Layout (inside a project's `cache/`, see docs/ARCHITECTURE.md):
     crops/<seq.key>/<c>.u8           uint8 (T, S, S, 3) RGB crops in synchronised frame order
     crops/<seq.key>/<c>.done         uint8 (T,) 1 = crop t written
     crops/<seq.key>/boxes.npy        float64 (C, T, 4) integer crop squares x0 y0 x1 y1 used
+    crops/<seq.key>/person_boxes.npy float64 (C, T, 4) the person boxes they were made from
     proxies/<seq.key>/...            display proxies (core/proxies.py), fed by the same decode;
                                      they resume on their own (ProxyWriter)
 
@@ -20,6 +21,16 @@ killed process (Ctrl-C, crash, kill -9) loses at most the frame in flight; files
 disk when the build ends or stops. meta.json is replaced atomically and says `complete: true`
 only after every crop is written and flushed. A cache built from different inputs or settings
 has a different fingerprint and is rebuilt, never reused.
+
+The fingerprint holds the box values whenever they are known without running the detector
+(given, a box file, ground truth, the whole frame), so the same boxes reached another way (the
+Studio passes the boxes it shows, a trainer asks for "auto") share one cache.
+Boxes changed (a user's correction, another box method) with everything else the same (meta's
+`base_fingerprint`): only the crops whose square changed are re-cut, by the same resumable
+build; the others keep their bytes. The crops of a camera with changes move to a copy of its
+file first, so an open CropCache keeps its own consistent pixels and squares (see
+`_invalidate_changed` for the order that keeps every kill point safe), and each camera's
+decode stops after its last crop to re-cut.
 
 Crops are written with ordinary file I/O (pwrite) into files preallocated with posix_fallocate
 where the system has it, never through writable memory maps: on a full disk a write through a
@@ -41,6 +52,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -50,8 +62,14 @@ from typing import IO
 import cv2
 import numpy as np
 
-from .atomic import atomic_open, write_all, write_error, writing
-from .boxes import BOX_METHODS, boxes_digest, compute_boxes_with_method, square_crop_box
+from .atomic import atomic_open, atomic_path, write_all, write_error, writing
+from .boxes import (
+    BOX_METHODS,
+    boxes_digest,
+    choose_box_method,
+    compute_boxes_with_method,
+    square_crop_box,
+)
 from .errors import UserInputError
 from .proxies import ProxyWriter, proxy_dir
 from .sequence import MultiviewSequence
@@ -62,6 +80,7 @@ except ImportError:  # Windows: no advisory lock, builds must not overlap
     fcntl = None  # type: ignore[assignment]
 
 CACHE_VERSION = 1  # bump when crop pixels for the same inputs change
+PERSON_BOXES = "person_boxes.npy"  # the person boxes the squares were made from
 PADDING = "black"
 ProgressFn = Callable[[int, int], None]
 
@@ -107,23 +126,38 @@ def _auto_boxes_digest(seq: MultiviewSequence) -> str:
     return h.hexdigest()
 
 
+def _base_fingerprint(seq: MultiviewSequence, crop_size: int, margin: float) -> str:
+    """Hash of everything a crop depends on except the boxes: crops of a cache with the same
+    base fingerprint are reusable wherever their crop square is unchanged."""
+    return _sha1({"input": input_fingerprint(seq), "crop_size": int(crop_size),
+                  "margin": float(margin), "padding": PADDING})
+
+
 def _crop_fingerprint(
     seq: MultiviewSequence, crop_size: int, margin: float, boxes: np.ndarray | None, method: str
 ) -> str:
-    box_request = (
-        {"method": method, "inputs": _auto_boxes_digest(seq)}
-        if boxes is None
-        else {"given": boxes_digest(boxes)}
-    )
     return _sha1(
         {
             "input": input_fingerprint(seq),
             "crop_size": int(crop_size),
             "margin": float(margin),
             "padding": PADDING,
-            "boxes": box_request,
+            "boxes": _box_request(seq, boxes, method),
         }
     )
+
+
+def _box_request(seq: MultiviewSequence, boxes: np.ndarray | None, method: str) -> dict:
+    """What the crops are cut with, for the fingerprint: the box values whenever they are known
+    without running the detector (given, a box file, ground truth, the whole frame), so that
+    the same boxes reached another way (the Studio passes the boxes it shows, a trainer asks
+    for "auto") find the same cache; else the detector and everything it reads."""
+    if boxes is None:
+        resolved = choose_box_method(seq) if method == "auto" else method
+        if resolved == "background":
+            return {"method": method, "inputs": _auto_boxes_digest(seq)}
+        boxes = compute_boxes_with_method(seq, resolved)[0]
+    return {"given": boxes_digest(boxes)}
 
 
 # -- crop geometry ----------------------------------------------------------------------------
@@ -197,8 +231,8 @@ def _read_meta(folder: Path) -> dict | None:
 class CropCache:
     """Read-only view of a complete crop cache; opening maps files, reads no pixels."""
 
-    def __init__(self, folder: Path, meta: dict, boxes: np.ndarray, maps: list[np.ndarray]
-                 ) -> None:
+    def __init__(self, folder: Path, meta: dict, boxes: np.ndarray, maps: list[np.ndarray],
+                 person_boxes: np.ndarray | None = None) -> None:
         self.folder = folder
         self.meta = meta
         self.crop_size: int = int(meta["crop_size"])
@@ -207,6 +241,7 @@ class CropCache:
         self.camera_names: list[str] = list(meta["camera_names"])
         self.box_method: str = str(meta["box_method"])
         self.boxes = boxes  # (C, T, 4) crop squares in native pixels
+        self.person_boxes = person_boxes  # (C, T, 4) the boxes they were made from; None: older
         self._maps: list[np.ndarray] | None = maps  # per camera, mapped at open; None: closed
 
     @classmethod
@@ -243,12 +278,15 @@ class CropCache:
                 raise UserInputError(folder / "boxes.npy",
                                      f"shape {boxes.shape}, expected {(C, T, 4)}")
             maps = [_map_crops(folder / f"{c}.u8", (T, S, S, 3), opened) for c in range(C)]
+            person = _load_array(folder / PERSON_BOXES, (C, T, 4))  # a cache older than it: None
             _check_unchanged(folder, meta, opened)
         finally:
             for fh in opened:
                 fh.close()  # the maps keep their own hold on the files
         boxes.flags.writeable = False
-        return cls(folder, meta, boxes, maps)
+        if person is not None:
+            person.flags.writeable = False
+        return cls(folder, meta, boxes, maps, person)
 
     def crops(self, cam_index: int) -> np.ndarray:
         """Read-only memmap (T, S, S, 3) uint8 RGB of one camera, of the files opened."""
@@ -481,28 +519,27 @@ def _build_locked(
         for c in range(C)
     ]
 
-    squares = None
-    if resume:
-        try:
-            squares = np.load(folder / "boxes.npy", allow_pickle=False)
-            if squares.shape != (C, T, 4):
-                squares = None
-        except (OSError, ValueError, EOFError):
-            squares = None
-    if squares is None:
-        _wipe(folder)
-        used = "given"
-        if boxes is None:
-            boxes, used = compute_boxes_with_method(seq, box_method, progress)
-        squares = crop_squares(
-            boxes, margin, [(c.width, c.height) for c in seq.cameras], crop_size
-        )
-        with atomic_open(folder / "boxes.npy", "wb") as f:
-            np.save(f, squares)
-        old, resume = None, False
-    else:
+    sizes = [(c.width, c.height) for c in seq.cameras]
+    base = _base_fingerprint(seq, crop_size, margin)
+    squares = _load_array(folder / "boxes.npy", (C, T, 4)) if resume else None
+    if squares is not None:
         assert old is not None
         used = str(old.get("box_method", box_method))
+    elif (old is not None and old.get("base_fingerprint") == base
+          and _crop_files_intact(folder, C, T, crop_size)
+          and (old_squares := _load_array(folder / "boxes.npy", (C, T, 4))) is not None):
+        # only the boxes changed: re-cut the crops whose square changed, keep the others
+        boxes, used = _boxes_to_use(seq, boxes, box_method, progress)
+        squares = crop_squares(boxes, margin, sizes, crop_size)
+        _invalidate_changed(folder, old, old_squares, squares, boxes)
+        old, resume = None, False
+    else:
+        _wipe(folder)
+        boxes, used = _boxes_to_use(seq, boxes, box_method, progress)
+        squares = crop_squares(boxes, margin, sizes, crop_size)
+        _save_array(folder / "boxes.npy", squares)
+        _save_array(folder / PERSON_BOXES, boxes)
+        old, resume = None, False
     meta = {
         "version": CACHE_VERSION,
         "sequence": seq.name,
@@ -515,12 +552,13 @@ def _build_locked(
         "box_method": used,
         "input_fingerprint": in_fp,
         "fingerprint": fingerprint,
+        "base_fingerprint": base,
         "complete": bool(resume and old is not None and old.get("complete")),
     }
     _write_json_atomic(folder / "meta.json", meta)
 
     crop_bytes = T * crop_size * crop_size * 3
-    plans: list[tuple[int, int, ProxyWriter | None]] = []
+    plans: list[tuple[int, int, int, ProxyWriter | None]] = []
     writers: list[ProxyWriter] = []
     try:
         for c, cam in enumerate(seq.cameras):
@@ -529,6 +567,7 @@ def _build_locked(
                 _allocate(files)  # both afresh: done-bytes must never outlive their crops
             missing = np.flatnonzero(np.fromfile(folder / f"{c}.done", dtype=np.uint8) == 0)
             start = int(missing[0]) if missing.size else T
+            end = int(missing[-1]) + 1 if missing.size else T  # no proxies to add: stop there
             writer = None
             if not proxy_ok[c]:
                 writer = ProxyWriter(proxy_dir(cache_dir, seq), c, T, proxy_max_side,
@@ -536,20 +575,22 @@ def _build_locked(
                 writers.append(writer)
                 todo = writer.missing()
                 start = min(start, int(todo[0]) if todo.size else T)
+                end = T
             if start < T:
-                plans.append((c, start, writer))
+                plans.append((c, start, end, writer))
             elif writer is not None:
                 writer.close()
-        state = _Build(folder, meta, sum(T - start for _, start, _ in plans), progress)
+        state = _Build(folder, meta, sum(end - start for _, start, end, _ in plans), progress)
         n_workers = max(1, min(len(plans), workers or os.cpu_count() or 1))
         if n_workers == 1:
-            for c, start, writer in plans:
-                _build_camera(seq, c, start, writer, squares[c], crop_size, state)
+            for c, start, end, writer in plans:
+                _build_camera(seq, c, (start, end), writer, squares[c], crop_size, state)
         else:
             with ThreadPoolExecutor(n_workers, thread_name_prefix="crop-cache") as pool:
                 futures = [
-                    pool.submit(_build_camera, seq, c, start, writer, squares[c], crop_size, state)
-                    for c, start, writer in plans
+                    pool.submit(_build_camera, seq, c, (start, end), writer, squares[c],
+                                crop_size, state)
+                    for c, start, end, writer in plans
                 ]
                 try:
                     for fut in futures:
@@ -567,6 +608,66 @@ def _build_locked(
             raise RuntimeError(f"crop cache camera {c} incomplete after build")  # a bug of ours
     state.save_meta(complete=True)
     return CropCache.open(cache_dir, seq)
+
+
+def _boxes_to_use(seq: MultiviewSequence, boxes: np.ndarray | None, method: str,
+                  progress: ProgressFn | None) -> tuple[np.ndarray, str]:
+    """The person boxes to cut with and their method: the given ones, or computed."""
+    if boxes is not None:
+        return boxes, "given"
+    return compute_boxes_with_method(seq, method, progress)
+
+
+def _load_array(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    """A saved array of this shape, or None (missing, damaged, other shape)."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    return arr if arr.shape == shape else None
+
+
+def _save_array(path: Path, arr: np.ndarray) -> None:
+    with atomic_open(path, "wb", fsync=True) as f:
+        np.save(f, np.asarray(arr, dtype=np.float64))
+
+
+def _crop_files_intact(folder: Path, C: int, T: int, crop_size: int) -> bool:
+    """Every camera's crop and done file is there at its full size."""
+    sizes = (T * crop_size * crop_size * 3, T)
+    return all((folder / f"{c}{ext}").is_file() and (folder / f"{c}{ext}").stat().st_size == n
+               for c in range(C) for ext, n in zip((".u8", ".done"), sizes))
+
+
+def _invalidate_changed(folder: Path, old_meta: dict, old_squares: np.ndarray,
+                        squares: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Mark the crops whose square changed as not done, so the build re-cuts only those;
+    (C, T) bool of the crops marked.
+
+    The order keeps "done-byte 1 => the crop was cut with the square in boxes.npy" true after
+    every step, so a kill anywhere leaves a resumable build, never a complete claim: meta
+    loses `complete` first; a camera with changes gets a copy of its crop file under the
+    same name (an open CropCache keeps mapping the old file, pixels and squares of one
+    build); its changed done-bytes are zeroed and synced; only then do the new squares
+    replace boxes.npy.
+    """
+    changed = ~np.all(old_squares == squares, axis=-1)
+    _write_json_atomic(folder / "meta.json", {**old_meta, "complete": False})
+    for c in np.flatnonzero(changed.any(axis=1)):
+        crop_path, done_path = folder / f"{c}.u8", folder / f"{c}.done"
+        with atomic_path(crop_path, fsync=True) as tmp:
+            shutil.copyfile(crop_path, tmp)
+        with writing(done_path):
+            fd = os.open(done_path, os.O_WRONLY)
+            try:
+                for t in np.flatnonzero(changed[c]):
+                    write_all(fd, b"\x00", int(t))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    _save_array(folder / "boxes.npy", squares)
+    _save_array(folder / PERSON_BOXES, boxes)
+    return changed
 
 
 def _allocate(files: tuple[tuple[Path, int], ...]) -> None:
@@ -600,13 +701,15 @@ def _allocate(files: tuple[tuple[Path, int], ...]) -> None:
 def _build_camera(
     seq: MultiviewSequence,
     c: int,
-    start: int,
+    frames: tuple[int, int],
     writer: ProxyWriter | None,
     squares: np.ndarray,
     crop_size: int,
     state: _Build,
 ) -> None:
-    """One sequential decode of camera c from `start`: crops and proxies where missing."""
+    """One sequential decode of camera c over frames [start, end): crops and proxies where
+    missing."""
+    start, end = frames
     folder = state.folder
     T = seq.num_frames
     crop_path, done_path = folder / f"{c}.u8", folder / f"{c}.done"
@@ -633,12 +736,13 @@ def _build_camera(
                 if writer is not None:
                     writer.add(t, frame)  # a no-op for frames a resumed writer already has
                 state.tick()
-            else:
-                if t != T - 1:
-                    raise UserInputError(
-                        seq.cameras[c].source.path, f"decoding stopped at frame {t + 1} of {T}"
-                    )
-                finished = True
+                if t == end - 1:
+                    finished = True
+                    break
+            if not finished and not state.stop.is_set():
+                raise UserInputError(
+                    seq.cameras[c].source.path, f"decoding stopped at frame {t + 1} of {T}"
+                )
             with writing(folder):  # finished or stopped: what is done survives a power cut
                 os.fsync(crops_fd)
                 os.fsync(done_fd)

@@ -8,6 +8,11 @@ training crops (never a cached crop rescaled, never a square trimmed for another
 sequence's frame readers are not thread-safe, so every full-resolution read goes through one
 lock; proxies and crop caches are read-only memory maps and need none.
 
+The person boxes shown and cut with are the sequence's (a box file, ground truth), those the
+user corrected (`set_person_boxes`), else those the crop cache detected. A cached crop is served
+only where the cache's square is the one these boxes give: after a correction, the frames it
+moved are cut from full-resolution frames until a build has re-cut them.
+
 A MediaAccess knows when it is closed: `close` waits for a read in flight, and any read after it
 raises MediaClosedError instead of touching the closed readers. Workers hold requests that name
 their media, so a request that outlives its sequence (the user switched) is dropped quietly.
@@ -112,8 +117,10 @@ class MediaAccess:
                 copy.close()
 
     def _build(self, seq: MultiviewSequence, progress, crop_size: int, margin: float) -> None:
+        # the boxes shown (a box file, corrected ones) are the boxes cut with; a change of them
+        # re-cuts only the crops it moves (core/cache.py)
         build_cache(seq, self.cache_dir, crop_size=crop_size, margin=margin, proxies=True,
-                    progress=progress)
+                    progress=progress, boxes=self._person_boxes)
 
     @property
     def has_proxies(self) -> bool:
@@ -146,12 +153,39 @@ class MediaAccess:
     # -- boxes and crops ----------------------------------------------------------------------
     def person_boxes(self, t: int) -> np.ndarray | None:
         """(C, 4) person boxes of frame t in native pixels (NaN = none), or None."""
-        if self._person_boxes is not None:
-            return self._person_boxes[:, t]
+        boxes = self.all_person_boxes()
+        if boxes is not None:
+            return boxes[:, t]
         cache = self.crop_cache  # once: a finished build may replace it meanwhile
-        if cache is not None:
+        if cache is not None:  # a cache from before person boxes were kept: its squares
             return np.asarray(cache.boxes[:, t], dtype=np.float64)
         return None
+
+    def all_person_boxes(self) -> np.ndarray | None:
+        """(C, T, 4) person boxes: given (a box file, ground truth, corrections) or those the
+        crop cache detected; None when neither is known yet."""
+        if self._person_boxes is not None:
+            return self._person_boxes
+        cache = self.crop_cache
+        return None if cache is None else cache.person_boxes
+
+    def set_person_boxes(self, boxes: np.ndarray) -> None:
+        """Boxes corrected by the user (C, T, 4): shown, cut with, and crops of the cache made
+        with other squares are no longer served (see `_crop`) until a build re-cuts them."""
+        boxes = np.asarray(boxes, dtype=np.float64)
+        if boxes.shape != (len(self.sequence.cameras), self.sequence.num_frames, 4):
+            raise ValueError(f"boxes of shape {boxes.shape} do not fit the sequence")
+        self._person_boxes = boxes
+
+    def crops_current(self, size: int, margin: float) -> bool:
+        """The crop cache is cut at this size and margin with the boxes shown, every crop."""
+        cache, boxes = self.crop_cache, self._person_boxes
+        if cache is None or not self.crops_cached_for(size, margin, cache):
+            return False
+        if boxes is None:
+            return True
+        sizes = [(c.width, c.height) for c in self.sequence.cameras]
+        return bool(np.array_equal(cache.boxes, crop_squares(boxes, margin, sizes, size)))
 
     def crops_cached_for(self, size: int, margin: float, cache: CropCache | None = None
                          ) -> bool:
@@ -169,10 +203,11 @@ class MediaAccess:
         return self._regions(self.crop_cache, t, size, margin)
 
     def _regions(self, cache: CropCache | None, t: int, size: int, margin: float) -> np.ndarray:
-        if self.crops_cached_for(size, margin, cache):
+        person = self._person_boxes
+        if person is None and cache is not None and self.crops_cached_for(size, margin, cache):
             return np.asarray(cache.boxes[:, t], dtype=np.float64)
-        if self._person_boxes is not None:
-            boxes = self._person_boxes[:, t]
+        if person is not None:
+            boxes = person[:, t]
         elif cache is not None:  # only the cache's squares are known: undo its margin
             boxes = _unpadded(cache.boxes[:, t], cache.margin)
         else:
@@ -201,7 +236,11 @@ class MediaAccess:
 
     def _crop(self, cache: CropCache | None, cam: int, t: int, size: int, margin: float,
               region: np.ndarray) -> np.ndarray:
-        if not self.crops_cached_for(size, margin, cache):
+        # a cached crop only where it was cut with this very square: after a box correction
+        # the cache's crop of that frame is old until a build re-cuts it
+        # (`cache` None is none, not "the attached one": a build may attach one meanwhile)
+        if (cache is None or not self.crops_cached_for(size, margin, cache)
+                or not np.array_equal(cache.boxes[cam, t], region)):
             return crop_square(self.full_frame(cam, t), region, size)
         try:
             return np.asarray(cache.get(cam, t))

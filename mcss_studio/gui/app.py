@@ -33,7 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--panel",
         default="window",
         help="what to render: window, player, 3d, transport, labelling, training, inspector, "
-             "gallery, map, camera:NAME",
+             "gallery, map, boxes (editing person boxes, a drag shown), camera:NAME",
     )
     p.add_argument("--mine-now", action="store_true",
                    help="with --screenshot --panel inspector: Mine now on the shown frame (needs "

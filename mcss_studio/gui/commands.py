@@ -51,11 +51,7 @@ class LabelEditCommand(QUndoCommand):
     def _write(self, label) -> None:
         from ..core.errors import UserInputError
 
-        seq = self._state.sequence
-        if seq is None or seq.name != self.sequence:
-            self._state.request_goto(self.sequence, -1, self.frame)
-        else:
-            self._state.set_frame(self.frame)
+        self._state.show_edited_frame(self.sequence, self.frame)
         try:
             if label is None or label.is_empty:
                 self._store.delete(self.sequence, self.frame)

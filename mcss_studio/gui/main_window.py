@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from ..core.errors import UserInputError
 from ..core.triplets import find_run
+from .box_editor import BoxEditBar
 from .dialogs import ShortcutsDialog, progress_dialog, show_error
 from .embedding_map import EmbeddingMapPanel
 from .empty_hint import EmptyHint
@@ -150,6 +151,9 @@ class MainWindow(QMainWindow):
         )
         bar.addWidget(self.sequence_box)
         self.addToolBar(bar)
+        self.box_bar = BoxEditBar(self.state, self)  # shown while boxes are edited
+        self.addToolBar(self.box_bar)
+        self.grid.boxEdited.connect(self.session.correct_box)
 
     def _action(self, menu, text: str, slot, shortcut=None, checkable=False, checked=False):
         act = QAction(text, self)
@@ -218,6 +222,15 @@ class MainWindow(QMainWindow):
             self.overlay_actions[name] = self._action(
                 view, label, lambda on, n=name: s.set_overlay(n, on), key, True, s.overlays[name]
             )
+        self.box_edit_action = self._action(view, "&Edit person boxes", s.set_box_editing, "E",
+                                            checkable=True)
+        s.boxEditingChanged.connect(self.box_edit_action.setChecked)
+        s.overlaysChanged.connect(lambda: self.overlay_actions["box"].setChecked(
+            s.overlays["box"]))
+        self.remove_box_action = self._action(view, "Remove the selected view's box",
+                                               s.request_box_removal, "Delete")
+        self.remove_box_action.setEnabled(False)  # only while editing (Del labels otherwise)
+        s.boxEditingChanged.connect(self.remove_box_action.setEnabled)
         view.addSeparator()
         self._action(view, "Back to the grid", lambda: s.set_maximised(-1), "Escape")
         self._action(view, "&Reset views", s.request_views_reset, "R")
@@ -405,6 +418,8 @@ class MainWindow(QMainWindow):
         if self.labelling_action.isChecked() != on:
             self.labelling_action.setChecked(on)  # calls back here
             return
+        if on:
+            self.state.set_box_editing(False)  # the labelling views take the mouse
         self.grid.setVisible(not on)
         self.labelling.setVisible(on)
         w = max(self.splitter.width(), 400)

@@ -8,14 +8,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QObject, QPointF, QTimer
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication
 
 from ..core.errors import UserInputError
+from .box_editor import BoxDrag
 
 PANELS = ("window", "player", "3d", "transport", "labelling", "training", "inspector",
-          "gallery", "map", "camera:<name or index>")
+          "gallery", "map", "boxes", "camera:<name or index>")
 EMBEDDING_PANELS = {"gallery": "gallery", "map": "embedding_map"}  # panel -> window attribute
 
 
@@ -56,6 +57,9 @@ def render_panel(window, panel: str = "window") -> QImage:
         return _rgba_to_qimage(window.view3d.render_image())
     if panel == "transport":
         return window.transport.grab().toImage()
+    if panel == "boxes":  # the window editing boxes, a drag of the selected view's box shown
+        show_box_drag(window)
+        return render_panel(window, "window")
     if panel == "labelling":
         window.set_labelling(True)
         QApplication.processEvents()
@@ -80,6 +84,32 @@ def render_panel(window, panel: str = "window") -> QImage:
         names = ", ".join(v.name for v in window.grid.views)
         raise UserInputError("--panel", f"no camera {key!r} (cameras: {names})")
     raise UserInputError("--panel", f"unknown panel {panel!r} (choose from {', '.join(PANELS)})")
+
+
+def show_box_drag(window) -> None:
+    """Box editing on, the selected view (else the first) showing a drag in progress: its box's
+    top edge pulled up by a quarter of the box (a box drawn in the middle of a view without
+    one), as a user correcting a box that stops at the shoulders sees it."""
+    state = window.state
+    state.set_box_editing(True)
+    if state.selected_camera < 0 and window.grid.views:
+        state.select_camera(0)
+    QApplication.processEvents()
+    views = [v for v in window.grid.views if v.index == state.selected_camera]
+    if not views:
+        return
+    view = views[0]
+    box = view.box
+    if box is None or not np.all(np.isfinite(box)):
+        w, h = view.native_w, view.native_h
+        drag = BoxDrag(None, (), QPointF(w * 0.35, h * 0.2))
+        drag.move_to(QPointF(w * 0.65, h * 0.9))
+    else:
+        drag = BoxDrag(box, (1,), QPointF(float(box[0]), float(box[1])))
+        drag.move_to(QPointF(float(box[0]), max(0.0, box[1] - (box[3] - box[1]) / 4)))
+    view.box_drag = drag
+    view.update()
+    QApplication.processEvents()
 
 
 class ScreenshotJob(QObject):

@@ -10,7 +10,10 @@ come in as arguments (a callback that asks), so the Session can be driven by tes
 without a window.
 
 A user edit is a command (gui/commands.py) pushed with `execute`: the window asks the user what
-to do, the command does and undoes it on the state, the stack gives undo and redo.
+to do, the command does and undoes it on the state, the stack gives undo and redo. Box
+corrections (gui/box_editor.py) edit one BoxTrack per sequence of the open dataset, kept while
+it is open so undo can come back to a sequence left meanwhile; each one re-cuts the crops it
+moved.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from ..core import open_dataset
+from ..core.box_edits import BoxTrack, open_box_track
 from ..core.contract import DEFAULT_CROP_MARGIN, DEFAULT_CROP_SIZE
 from ..core.errors import UserInputError
 from ..core.labels import LabelStore
@@ -33,6 +37,7 @@ from ..core.pipeline import Prediction
 from ..core.project import Project, create_project, is_project, read_project
 from ..core.sequence import MultiviewSequence
 from ..core.sources.dataset import Dataset
+from .box_editor import BoxEditCommand
 from .embedding_jobs import EmbeddingJobs
 from .rates import RateMeter
 from .recent import RecentFolders
@@ -117,6 +122,9 @@ class Session(QObject):
         self.state.frameChanged.connect(self._request_prediction)
         self.state.frameDisplayed.connect(lambda: self.display_rate.tick())
         self.state.gotoRequested.connect(self.goto)
+        self.state.boxesChanged.connect(self._boxes_changed)
+        self.state.boxRemovalRequested.connect(self.remove_box)
+        self._box_tracks: dict[str, BoxTrack] = {}  # corrected boxes by sequence, this dataset
         self.training = TrainingRunner(self.state, self)  # the trainer subprocess
         self.embeddings = EmbeddingJobs(self.state, self)  # index, retrieval, neighbour queries
         self.embeddings.wantedChanged.connect(lambda wanted: wanted and self._refresh_index())
@@ -161,6 +169,7 @@ class Session(QObject):
             return False
         self._notes.clear()
         self.embeddings.clear()  # of the dataset that was open
+        self._box_tracks.clear()  # their commands go with the undo stack (_open_labels)
         if project is None and dataset.kind == "recording":
             project = self._offer_project(path, ask)
         self.cache_dir = project.cache_dir if project else default_cache_root() / "cache"
@@ -253,6 +262,8 @@ class Session(QObject):
         media = MediaAccess(seq, cache_dir)
         ready = media.attach_caches()
         self.state.set_sequence(seq, media)
+        # corrected earlier in this session: its keyframes (the boxes are in its file)
+        self.state.notify_boxes(self._box_tracks.get(seq.name))
         self._note("sequence", "; ".join(seq.warnings))  # stays while the sequence is shown
         self.state.set_status("cache", "proxies: ready" if ready else "proxies: none")
         self._build_missing_caches(media)
@@ -282,7 +293,7 @@ class Session(QObject):
         build is under way (it rebuilds for a changed checkpoint when it ends)."""
         if media is None or media.cache_dir is None or self.cache_busy:
             return
-        if media.has_proxies and media.crops_cached_for(*self.crop_contract):
+        if media.has_proxies and media.crops_current(*self.crop_contract):
             return
         if self._cache_writable(media.cache_dir):
             self._build_caches(media)
@@ -344,8 +355,8 @@ class Session(QObject):
         self.state.set_status("cache", "proxies: ready" if ready else "proxies: none")
         self.state.notify_media()
         self._request_prediction(self.state.frame)
-        if contract != self.crop_contract:  # a checkpoint with other crops loaded meanwhile
-            self._build_caches(media)
+        if contract != self.crop_contract or not media.crops_current(*contract):
+            self._build_caches(media)  # another checkpoint's crops, or boxes corrected meanwhile
         else:
             self._refresh_index(cache_done=True)
 
@@ -368,6 +379,60 @@ class Session(QObject):
     @property
     def cache_busy(self) -> bool:
         return self.cache_worker is not None and self.cache_worker.isRunning()
+
+    # -- person boxes -------------------------------------------------------------------------
+    def _box_track(self) -> BoxTrack | None:
+        """The shown sequence's boxes to correct, opened on the first correction (from its box
+        file, or the boxes shown: detected or ground truth); errors go to the state."""
+        seq, media = self.state.sequence, self.state.media
+        if seq is None or media is None:
+            return None
+        track = self._box_tracks.get(seq.name)
+        if track is None:
+            try:
+                track = open_box_track(seq, media.all_person_boxes())
+            except UserInputError as exc:
+                self.state.report_error(str(exc))
+                return None
+            self._box_tracks[seq.name] = track
+        return track
+
+    def correct_box(self, cam: int, box) -> None:
+        """The user dragged or drew `box` (native px) in view `cam` at the shown frame: one
+        undoable correction, spread as the state says (frames, other views)."""
+        track = self._box_track()
+        if track is None:
+            return
+        s, frame = self.state, self.state.frame
+        patch = track.correct(cam, frame, box, s.box_spread, s.box_other_views)
+        views = " and the other views" if len(patch.keys) > 1 else ""
+        self._execute_box_edit(track, patch, f"Correct the box of {track.camera_names[cam]}"
+                               f"{views} at frame {frame}")
+
+    def remove_box(self) -> None:
+        """No person in the selected view at the shown frame."""
+        cam = self.state.selected_camera
+        track = self._box_track() if cam >= 0 else None
+        if track is not None:
+            patch = track.remove(cam, self.state.frame)
+            self._execute_box_edit(track, patch, f"Remove the box of {track.camera_names[cam]} "
+                                   f"at frame {self.state.frame}")
+
+    def _execute_box_edit(self, track: BoxTrack, patch, text: str) -> None:
+        if len(patch) == 0:  # nothing changed: the views show the boxes as they are
+            self.state.notify_boxes(track)
+            return
+        self.execute(BoxEditCommand(text, self.state, track, patch, track.sequence,
+                                    self.state.frame))
+
+    def _boxes_changed(self, track: BoxTrack | None) -> None:
+        """Corrected boxes are shown, cut with, and re-cut into the crop cache (only the
+        crops they moved)."""
+        media, seq = self.state.media, self.state.sequence
+        if track is None or media is None or seq is None or track.sequence != seq.name:
+            return
+        media.set_person_boxes(track.boxes)
+        self._build_missing_caches(media)
 
     # -- the demo -----------------------------------------------------------------------------
     def open_demo(self, on_ready: Callable[[], None] | None = None) -> None:

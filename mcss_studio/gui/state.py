@@ -12,6 +12,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
+from ..core.box_edits import DEFAULT_SPREAD
 from ..core.media import MediaAccess
 from ..core.pipeline import Prediction
 from ..core.sources.dataset import Dataset
@@ -48,6 +49,10 @@ class StudioState(QObject):
     trainingChanged = Signal(object)  # Path | None: the run whose trainer process is alive
     gotoRequested = Signal(str, int, int)  # sequence name, camera index (-1: keep), frame
     labelsChanged = Signal()  # the label store was opened or closed, or a label was stored
+    boxEditingChanged = Signal(bool)  # the player's views edit person boxes
+    boxOptionsChanged = Signal()  # spread or "other views" of the next box correction
+    boxesChanged = Signal(object)  # BoxTrack: a box correction was applied or taken back
+    boxRemovalRequested = Signal()  # "no person in the selected view at this frame"
     embeddingIndexChanged = Signal(object)  # EmbeddingIndex | None: the loaded checkpoint's
     retrievalChanged = Signal(object)  # dict | None: retrieval figures of that index
     frameSetChanged = Signal(object, str)  # tuple of (sequence, camera, frame), who set it
@@ -72,6 +77,10 @@ class StudioState(QObject):
         self.prediction: Prediction | None = None
         self.run: Path | None = None  # a folder of runs/<id>/ (events, triplets, checkpoints)
         self.label_store = None  # core.labels.LabelStore of the open project, None without one
+        self.box_editing = False
+        self.box_spread = DEFAULT_SPREAD  # frames each side a box correction blends into
+        self.box_other_views = False  # a correction also moves the other views (calibrated)
+        self.box_track = None  # core.box_edits.BoxTrack of the shown sequence once edited
         self.training_run: Path | None = None  # the Session's trainer is running it
         self.embedding_index = None  # core.embeddings.EmbeddingIndex of the loaded checkpoint
         # {"figures", "pairs", "instants"} of that index; {} when there are none (no ground
@@ -238,6 +247,14 @@ class StudioState(QObject):
         player."""
         self.gotoRequested.emit(sequence, int(camera), int(frame))
 
+    def show_edited_frame(self, sequence: str, frame: int) -> None:
+        """Show the frame an undo or redo changes: set here when its sequence is shown, else
+        asked for with `request_goto` (the Session opens the sequence)."""
+        if self.sequence is None or self.sequence.name != sequence:
+            self.request_goto(sequence, -1, frame)
+        else:
+            self.set_frame(frame)
+
     # -- labels -------------------------------------------------------------------------------
     def set_label_store(self, store) -> None:
         """The open project's LabelStore (None: no project, no labels)."""
@@ -248,6 +265,44 @@ class StudioState(QObject):
     def notify_labels(self) -> None:
         """A label was stored or removed (label commands call this after each write)."""
         self.labelsChanged.emit()
+
+    # -- person boxes -------------------------------------------------------------------------
+    def set_box_editing(self, on: bool) -> None:
+        """The views edit person boxes (drag, draw); the box overlay is shown meanwhile."""
+        if bool(on) != self.box_editing:
+            self.box_editing = bool(on)
+            if on:
+                self.set_overlay("box", True)
+            self.boxEditingChanged.emit(self.box_editing)
+
+    def set_box_spread(self, frames: int) -> None:
+        if int(frames) < 0:
+            raise ValueError("the spread is a number of frames >= 0")
+        if int(frames) != self.box_spread:
+            self.box_spread = int(frames)
+            self.boxOptionsChanged.emit()
+
+    def set_box_other_views(self, on: bool) -> None:
+        if bool(on) != self.box_other_views:
+            self.box_other_views = bool(on)
+            self.boxOptionsChanged.emit()
+
+    def notify_boxes(self, track) -> None:
+        """A box correction was applied or taken back on `track` (box commands call this)."""
+        self.box_track = track
+        self.boxesChanged.emit(track)
+
+    def box_keyed(self, cam: int, frame: int) -> bool:
+        """Whether the user corrected camera `cam`'s box at `frame` (of the shown sequence)."""
+        track, seq = self.box_track, self.sequence
+        return bool(track is not None and seq is not None and track.sequence == seq.name
+                    and cam < track.keyed.shape[0] and frame < track.keyed.shape[1]
+                    and track.keyed[cam, frame])
+
+    def request_box_removal(self) -> None:
+        """Ask to remove the selected view's box at the current frame (the Session does)."""
+        self.boxRemovalRequested.emit()
+
     # -- embeddings ---------------------------------------------------------------------------
     def set_embedding_index(self, index) -> None:
         """The embedding index of the loaded checkpoint over the open dataset (None: none yet);

@@ -19,10 +19,18 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from ...core.joints import BONES, JOINT_NAMES, bone_colors
 from ...core.label_layout import place_joint_labels
+from ..box_editor import MOVE_ALL, BoxDrag
 
 _BONE_QCOLORS = [QColor(*rgb) for rgb in bone_colors()]
 GT_COLOR = QColor(60, 230, 90)
 BOX_COLOR = QColor(255, 210, 0)
+KEYED_BOX_COLOR = QColor(0, 220, 255)  # a box the user corrected at this frame
+EDIT_BOX_COLOR = QColor(255, 80, 200)  # the box being dragged
+_CURSORS = {(0,): Qt.CursorShape.SizeHorCursor, (2,): Qt.CursorShape.SizeHorCursor,
+            (1,): Qt.CursorShape.SizeVerCursor, (3,): Qt.CursorShape.SizeVerCursor,
+            (0, 1): Qt.CursorShape.SizeFDiagCursor, (2, 3): Qt.CursorShape.SizeFDiagCursor,
+            (0, 3): Qt.CursorShape.SizeBDiagCursor, (1, 2): Qt.CursorShape.SizeBDiagCursor,
+            MOVE_ALL: Qt.CursorShape.SizeAllCursor}
 
 
 def to_qimage(rgb: np.ndarray) -> QImage:
@@ -62,6 +70,7 @@ class CameraView(QWidget):
 
     doubleClicked = Signal(int)
     clicked = Signal(int)
+    boxEdited = Signal(int, object)  # view index, the new box (4,) in native px
 
     def __init__(self, index: int, name: str, native_size: tuple[int, int], parent=None) -> None:
         super().__init__(parent)
@@ -84,6 +93,9 @@ class CameraView(QWidget):
         self.selected = False
         # overlays (native pixels), set by the grid from the state
         self.box: np.ndarray | None = None
+        self.box_keyed = False  # the box was corrected by the user at this frame
+        self.box_editing = False  # left drags edit the box (set by the grid from the state)
+        self.box_drag: BoxDrag | None = None
         self.skeleton: np.ndarray | None = None
         self.gt: np.ndarray | None = None
         self.show_labels = True
@@ -101,6 +113,14 @@ class CameraView(QWidget):
 
     def set_overlays(self, box, skeleton, gt, labels: bool) -> None:
         self.box, self.skeleton, self.gt, self.show_labels = box, skeleton, gt, labels
+        self.update()
+
+    def set_box_editing(self, on: bool, keyed: bool = False) -> None:
+        self.box_editing, self.box_keyed = bool(on), bool(keyed)
+        self.setMouseTracking(self.box_editing)  # hover cursors over edges and corners
+        if not on:
+            self.box_drag = None
+            self.unsetCursor()
         self.update()
 
     def reset_view(self) -> None:
@@ -139,11 +159,7 @@ class CameraView(QWidget):
         if self._image is not None:
             self._draw_frame(p, xf)
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        if self.box is not None and np.all(np.isfinite(self.box)):
-            pen = QPen(BOX_COLOR, 1.5)
-            p.setPen(pen)
-            rect = xf.mapRect(QRectF(QPointF(*self.box[:2]), QPointF(*self.box[2:])))
-            p.drawRect(rect)
+        self._draw_box(p, xf)
         if self.gt is not None:
             self._draw_skeleton(p, xf, self.gt, gt=True)
         if self.skeleton is not None:
@@ -153,6 +169,48 @@ class CameraView(QWidget):
         self.paint_over(p, xf, event.rect())
         p.end()
         self.paint_count += 1
+
+    def box_rect(self) -> QRectF | None:
+        """The shown box in widget px, None without one."""
+        if self.box is None or not np.all(np.isfinite(self.box)):
+            return None
+        return self.native_to_widget().mapRect(
+            QRectF(QPointF(*map(float, self.box[:2])), QPointF(*map(float, self.box[2:]))))
+
+    def _draw_box(self, p: QPainter, xf: QTransform) -> None:
+        """The person box; while editing also its handles, and a drag's box over the old one."""
+        rect = self.box_rect()
+        dragged = None if self.box_drag is None else self.box_drag.box
+        if rect is not None:
+            pen = QPen(KEYED_BOX_COLOR if self.box_keyed else BOX_COLOR, 1.5)
+            if dragged is not None:
+                pen.setStyle(Qt.PenStyle.DashLine)
+            p.setPen(pen)
+            p.setBrush(Qt.BrushStyle.NoBrush)
+            p.drawRect(rect)
+            if self.box_editing and dragged is None:
+                self._draw_handles(p, rect, pen.color())
+        if dragged is not None:
+            p.setPen(QPen(EDIT_BOX_COLOR, 2.5))
+            p.setBrush(Qt.BrushStyle.NoBrush)
+            p.drawRect(xf.mapRect(QRectF(QPointF(*map(float, dragged[:2])),
+                                         QPointF(*map(float, dragged[2:])))))
+
+    @staticmethod
+    def _draw_handles(p: QPainter, rect: QRectF, color: QColor) -> None:
+        p.setPen(QPen(QColor(0, 0, 0), 1))
+        p.setBrush(color)
+        xs = (rect.left(), rect.center().x(), rect.right())
+        ys = (rect.top(), rect.center().y(), rect.bottom())
+        for i, x in enumerate(xs):
+            for j, y in enumerate(ys):
+                if (i, j) != (1, 1):
+                    p.drawRect(QRectF(x - 3, y - 3, 6, 6))
+
+    def native_at(self, pos: QPointF) -> QPointF:
+        """Widget position -> native camera pixel."""
+        inv, _ = self.native_to_widget().inverted()
+        return inv.map(pos)
 
     def paint_over(self, p: QPainter, xf: QTransform, area: QRect) -> None:
         """Drawn last, in the same painter (subclasses: the labelling marks); `area` is the
@@ -253,21 +311,42 @@ class CameraView(QWidget):
         self.update()
 
     def mousePressEvent(self, event) -> None:  # noqa: N802
-        if event.button() == Qt.MouseButton.LeftButton:
-            self._drag_from = event.position()
+        editing = self.box_editing and event.button() == Qt.MouseButton.LeftButton
+        if editing:  # left drags edit the box; the right button pans instead
+            moves = BoxDrag.grab(self.box, self.box_rect(), event.position())
+            self.box_drag = BoxDrag(self.box, moves, self.native_at(event.position()))
             self.clicked.emit(self.index)
+        elif event.button() in (Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton):
+            self._drag_from = event.position()
+            if event.button() == Qt.MouseButton.LeftButton:
+                self.clicked.emit(self.index)
         elif event.button() == Qt.MouseButton.MiddleButton:
             self.reset_view()
 
     def mouseMoveEvent(self, event) -> None:  # noqa: N802
-        if self._drag_from is not None and self.zoom > 1.0:
+        if self.box_drag is not None:
+            self.box_drag.move_to(self.native_at(event.position()))
+            self.update()
+        elif self._drag_from is not None and self.zoom > 1.0:
             self.pan += event.position() - self._drag_from
             self._drag_from = event.position()
             self._clamp_pan()
             self.update()
+        elif self.box_editing:
+            grab = BoxDrag.grab(self.box, self.box_rect(), event.position())
+            self.setCursor(_CURSORS.get(grab, Qt.CursorShape.CrossCursor))
 
     def mouseReleaseEvent(self, event) -> None:  # noqa: N802
         self._drag_from = None
+        drag, self.box_drag = self.box_drag, None
+        if drag is not None:
+            drag.move_to(self.native_at(event.position()))
+            scale = self.native_to_widget().m11()
+            box = drag.result(scale)
+            if box is not None:
+                self.box = box  # shown at once; the state confirms it (or an error undoes it)
+                self.boxEdited.emit(self.index, box.copy())
+            self.update()
 
     def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802
         self.doubleClicked.emit(self.index)

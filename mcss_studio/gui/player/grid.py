@@ -42,6 +42,7 @@ class CameraGrid(QWidget):
     """The camera views of the current sequence; double-click maximises one view."""
 
     frameShown = Signal(int)  # emitted when every view shows the frame (proxy or full-res)
+    boxEdited = Signal(int, object)  # camera index, new box (native px): the window commits it
     view_class: type[CameraView] = CameraView  # a grid of other views (labelling) subclasses
 
     def __init__(self, state: StudioState, decoder: FrameDecodeWorker, parent=None) -> None:
@@ -67,6 +68,8 @@ class CameraGrid(QWidget):
         state.selectionChanged.connect(self._select)
         state.playingChanged.connect(self._playing_changed)
         state.viewsResetRequested.connect(self._reset_views)
+        state.boxEditingChanged.connect(lambda _on: self._update_overlays())
+        state.boxesChanged.connect(lambda _track: self._update_overlays())
         decoder.done.connect(self._full_res_arrived)
 
     # -- building -----------------------------------------------------------------------------
@@ -83,6 +86,7 @@ class CameraGrid(QWidget):
             view = self.view_class(i, cam.name, (cam.width, cam.height), self)
             view.doubleClicked.connect(self.state.toggle_maximised)
             view.clicked.connect(self.state.select_camera)
+            view.boxEdited.connect(self.boxEdited)
             self.views.append(view)
         if seq.joints3d is not None and seq.is_calibrated:
             joints = seq.joints3d[: seq.num_frames]
@@ -178,6 +182,8 @@ class CameraGrid(QWidget):
         boxes = media.person_boxes(t) if on["box"] else None
         pred = self.state.prediction
         use_pred = on["skeleton"] and pred is not None and (pred.frame == t or self.state.playing)
+        # the player's own views only: a grid of other views (labelling) has its own mouse
+        editing = self.state.box_editing and self.view_class is CameraView
         for view in self.views:
             c = view.index
             gt = self._gt2d[c, t] if (on["gt"] and self._gt2d is not None) else None
@@ -187,6 +193,7 @@ class CameraGrid(QWidget):
                 gt,
                 on["names"],
             )
+            view.set_box_editing(editing, self.state.box_keyed(c, t))
 
     def _reset_views(self) -> None:
         for v in self.views:
