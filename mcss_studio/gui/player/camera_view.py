@@ -41,11 +41,14 @@ def to_qimage(rgb: np.ndarray) -> QImage:
 
 
 def fitted_pixmap(rgb: np.ndarray, size: tuple[int, int]) -> QPixmap:
-    """The frame resized to size (w, h) as a pixmap: OpenCV's resize (area averaging when
-    shrinking) into the 32-bit layout pixmaps use, about twice as fast as QImage.scaled with
-    smooth transformation plus the pixmap's format conversion (playback repaints every view)."""
-    shrink = size[0] < rgb.shape[1]
-    resized = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    """The frame resized to size (w, h) as a pixmap: OpenCV's resize into the 32-bit layout
+    pixmaps use, about twice as fast as QImage.scaled with smooth transformation plus the
+    pixmap's format conversion (playback repaints every view). Area averaging only where it
+    matters, shrinking to half or less: for a smaller shrink OpenCV's area resize is up to 6x
+    slower than bilinear (0.64 vs 0.11 ms for 384x288 -> 380x285) and looks the same."""
+    shrink_2x = 2 * size[0] <= rgb.shape[1]
+    method = cv2.INTER_AREA if shrink_2x else cv2.INTER_LINEAR
+    resized = cv2.resize(rgb, size, interpolation=method)
     bgrx = cv2.cvtColor(resized, cv2.COLOR_RGB2BGRA)
     image = QImage(bgrx.data, size[0], size[1], bgrx.strides[0], QImage.Format.Format_RGB32)
     return QPixmap.fromImage(image.copy())  # the copy owns its pixels: the pixmap may share them
