@@ -196,6 +196,7 @@ def training_competing(window, demo: Path, ckpt: Path, seconds: float) -> None:
     window.open_checkpoint(ckpt)
     wait_for(lambda: window.state.checkpoint is not None, 300, "the checkpoint")
     window.training_dock.show()
+    pump(1.0)  # the panel's first layout and paint (pyqtgraph, ~150 ms once) is not the floor
     panel, probe = window.training_panel, StallProbe()
     idle = idle_stall(probe, seconds)
     alone = play(window, seconds, probe=probe)
