@@ -72,8 +72,11 @@ class MediaAccess:
         self.proxies: ProxyStore | None = None
         self.crop_cache: CropCache | None = None
         self._closed = False  # written under `lock`
+        # the boxes the trainer's "auto" cuts with (core/boxes.choose_box_method: ground truth
+        # before a box file), so that the Studio's crops, predictions and embeddings are those
+        # of the crops a model was trained on
         self._person_boxes = sequence.boxes
-        if self._person_boxes is None and sequence.joints3d is not None and sequence.is_calibrated:
+        if sequence.joints3d is not None and sequence.is_calibrated:
             self._person_boxes = gt_boxes(sequence)
 
     # -- caches -------------------------------------------------------------------------------
