@@ -134,3 +134,18 @@ def test_a_fitted_frame_keeps_its_colours_and_is_area_averaged(qtbot):
         method = cv2.INTER_AREA if size[0] <= 40 else cv2.INTER_LINEAR  # area: half or less
         assert np.array_equal(shown, cv2.resize(rgb, size, interpolation=method))
         assert tuple(shown[size[1] // 2, 2]) == (250, 20, 5)
+
+
+def test_closing_the_window_deletes_the_offscreen_canvas_on_the_gui_thread(qtbot, recording):
+    import shiboken6
+
+    from mcss_studio.gui.main_window import MainWindow
+
+    w = MainWindow(interactive=False, remember_recent=False)
+    qtbot.addWidget(w)
+    w.show()
+    open_ready(qtbot, w, recording)
+    native = w.view3d.canvas.native
+    assert shiboken6.isValid(native)
+    w.close()  # at once, not when a garbage collection on some worker thread gets to it
+    assert not shiboken6.isValid(native)

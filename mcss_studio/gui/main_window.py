@@ -455,4 +455,6 @@ class MainWindow(QMainWindow):
         self.training_panel.close_followers()
         self.inspector.close_workers()
         self.session.close()
+        if self.view3d is not None:
+            self.view3d.release()
         super().closeEvent(event)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import string
 
 import numpy as np
+import shiboken6
 from PySide6.QtCore import QEvent, QRect, Qt, QTimer
 from PySide6.QtGui import QImage, QPainter
 from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
@@ -107,7 +108,7 @@ class View3D(QWidget):
         native.setAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen, True)
         native.setAttribute(Qt.WidgetAttribute.WA_QuitOnClose, False)
         native.show()
-        self.destroyed.connect(native.deleteLater)
+        self.destroyed.connect(native.deleteLater)  # a window deleted without closing
         self.surface = CanvasImage(native, self)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -194,6 +195,16 @@ class View3D(QWidget):
         if tuple(self.canvas.size) != (size.width(), size.height()):
             self.canvas.size = (max(size.width(), 1), max(size.height(), 1))
         self._render_timer.start(0)
+
+    def release(self) -> None:
+        """Delete the offscreen canvas's window now, on this (the GUI) thread. It has no Qt
+        parent, so otherwise its Python wrapper would delete it whenever it is collected, and
+        a collection that runs on a worker thread would destroy a widget there (Qt forbids
+        that; it deadlocked a test run). The window calls this when it closes."""
+        native = getattr(self.canvas, "native", None)
+        self._render_timer.stop()
+        if native is not None and shiboken6.isValid(native):
+            shiboken6.delete(native)
 
     def render_now(self) -> np.ndarray:
         """Render the canvas offscreen now and show the image; returns it (RGBA uint8)."""
