@@ -109,6 +109,7 @@ class View3D(QWidget):
         native.setAttribute(Qt.WidgetAttribute.WA_QuitOnClose, False)
         native.show()
         self.destroyed.connect(native.deleteLater)  # a window deleted without closing
+        self.released = False  # the canvas's window was deleted (see `release`)
         self.surface = CanvasImage(native, self)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -191,6 +192,8 @@ class View3D(QWidget):
 
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
+        if self.released:
+            return
         size = self.surface.size()
         if tuple(self.canvas.size) != (size.width(), size.height()):
             self.canvas.size = (max(size.width(), 1), max(size.height(), 1))
@@ -202,13 +205,18 @@ class View3D(QWidget):
         a collection that runs on a worker thread would destroy a widget there (Qt forbids
         that; it deadlocked a test run). The window calls this when it closes."""
         native = getattr(self.canvas, "native", None)
+        self.released = True  # from now on nothing renders (a redraw may still be queued)
         self._render_timer.stop()
+        self._redraw.stop()
         if native is not None and shiboken6.isValid(native):
             shiboken6.delete(native)
 
     def render_now(self) -> np.ndarray:
-        """Render the canvas offscreen now and show the image; returns it (RGBA uint8)."""
+        """Render the canvas offscreen now and show the image; returns it (RGBA uint8); after
+        `release` the last image (or an empty one)."""
         self._render_timer.stop()
+        if self.released:
+            return np.zeros((0, 0, 4), np.uint8)
         image = self.canvas.render()
         self.surface.set_image(image, image.shape[1] / max(self.canvas.size[0], 1))
         return image
@@ -223,6 +231,8 @@ class View3D(QWidget):
         """Draw every visual and every glyph once while nothing plays: compiling shaders and
         rasterising new glyphs (hundreds of ms with software OpenGL) would otherwise stall the
         first frame that shows a skeleton."""
+        if self.released:
+            return
         pose = np.zeros((len(JOINT_NAMES), 3))
         pose[:, 2] = np.arange(len(JOINT_NAMES))
         self.pred_bones.set_data(pos=_segments(pose), color=np.repeat(_BONE_RGBA, 2, axis=0))
@@ -247,6 +257,8 @@ class View3D(QWidget):
 
     # -- scene --------------------------------------------------------------------------------
     def _sequence_changed(self, seq) -> None:
+        if self.released:
+            return
         calibrated = seq is not None and seq.is_calibrated
         if calibrated:
             cals = [c.calibration for c in seq.cameras]
@@ -285,6 +297,8 @@ class View3D(QWidget):
     def reset_camera(self) -> None:
         """Look at the current framing's sphere from the default direction, from just far
         enough for all of it to be in view at the canvas's present aspect ratio."""
+        if self.released:
+            return
         framing = self._framing_now()
         width, height = self.canvas.size
         distance = framing.distance(FOV_DEG, max(width, 1) / max(height, 1))
@@ -296,11 +310,15 @@ class View3D(QWidget):
         self.canvas.update()
 
     def _framing_changed(self, _name: str) -> None:
+        if self.released:
+            return
         self.reset_camera()
         self.refresh()
 
     def _refit_if_untouched(self) -> None:
         """A resize changes what fits; refit unless the user has moved the camera since."""
+        if self.released:
+            return
         cam = self.view.camera
         if self._fitted is not None and (cam.center, cam.distance) == self._fitted:
             self.reset_camera()
@@ -312,6 +330,8 @@ class View3D(QWidget):
 
     # -- content ------------------------------------------------------------------------------
     def refresh(self) -> None:
+        if self.released:
+            return
         state, seq = self.state, self.state.sequence
         pred = state.prediction
         on = state.overlays
@@ -373,6 +393,8 @@ class View3D(QWidget):
 
     def _place_labels(self) -> None:
         """Joint names at the canvas pixels label_layout finds free for them."""
+        if self.released:
+            return
         pose = self._label_pose
         if pose is None:
             self.joint_labels.visible = False
