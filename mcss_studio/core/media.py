@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .boxes import gt_boxes
+from .boxes import choose_box_method, gt_boxes
 from .cache import CropCache, build_cache, crop_square, crop_squares
 from .contract import DEFAULT_CROP_MARGIN, DEFAULT_CROP_SIZE
 from .errors import UserInputError
@@ -72,12 +72,12 @@ class MediaAccess:
         self.proxies: ProxyStore | None = None
         self.crop_cache: CropCache | None = None
         self._closed = False  # written under `lock`
-        # the boxes the trainer's "auto" cuts with (core/boxes.choose_box_method: ground truth
-        # before a box file), so that the Studio's crops, predictions and embeddings are those
-        # of the crops a model was trained on
-        self._person_boxes = sequence.boxes
-        if sequence.joints3d is not None and sequence.is_calibrated:
-            self._person_boxes = gt_boxes(sequence)
+        # the boxes the trainer's "auto" cuts with, so that the Studio's crops, predictions and
+        # embeddings are those of the crops a model was trained on; boxes a method detects come
+        # from the crop cache
+        method = choose_box_method(sequence)
+        self._person_boxes = (gt_boxes(sequence) if method == "gt"
+                              else sequence.boxes if method == "file" else None)
 
     # -- caches -------------------------------------------------------------------------------
     def attach_caches(self) -> bool:
