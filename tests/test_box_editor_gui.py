@@ -13,11 +13,10 @@ from PySide6.QtWidgets import QApplication
 from mcss_studio.core.box_edits import blend_weights, load_keyframes, transfer_to_views
 from mcss_studio.core.boxes import load_boxes_file
 from mcss_studio.core.cache import crop_square, crop_squares
-from mcss_studio.gui.main_window import MainWindow
 from mcss_studio.gui.screenshot import render_panel
 from tests.gui_fixtures import make_recording
 from tests.readonly import read_only
-from tests.test_labelling_gui import drag
+from tests.test_labelling_gui import drag, open_window
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("private_studio_dirs")]
 WAIT_MS = 60000  # generous: the machine is shared; nothing here measures time
@@ -40,13 +39,7 @@ def recording(tmp_path, recording_template):
 
 @pytest.fixture
 def window(qtbot, recording):
-    w = MainWindow(interactive=False, with_3d=False, remember_recent=False)
-    qtbot.addWidget(w)
-    w.resize(1400, 900)
-    w.show()
-    qtbot.waitExposed(w)
-    assert w.open_path(recording), w.state.last_error
-    qtbot.waitUntil(lambda: not w.session.cache_busy, timeout=WAIT_MS)
+    w = open_window(qtbot, recording, labelling=False)
     w.state.set_frame(FRAME)
     w.state.set_box_spread(SPREAD)
     w.box_edit_action.trigger()  # View > Edit person boxes
@@ -263,12 +256,7 @@ def test_undo_after_switching_sequences_goes_back_and_restores_that_file(
     (data / "manifest.json").write_text(json.dumps({
         "format": "mcss-multiview-dataset", "version": 1,
         "sequences": [{"name": n, "path": n} for n in ("A", "B")], "splits": {}}))
-    w = MainWindow(interactive=False, with_3d=False, remember_recent=False)
-    qtbot.addWidget(w)
-    w.resize(1400, 900)
-    w.show()
-    assert w.open_path(data), w.state.last_error
-    qtbot.waitUntil(lambda: not w.session.cache_busy, timeout=WAIT_MS)
+    w = open_window(qtbot, data, labelling=False)
     try:
         w.state.set_frame(FRAME)
         w.state.set_box_editing(True)

@@ -38,7 +38,8 @@ def project(tmp_path, recording_template):
     return folder
 
 
-def open_window(qtbot, project, with_3d: bool = False) -> MainWindow:
+def open_window(qtbot, project, with_3d: bool = False, labelling: bool = True) -> MainWindow:
+    """A shown window with `project` open and its caches built, in labelling mode or not."""
     window = MainWindow(interactive=False, with_3d=with_3d, remember_recent=False)
     qtbot.addWidget(window)
     window.resize(1400, 900)
@@ -46,7 +47,8 @@ def open_window(qtbot, project, with_3d: bool = False) -> MainWindow:
     qtbot.waitExposed(window)
     assert window.open_path(project), window.state.last_error
     qtbot.waitUntil(lambda: not window.session.cache_busy, timeout=WAIT_MS)
-    window.set_labelling(True)
+    if labelling:
+        window.set_labelling(True)
     QApplication.processEvents()
     return window
 
