@@ -122,13 +122,13 @@ def test_a_window_never_shown_still_catches_up_when_a_grid_comes_back(qtbot, rec
 def test_a_fitted_frame_keeps_its_colours_and_is_area_averaged(qtbot):
     import cv2
 
-    from mcss_studio.gui.player.camera_view import fitted_pixmap
+    from mcss_studio.gui.player.prefetch import fit_to_view
 
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
     rgb[:, :40] = (250, 20, 5)  # a red half: a swapped channel order shows at once
     for size in ((30, 23), (61, 45), (160, 120)):
-        image = fitted_pixmap(rgb, size).toImage().convertToFormat(QImage.Format.Format_RGB888)
+        image = fit_to_view(rgb, size)[0].convertToFormat(QImage.Format.Format_RGB888)
         rows = np.frombuffer(image.constBits(), np.uint8).reshape(size[1], image.bytesPerLine())
         shown = rows[:, : size[0] * 3].reshape(size[1], size[0], 3)
         method = cv2.INTER_AREA if size[0] <= 40 else cv2.INTER_LINEAR  # area: half or less

@@ -364,7 +364,7 @@ class LabellingPanel(QWidget):
         super().__init__(parent)
         self.session = session
         self.state = session.state
-        self.grid = LabelGrid(self.state, session.decoder)
+        self.grid = LabelGrid(self.state, session.decoder, session.prefetcher)
         self.current_joint = 0
         self.label: FrameLabel | None = None  # the stored label of the frame (or an empty one)
         self.stored: FrameLabel | None = None  # exactly what the store has (None: nothing)

@@ -64,7 +64,7 @@ class MainWindow(QMainWindow):
         self.error_boxes: list = []  # the error dialogs shown (the message: state.last_error)
         self._demo_dialog: QProgressDialog | None = None
 
-        self.grid = CameraGrid(self.state, self.session.decoder)
+        self.grid = CameraGrid(self.state, self.session.decoder, self.session.prefetcher)
         self.empty_hint = EmptyHint(self.state, self.grid)
         self.view3d = None
         if with_3d:

@@ -39,6 +39,7 @@ from ..core.sequence import MultiviewSequence
 from ..core.sources.dataset import Dataset
 from .box_editor import BoxEditCommand
 from .embedding_jobs import EmbeddingJobs
+from .player.prefetch import ProxyPrefetcher
 from .rates import RateMeter
 from .recent import RecentFolders
 from .state import StudioState
@@ -110,6 +111,9 @@ class Session(QObject):
         self.decoder = FrameDecodeWorker(self)
         self.decoder.failed.connect(self.message)
         self.decoder.start()
+        self.prefetcher = ProxyPrefetcher(self)  # playback's next proxies, fitted to the views
+        self.prefetcher.failed.connect(self.message)
+        self.prefetcher.start()
         self.inference = InferenceWorker(self, device=device)
         self.inference.done.connect(self._prediction_arrived)
         self.inference.loaded.connect(self._checkpoint_loaded)
@@ -544,6 +548,7 @@ class Session(QObject):
             self.demo_worker.wait(30000)
         self.embeddings.close()
         self.decoder.stop()
+        self.prefetcher.stop()
         self.inference.stop()
         self.detector.stop()
         self.close_labels()

@@ -27,6 +27,7 @@ from ..core.framing import Framing, bounding_sphere, rig_and_person
 from ..core.joints import BONES, JOINT_NAMES, bone_colors
 from ..core.label_layout import place_joint_labels
 from ..core.scene3d import camera_frustum, display_pose, scene_points
+from .pass_budget import DEFER_MS, MAX_DEFERRALS, heavy_work_in_this_pass
 from .state import FRAMINGS, StudioState
 
 _BONE_RGBA = np.array([[*c, 255] for c in bone_colors()], dtype=np.float32) / 255.0
@@ -118,7 +119,8 @@ class View3D(QWidget):
         # means one offscreen render, coalesced
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
-        self._render_timer.timeout.connect(self.render_now)
+        self._render_timer.timeout.connect(self._render_when_free)
+        self._deferrals = 0
         self.canvas.update = lambda *_args, **_kw: self._render_timer.start(0)
         self.view = self.canvas.central_widget.add_view()
         self.view.camera = scene.TurntableCamera(up="z", fov=FOV_DEG, elevation=20, azimuth=30)
@@ -210,6 +212,16 @@ class View3D(QWidget):
         self._redraw.stop()
         if native is not None and shiboken6.isValid(native):
             shiboken6.delete(native)
+
+    def _render_when_free(self) -> None:
+        """Render now, unless the camera views painted in this event-loop pass during
+        playback: then a few ms later, in a pass of its own (pass_budget)."""
+        if self.state.playing and heavy_work_in_this_pass() and self._deferrals < MAX_DEFERRALS:
+            self._deferrals += 1
+            self._render_timer.start(DEFER_MS)
+            return
+        self._deferrals = 0
+        self.render_now()
 
     def render_now(self) -> np.ndarray:
         """Render the canvas offscreen now and show the image; returns it (RGBA uint8); after

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import (
@@ -12,7 +11,6 @@ from PySide6.QtGui import (
     QImage,
     QPainter,
     QPen,
-    QPixmap,
     QTransform,
 )
 from PySide6.QtWidgets import QSizePolicy, QWidget
@@ -20,6 +18,8 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 from ...core.joints import BONES, JOINT_NAMES, bone_colors
 from ...core.label_layout import place_joint_labels
 from ..box_editor import MOVE_ALL, BoxDrag
+from ..pass_budget import note_heavy_work_done
+from .prefetch import PreparedFrame, fit_to_view
 
 _BONE_QCOLORS = [QColor(*rgb) for rgb in bone_colors()]
 GT_COLOR = QColor(60, 230, 90)
@@ -38,20 +38,6 @@ def to_qimage(rgb: np.ndarray) -> QImage:
     rgb = np.ascontiguousarray(rgb)
     h, w = rgb.shape[:2]
     return QImage(rgb.data, w, h, rgb.strides[0], QImage.Format.Format_RGB888)
-
-
-def fitted_pixmap(rgb: np.ndarray, size: tuple[int, int]) -> QPixmap:
-    """The frame resized to size (w, h) as a pixmap: OpenCV's resize into the 32-bit layout
-    pixmaps use, about twice as fast as QImage.scaled with smooth transformation plus the
-    pixmap's format conversion (playback repaints every view). Area averaging only where it
-    matters, shrinking to half or less: for a smaller shrink OpenCV's area resize is up to 6x
-    slower than bilinear (0.64 vs 0.11 ms for 384x288 -> 380x285) and looks the same."""
-    shrink_2x = 2 * size[0] <= rgb.shape[1]
-    method = cv2.INTER_AREA if shrink_2x else cv2.INTER_LINEAR
-    resized = cv2.resize(rgb, size, interpolation=method)
-    bgrx = cv2.cvtColor(resized, cv2.COLOR_RGB2BGRA)
-    image = QImage(bgrx.data, size[0], size[1], bgrx.strides[0], QImage.Format.Format_RGB32)
-    return QPixmap.fromImage(image.copy())  # the copy owns its pixels: the pixmap may share them
 
 
 _CAPTION_FONT: list[tuple[QFont, QFontMetrics]] = []  # made on first use: fonts need the app
@@ -85,7 +71,8 @@ class CameraView(QWidget):
         self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self._array: np.ndarray | None = None
         self._image: QImage | None = None
-        self._scaled: QPixmap | None = None  # the frame scaled for the fitted zoom
+        self._scaled: QImage | None = None  # the frame scaled for the fitted zoom
+        self._scaled_pixels: np.ndarray | None = None  # its memory
         self._scaled_key: tuple | None = None  # (image, size) it was made for
         self._scale = 1.0  # shown-image px per native px
         self.frame_index = -1
@@ -113,6 +100,21 @@ class CameraView(QWidget):
         self.frame_index = frame_index
         self.full_res = full_res
         self.update()
+
+    def set_prepared(self, frame: PreparedFrame, frame_index: int) -> None:
+        """A proxy already fitted to this view's size (read ahead during playback): painting it
+        is a blit."""
+        self.set_frame(frame.rgb, frame.scale, frame_index, full_res=False)
+        self._scaled, self._scaled_pixels = frame.fitted, frame.pixels
+        self._scaled_key = (self._image.cacheKey(), frame.size)
+
+    def fitted_size(self) -> tuple[int, int] | None:
+        """Size (w, h) of the frame as shown at the fitted zoom; None when zoomed in."""
+        if self.zoom != 1.0:
+            return None
+        shown = self.native_to_widget().mapRect(QRectF(0, 0, self.native_w, self.native_h))
+        size = (round(shown.width()), round(shown.height()))
+        return size if min(size) > 0 else None
 
     def set_overlays(self, box, skeleton, gt, labels: bool) -> None:
         self.box, self.skeleton, self.gt, self.show_labels = box, skeleton, gt, labels
@@ -172,6 +174,7 @@ class CameraView(QWidget):
         self.paint_over(p, xf, event.rect())
         p.end()
         self.paint_count += 1
+        note_heavy_work_done()  # the 3D view's render waits for the next pass
 
     def box_rect(self) -> QRectF | None:
         """The shown box in widget px, None without one."""
@@ -221,18 +224,17 @@ class CameraView(QWidget):
 
     def _draw_frame(self, p: QPainter, xf: QTransform) -> None:
         """The frame scaled into place. At the fitted zoom the scaled frame is kept as a pixmap,
-        so a repaint that changes only overlays (a joint dragged in labelling) is a blit."""
+        so a repaint that changes only overlays (a joint dragged in labelling) is a blit; during
+        playback it usually arrives fitted already (prefetch.py)."""
         target = QRectF(0, 0, self.native_w, self.native_h)
-        if self.zoom == 1.0:
-            shown = xf.mapRect(target)
-            size = (round(shown.width()), round(shown.height()))
+        size = self.fitted_size()
+        if size is not None:
             key = (self._image.cacheKey(), size)
-            if self._scaled_key != key and min(size) > 0:
-                self._scaled = fitted_pixmap(self._array, size)
+            if self._scaled_key != key:
+                self._scaled, self._scaled_pixels = fit_to_view(self._array, size)
                 self._scaled_key = key
-            if self._scaled_key == key:
-                p.drawPixmap(shown.topLeft(), self._scaled)
-                return
+            p.drawImage(xf.mapRect(target).topLeft(), self._scaled)
+            return
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
         p.setTransform(xf)
         p.drawImage(target, self._image, QRectF(self._image.rect()))

@@ -1,7 +1,9 @@
 """All cameras of the sequence in one grid, kept on the state's current frame.
 
-Frames come from the display proxies at once (scrubbing); the full-resolution frame of a paused
-position is decoded by a background worker and swapped in when it arrives.
+Frames come from the display proxies at once (scrubbing); during playback the next frames'
+proxies are read ahead and fitted to the views by a background worker (prefetch.py), so that
+showing them is a blit; the full-resolution frame of a paused position is decoded by a
+background worker and swapped in when it arrives.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from PySide6.QtWidgets import QGridLayout, QWidget
 from ..state import StudioState
 from ..workers import FrameDecodeWorker
 from .camera_view import CameraView
+from .prefetch import READ_AHEAD, ProxyPrefetcher
 
 FULL_RES_DELAY_MS = 60
 
@@ -45,16 +48,19 @@ class CameraGrid(QWidget):
     boxEdited = Signal(int, object)  # camera index, new box (native px): the window commits it
     view_class: type[CameraView] = CameraView  # a grid of other views (labelling) subclasses
 
-    def __init__(self, state: StudioState, decoder: FrameDecodeWorker, parent=None) -> None:
+    def __init__(self, state: StudioState, decoder: FrameDecodeWorker,
+                 prefetcher: ProxyPrefetcher | None = None, parent=None) -> None:
         super().__init__(parent)
         self.state = state
         self.decoder = decoder
+        self.prefetcher = prefetcher  # None: every proxy is decoded here, none read ahead
         self.views: list[CameraView] = []
         self.layout_ = QGridLayout(self)
         self.layout_.setContentsMargins(0, 0, 0, 0)
         self.layout_.setSpacing(2)
         self.shown_frame = -1
         self.full_res_frame = -1
+        self._last_played = -1  # the previous frame shown during playback
         self._gt2d: np.ndarray | None = None  # (C, T, 17, 2)
         self._full_res_timer = QTimer(self)
         self._full_res_timer.setSingleShot(True)
@@ -138,12 +144,18 @@ class CameraGrid(QWidget):
             return
         shown_all = True
         for view in self.views:
+            ahead = self._take_ahead(media, view, t)
+            if ahead is not None:
+                view.set_prepared(ahead, t)
+                continue
             proxy = media.proxy_frame(view.index, t)
             if proxy is None:
                 shown_all = False
                 continue
             view.set_frame(proxy[0], proxy[1], t, full_res=False)
         self._update_overlays()
+        if self.prefetcher is not None and self.state.playing and media.has_proxies:
+            self._read_ahead(media, t)
         if shown_all:
             self.shown_frame = t
             self.state.report_frame_displayed()
@@ -152,6 +164,21 @@ class CameraGrid(QWidget):
             self.decoder.submit((media, t))  # the only source until proxies exist
         elif not self.state.playing:
             self._full_res_timer.start(FULL_RES_DELAY_MS)
+
+    def _take_ahead(self, media, view: CameraView, t: int):
+        if self.prefetcher is None:
+            return None
+        return self.prefetcher.take(media, view.index, t, view.fitted_size())
+
+    def _read_ahead(self, media, t: int) -> None:
+        """Ask for the frames the playback clock shows next (it skips frames when the display
+        falls behind, so the step is the one between the last two frames shown)."""
+        step = t - self._last_played if 0 < t - self._last_played <= 8 else 1
+        self._last_played = t
+        n = self.state.num_frames
+        frames = [(t + step * k) % n for k in range(1, READ_AHEAD + 1)]
+        sizes = [v.fitted_size() if v.isVisible() else None for v in self.views]
+        self.prefetcher.submit((media, frames, sizes))
 
     def _request_full_res(self) -> None:
         media = self.state.media
@@ -171,7 +198,8 @@ class CameraGrid(QWidget):
             self.frameShown.emit(t)
 
     def _playing_changed(self, playing: bool) -> None:
-        if not playing:
+        if not playing and self.prefetcher is not None:
+            self.prefetcher.clear()
             self._full_res_timer.start(FULL_RES_DELAY_MS)
 
     # -- overlays -----------------------------------------------------------------------------
