@@ -1,7 +1,8 @@
 """Playback's read-ahead and pass budget (issue 13's stall), each rule on its own: a prepared
 proxy is the same picture the UI thread would make, is used only for the frame and view size it
 was made for, the store keeps only the newest request's frames, playback takes its frames from
-it, and the 3D view's render waits for a pass in which the camera views did not paint."""
+it, the 3D view's render waits for a pass in which the camera views did not paint, and its
+caption is not laid out again for every answer during playback."""
 
 from __future__ import annotations
 
@@ -112,3 +113,37 @@ def test_the_3d_render_waits_for_a_pass_without_camera_view_paints(qtbot, window
     pass_budget.note_heavy_work_done()
     view._render_when_free()
     assert renders == [True, True, True]  # paused: at once (a user orbiting the view)
+
+
+def test_the_3d_caption_names_the_frame_only_when_paused(qtbot, window, recording):  # noqa: F811
+    from mcss_studio.core.pipeline import Prediction
+
+    open_ready(qtbot, window, recording)
+    view, state = window.view3d, window.state
+    cams = len(window.grid.views)
+    layouts: list[str] = []  # vispy lays the caption out again on every assignment
+    info_type = type(view.info)
+    text_property = info_type.text
+
+    def counting_setter(visual, value):
+        if visual is view.info:
+            layouts.append(value)
+        text_property.fset(visual, value)
+
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(info_type, "text", property(text_property.fget, counting_setter))
+    try:
+        def answer(t: int) -> None:
+            state.set_prediction(Prediction(t, np.zeros((cams, 17, 3)), np.zeros((17, 3)),
+                                            np.zeros((cams, 17, 2))))
+            view.refresh()
+
+        state.playing = True
+        for t in (1, 2, 3):
+            answer(t)
+        assert len(layouts) == 1 and layouts[0].startswith("prediction live, world")  # once
+        state.playing = False
+        answer(4)
+        assert layouts[-1].startswith("prediction for frame 4,")
+    finally:
+        monkey.undo()

@@ -184,6 +184,7 @@ class View3D(QWidget):
         state.sequenceChanged.connect(self._sequence_changed)
         state.predictionChanged.connect(lambda _p: self.schedule())
         state.frameChanged.connect(lambda _t: self.schedule())
+        state.playingChanged.connect(lambda _p: self.schedule())  # the caption's frame number
         state.overlaysChanged.connect(self.schedule)
         state.labelsChanged.connect(self.schedule)
         state.framingChanged.connect(self._framing_changed)
@@ -373,11 +374,15 @@ class View3D(QWidget):
         text = ""
         if pred is not None:
             where = "world" if pred.pose_world is not None else "centred (no calibration)"
-            text = f"prediction for frame {pred.frame}, {where}   "
+            # the frame number only when paused: during playback it would change with every
+            # answer, and laying out new text costs a software-OpenGL render several ms
+            shown = "live" if state.playing else f"for frame {pred.frame}"
+            text = f"prediction {shown}, {where}   "
         if seq is not None and seq.is_calibrated:
             other = FRAMINGS[(FRAMINGS.index(self.state.framing) + 1) % len(FRAMINGS)]
             text += f"F: frame the {other}"
-        self.info.text = text
+        if self.info.text != text:  # vispy lays text out again on every assignment
+            self.info.text = text
         self.canvas.update()
 
     def _show_label(self, seq) -> None:
