@@ -37,6 +37,7 @@ from ..core.pipeline import Prediction
 from ..core.project import Project, create_project, is_project, read_project
 from ..core.sequence import MultiviewSequence
 from ..core.sources.dataset import Dataset
+from . import memory
 from .box_editor import BoxEditCommand
 from .embedding_jobs import EmbeddingJobs
 from .player.prefetch import ProxyPrefetcher
@@ -271,6 +272,7 @@ class Session(QObject):
         self._note("sequence", "; ".join(seq.warnings))  # stays while the sequence is shown
         self.state.set_status("cache", "proxies: ready" if ready else "proxies: none")
         self._build_missing_caches(media)
+        memory.settle()  # no full garbage collection during the playback that follows
 
     def goto(self, sequence: str, camera: int, frame: int) -> None:
         """Show `frame` of `sequence` (opened first when another one is shown), selecting
@@ -508,6 +510,7 @@ class Session(QObject):
         self.state.set_status("checkpoint", "checkpoint: none")
 
     def _checkpoint_loaded(self, path: Path, device: str) -> None:
+        memory.settle()  # the model's objects, before inference starts
         self.state.set_checkpoint(Path(path), device)
         self.state.set_status("device", f"device: {device}")
         self.state.set_status("checkpoint", f"checkpoint: {Path(path).name}")
