@@ -6,9 +6,11 @@ pyqtgraph and the Qt bindings loaded, the Studio holds about 270,000 of them, an
 whatever it was doing. Python starts one whenever enough objects have survived since the last,
 so sooner or later during playback.
 
-So the Studio settles after its big allocations (a sequence shown, a checkpoint loaded), at a
-moment the user waits anyway: one full collection, then the survivors are frozen (`gc.freeze`)
-and later collections walk only objects made since. Cyclic garbage among frozen objects is not
+So the Studio settles when a sequence is shown, a moment the user waits anyway (videos are
+demuxed, caches attached): one full collection, then the survivors are frozen (`gc.freeze`)
+and later collections walk only objects made since. Not when a checkpoint loads: a finished
+training run loads its checkpoint into live inference while the user works, and the model adds
+few objects. Cyclic garbage among frozen objects is not
 lost for good: every settle unfreezes and collects everything first, so memory stays bounded
 by what one settle-to-settle period leaves.
 """

@@ -510,7 +510,6 @@ class Session(QObject):
         self.state.set_status("checkpoint", "checkpoint: none")
 
     def _checkpoint_loaded(self, path: Path, device: str) -> None:
-        memory.settle()  # the model's objects, before inference starts
         self.state.set_checkpoint(Path(path), device)
         self.state.set_status("device", f"device: {device}")
         self.state.set_status("checkpoint", f"checkpoint: {Path(path).name}")
