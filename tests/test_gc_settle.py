@@ -1,7 +1,7 @@
 """Full garbage collections kept out of playback (gui/memory.py), each rule on its own: a
 settle freezes the survivors so later collections skip them, cyclic garbage frozen by one settle
 is reclaimed by the next, settles in quick succession run once, and the Session settles when a
-sequence is shown and when a checkpoint is loaded."""
+sequence is shown, not when a checkpoint loads (a finished run's loads while the user works)."""
 
 from __future__ import annotations
 
