@@ -338,12 +338,14 @@ def rig_boxes(seq: MultiviewSequence, progress: ProgressFn | None = None,
     seen = np.stack([lk >= 0 for lk in lookups])  # (C, V)
     chain, frames, labels = _carve_and_follow(seq, grid, masks, lookups, seen, tick)
     # second look: people the first carving merged are told apart by colour (module doc)
+    centre = _subject_floor_track(chain, frames, labels, grid, seq.fps)
     subject_like = _appearance_masks(chain, frames, labels, masks, lookups, colours,
-                                     [m.shape[1:] for m in tight])
+                                     [m.shape[1:] for m in tight], grid, centre)
     if subject_like is not None:
         chain, frames, labels = _carve_and_follow(seq, grid, subject_like, lookups, seen, None)
-        # the boxes too: foreground of the others' colours is not the subject's outline
-        tight = [m & s.reshape(m.shape) for m, s in zip(tight, subject_like)]
+        # the boxes too: foreground of the others' colours is not the subject's outline, nor
+        # is the thin rim of blended colours it leaves around them
+        tight = [_opened(m & s.reshape(m.shape)) for m, s in zip(tight, subject_like)]
     raw = np.full((C, T, 4), np.nan)
     support = np.zeros(T)
     centre = _subject_floor_track(chain, frames, labels, grid, seq.fps)
@@ -448,19 +450,36 @@ def _carve_and_follow(
     return chain, frames, labels
 
 
+def _opened(masks: np.ndarray) -> np.ndarray:
+    """(T, h, w) bool masks without parts thinner than 3 pixels (morphological opening)."""
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    return np.stack([cv2.morphologyEx(m.astype(np.uint8), cv2.MORPH_OPEN, kernel) for m in masks]
+                    ).astype(bool)
+
+
+def _footprint(voxels: np.ndarray, lookup: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(pixels,) bool: the mask pixels the voxels (V,) bool project onto, grown by 2 pixels
+    (voxel centres fall a few pixels apart)."""
+    hit = lookup[voxels]
+    on = np.zeros(shape[0] * shape[1], np.uint8)
+    on[hit[hit >= 0]] = 1
+    return cv2.dilate(on.reshape(shape), np.ones((5, 5), np.uint8)).ravel() > 0
+
+
 def _appearance_masks(
     chain: np.ndarray, frames: list[Candidates], labels: list[np.ndarray],
     masks: list[np.ndarray], lookups: list[np.ndarray], colours: list[np.ndarray],
-    shapes: list[tuple[int, int]],
+    shapes: list[tuple[int, int]], grid: Grid, centre: np.ndarray,
 ) -> list[np.ndarray] | None:
     """Per view, the carving masks without the foreground whose colour is the others'.
 
-    The subject's colours are those of the foreground its blob's voxels project onto (grown
-    by 2 pixels: voxel centres fall a few pixels apart) in the frames where
-    the blob is not larger than usual (a blob that swallowed a second person is larger); the
-    others' are the remaining foreground of those frames. A colour at least OTHER_ODDS times
-    likelier among the others (and seen there OTHER_MIN_PIXELS times) is dropped from the masks.
-    None when no frame has a blob.
+    The subject's colours are those of the foreground its body's core projects onto (the
+    blob's voxels within CORE_RADIUS of the subject's floor position `centre` (T, 2), or the
+    whole blob where it has none) in the frames where the blob is not larger than usual (a blob
+    that swallowed a second person is larger); the others' are the foreground of those frames
+    that no voxel of the blob within PERSON_REACH projects onto (limbs count for neither). A
+    colour at least OTHER_ODDS times likelier among the others (and seen there
+    OTHER_MIN_PIXELS times) is dropped from the masks. None when no frame has a blob.
     """
     chosen = np.flatnonzero(chain >= 0)
     if not len(chosen):
@@ -473,13 +492,15 @@ def _appearance_masks(
         others = np.zeros(4096)
         for t in clean:
             fg = masks[c][t]
-            on = np.zeros(fg.shape, np.uint8)
-            hit = lookups[c][labels[t] == chain[t] + 1]
-            on[hit[hit >= 0]] = 1
-            on = cv2.dilate(on.reshape(shapes[c]), np.ones((5, 5), np.uint8)).ravel() > 0
-            on &= fg
+            member = labels[t] == chain[t] + 1
+            near = member
+            if np.isfinite(centre[t]).all():
+                dist = np.linalg.norm(grid.plane - centre[t], axis=1)
+                near = member & (dist <= PERSON_REACH)
+                member = member & (dist <= CORE_RADIUS)
+            on = _footprint(member, lookups[c], shapes[c]) & fg
             np.add.at(subject, colours[c][t][on], 1.0)
-            np.add.at(others, colours[c][t][fg & ~on], 1.0)
+            np.add.at(others, colours[c][t][fg & ~_footprint(near, lookups[c], shapes[c])], 1.0)
         p_subject = (subject + 1.0) / (subject.sum() + 4096.0)
         p_others = (others + 1.0) / (others.sum() + 4096.0)
         foreign = (p_others >= OTHER_ODDS * p_subject) & (others >= OTHER_MIN_PIXELS)
