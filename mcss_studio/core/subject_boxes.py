@@ -10,14 +10,15 @@ Two weight-free methods (core/boxes.py offers them as "rig" and "tracked"):
   erase the subject). Occupied voxels form 3D blobs; a blob holding two people standing apart
   is split on the floor plane (_split_people). The subject is the chain of blobs that is large,
   near where the cameras aim and moves at walking speed (subject_track.best_chain over the
-  whole sequence). A second look then drops from each view's mask the colours that belong to
-  the other foreground rather than to the subject (_appearance_masks), carves again and drops
-  those colours from the masks the boxes are read from. A blob that still holds a second
-  person close by has its centroid between the two: the subject is the standing body
-  (floor-count peak) of the chosen blobs near where the cameras aim that moves least
-  (_subject_floor_track), and its voxels are those within PERSON_REACH of that body and
-  nearer to it than to another person's (_subject_part). Each view's box is the part of these
-  voxels that lands on that view's own foreground.
+  whole sequence). A blob may still hold a second person close by, its centroid between the
+  two: the subject's body is the floor-count peak of the chosen blobs near where the cameras
+  aim that moves least (_subject_floor_track). A second look then drops from each view's mask
+  the colours that belong to the other foreground rather than to the subject's body core
+  (_appearance_masks), carves again, and drops those colours (and the thin rim of blended
+  colours they leave) from the masks the boxes are read from too. The subject's voxels are
+  those of its blob within PERSON_REACH of its body and nearer to it than to another standing
+  body (_subject_part); each view's box is the part of them that lands on that view's own
+  foreground.
   A bystander seen by two cameras, or equipment moving in one view, does not carve into a blob
   that all views agree on, or loses the chain to the subject.
 - `tracked_boxes` (no calibration): per camera, foreground blobs (nearby parts joined), the
@@ -32,10 +33,10 @@ Known limits (measured in benchmarks/bench_boxes.py and tests/test_subject_boxes
 person within about a metre of the subject whose own body does not carve into a column of its
 own (holes in the masks, a top the colour of the wall behind) stays within the subject's reach
 and widens its box in the views where the two overlap (Demo_MultiPerson: 84..97% of frames
-per camera); a view occluded on less than half the body
-boxes only the visible part; without a calibration, an object that touches the subject in the
-image joins its blob. Memory: the masks and quantised colours of every frame are kept at
-WORK_SIDE (about 130 kB per camera and frame), so very long recordings should be boxed in parts.
+per camera); a view occluded on less than half the body boxes only the visible part; without
+a calibration, an object that touches the subject in the image joins its blob. Memory: the
+masks and quantised colours of every frame are kept at WORK_SIDE (about 130 kB per camera and
+frame), so very long recordings should be boxed in parts.
 """
 
 from __future__ import annotations
