@@ -1,6 +1,7 @@
 """A tiny calibrated 4-camera scene for subject-box tests: a cylinder person walking a circle
 round the rig's centre on a textured static background, plus optional distractors (a second person,
-an object moving in one view only, a global lighting change, a static occluder in one view).
+an object moving in one view only, a global lighting change, a static occluder in one view, or a
+second person passing within a metre of the subject).
 In memory (write_recording puts it in a folder), ~0.1 s to build; GT is the projected bbox of
 the subject cylinder."""
 
@@ -45,13 +46,16 @@ def _draw(image: np.ndarray, cal, points: np.ndarray, colour) -> np.ndarray:
 
 
 def scene(second_person: bool = False, moving_object: bool = False, lighting: bool = False,
-          occluder: bool = False, seed: int = 0) -> tuple[MultiviewSequence, np.ndarray]:
+          occluder: bool = False, close_person: bool = False, seed: int = 0
+          ) -> tuple[MultiviewSequence, np.ndarray]:
     """The sequence and the subject's GT boxes (4, T, 4), clipped to the image."""
     rng = np.random.default_rng(seed)
     cals = ring()
     angle = np.linspace(0, 2 * np.pi, T, endpoint=False)
     subject = np.stack([900 * np.cos(angle), 900 * np.sin(angle)], 1)
     other = np.stack([np.linspace(-1800, 1800, T), np.full(T, -2000.0)], 1)
+    if close_person:  # walks past the subject, 0.9 m from them at the closest (frame 7)
+        other = np.stack([np.linspace(-1200, 3600, T), np.full(T, 1800.0)], 1)
     views, gt = [], np.zeros((4, T, 4))
     for c, cal in enumerate(cals):
         noise = cv2.resize(rng.uniform(60, 200, (12, 16, 3)), (W, H))
@@ -62,7 +66,7 @@ def scene(second_person: bool = False, moving_object: bool = False, lighting: bo
         for t in range(T):
             image = background.copy()
             people = [(subject[t], (230, 40, 40), True)]
-            if second_person:
+            if second_person or close_person:
                 people.append((other[t], (40, 40, 230), False))
             depth = [np.linalg.norm(cal.to_camera(np.r_[p, 900.0])) for p, _, _ in people]
             for k in np.argsort(depth)[::-1]:  # far first: the near one occludes

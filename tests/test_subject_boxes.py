@@ -35,17 +35,50 @@ def test_chain_skips_empty_frames_and_widens_the_step_with_the_gap():
     assert best_chain([empty, empty], 1.0, 1.0).tolist() == [-1, -1]
 
 
-# measured shares (per camera, this scene): clean 0.97..1, occluder 0.83 in the occluded view
-# (its box covers the visible part), second person 0.7 in the views where the two overlap
+# measured shares (per camera, this scene): clean 0.97..1, occluder 0.8 in the occluded view
+# (its box covers the visible part), second person 0.97..1 (0.7 in the views where the two
+# overlap before the subject's colours were learnt from its body core only)
 @pytest.mark.parametrize("distractor, share", [
     ({}, 0.95), ({"occluder": True}, 0.8), ({"lighting": True}, 0.95),
-    ({"second_person": True}, 0.65), ({"moving_object": True}, 0.95),
+    ({"second_person": True}, 0.9), ({"moving_object": True}, 0.95),
 ], ids=["clean", "occluder", "lighting", "second_person", "moving_object"])
 def test_rig_boxes_the_subject_among_distractors(distractor, share):
     seq, gt = scene(**distractor)
     found = rig_boxes(seq)
     assert (_share(found.boxes, gt) >= share).all()
     assert found.boxes.shape == (4, seq.num_frames, 4) and found.uncertain.shape == (4, 30)
+
+
+def test_rig_keeps_a_second_person_passing_close_by_out_of_the_subject_box():
+    # the second person walks past the subject, 0.9 m from them at the closest (frame 7): in
+    # the frames where the two stand within 1.4 m (5..10) their voxels carve into one blob;
+    # measured: all 6 of these frames boxed in every camera (before the floor-position split
+    # and the core's colours, 1 or 2 of 6 in cameras 0..2), and 0.87..0.97 of all frames
+    # (camera 2 sees the two side by side in others: the rim of blended colours left around
+    # the second person once their colours are dropped must go too)
+    seq, gt = scene(close_person=True)
+    found = rig_boxes(seq)
+    close = slice(5, 11)
+    assert (_share(found.boxes[:, close], gt[:, close]) >= 0.8).all()
+    assert (_share(found.boxes, gt) >= 0.85).all()
+
+
+def test_subject_part_stops_halfway_to_a_second_person():
+    from mcss_studio.core.subject_boxes import _subject_part
+
+    # subject column at x = 0, a second person 1000 mm away: within PERSON_REACH (900 mm),
+    # the voxels of the second person's column nearer to them than to the subject are theirs
+    two = np.concatenate([_column(0, 1700), _column(1000, 1600)])
+    mine = _subject_part(np.ones(len(two), bool), np.ones(len(two), bool), np.zeros(2),
+                         _grid_of(two))
+    x = two[:, 0]
+    assert mine[x < 500].all() and not mine[x > 500].any()
+    # a short column 1000 mm away is a limb or a box, not a person: it stays within reach
+    leg = np.concatenate([_column(0, 1700), _column(1000, 900)])
+    x = leg[:, 0]
+    mine = _subject_part(np.ones(len(leg), bool), np.ones(len(leg), bool), np.zeros(2),
+                         _grid_of(leg))
+    assert (mine == (np.linalg.norm(leg[:, :2], axis=1) <= 900)).all() and mine[x > 500].any()
 
 
 # without a calibration an object that touches the subject in the image joins its blob (the
@@ -231,9 +264,37 @@ def test_appearance_masks_drop_the_colours_of_the_others_only():
     lookups = [np.arange(10)]
     labels = [np.ones(10, int), np.ones(10, int)]
     frames = [Candidates(np.zeros((1, 3)), np.array([10.0]))] * 2
-    out = _appearance_masks(np.array([0, 0]), frames, labels, masks, lookups, colours, [(1, 40)])
+    grid, nowhere = _grid_of(np.zeros((10, 3))), np.full((2, 2), np.nan)
+    out = _appearance_masks(np.array([0, 0]), frames, labels, masks, lookups, colours, [(1, 40)],
+                            grid, nowhere)
     assert out[0][:, :10].all() and not out[0][:, 30:].any()
     # seen fewer than OTHER_MIN_PIXELS times, a colour is kept
     masks[0][:, 31:] = False
-    out = _appearance_masks(np.array([0, 0]), frames, labels, masks, lookups, colours, [(1, 40)])
+    out = _appearance_masks(np.array([0, 0]), frames, labels, masks, lookups, colours, [(1, 40)],
+                            grid, nowhere)
     assert out[0][:, 30].all()
+
+
+def test_appearance_learns_the_subject_from_its_body_core_only():
+    from mcss_studio.core.subject_boxes import _appearance_masks
+
+    # the blob: voxels 0..9 at the subject's floor position (pixels 0..9, colour 7) and voxels
+    # 10..19 600 mm away, within reach but outside the core (pixels 14..23, colour 9: a second
+    # person the blob swallowed); that person's colour 9 is also seen at pixels 30..39
+    points = np.array([[0.0, 0.0, 100.0 * i] for i in range(10)]
+                      + [[600.0, 0.0, 100.0 * i] for i in range(10)])
+    masks = [np.zeros((2, 40), bool)]
+    masks[0][:, :10] = masks[0][:, 14:24] = masks[0][:, 30:] = True
+    colours = [np.zeros((2, 40), np.uint16)]
+    colours[0][:, :10], colours[0][:, 14:24], colours[0][:, 30:] = 7, 9, 9
+    lookups = [np.r_[np.arange(10), np.arange(14, 24)]]
+    labels = [np.ones(20, int), np.ones(20, int)]
+    frames = [Candidates(np.zeros((1, 3)), np.array([20.0]))] * 2
+    args = (np.array([0, 0]), frames, labels, masks, lookups, colours, [(1, 40)],
+            _grid_of(points))
+    # with the floor position: colour 9 is only the others', dropped wherever it is
+    out = _appearance_masks(*args, np.zeros((2, 2)))[0]
+    assert out[:, :10].all() and not out[:, 14:24].any() and not out[:, 30:].any()
+    # without it the whole blob is the subject: colour 9 is as much theirs as the others'
+    out = _appearance_masks(*args, np.full((2, 2), np.nan))[0]
+    assert out[:, :10].all() and out[:, 14:24].all() and out[:, 30:].all()

@@ -10,9 +10,15 @@ Two weight-free methods (core/boxes.py offers them as "rig" and "tracked"):
   erase the subject). Occupied voxels form 3D blobs; a blob holding two people standing apart
   is split on the floor plane (_split_people). The subject is the chain of blobs that is large,
   near where the cameras aim and moves at walking speed (subject_track.best_chain over the
-  whole sequence). A second look then drops from each view's mask the colours that belong to
-  the other foreground rather than to the subject (_appearance_masks) and carves again. Each
-  view's box is the part of the subject's blob that lands on that view's own foreground.
+  whole sequence). A blob may still hold a second person close by, its centroid between the
+  two: the subject's body is the floor-count peak of the chosen blobs near where the cameras
+  aim that moves least (_subject_floor_track). A second look then drops from each view's mask
+  the colours that belong to the other foreground rather than to the subject's body core
+  (_appearance_masks), carves again, and drops those colours (and the thin rim of blended
+  colours they leave) from the masks the boxes are read from too. The subject's voxels are
+  those of its blob within PERSON_REACH of its body and nearer to it than to another standing
+  body (_subject_part); each view's box is the part of them that lands on that view's own
+  foreground.
   A bystander seen by two cameras, or equipment moving in one view, does not carve into a blob
   that all views agree on, or loses the chain to the subject.
 - `tracked_boxes` (no calibration): per camera, foreground blobs (nearby parts joined), the
@@ -24,11 +30,13 @@ its candidate is much smaller than the subject usually is, or the raw box disagr
 smoothed one (IoU < 0.5).
 
 Known limits (measured in benchmarks/bench_boxes.py and tests/test_subject_boxes.py): a second
-person within about a metre of the subject, or whose silhouette is much cleaner than the
-subject's, can join or take the subject's blob; a view occluded on less than half the body
-boxes only the visible part; without a calibration, an object that touches the subject in the
-image joins its blob. Memory: the masks and quantised colours of every frame are kept at
-WORK_SIDE (about 130 kB per camera and frame), so very long recordings should be boxed in parts.
+person within about a metre of the subject whose own body does not carve into a column of its
+own (holes in the masks, a top the colour of the wall behind) stays within the subject's reach
+and widens its box in the views where the two overlap (Demo_MultiPerson: 84..97% of frames
+per camera); a view occluded on less than half the body boxes only the visible part; without
+a calibration, an object that touches the subject in the image joins its blob. Memory: the
+masks and quantised colours of every frame are kept at WORK_SIDE (about 130 kB per camera and
+frame), so very long recordings should be boxed in parts.
 """
 
 from __future__ import annotations
@@ -60,6 +68,9 @@ HIDDEN_FRACTION = 0.5  # more of the blob than this unseen by a view: the view i
 WALK_SPEED = 2000.0  # mm/s: how fast the subject's centroid may move between frames (1 sigma)
 OTHER_ODDS = 4.0  # a colour this much likelier on the others than on the subject is theirs
 OTHER_MIN_PIXELS = 20  # ... and seen on them at least this often
+PERSON_REACH = 900.0  # mm: the subject's voxels lie this close to their body's floor position
+CORE_RADIUS = 350.0  # mm: a standing body's torso and legs lie this close to its floor position
+OTHER_GAP = 800.0  # mm: another body's peak lies at least this far from the subject's
 SMALL_FRACTION = 0.4  # a candidate below this fraction of the chain's median support is doubtful
 
 
@@ -328,20 +339,90 @@ def rig_boxes(seq: MultiviewSequence, progress: ProgressFn | None = None,
     seen = np.stack([lk >= 0 for lk in lookups])  # (C, V)
     chain, frames, labels = _carve_and_follow(seq, grid, masks, lookups, seen, tick)
     # second look: people the first carving merged are told apart by colour (module doc)
+    centre = _subject_floor_track(chain, frames, labels, grid, seq.fps)
     subject_like = _appearance_masks(chain, frames, labels, masks, lookups, colours,
-                                     [m.shape[1:] for m in tight])
+                                     [m.shape[1:] for m in tight], grid, centre)
     if subject_like is not None:
         chain, frames, labels = _carve_and_follow(seq, grid, subject_like, lookups, seen, None)
+        # the boxes too: foreground of the others' colours is not the subject's outline, nor
+        # is the thin rim of blended colours it leaves around them
+        tight = [_opened(m & s.reshape(m.shape)) for m, s in zip(tight, subject_like)]
     raw = np.full((C, T, 4), np.nan)
     support = np.zeros(T)
+    centre = _subject_floor_track(chain, frames, labels, grid, seq.fps)
     for t in np.flatnonzero(chain >= 0):
         member = labels[t] == chain[t] + 1
+        if np.isfinite(centre[t]).all():
+            member = _subject_part(labels[t] > 0, member, centre[t], grid)
         voxels = grid.centres[member]
         support[t] = frames[t].supports[chain[t]]
         for c in range(C):
             hidden = seen[c][member] & ~masks[c][t][np.maximum(lookups[c][member], 0)]
             raw[c, t] = _view_box(cals[c], voxels, grid.voxel, tight[c][t], scales[c], hidden)
     return _finish(seq, raw, support)
+
+
+def _subject_part(occupied: np.ndarray, member: np.ndarray, centre: np.ndarray, grid: Grid
+                  ) -> np.ndarray:
+    """The subject's voxels (V,) bool: those of its blob within PERSON_REACH of its floor
+    position (arms and legs swing out that far) and nearer to it than to any other body.
+
+    Other bodies are the floor-count peaks (_floor_modes) of the occupied voxels further than
+    OTHER_GAP from the subject whose cores (voxels within CORE_RADIUS of the peak) stand
+    PERSON_MIN_HEIGHT tall: a second person close by, not a ghost sliver or the subject's own
+    swinging arm."""
+    dist = np.linalg.norm(grid.plane - centre, axis=1)
+    mine = member & (dist <= PERSON_REACH)
+    rest = occupied & (dist > OTHER_GAP)
+    for mode in _floor_modes(rest, grid).positions:
+        there = np.linalg.norm(grid.plane - mode, axis=1)
+        body = rest & (there <= CORE_RADIUS)
+        if body.any() and np.ptp(grid.height[body]) >= PERSON_MIN_HEIGHT:
+            mine &= dist < there
+    return mine
+
+
+def _floor_modes(voxels: np.ndarray, grid: Grid) -> Candidates:
+    """Standing bodies in a set of voxels (V,) bool: peaks of their floor-plane counts smoothed
+    by PERSON_SIGMA, at least a quarter of the highest, PERSON_SPACING apart; a peak's support
+    is its smoothed count."""
+    floor = grid.plane[voxels]
+    if not len(floor):
+        return Candidates(np.zeros((0, 2)), np.zeros(0))
+    lo = floor.min(axis=0) - 3 * PERSON_SIGMA
+    cell = np.floor((floor - lo) / grid.voxel).astype(int)
+    counts = np.zeros(cell.max(axis=0) + 1 + int(3 * PERSON_SIGMA / grid.voxel))
+    np.add.at(counts, tuple(cell.T), 1.0)
+    counts = ndimage.gaussian_filter(counts, PERSON_SIGMA / grid.voxel, mode="constant")
+    spacing = max(3, int(round(PERSON_SPACING / grid.voxel)) | 1)
+    peaks = (counts == ndimage.maximum_filter(counts, size=spacing, mode="constant")) & (
+        counts >= counts.max() / 4)
+    at = np.argwhere(peaks)
+    return Candidates((at + 0.5) * grid.voxel + lo, counts[tuple(at.T)])
+
+
+def _subject_floor_track(chain: np.ndarray, frames: list[Candidates], labels: list[np.ndarray],
+                         grid: Grid, fps: float) -> np.ndarray:
+    """(T, 2) floor-plane position of the subject's body (NaN where no blob was chosen).
+
+    A blob holding the subject and a second person close by has its centroid between them;
+    the subject is the standing body (floor-count peak, _floor_modes) of the chosen blobs that
+    is near where the cameras aim and moves least (best_chain over the peaks)."""
+    T = len(frames)
+    modes = []
+    focus = grid.plane.mean(axis=0)  # the cube of voxels is centred on the focus
+    for t in range(T):
+        if chain[t] < 0:
+            modes.append(Candidates(np.zeros((0, 2)), np.zeros(0)))
+            continue
+        m = _floor_modes(labels[t] == chain[t] + 1, grid)
+        m.supports = m.supports * _centre_prior(m.positions, focus, grid.reach)
+        modes.append(m)
+    pick = best_chain(modes, sigma0=grid.voxel, speed=WALK_SPEED / fps)
+    track = np.full((T, 2), np.nan)
+    for t in np.flatnonzero(pick >= 0):
+        track[t] = modes[t].positions[pick[t]]
+    return track
 
 
 def _carve_and_follow(
@@ -370,19 +451,36 @@ def _carve_and_follow(
     return chain, frames, labels
 
 
+def _opened(masks: np.ndarray) -> np.ndarray:
+    """(T, h, w) bool masks without parts thinner than 3 pixels (morphological opening)."""
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    return np.stack([cv2.morphologyEx(m.astype(np.uint8), cv2.MORPH_OPEN, kernel) for m in masks]
+                    ).astype(bool)
+
+
+def _footprint(voxels: np.ndarray, lookup: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(pixels,) bool: the mask pixels the voxels (V,) bool project onto, grown by 2 pixels
+    (voxel centres fall a few pixels apart)."""
+    hit = lookup[voxels]
+    on = np.zeros(shape[0] * shape[1], np.uint8)
+    on[hit[hit >= 0]] = 1
+    return cv2.dilate(on.reshape(shape), np.ones((5, 5), np.uint8)).ravel() > 0
+
+
 def _appearance_masks(
     chain: np.ndarray, frames: list[Candidates], labels: list[np.ndarray],
     masks: list[np.ndarray], lookups: list[np.ndarray], colours: list[np.ndarray],
-    shapes: list[tuple[int, int]],
+    shapes: list[tuple[int, int]], grid: Grid, centre: np.ndarray,
 ) -> list[np.ndarray] | None:
     """Per view, the carving masks without the foreground whose colour is the others'.
 
-    The subject's colours are those of the foreground its blob's voxels project onto (grown
-    by 2 pixels: voxel centres fall a few pixels apart) in the frames where
-    the blob is not larger than usual (a blob that swallowed a second person is larger); the
-    others' are the remaining foreground of those frames. A colour at least OTHER_ODDS times
-    likelier among the others (and seen there OTHER_MIN_PIXELS times) is dropped from the masks.
-    None when no frame has a blob.
+    The subject's colours are those of the foreground its body's core projects onto (the
+    blob's voxels within CORE_RADIUS of the subject's floor position `centre` (T, 2), or the
+    whole blob where it has none) in the frames where the blob is not larger than usual (a blob
+    that swallowed a second person is larger); the others' are the foreground of those frames
+    that no voxel of the blob within PERSON_REACH projects onto (limbs count for neither). A
+    colour at least OTHER_ODDS times likelier among the others (and seen there
+    OTHER_MIN_PIXELS times) is dropped from the masks. None when no frame has a blob.
     """
     chosen = np.flatnonzero(chain >= 0)
     if not len(chosen):
@@ -395,13 +493,15 @@ def _appearance_masks(
         others = np.zeros(4096)
         for t in clean:
             fg = masks[c][t]
-            on = np.zeros(fg.shape, np.uint8)
-            hit = lookups[c][labels[t] == chain[t] + 1]
-            on[hit[hit >= 0]] = 1
-            on = cv2.dilate(on.reshape(shapes[c]), np.ones((5, 5), np.uint8)).ravel() > 0
-            on &= fg
+            member = labels[t] == chain[t] + 1
+            near = member
+            if np.isfinite(centre[t]).all():
+                dist = np.linalg.norm(grid.plane - centre[t], axis=1)
+                near = member & (dist <= PERSON_REACH)
+                member = member & (dist <= CORE_RADIUS)
+            on = _footprint(member, lookups[c], shapes[c]) & fg
             np.add.at(subject, colours[c][t][on], 1.0)
-            np.add.at(others, colours[c][t][fg & ~on], 1.0)
+            np.add.at(others, colours[c][t][fg & ~_footprint(near, lookups[c], shapes[c])], 1.0)
         p_subject = (subject + 1.0) / (subject.sum() + 4096.0)
         p_others = (others + 1.0) / (others.sum() + 4096.0)
         foreign = (p_others >= OTHER_ODDS * p_subject) & (others >= OTHER_MIN_PIXELS)
