@@ -6,12 +6,13 @@ from other processes hits them alike; medians are printed side by side as ratios
 read the float32 matrix once (a bandwidth-bound reduction: the physical limit of any brute-force
 query). Backends: NumPy float32 matrix-vector product + argpartition (what core/embeddings.py
 does), torch float32 / float16 / bfloat16 matrix-vector product + topk, faiss-cpu IndexFlatIP
-and its scalar-quantizer flat index on float16 / bfloat16 codes, top-256 candidates (when
-importable; --faiss-path adds a folder to sys.path). Top-10 agreement of the reduced precisions
-with exact float64 ranking is measured on --agree queries. Then the real EmbeddingIndex.query,
-exact float32 scan and float16 candidates + exact re-rank (core/knn.py) side by side, with and
-without filters, checked to return the same rows; its memory; the PCA map projection. The load
-average (`uptime`) is printed first and last: the machine is shared.
+and its scalar-quantizer flat index on float16 / bfloat16 / 8-bit codes, top-256 candidates, one
+thread (when importable; --faiss-path adds a folder to sys.path). Top-10 agreement of the
+reduced precisions with exact float64 ranking is measured on --agree queries. Then the real
+EmbeddingIndex.query, exact float32 scan, float16 and int8 candidates + exact re-rank
+(core/knn.py; two shards searched in parallel) side by side, with and without filters, checked
+to return the same rows; its memory; the PCA map projection. The load average (`uptime`) is
+printed first and last: the machine is shared.
 
     PYTHONPATH=. nice -n 10 .venv/bin/python benchmarks/bench_embeddings.py --threads 2
 """
@@ -98,8 +99,10 @@ def main() -> None:
         flat.add(e)
         backends["faiss IndexFlatIP search"] = lambda q: flat.search(e[q:q + 1], k)
         for name, kind in (("float16", faiss.ScalarQuantizer.QT_fp16),
-                           ("bfloat16", faiss.ScalarQuantizer.QT_bf16)):
+                           ("bfloat16", faiss.ScalarQuantizer.QT_bf16),
+                           ("8-bit", faiss.ScalarQuantizer.QT_8bit)):
             sq = faiss.IndexScalarQuantizer(d, kind, faiss.METRIC_L2)
+            sq.train(np.stack([e.min(0), e.max(0)]))  # min-max: no-op for the floats
             sq.add(e)
             backends[f"faiss SQ {name} L2, 256 cand."] = (
                 lambda q, sq=sq: sq.search(e[q:q + 1], 256))
@@ -152,53 +155,61 @@ def main() -> None:
 
 
 def bench_index_query(index, read_matrix, rounds: int, k: int) -> None:
-    """EmbeddingIndex.query: the exact float32 scan and the float16 candidates (when faiss is
-    importable) on the same queries, interleaved with a read of the matrix (`read_matrix`, the
-    ratios' base), with no filter and with three; the rows of the two paths must be
-    identical."""
+    """EmbeddingIndex.query: the exact float32 scan, the float16 and the int8 candidate copies
+    (when faiss is importable) on the same queries, interleaved with a read of the matrix
+    (`read_matrix`, the ratios' base), with no filter and with three; each copy's rows must be
+    the exact scan's."""
     import numpy as np
 
     from mcss_studio.core.embeddings import NeighbourFilter
 
-    start = time.perf_counter()
-    fast = index.enable_fast_search("float16")
-    built = time.perf_counter() - start
-    scan = index._scan
+    scans, built = {}, {}
+    for kind in ("float16", "int8"):
+        start = time.perf_counter()
+        index._scan = None
+        if index.enable_fast_search(kind):
+            scans[kind], built[kind] = index._scan, time.perf_counter() - start
+    paths = {"exact float32 scan": None} | {f"{kind} candidates + re-rank": scan
+                                            for kind, scan in scans.items()}
     filters = {"no filter": NeighbourFilter(other_cameras=False),
                "other cameras + |dt|>=5 + other subject": NeighbourFilter(
                    other_cameras=True, min_dt=5, subject="other")}
     rng = np.random.default_rng(2)
     times: dict[str, list[float]] = {}
-    same = total = 0
+    same = {kind: 0 for kind in scans}
+    fell_back = {kind: 0 for kind in scans}
     reads = []
     for q in rng.integers(0, len(index), rounds):
         t0 = time.perf_counter()
         read_matrix()
         reads.append(time.perf_counter() - t0)
         for label, filt in filters.items():
-            answers = []
-            for path in ("exact float32 scan", "float16 candidates + re-rank") if fast else (
-                    "exact float32 scan",):
-                index._scan = scan if path.startswith("float16") else None
+            answers = {}
+            for path, scan in paths.items():
+                index._scan = scan
+                exact_before = index.exact_answers
                 t0 = time.perf_counter()
-                answers.append(index.query(int(q), k, filt).rows)
+                answers[path] = index.query(int(q), k, filt).rows
                 times.setdefault(f"{path}, {label}", []).append(time.perf_counter() - t0)
-            index._scan = scan
-            if len(answers) == 2:
-                same += int(np.array_equal(*answers))
-                total += 1
+                if scan is not None:
+                    fell_back[scan.kind] += index.exact_answers - exact_before
+            for kind in scans:
+                same[kind] += int(np.array_equal(answers[f"{kind} candidates + re-rank"],
+                                                 answers["exact float32 scan"]))
+    index._scan = scans.get("int8")
     read = float(np.median(reads))
     print(f"EmbeddingIndex.query rounds: reading the matrix once, median {read * 1e3:.1f} ms")
     for name, ts in times.items():
         med = float(np.median(ts))
-        print(f"EmbeddingIndex.query, {name}: median {med * 1e3:.1f} ms ({med / read:.2f} x read)")
-    if fast:
-        fallbacks = index.exact_answers - total  # beyond the exact scan's own queries
-        print(f"float16 candidates: identical rows to the exact scan in {same}/{total} queries; "
-              f"{index.fast_answers} answered from candidates, {fallbacks} fell back to the "
-              f"exact scan; 16-bit copy built in {built:.2f} s")
-    else:
-        print("no float16 candidate path: faiss not importable, or fewer rows than "
+        print(f"EmbeddingIndex.query, {name}: median {med * 1e3:.1f} ms ({med / read:.2f} x "
+              f"read; spread {min(ts) * 1e3:.1f}-{max(ts) * 1e3:.1f})")
+    for kind, scan in scans.items():
+        print(f"{kind} candidates: identical rows to the exact scan in {same[kind]}/"
+              f"{rounds * len(filters)} queries, {fell_back[kind]} fell back to the exact scan; "
+              f"copy built in {built[kind]:.2f} s, largest reconstruction error "
+              f"{scan.max_error:.2e} (row norms up to {scan.max_norm:.3f})")
+    if not scans:
+        print("no candidate copies: faiss not importable, or fewer rows than "
               "embeddings.FAST_MIN_ROWS")
 
 

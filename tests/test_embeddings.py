@@ -186,21 +186,24 @@ def test_the_floor_bounds_every_row_the_scan_left_out(kind):
         assert floor > np.sort(d2[rows])[9]  # provable here
 
 
-def test_int8_floor_is_the_scanned_distance_less_the_largest_measured_error():
+@pytest.mark.parametrize("unit", [1.0, 0.01])
+def test_int8_floor_is_the_scanned_distance_less_the_largest_measured_error(unit):
     pytest.importorskip("faiss")
     from mcss_studio.core.knn import CandidateScan
 
-    # two dimensions spanning [0, 255] and [0, 510]: 255 cells of width 1 and 2; a value
-    # decodes to the middle of its cell, so (0, 0) -> (0.5, 1), (100, 100.4) -> (100.5, 101)
-    e = np.array([[0, 0], [255, 510], [100, 100.4], [254.9, 3]], np.float32)
+    # the largest |value| is 127 units: one unit per integer level, so (10.25, 20.4) is stored
+    # as (10, 20) (error 0.25, 0.4) and (-3.4, 60) as (-3, 60); distances scale with the unit
+    e = np.array([[0, 0], [127, -127], [10.25, 20.4], [-3.4, 60]], np.float32) * unit
     scan = CandidateScan(e, "int8", shards=1)
-    assert scan.max_error == pytest.approx(np.sqrt(0.5 ** 2 + 1.0 ** 2), rel=1e-6)
+    assert scan.scale == pytest.approx(1 / unit)
+    assert scan.max_error == pytest.approx(np.sqrt(0.25 ** 2 + 0.4 ** 2) * unit, rel=1e-5)
     rows, floor = scan.candidates(np.zeros(2, np.float32), 2)
     assert sorted(rows.tolist()) == [0, 2]
-    scanned = np.sqrt(100.5 ** 2 + 101 ** 2)  # the last candidate's distance to the query
-    assert floor == pytest.approx((scanned - np.sqrt(1.25)) ** 2, rel=1e-4)
-    assert floor < (scanned - np.sqrt(1.25)) ** 2  # less the float32 rounding, never more
-    assert floor <= 254.9 ** 2 + 3 ** 2  # below the nearest row left out
+    scanned = np.hypot(10, 20)  # the last candidate's stored distance to the query
+    proven = (scanned - np.sqrt(0.2225)) ** 2 * unit ** 2
+    assert floor == pytest.approx(proven, rel=1e-4)
+    assert floor < proven  # less the float32 rounding, never more
+    assert floor <= np.sum(e[3] ** 2)  # below the nearest row left out
 
 
 def _crowded_index(gap: float, close: int = 600) -> EmbeddingIndex:
