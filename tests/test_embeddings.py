@@ -196,7 +196,8 @@ def test_int8_floor_is_the_scanned_distance_less_the_largest_measured_error(unit
     e = np.array([[0, 0], [127, -127], [10.25, 20.4], [-3.4, 60]], np.float32) * unit
     scan = CandidateScan(e, "int8", shards=1)
     assert scan.scale == pytest.approx(1 / unit)
-    assert scan.max_error == pytest.approx(np.sqrt(0.25 ** 2 + 0.4 ** 2) * unit, rel=1e-5)
+    error = np.sqrt(0.25 ** 2 + 0.4 ** 2) * unit  # of row 2; its float32 rounding added
+    assert error <= scan.max_error <= error * (1 + 1e-3)
     rows, floor = scan.candidates(np.zeros(2, np.float32), 2)
     assert sorted(rows.tolist()) == [0, 2]
     scanned = np.hypot(10, 20)  # the last candidate's stored distance to the query

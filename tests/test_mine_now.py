@@ -8,8 +8,13 @@ import pytest
 import torch
 
 from mcss_studio.core.embeddings import EmbeddingIndex, SequenceInfo
-from mcss_studio.core.mine_now import (IndexCrops, MiningRules, checkpoint_step, mine_now,
-                                       mining_batch)
+from mcss_studio.core.mine_now import (
+    IndexCrops,
+    MiningRules,
+    checkpoint_step,
+    mine_now,
+    mining_batch,
+)
 
 
 def hand_index(frames=(12, 5, 7), cameras=2, dim=8, seed=0) -> EmbeddingIndex:

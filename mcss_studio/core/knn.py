@@ -73,7 +73,8 @@ class CandidateScan:
                      "bfloat16": faiss.ScalarQuantizer.QT_bf16}[kind]
         self.kind, self.slack = kind, float32_slack(d)
         largest = _largest_value(embeddings)
-        self.scale = 127.0 / largest if kind == "int8" and largest > 0 else 1.0
+        # a float32 number: the query is scaled by exactly this value
+        self.scale = float(np.float32(127.0 / largest)) if kind == "int8" and largest > 0 else 1.0
         parts = max(1, min(shards or os.cpu_count() or 1, MAX_SHARDS, n))
         self.index = faiss.IndexShards(d, True, True)  # threaded, ids run on across shards
         self._shards = []  # kept referenced: the shards index does not own them
@@ -92,14 +93,18 @@ class CandidateScan:
         if self.kind == "float16" and not np.abs(block).max(initial=0.0) < FLOAT16_MAX:
             raise ValueError("embedding values beyond float16's range")
         if self.kind == "int8":  # rounded to the nearest integer: faiss's encoder truncates
-            levels = np.clip(np.rint(block.astype(np.float64) * self.scale), -127, 127)
+            levels = np.clip(np.rint(block * np.float32(self.scale)), -127, 127)
             codes = (levels + 128).astype(np.uint8)
-            decoded = levels / self.scale
+            decoded = levels / np.float32(self.scale)
         else:
             codes = shard.sa_encode(block)
-            decoded = shard.sa_decode(codes).astype(np.float64)
-        error = np.sqrt(np.einsum("nd,nd->n", decoded - block, decoded - block).max(initial=0.0))
-        norm = np.sqrt(np.einsum("nd,nd->n", block, block, dtype=np.float64).max(initial=0.0))
+            decoded = shard.sa_decode(codes)
+        diff = decoded - block
+        norm = np.sqrt(float(np.einsum("nd,nd->n", block, block).max(initial=0.0)))
+        # float32 arithmetic here: its rounding (2^-24 of each value, 2^-23 after the division
+        # and subtraction) is added back so that the bound stays a bound
+        error = (np.sqrt(float(np.einsum("nd,nd->n", diff, diff).max(initial=0.0)))
+                 * (1 + 2.0 ** -20) + 2.0 ** -21 * norm)
         if not (np.isfinite(error) and np.isfinite(norm)):
             raise ValueError("embeddings that are not finite")
         shard.add_sa_codes(codes)
