@@ -61,6 +61,9 @@ def main() -> None:
                     "forward pass")
     ap.add_argument("--throughput-sequences", type=int, default=0,
                     help="only the first N sequences of DATA (0: all)")
+    ap.add_argument("--throughput-rounds", type=int, default=8)
+    ap.add_argument("--skip-knn", action="store_true",
+                    help="only the map and throughput parts")
     args = ap.parse_args()
     print("load at start:", _uptime())
     _pin_threads(args.threads)
@@ -76,6 +79,23 @@ def main() -> None:
         faiss.omp_set_num_threads(args.threads)
     except ImportError:
         faiss = None
+
+    rng = np.random.default_rng(0)
+    if not args.skip_knn:
+        bench_knn(args, faiss)
+    if args.map_points:
+        e = rng.standard_normal((args.map_points, args.dim), dtype=np.float32)
+        e /= np.linalg.norm(e, axis=1, keepdims=True)
+        bench_map(e, args.map_points, args.rounds)
+    if args.throughput:
+        bench_throughput(*args.throughput, args.throughput_sequences, args.throughput_rounds)
+    print("load at end:", _uptime())
+
+
+def bench_knn(args, faiss) -> None:
+    """The kNN backends on random unit vectors, then EmbeddingIndex.query's paths."""
+    import numpy as np
+    import torch
 
     from mcss_studio.core.embeddings import EmbeddingIndex, SequenceInfo
 
@@ -147,11 +167,6 @@ def main() -> None:
     start = time.perf_counter()
     index.projection()
     print(f"PCA map projection of {rows} rows: {time.perf_counter() - start:.2f} s")
-    if args.map_points:
-        bench_map(e, args.map_points, args.rounds)
-    if args.throughput:
-        bench_throughput(*args.throughput, args.throughput_sequences)
-    print("load at end:", _uptime())
 
 
 def bench_index_query(index, read_matrix, rounds: int, k: int) -> None:
@@ -265,10 +280,12 @@ def bench_map(e, points: int, rounds: int) -> None:
     panel.close()
 
 
-def bench_throughput(data: str, ckpt: str, first: int = 0) -> None:
+def bench_throughput(data: str, ckpt: str, first: int = 0, rounds: int = 5) -> None:
     """Crops/s of the whole index build (crop cache ready: opening the sequences, the pipeline's
     crops and rays, chunk files, the final files) vs the bare model forward pass on the same
-    crops at the same batch size; medians of 3 interleaved rounds."""
+    crops and rays at the same batch size, in `rounds` adjacent pairs whose order alternates
+    (forward then build, build then forward, ...: load that drifts hits both alike); the
+    ratio of each pair, its median and spread."""
     import shutil
     import tempfile
 
@@ -276,6 +293,7 @@ def bench_throughput(data: str, ckpt: str, first: int = 0) -> None:
 
     from mcss_studio.core import embedding_store, open_dataset
     from mcss_studio.core.cache import build_cache
+    from mcss_studio.core.checkpoint import checkpoint_digest
     from mcss_studio.core.media import MediaAccess
     from mcss_studio.core.pipeline import PosePipeline
 
@@ -291,35 +309,49 @@ def bench_throughput(data: str, ckpt: str, first: int = 0) -> None:
                                        MCSSModel(ModelConfig()), meta={"crop_size": 128}))
         pipeline = PosePipeline.load(ckpt, "cpu")
         size, margin = pipeline.contract.crop_size, pipeline.contract.crop_margin
-        crops, rows = [], 0
+        batches, rows = [], 0
         for name in dataset.names:
             with dataset.open(name) as seq:
                 build_cache(seq, cache, crop_size=size, margin=margin, proxies=False)
                 media = MediaAccess(seq, cache)
                 media.attach_caches()
                 for t in range(0, seq.num_frames, embedding_store.CHUNK_FRAMES):
-                    stop = min(seq.num_frames, t + embedding_store.CHUNK_FRAMES)
-                    crops.append(np.concatenate([media.crops(f, size, margin)[0]
-                                                 for f in range(t, stop)]))
+                    cut = pipeline.cut_frames(
+                        media, range(t, min(seq.num_frames, t + embedding_store.CHUNK_FRAMES)))
+                    batches.append((cut.crops, cut.rays))
                 rows += seq.num_frames * len(seq.cameras)
-        pipeline.predictor.predict(crops[0])  # warm-up at the batch size of a chunk
-        from mcss_studio.core.checkpoint import checkpoint_digest
-
+                media.crop_cache.close()
+        pipeline.predictor.predict(*batches[0])  # warm-up at the batch size of a chunk
         folder = embedding_store.index_folder(cache, checkpoint_digest(ckpt))
-        forward_s, index_s = [], []
-        for _ in range(3):  # interleaved: load from other processes hits both alike
+
+        def forward() -> float:
             start = time.perf_counter()
-            for batch in crops:
-                pipeline.predictor.predict(batch)
-            forward_s.append(time.perf_counter() - start)
+            for crops, rays in batches:
+                pipeline.predictor.predict(crops, rays=rays)
+            return time.perf_counter() - start
+
+        def build() -> float:
             shutil.rmtree(folder, ignore_errors=True)
             start = time.perf_counter()
             embedding_store.build_index(dataset, cache, ckpt, pipeline=pipeline)
-            index_s.append(time.perf_counter() - start)
-        forward, indexed = rows / np.median(forward_s), rows / np.median(index_s)
-    print(f"embedding throughput, {Path(ckpt).name} on {data} ({rows} crops): index build "
-          f"{indexed:.0f} crops/s, "
-          f"bare forward {forward:.0f} crops/s, ratio {indexed / forward:.2f}")
+            return time.perf_counter() - start
+
+        forward_s, index_s = [], []
+        for r in range(rounds):  # adjacent pairs, order alternating (ABBA): drift cancels
+            if r % 2:
+                index_s.append(build())
+                forward_s.append(forward())
+            else:
+                forward_s.append(forward())
+                index_s.append(build())
+    forward_rate, index_rate = rows / np.median(forward_s), rows / np.median(index_s)
+    ratios = np.array(forward_s) / np.array(index_s)  # per pair: build rate / forward rate
+    q1, q3 = np.percentile(ratios, [25, 75])
+    print(f"embedding throughput, {Path(ckpt).name} on {data} ({rows} crops, {rounds} "
+          f"adjacent pairs): index build {index_rate:.0f} crops/s, bare forward "
+          f"{forward_rate:.0f} crops/s (medians); ratio build / forward per pair: median "
+          f"{np.median(ratios):.2f}, quartiles {q1:.2f}-{q3:.2f}, range "
+          f"{ratios.min():.2f}-{ratios.max():.2f}")
 
 
 if __name__ == "__main__":
