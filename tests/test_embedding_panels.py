@@ -318,7 +318,7 @@ def test_mine_now_shows_what_the_trainers_mining_function_returns(qtbot, session
         saved_at = load_training_state(state.checkpoint)["step"]
         assert saved_at > 0
         assert {m.data(m.index(r, 0)) for r in range(m.rowCount())} == {
-            f"now (ckpt {saved_at})"}
+            f"now\nckpt {saved_at}"}
         assert str(saved_at) in m.data(m.index(0, 0), Qt.ItemDataRole.ToolTipRole)
         image = m.data(m.index(0, 3), Qt.ItemDataRole.DecorationRole)
         assert image is not None and not image.isNull()  # crops come from the index

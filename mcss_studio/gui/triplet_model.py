@@ -320,7 +320,7 @@ class TripletTableModel(QAbstractTableModel):
 
     def step_text(self) -> str:
         """The step cell of "Mine now" rows: mined now, with the checkpoint's training step."""
-        return "now" if self.mined_at is None else f"now (ckpt {self.mined_at})"
+        return "now" if self.mined_at is None else f"now\nckpt {self.mined_at}"
 
     def _ref_data(self, ref: FrameRef, role):
         if role == Qt.ItemDataRole.DisplayRole:
