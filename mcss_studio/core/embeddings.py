@@ -10,7 +10,7 @@ Queries are exact. The exact scan: one matrix-vector product over the rows in qu
 matrix is used in place, read-only, often a memory map; never copied per query), the filters
 written into the score vector as +-inf, then np.argpartition for the k best. With
 `enable_fast_search` (faiss-cpu installed, at least FAST_MIN_ROWS rows), a nearest-first query
-over more than one sequence first scans an 8-bit copy (or a float16 one) for CANDIDATES rows
+over more than one sequence first scans an int8 copy (or a float16 one) for CANDIDATES rows
 (core/knn.py), filters and re-ranks them in float32 with the same formula, and keeps the answer
 only when the k-th squared distance is provably below that of every row not scanned in; else it
 scans once more for RETRY_CANDIDATES rows, and then runs the exact scan. So both give the same

@@ -24,7 +24,7 @@ from .errors import UserInputError
 from .inference import Predictor
 from .joints import JOINT_NAMES
 from .media import MediaAccess
-from .model import crop_rays
+from .model import RAY_DIM, crop_rays
 from .posing import place_in_world, project_views
 
 
@@ -49,9 +49,17 @@ class Prediction:
 
 
 def viewing_rays(regions: np.ndarray, calibrations: Sequence[Calibration | None]) -> np.ndarray:
-    """(C, 3) viewing ray of each crop region; needs every view calibrated."""
-    return np.stack([crop_rays(np.asarray(r, float), c.K, c.dist)
-                     for r, c in zip(regions, calibrations)])
+    """(N, 3) viewing ray of each crop region (N, 4) seen by calibrations[i]; needs every view
+    calibrated. The regions of one calibration go through crop_rays at once."""
+    regions = np.asarray(regions, np.float64).reshape(-1, 4)
+    out = np.empty((len(regions), RAY_DIM), np.float32)
+    rows_of: dict[int, list[int]] = {}
+    for i, c in enumerate(calibrations):
+        rows_of.setdefault(id(c), []).append(i)
+    for rows in rows_of.values():
+        c = calibrations[rows[0]]
+        out[rows] = crop_rays(regions[rows], c.K, c.dist)
+    return out
 
 
 def _place(
