@@ -1,4 +1,5 @@
-"""Embedding index benchmark: which kNN backend, float16 or not, and does it scale.
+"""Embedding index benchmark: which kNN backend and precision, does it scale, and the
+embedding throughput.
 
 On N random unit vectors (default 1,000,000 x 128), with the thread count pinned (--threads,
 set for BLAS, OpenMP and torch before they load), rounds interleave the backends so that load
@@ -6,13 +7,15 @@ from other processes hits them alike; medians are printed side by side as ratios
 read the float32 matrix once (a bandwidth-bound reduction: the physical limit of any brute-force
 query). Backends: NumPy float32 matrix-vector product + argpartition (what core/embeddings.py
 does), torch float32 / float16 / bfloat16 matrix-vector product + topk, faiss-cpu IndexFlatIP
-and its scalar-quantizer flat index on float16 / bfloat16 / 8-bit codes, top-256 candidates, one
-thread (when importable; --faiss-path adds a folder to sys.path). Top-10 agreement of the
-reduced precisions with exact float64 ranking is measured on --agree queries. Then the real
-EmbeddingIndex.query, exact float32 scan, float16 and int8 candidates + exact re-rank
-(core/knn.py; two shards searched in parallel) side by side, with and without filters, checked
-to return the same rows; its memory; the PCA map projection. The load average (`uptime`) is
-printed first and last: the machine is shared.
+and its scalar-quantizer flat index on float16 / bfloat16 / 8-bit min-max / scaled int8 codes
+(the last what core/knn.py scans), top-256 candidates, one thread (when importable;
+--faiss-path adds a folder to sys.path). Top-10 agreement of the reduced precisions with exact
+float64 ranking is measured on --agree queries. Then the real EmbeddingIndex.query, exact
+float32 scan, float16 and int8 candidates + exact re-rank (core/knn.py; two shards searched in
+parallel) side by side, with and without filters, checked to return the same rows; its memory;
+the PCA map projection. The map's redraw and pick (--map-points) and the embedding throughput
+(--throughput) follow. The load average (`uptime`) is printed first and last: the machine is
+shared.
 
     PYTHONPATH=. nice -n 10 .venv/bin/python benchmarks/bench_embeddings.py --threads 2
 """
@@ -120,12 +123,19 @@ def bench_knn(args, faiss) -> None:
         backends["faiss IndexFlatIP search"] = lambda q: flat.search(e[q:q + 1], k)
         for name, kind in (("float16", faiss.ScalarQuantizer.QT_fp16),
                            ("bfloat16", faiss.ScalarQuantizer.QT_bf16),
-                           ("8-bit", faiss.ScalarQuantizer.QT_8bit)):
+                           ("8-bit min-max", faiss.ScalarQuantizer.QT_8bit)):
             sq = faiss.IndexScalarQuantizer(d, kind, faiss.METRIC_L2)
             sq.train(np.stack([e.min(0), e.max(0)]))  # min-max: no-op for the floats
             sq.add(e)
             backends[f"faiss SQ {name} L2, 256 cand."] = (
                 lambda q, sq=sq: sq.search(e[q:q + 1], 256))
+        # what core/knn.py scans: integers x * s, s = 127 / max |x|, the query scaled alike
+        scale = np.float32(127 / np.abs(e).max())
+        sq8 = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit_direct_signed,
+                                         faiss.METRIC_L2)
+        sq8.add_sa_codes((np.rint(e * scale) + 128).astype(np.uint8))
+        backends["faiss SQ int8 scaled L2, 256 cand."] = (
+            lambda q: sq8.search(e[q:q + 1] * scale, 256))
     times = {name: [] for name in backends}
     for q in queries:
         for name, fn in backends.items():
