@@ -26,7 +26,9 @@ Float32 storage on disk; an int8 copy for fast candidate scans is made in memory
 need it (core/knn.py, EmbeddingIndex.enable_fast_search).
 
 Throughput: a second thread cuts the next chunk's crops while the model embeds this one
-(_Cutter), so reading crops and computing viewing rays hide behind the forward pass.
+(_Cutter). It hides what releases the GIL (reading crop files from disk); Python work there
+(opening a sequence, per-frame cutting) still competes with the forward for the GIL, so for the
+small demo model it was measured a wash (README, embedding throughput).
 """
 
 from __future__ import annotations
@@ -294,9 +296,10 @@ def _embed_all(pipeline, dataset: Dataset, plan: _Plan, cache_dir: Path, folder:
 
 class _Cutter:
     """Cuts the crops (and rays) of the chunks to compute, in order, in a thread of its own,
-    at most AHEAD chunks before the model: cutting overlaps the forward pass (torch releases
-    the GIL while it computes). Iterating yields (chunk path, CutFrames) and re-raises the
-    thread's error; `stop` ends the thread early (a cancelled build) and waits for it."""
+    at most AHEAD chunks before the model: cutting overlaps the forward pass where it waits on
+    files (the GIL is free then, and while torch computes). Iterating yields (chunk path,
+    CutFrames) and re-raises the thread's error; `stop` ends the thread early (a cancelled
+    build) and waits for it."""
 
     AHEAD = 2
     _DONE = object()

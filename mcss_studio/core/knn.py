@@ -10,8 +10,8 @@ Why: a brute-force query is bound by reading the matrix; int8 codes read a quart
 float32 bytes (128 MB for a million 128-d rows), 16-bit floats half. The int8 copy is
 x * s rounded to integers in [-127, 127], one scale s = 127 / max |x| for the whole matrix (so
 distances stay Euclidean, scaled by s: the query is scaled alike), scanned by faiss's
-QT_8bit_direct_signed kernel, measured 1.6x faster here than its per-dimension min-max 8-bit
-kernel. benchmarks/bench_embeddings.py compares the float32 scan, the float16 and the int8
+QT_8bit_direct_signed kernel, measured 1.2 to 1.7x faster here than its per-dimension min-max
+8-bit kernel. benchmarks/bench_embeddings.py compares the float32 scan, the float16 and the int8
 copies and the time to read the matrix once; see the README for the figures. faiss-cpu is
 optional (`pip install mcss-studio[fast-knn]`): without it `available()` is False and every
 query takes the exact float32 path, which gives the same answers, only slower. No Qt.
