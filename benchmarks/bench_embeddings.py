@@ -1,4 +1,5 @@
-"""Embedding index benchmark: which kNN backend, float16 or not, and does it scale.
+"""Embedding index benchmark: which kNN backend and precision, does it scale, and the
+embedding throughput.
 
 On N random unit vectors (default 1,000,000 x 128), with the thread count pinned (--threads,
 set for BLAS, OpenMP and torch before they load), rounds interleave the backends so that load
@@ -6,12 +7,15 @@ from other processes hits them alike; medians are printed side by side as ratios
 read the float32 matrix once (a bandwidth-bound reduction: the physical limit of any brute-force
 query). Backends: NumPy float32 matrix-vector product + argpartition (what core/embeddings.py
 does), torch float32 / float16 / bfloat16 matrix-vector product + topk, faiss-cpu IndexFlatIP
-and its scalar-quantizer flat index on float16 / bfloat16 codes, top-256 candidates (when
-importable; --faiss-path adds a folder to sys.path). Top-10 agreement of the reduced precisions
-with exact float64 ranking is measured on --agree queries. Then the real EmbeddingIndex.query,
-exact float32 scan and float16 candidates + exact re-rank (core/knn.py) side by side, with and
-without filters, checked to return the same rows; its memory; the PCA map projection. The load
-average (`uptime`) is printed first and last: the machine is shared.
+and its scalar-quantizer flat index on float16 / bfloat16 / 8-bit min-max / scaled int8 codes
+(the last what core/knn.py scans), top-256 candidates, one thread (when importable;
+--faiss-path adds a folder to sys.path). Top-10 agreement of the reduced precisions with exact
+float64 ranking is measured on --agree queries. Then the real EmbeddingIndex.query, exact
+float32 scan, float16 and int8 candidates + exact re-rank (core/knn.py; two shards searched in
+parallel) side by side, with and without filters, checked to return the same rows; its memory;
+the PCA map projection. The map's redraw and pick (--map-points) and the embedding throughput
+(--throughput) follow. The load average (`uptime`) is printed first and last: the machine is
+shared.
 
     PYTHONPATH=. nice -n 10 .venv/bin/python benchmarks/bench_embeddings.py --threads 2
 """
@@ -60,6 +64,9 @@ def main() -> None:
                     "forward pass")
     ap.add_argument("--throughput-sequences", type=int, default=0,
                     help="only the first N sequences of DATA (0: all)")
+    ap.add_argument("--throughput-rounds", type=int, default=8)
+    ap.add_argument("--skip-knn", action="store_true",
+                    help="only the map and throughput parts")
     args = ap.parse_args()
     print("load at start:", _uptime())
     _pin_threads(args.threads)
@@ -75,6 +82,23 @@ def main() -> None:
         faiss.omp_set_num_threads(args.threads)
     except ImportError:
         faiss = None
+
+    rng = np.random.default_rng(0)
+    if not args.skip_knn:
+        bench_knn(args, faiss)
+    if args.map_points:
+        e = rng.standard_normal((args.map_points, args.dim), dtype=np.float32)
+        e /= np.linalg.norm(e, axis=1, keepdims=True)
+        bench_map(e, args.map_points, args.rounds)
+    if args.throughput:
+        bench_throughput(*args.throughput, args.throughput_sequences, args.throughput_rounds)
+    print("load at end:", _uptime())
+
+
+def bench_knn(args, faiss) -> None:
+    """The kNN backends on random unit vectors, then EmbeddingIndex.query's paths."""
+    import numpy as np
+    import torch
 
     from mcss_studio.core.embeddings import EmbeddingIndex, SequenceInfo
 
@@ -98,11 +122,20 @@ def main() -> None:
         flat.add(e)
         backends["faiss IndexFlatIP search"] = lambda q: flat.search(e[q:q + 1], k)
         for name, kind in (("float16", faiss.ScalarQuantizer.QT_fp16),
-                           ("bfloat16", faiss.ScalarQuantizer.QT_bf16)):
+                           ("bfloat16", faiss.ScalarQuantizer.QT_bf16),
+                           ("8-bit min-max", faiss.ScalarQuantizer.QT_8bit)):
             sq = faiss.IndexScalarQuantizer(d, kind, faiss.METRIC_L2)
+            sq.train(np.stack([e.min(0), e.max(0)]))  # min-max: no-op for the floats
             sq.add(e)
             backends[f"faiss SQ {name} L2, 256 cand."] = (
                 lambda q, sq=sq: sq.search(e[q:q + 1], 256))
+        # what core/knn.py scans: integers x * s, s = 127 / max |x|, the query scaled alike
+        scale = np.float32(127 / np.abs(e).max())
+        sq8 = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit_direct_signed,
+                                         faiss.METRIC_L2)
+        sq8.add_sa_codes((np.rint(e * scale) + 128).astype(np.uint8))
+        backends["faiss SQ int8 scaled L2, 256 cand."] = (
+            lambda q: sq8.search(e[q:q + 1] * scale, 256))
     times = {name: [] for name in backends}
     for q in queries:
         for name, fn in backends.items():
@@ -144,61 +177,64 @@ def main() -> None:
     start = time.perf_counter()
     index.projection()
     print(f"PCA map projection of {rows} rows: {time.perf_counter() - start:.2f} s")
-    if args.map_points:
-        bench_map(e, args.map_points, args.rounds)
-    if args.throughput:
-        bench_throughput(*args.throughput, args.throughput_sequences)
-    print("load at end:", _uptime())
 
 
 def bench_index_query(index, read_matrix, rounds: int, k: int) -> None:
-    """EmbeddingIndex.query: the exact float32 scan and the float16 candidates (when faiss is
-    importable) on the same queries, interleaved with a read of the matrix (`read_matrix`, the
-    ratios' base), with no filter and with three; the rows of the two paths must be
-    identical."""
+    """EmbeddingIndex.query: the exact float32 scan, the float16 and the int8 candidate copies
+    (when faiss is importable) on the same queries, interleaved with a read of the matrix
+    (`read_matrix`, the ratios' base), with no filter and with three; each copy's rows must be
+    the exact scan's."""
     import numpy as np
 
     from mcss_studio.core.embeddings import NeighbourFilter
 
-    start = time.perf_counter()
-    fast = index.enable_fast_search("float16")
-    built = time.perf_counter() - start
-    scan = index._scan
+    scans, built = {}, {}
+    for kind in ("float16", "int8"):
+        start = time.perf_counter()
+        index._scan = None
+        if index.enable_fast_search(kind):
+            scans[kind], built[kind] = index._scan, time.perf_counter() - start
+    paths = {"exact float32 scan": None} | {f"{kind} candidates + re-rank": scan
+                                            for kind, scan in scans.items()}
     filters = {"no filter": NeighbourFilter(other_cameras=False),
                "other cameras + |dt|>=5 + other subject": NeighbourFilter(
                    other_cameras=True, min_dt=5, subject="other")}
     rng = np.random.default_rng(2)
     times: dict[str, list[float]] = {}
-    same = total = 0
+    same = {kind: 0 for kind in scans}
+    fell_back = {kind: 0 for kind in scans}
     reads = []
     for q in rng.integers(0, len(index), rounds):
         t0 = time.perf_counter()
         read_matrix()
         reads.append(time.perf_counter() - t0)
         for label, filt in filters.items():
-            answers = []
-            for path in ("exact float32 scan", "float16 candidates + re-rank") if fast else (
-                    "exact float32 scan",):
-                index._scan = scan if path.startswith("float16") else None
+            answers = {}
+            for path, scan in paths.items():
+                index._scan = scan
+                exact_before = index.exact_answers
                 t0 = time.perf_counter()
-                answers.append(index.query(int(q), k, filt).rows)
+                answers[path] = index.query(int(q), k, filt).rows
                 times.setdefault(f"{path}, {label}", []).append(time.perf_counter() - t0)
-            index._scan = scan
-            if len(answers) == 2:
-                same += int(np.array_equal(*answers))
-                total += 1
+                if scan is not None:
+                    fell_back[scan.kind] += index.exact_answers - exact_before
+            for kind in scans:
+                same[kind] += int(np.array_equal(answers[f"{kind} candidates + re-rank"],
+                                                 answers["exact float32 scan"]))
+    index._scan = scans.get("int8")
     read = float(np.median(reads))
     print(f"EmbeddingIndex.query rounds: reading the matrix once, median {read * 1e3:.1f} ms")
     for name, ts in times.items():
         med = float(np.median(ts))
-        print(f"EmbeddingIndex.query, {name}: median {med * 1e3:.1f} ms ({med / read:.2f} x read)")
-    if fast:
-        fallbacks = index.exact_answers - total  # beyond the exact scan's own queries
-        print(f"float16 candidates: identical rows to the exact scan in {same}/{total} queries; "
-              f"{index.fast_answers} answered from candidates, {fallbacks} fell back to the "
-              f"exact scan; 16-bit copy built in {built:.2f} s")
-    else:
-        print("no float16 candidate path: faiss not importable, or fewer rows than "
+        print(f"EmbeddingIndex.query, {name}: median {med * 1e3:.1f} ms ({med / read:.2f} x "
+              f"read; spread {min(ts) * 1e3:.1f}-{max(ts) * 1e3:.1f})")
+    for kind, scan in scans.items():
+        print(f"{kind} candidates: identical rows to the exact scan in {same[kind]}/"
+              f"{rounds * len(filters)} queries, {fell_back[kind]} fell back to the exact scan; "
+              f"copy built in {built[kind]:.2f} s, largest reconstruction error "
+              f"{scan.max_error:.2e} (row norms up to {scan.max_norm:.3f})")
+    if not scans:
+        print("no candidate copies: faiss not importable, or fewer rows than "
               "embeddings.FAST_MIN_ROWS")
 
 
@@ -254,10 +290,12 @@ def bench_map(e, points: int, rounds: int) -> None:
     panel.close()
 
 
-def bench_throughput(data: str, ckpt: str, first: int = 0) -> None:
+def bench_throughput(data: str, ckpt: str, first: int = 0, rounds: int = 5) -> None:
     """Crops/s of the whole index build (crop cache ready: opening the sequences, the pipeline's
     crops and rays, chunk files, the final files) vs the bare model forward pass on the same
-    crops at the same batch size; medians of 3 interleaved rounds."""
+    crops and rays at the same batch size, in `rounds` adjacent pairs whose order alternates
+    (forward then build, build then forward, ...: load that drifts hits both alike); the
+    ratio of each pair, its median and spread."""
     import shutil
     import tempfile
 
@@ -265,6 +303,7 @@ def bench_throughput(data: str, ckpt: str, first: int = 0) -> None:
 
     from mcss_studio.core import embedding_store, open_dataset
     from mcss_studio.core.cache import build_cache
+    from mcss_studio.core.checkpoint import checkpoint_digest
     from mcss_studio.core.media import MediaAccess
     from mcss_studio.core.pipeline import PosePipeline
 
@@ -280,35 +319,49 @@ def bench_throughput(data: str, ckpt: str, first: int = 0) -> None:
                                        MCSSModel(ModelConfig()), meta={"crop_size": 128}))
         pipeline = PosePipeline.load(ckpt, "cpu")
         size, margin = pipeline.contract.crop_size, pipeline.contract.crop_margin
-        crops, rows = [], 0
+        batches, rows = [], 0
         for name in dataset.names:
             with dataset.open(name) as seq:
                 build_cache(seq, cache, crop_size=size, margin=margin, proxies=False)
                 media = MediaAccess(seq, cache)
                 media.attach_caches()
                 for t in range(0, seq.num_frames, embedding_store.CHUNK_FRAMES):
-                    stop = min(seq.num_frames, t + embedding_store.CHUNK_FRAMES)
-                    crops.append(np.concatenate([media.crops(f, size, margin)[0]
-                                                 for f in range(t, stop)]))
+                    cut = pipeline.cut_frames(
+                        media, range(t, min(seq.num_frames, t + embedding_store.CHUNK_FRAMES)))
+                    batches.append((cut.crops, cut.rays))
                 rows += seq.num_frames * len(seq.cameras)
-        pipeline.predictor.predict(crops[0])  # warm-up at the batch size of a chunk
-        from mcss_studio.core.checkpoint import checkpoint_digest
-
+                media.crop_cache.close()
+        pipeline.predictor.predict(*batches[0])  # warm-up at the batch size of a chunk
         folder = embedding_store.index_folder(cache, checkpoint_digest(ckpt))
-        forward_s, index_s = [], []
-        for _ in range(3):  # interleaved: load from other processes hits both alike
+
+        def forward() -> float:
             start = time.perf_counter()
-            for batch in crops:
-                pipeline.predictor.predict(batch)
-            forward_s.append(time.perf_counter() - start)
+            for crops, rays in batches:
+                pipeline.predictor.predict(crops, rays=rays)
+            return time.perf_counter() - start
+
+        def build() -> float:
             shutil.rmtree(folder, ignore_errors=True)
             start = time.perf_counter()
             embedding_store.build_index(dataset, cache, ckpt, pipeline=pipeline)
-            index_s.append(time.perf_counter() - start)
-        forward, indexed = rows / np.median(forward_s), rows / np.median(index_s)
-    print(f"embedding throughput, {Path(ckpt).name} on {data} ({rows} crops): index build "
-          f"{indexed:.0f} crops/s, "
-          f"bare forward {forward:.0f} crops/s, ratio {indexed / forward:.2f}")
+            return time.perf_counter() - start
+
+        forward_s, index_s = [], []
+        for r in range(rounds):  # adjacent pairs, order alternating (ABBA): drift cancels
+            if r % 2:
+                index_s.append(build())
+                forward_s.append(forward())
+            else:
+                forward_s.append(forward())
+                index_s.append(build())
+    forward_rate, index_rate = rows / np.median(forward_s), rows / np.median(index_s)
+    ratios = np.array(forward_s) / np.array(index_s)  # per pair: build rate / forward rate
+    q1, q3 = np.percentile(ratios, [25, 75])
+    print(f"embedding throughput, {Path(ckpt).name} on {data} ({rows} crops, {rounds} "
+          f"adjacent pairs): index build {index_rate:.0f} crops/s, bare forward "
+          f"{forward_rate:.0f} crops/s (medians); ratio build / forward per pair: median "
+          f"{np.median(ratios):.2f}, quartiles {q1:.2f}-{q3:.2f}, range "
+          f"{ratios.min():.2f}-{ratios.max():.2f}")
 
 
 if __name__ == "__main__":

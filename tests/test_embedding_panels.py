@@ -312,11 +312,20 @@ def test_mine_now_shows_what_the_trainers_mining_function_returns(qtbot, session
         violation = [float(m.data(m.index(r, 6))) for r in range(m.rowCount())]
         assert violation == sorted(violation, reverse=True)  # worst first
         assert "Mine now" in panel.status.text() and panel.show_run_button.isVisible()
+        # the step column says when: now, with the step the checkpoint was saved at
+        from mcss_studio.core.checkpoint import load_training_state
+
+        saved_at = load_training_state(state.checkpoint)["step"]
+        assert saved_at > 0
+        assert {m.data(m.index(r, 0)) for r in range(m.rowCount())} == {
+            f"now\nckpt {saved_at}"}
+        assert str(saved_at) in m.data(m.index(0, 0), Qt.ItemDataRole.ToolTipRole)
         image = m.data(m.index(0, 3), Qt.ItemDataRole.DecorationRole)
         assert image is not None and not image.isNull()  # crops come from the index
 
         panel.show_run()  # back to the run's logged triplets
         assert panel.mined is None and m.rowCount() == len(panel.run.triplets) > 0
+        assert m.data(m.index(0, 0)) == str(int(m.data_.triplets.col("step")[m.triplet(0)]))
     finally:
         panel.close_workers()
 
@@ -384,6 +393,9 @@ def test_map_lasso_fills_the_gallery_and_back(qtbot, session):
     assert near and near <= chosen and not (far & chosen)
     assert chosen == set(panel.rows_in_polygon(drawn[0]).tolist())
     assert panel.view.lasso.isVisible()
+    # the lasso's outline is drawn over the selection's white rings, not hidden under them
+    lasso, rings = panel.view.lasso, panel.picked
+    assert lasso.parentItem() is rings.parentItem() and lasso.zValue() > rings.zValue()
     wait_answer(qtbot, gallery)  # the gallery shows the lassoed crops
     assert tile_keys(gallery) == list(state.frame_set[:60])
     assert "Map selection" in gallery.caption.text()

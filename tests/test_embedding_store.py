@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -32,16 +33,23 @@ def inputs(tmp_path_factory):
 
 
 class CountingPipeline:
-    """The real pipeline, counting the frames it embeds."""
+    """The real pipeline, counting the frames it embeds and noting the threads that cut the
+    crops and ran the model."""
 
     def __init__(self, ckpt: Path) -> None:
         self.inner = PosePipeline.load(ckpt, "cpu")
         self.contract = self.inner.contract
         self.frames = 0
+        self.cut_in, self.predicted_in = set(), set()
 
-    def predict_frames(self, media, frames, place=True):
-        self.frames += len(frames)
-        return self.inner.predict_frames(media, frames, place)
+    def cut_frames(self, media, frames):
+        self.cut_in.add(threading.current_thread().name)
+        return self.inner.cut_frames(media, frames)
+
+    def predict_cut(self, cut, place=True):
+        self.predicted_in.add(threading.current_thread().name)
+        self.frames += len(cut.frames)
+        return self.inner.predict_cut(cut, place)
 
 
 def build(data, cache, ckpt, pipeline=None, progress=None):
@@ -64,6 +72,9 @@ def test_built_index_matches_the_pipeline_and_reopens_without_work(inputs, tmp_p
         np.testing.assert_allclose(index.embeddings[row], direct.embedding[cam], atol=1e-5)
         np.testing.assert_array_equal(crop_of(index, row), media.crops(7, 32, 0.2)[0][cam])
     media.close()
+    # the crops were cut in a thread of their own, beside the model's
+    assert counting.cut_in == {"embedding-crops"}
+    assert counting.predicted_in == {threading.current_thread().name}
     again = CountingPipeline(ckpt)
     reopened = build(data, tmp_path, ckpt, again)
     assert again.frames == 0
@@ -136,3 +147,39 @@ def test_killed_build_resumes_from_whole_chunks(inputs, tmp_path, monkeypatch):
     assert len(index) == 3 * FRAMES and not (folder / "chunks").exists()
     fresh = build(data, tmp_path / "fresh", ckpt)
     np.testing.assert_allclose(index.embeddings, fresh.embeddings, atol=1e-6)
+
+
+def test_an_error_while_cutting_crops_stops_the_build_and_its_thread(inputs, tmp_path,
+                                                                      monkeypatch):
+    from mcss_studio.core.errors import UserInputError
+
+    data, ckpt, _ = inputs
+    monkeypatch.setattr(embedding_store, "CHUNK_FRAMES", 4)
+    counting = CountingPipeline(ckpt)
+    cut = counting.cut_frames
+
+    def failing_third(media, frames):
+        if frames[0] == 8:
+            raise UserInputError(media.sequence.path, "cannot read frame 8")
+        return cut(media, frames)
+
+    counting.cut_frames = failing_third
+    with pytest.raises(UserInputError, match="cannot read frame 8"):
+        build(data, tmp_path, ckpt, counting)
+    assert counting.frames == 8  # the two chunks before it were embedded and kept
+    assert len(list((index_folder(tmp_path, checkpoint_digest(ckpt)) / "chunks").glob(
+        "*.npz"))) == 2
+    assert not any(t.name == "embedding-crops" for t in threading.enumerate())
+
+
+def test_a_cancelled_build_stops_the_cutting_thread(inputs, tmp_path, monkeypatch):
+    data, ckpt, _ = inputs
+    monkeypatch.setattr(embedding_store, "CHUNK_FRAMES", 2)  # 10 chunks: the cutter is ahead
+
+    def cancel(done, total):
+        if total and done >= 2:
+            raise KeyboardInterrupt("cancelled")
+
+    with pytest.raises(KeyboardInterrupt):
+        build(data, tmp_path, ckpt, progress=cancel)
+    assert not any(t.name == "embedding-crops" for t in threading.enumerate())

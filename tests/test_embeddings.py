@@ -153,10 +153,11 @@ FILTERS = [NeighbourFilter(), NeighbourFilter(other_cameras=False),
            NeighbourFilter(sequence="same"), NeighbourFilter(least_similar=True)]
 
 
-def test_float16_candidates_give_the_exact_scans_answers():
+@pytest.mark.parametrize("kind", ["int8", "float16"])
+def test_compact_candidates_give_the_exact_scans_answers(kind):
     pytest.importorskip("faiss")
     index = _random_index()
-    assert index.enable_fast_search(min_rows=1)
+    assert index.enable_fast_search(kind, min_rows=1)
     scan = index._scan
     for q in range(0, len(index), 29):
         for filt in FILTERS:
@@ -170,33 +171,105 @@ def test_float16_candidates_give_the_exact_scans_answers():
     assert index.fast_answers >= 4 * len(range(0, len(index), 29))
 
 
-def test_the_floor_bounds_every_row_the_scan_left_out():
+@pytest.mark.parametrize("kind", ["int8", "float16"])
+def test_the_floor_bounds_every_row_the_scan_left_out(kind):
     pytest.importorskip("faiss")
     from mcss_studio.core.knn import CandidateScan
 
     e = _random_index(dim=8).embeddings
-    scan = CandidateScan(e, "float16", shards=3)
+    scan = CandidateScan(e, kind, shards=3)
     for q in (0, 17, 500):
         rows, floor = scan.candidates(e[q], 50)
         left = np.setdiff1d(np.arange(len(e)), rows)
-        assert len(rows) == 50 and np.linalg.norm(e[left] - e[q], axis=1).min() >= floor
-        assert floor > np.sort(np.linalg.norm(e[rows] - e[q], axis=1))[9]  # provable here
+        d2 = np.sum((e - e[q]) ** 2, axis=1)
+        assert len(rows) == 50 and d2[left].min() >= floor
+        assert floor > np.sort(d2[rows])[9]  # provable here
 
 
-def test_unprovable_candidates_fall_back_to_the_exact_scan():
+@pytest.mark.parametrize("unit", [1.0, 0.01])
+def test_int8_floor_is_the_scanned_distance_less_the_largest_measured_error(unit):
     pytest.importorskip("faiss")
+    from mcss_studio.core.knn import CandidateScan
+
+    # the largest |value| is 127 units: one unit per integer level, so (10.25, 20.4) is stored
+    # as (10, 20) (error 0.25, 0.4) and (-3.4, 60) as (-3, 60); distances scale with the unit
+    e = np.array([[0, 0], [127, -127], [10.25, 20.4], [-3.4, 60]], np.float32) * unit
+    scan = CandidateScan(e, "int8", shards=1)
+    assert scan.scale == pytest.approx(1 / unit)
+    error = np.sqrt(0.25 ** 2 + 0.4 ** 2) * unit  # of row 2; its float32 rounding added
+    assert error <= scan.max_error <= error * (1 + 1e-3)
+    rows, floor = scan.candidates(np.zeros(2, np.float32), 2)
+    assert sorted(rows.tolist()) == [0, 2]
+    scanned = np.hypot(10, 20)  # the last candidate's stored distance to the query
+    proven = (scanned - np.sqrt(0.2225)) ** 2 * unit ** 2
+    assert floor == pytest.approx(proven, rel=1e-4)
+    assert floor < proven  # less the float32 rounding, never more
+    assert floor <= np.sum(e[3] ** 2)  # below the nearest row left out
+
+
+def _crowded_index(gap: float, close: int = 600) -> EmbeddingIndex:
+    """Query row 0 at the origin, `close` rows of other sequences on a ray at distances
+    1 + gap * i (rows 200..), the other rows 10 times farther than random."""
     index = _random_index(dim=4)
-    e = np.asarray(index.embeddings) * 100  # the random rows far away
-    # 600 rows of other sequences at distances 1 + 1e-5 i from query row 0 (at the origin),
-    # more than the candidates: float16 cannot order them, so the float32 scan must answer
+    e = np.asarray(index.embeddings) * 10
     e[0] = 0.0
-    others = np.arange(200, 800)
-    e[others] = np.array([1.0, 0, 0, 0], np.float32) * (1 + 1e-5 * np.arange(600))[:, None]
+    e[200:200 + close] = (np.array([1.0, 0, 0, 0], np.float32)
+                          * (1 + gap * np.arange(close))[:, None])
+    return EmbeddingIndex(index.sequences, e, index.poses)
+
+
+def test_unprovable_candidates_fall_back_to_the_exact_scan(monkeypatch):
+    pytest.importorskip("faiss")
+    from mcss_studio.core import embeddings
+
+    # 600 rows 1e-5 apart, more than either scan returns: no copy can order them
+    monkeypatch.setattr(embeddings, "RETRY_CANDIDATES", 300)
+    for kind in ("int8", "float16"):
+        index = _crowded_index(1e-5)
+        assert index.enable_fast_search(kind, min_rows=1)
+        found = index.query(0, 10, NeighbourFilter(sequence="other"))
+        assert index.exact_answers == 1 and index.fast_answers == 0
+        assert found.rows.tolist() == list(range(200, 210))
+
+
+def test_the_int8_error_bound_forces_the_fallback_where_float16_proves_it(monkeypatch):
+    pytest.importorskip("faiss")
+    from mcss_studio.core import embeddings
+
+    # rows 2e-4 apart, each dimension spanning about [-40, 40]: 8-bit cells of 80/255 = 0.3
+    # cannot order them (the error bound, not luck, decides), float16's 2^-11 of 40 can
+    monkeypatch.setattr(embeddings, "RETRY_CANDIDATES", 300)
+    answers = {}
+    for kind in ("int8", "float16"):
+        index = _crowded_index(2e-4)
+        assert index.enable_fast_search(kind, min_rows=1)
+        # int8's measured error exceeds the gap between the 10th row and the 300th (0.06),
+        # float16's stays under it
+        assert index._scan.max_error > 0.1 if kind == "int8" else index._scan.max_error < 0.03
+        answers[kind] = index.query(0, 10, NeighbourFilter(sequence="other")).rows.tolist()
+        assert (index.fast_answers, index.exact_answers) == (
+            (0, 1) if kind == "int8" else (1, 0))
+    assert answers["int8"] == answers["float16"] == list(range(200, 210))
+
+
+def test_a_second_larger_scan_answers_when_the_filter_empties_the_first(monkeypatch):
+    pytest.importorskip("faiss")
+    from mcss_studio.core import embeddings
+
+    # the query's own sequence (rows 0..119) holds the 119 nearest rows: with 100 candidates
+    # "other sequences" leaves too few, the retry's 400 suffice
+    monkeypatch.setattr(embeddings, "CANDIDATES", 100)
+    monkeypatch.setattr(embeddings, "RETRY_CANDIDATES", 400)
+    index = _random_index(dim=4)
+    e = np.asarray(index.embeddings) * 100
+    e[0] = 0.0
+    e[1:120] = np.array([0.5, 0, 0, 0], np.float32) * (1 + 1e-3 * np.arange(119))[:, None]
+    e[200:210] = np.array([0, 3.0, 0, 0], np.float32) * (1 + 0.1 * np.arange(10))[:, None]
     index = EmbeddingIndex(index.sequences, e, index.poses)
-    assert index.enable_fast_search(min_rows=1)
+    assert index.enable_fast_search("int8", min_rows=1)
     found = index.query(0, 10, NeighbourFilter(sequence="other"))
-    assert index.exact_answers == 1 and index.fast_answers == 0
-    assert found.rows.tolist() == others[:10].tolist()
+    assert (index.fast_answers, index.exact_answers) == (1, 0)
+    assert found.rows.tolist() == list(range(200, 210))
 
 
 def test_fast_search_needs_enough_rows():

@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from mcss_studio.core.embeddings import EmbeddingIndex, SequenceInfo
-from mcss_studio.core.mine_now import IndexCrops, MiningRules, mine_now, mining_batch
+from mcss_studio.core.mine_now import (
+    IndexCrops,
+    MiningRules,
+    checkpoint_step,
+    mine_now,
+    mining_batch,
+)
 
 
 def hand_index(frames=(12, 5, 7), cameras=2, dim=8, seed=0) -> EmbeddingIndex:
@@ -115,3 +121,23 @@ def test_rules_of_a_checkpoint_are_its_training_config(tmp_path):
     assert MiningRules.of_checkpoint(plain) == MiningRules()
     (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
     assert MiningRules.of_checkpoint(tmp_path / "junk.safetensors") == MiningRules()
+
+
+def test_mine_now_records_carry_the_checkpoints_training_step(tmp_path):
+    import torch
+
+    from mcss_studio.core.checkpoint import save_checkpoint
+    from mcss_studio.core.model import MCSSModel, ModelConfig
+
+    model = MCSSModel(ModelConfig(width=8, embedding_dim=16, pose_hidden=32,
+                                  orientation_hidden=16))
+    saved = save_checkpoint(tmp_path / "a.safetensors", model,
+                            training_state={"step": 370, "torch_rng": torch.get_rng_state()})
+    assert checkpoint_step(saved) == 370
+    plain = save_checkpoint(tmp_path / "b.safetensors", model)  # weights only: no step
+    assert checkpoint_step(plain) is None
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
+    assert checkpoint_step(tmp_path / "junk.safetensors") is None
+    index = hand_index(seed=3)
+    records = mine_now(index, index.row("s0", 1, 6), MiningRules(tau=2), step=370)
+    assert records and {r["step"] for r in records} == {370}

@@ -155,3 +155,50 @@ def test_other_margin_without_known_boxes_undoes_the_caches_margin(tmp_path):
                                    atol=2.0)
     finally:
         media.close()
+
+
+def test_viewing_rays_of_many_crops_are_each_crops_own(tmp_path):
+    from mcss_studio.core.camera import Calibration
+    from mcss_studio.core.model import crop_rays
+    from mcss_studio.core.pipeline import viewing_rays
+
+    plain = Calibration(K=np.array([[500.0, 0, 320], [0, 510, 240], [0, 0, 1]]), R=np.eye(3),
+                        t=np.zeros(3))
+    bent = Calibration(K=np.array([[800.0, 0, 300], [0, 800, 250], [0, 0, 1]]), R=np.eye(3),
+                       t=np.zeros(3), dist=np.array([-0.2, 0.05, 0.001, 0, 0]))
+    rng = np.random.default_rng(0)
+    corner = rng.uniform(0, 400, (10, 2))
+    regions = np.concatenate([corner, corner + rng.uniform(50, 200, (10, 1))], axis=1)
+    cals = [plain, bent] * 5  # frame by frame, view by view, as the pipeline passes them
+    rays = viewing_rays(regions, cals)
+    assert rays.shape == (10, 3) and rays.dtype == np.float32
+    for i in range(10):  # each crop with its own camera, distortion included
+        assert np.array_equal(rays[i], crop_rays(regions[i], cals[i].K, cals[i].dist))
+    assert not np.allclose(rays[1], crop_rays(regions[1], plain.K, plain.dist))
+
+
+def test_person_squares_are_computed_once_and_follow_corrected_boxes(recording, monkeypatch):
+    from mcss_studio.core import media as media_module
+
+    seq = open_sequence(recording)
+    media = MediaAccess(seq, None)
+    sizes = [(c.width, c.height) for c in seq.cameras]
+    boxes = np.stack([np.tile([[20.0, 10.0, 60.0, 90.0]], (seq.num_frames, 1))
+                      + 3 * np.arange(seq.num_frames)[:, None] + c for c in range(3)])
+    media.set_person_boxes(boxes)
+    calls = []
+    real = media_module.crop_squares
+    monkeypatch.setattr(media_module, "crop_squares",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    for t in range(seq.num_frames):  # the squares of each frame, as frame by frame
+        expected = real(boxes[:, t:t + 1], 0.2, sizes, 64)[:, 0]
+        assert np.array_equal(media.crop_regions(t, 64, 0.2), expected)
+    assert len(calls) == 1  # once for the whole sequence
+    media.crop_regions(2, 32, 0.2)  # another size: computed again
+    assert len(calls) == 2
+    boxes[:, 2] += 40  # the caller's array changed after it was set: no effect until set again
+    assert np.array_equal(media.crop_regions(2, 64, 0.2),
+                          real(boxes[:, 2:3] - 40, 0.2, sizes, 64)[:, 0])
+    media.set_person_boxes(boxes)  # a correction: the new squares
+    assert np.array_equal(media.crop_regions(2, 64, 0.2), real(boxes[:, 2:3], 0.2, sizes, 64)[:, 0])
+    media.close()

@@ -22,15 +22,22 @@ chunks and meta.json is written after them, so nothing half-written ever claims 
 
 Damage: opening checks every size and CRC-32 in meta.json and a chunk is read through zip's own
 CRC; a truncated or corrupt file makes the index (or chunk) stale, and it is rebuilt, never used.
-Float32 storage on disk; a float16 copy for fast candidate scans is made in memory when queries
+Float32 storage on disk; an int8 copy for fast candidate scans is made in memory when queries
 need it (core/knn.py, EmbeddingIndex.enable_fast_search).
+
+Throughput: a second thread cuts the next chunk's crops while the model embeds this one
+(_Cutter). It hides what releases the GIL (reading crop files from disk); Python work there
+(opening a sequence, per-frame cutting) still competes with the forward for the GIL, so for the
+small demo model it was measured a wash (README, embedding throughput).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
+import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -172,9 +179,8 @@ def _read_chunk(path: Path, frames: int, cameras: int, dim: int) -> dict | None:
     return chunk
 
 
-def _embed_chunk(pipeline, media: MediaAccess, frames: range, path: Path) -> dict:
-    """Embed frames (all cameras) and write the chunk complete-or-absent."""
-    predictions = pipeline.predict_frames(media, list(frames), place=False)
+def _save_chunk(predictions: list, path: Path) -> dict:
+    """The chunk of embedded frames (all cameras), written complete-or-absent."""
     chunk = {"embedding": np.stack([p.embedding for p in predictions]).astype(np.float32),
              "pose": np.stack([p.pose_cam for p in predictions]).astype(np.float32)}
     with atomic_open(path, "wb") as fh:
@@ -225,11 +231,8 @@ def build_index(
     except StaleIndexError:
         pass
     counter.total = sum(s.frames for s in plan.infos)
-    chunks, kept = [], _Kept()
-    for info in plan.infos:
-        with dataset.open(info.name) as seq:
-            chunks.append(_embed_sequence(pipeline, seq, info, plan.fingerprints[info.name],
-                                          cache_dir, folder, counter, kept))
+    kept = _Kept()
+    chunks = _embed_all(pipeline, dataset, plan, cache_dir, folder, counter, kept)
     _write_index(folder, plan, chunks, gt, digest, counter, kept)
     return open_index(folder, plan.fingerprints, verify=False)
 
@@ -260,28 +263,93 @@ class _Kept:
         return self.chunks.get(path) or _load_any(path)
 
 
-def _embed_sequence(pipeline, seq: MultiviewSequence, info: SequenceInfo, fingerprint: str,
-                    cache_dir: Path, folder: Path, counter: _Progress, kept: _Kept
-                    ) -> list[Path]:
-    """Chunks of one sequence, computing those not on disk yet; their paths in frame order."""
-    media = MediaAccess(seq, cache_dir)
-    media.attach_caches()
-    paths = []
-    try:
-        with writing(folder):
-            (folder / "chunks").mkdir(parents=True, exist_ok=True)
+def _embed_all(pipeline, dataset: Dataset, plan: _Plan, cache_dir: Path, folder: Path,
+               counter: _Progress, kept: _Kept) -> list[list[Path]]:
+    """Every sequence's chunk paths in frame order, computing those not on disk yet: a
+    _Cutter thread cuts the next chunk's crops while the model embeds this one."""
+    with writing(folder):
+        (folder / "chunks").mkdir(parents=True, exist_ok=True)
+    dim = pipeline.contract.embedding_dim
+    chunks, jobs = [], []
+    for info in plan.infos:
+        paths, missing = [], []
         for start in range(0, info.frames, CHUNK_FRAMES):
             frames = range(start, min(info.frames, start + CHUNK_FRAMES))
-            path = _chunk_path(folder, fingerprint, start)
-            if _read_chunk(path, len(frames), len(info.cameras), pipeline.contract.embedding_dim
-                           ) is None:
-                kept.add(path, _embed_chunk(pipeline, media, frames, path))
+            path = _chunk_path(folder, plan.fingerprints[info.name], start)
             paths.append(path)
-            counter.add(len(frames))
+            if _read_chunk(path, len(frames), len(info.cameras), dim) is None:
+                missing.append((frames, path))
+            else:
+                counter.add(len(frames))  # done by an earlier build
+        chunks.append(paths)
+        if missing:
+            jobs.append((info.name, missing))
+    cutter = _Cutter(pipeline, dataset, cache_dir, jobs)
+    try:
+        for path, cut in cutter:
+            kept.add(path, _save_chunk(pipeline.predict_cut(cut, place=False), path))
+            counter.add(len(cut.frames))
     finally:
-        if media.crop_cache is not None:
-            media.crop_cache.close()
-    return paths
+        cutter.stop()
+    return chunks
+
+
+class _Cutter:
+    """Cuts the crops (and rays) of the chunks to compute, in order, in a thread of its own,
+    at most AHEAD chunks before the model: cutting overlaps the forward pass where it waits on
+    files (the GIL is free then, and while torch computes). Iterating yields (chunk path,
+    CutFrames) and re-raises the thread's error; `stop` ends the thread early (a cancelled
+    build) and waits for it."""
+
+    AHEAD = 2
+    _DONE = object()
+
+    def __init__(self, pipeline, dataset: Dataset, cache_dir: Path,
+                 jobs: list[tuple[str, list[tuple[range, Path]]]]) -> None:
+        self.pipeline, self.dataset, self.cache_dir, self.jobs = pipeline, dataset, cache_dir, jobs
+        self.queue: queue.Queue = queue.Queue(self.AHEAD)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="embedding-crops", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for name, chunks in self.jobs:
+                with self.dataset.open(name) as seq:
+                    media = MediaAccess(seq, self.cache_dir)
+                    media.attach_caches()
+                    try:
+                        for frames, path in chunks:
+                            if not self._put((path, self.pipeline.cut_frames(media, frames))):
+                                return
+                    finally:
+                        if media.crop_cache is not None:
+                            media.crop_cache.close()
+            self._put(self._DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            self._put(exc)
+
+    def _put(self, item) -> bool:
+        while not self.stopping.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self):
+        while True:
+            item = self.queue.get()
+            if item is self._DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join()
 
 
 def _write_index(folder: Path, plan: _Plan, chunks: list[list[Path]], gt: list[np.ndarray],

@@ -10,13 +10,13 @@ Queries are exact. The exact scan: one matrix-vector product over the rows in qu
 matrix is used in place, read-only, often a memory map; never copied per query), the filters
 written into the score vector as +-inf, then np.argpartition for the k best. With
 `enable_fast_search` (faiss-cpu installed, at least FAST_MIN_ROWS rows), a nearest-first query
-over more than one sequence first scans a float16 copy for OVERFETCH candidates (core/knn.py),
-filters and re-ranks them in float32 with the same formula, and keeps the answer only when the
-k-th distance is provably below every row not scanned in; otherwise it runs the exact scan. So
-both give the same rows. benchmarks/bench_embeddings.py measured the backends (NumPy, torch
-float32 / float16 / bfloat16, faiss flat and 16-bit) on 1,000,000 x 128 embeddings; see the
-README. Distances are Euclidean, as the trainer ranks: the score q.e - |e|^2 / 2 orders rows
-like -|q - e|^2.
+over more than one sequence first scans an int8 copy (or a float16 one) for CANDIDATES rows
+(core/knn.py), filters and re-ranks them in float32 with the same formula, and keeps the answer
+only when the k-th squared distance is provably below that of every row not scanned in; else it
+scans once more for RETRY_CANDIDATES rows, and then runs the exact scan. So both give the same
+rows. benchmarks/bench_embeddings.py measures the float32 scan, the float16 and the int8 copies
+side by side on 1,000,000 x 128 embeddings; see the README. Distances are Euclidean, as the
+trainer ranks: the score q.e - |e|^2 / 2 orders rows like -|q - e|^2.
 No Qt; a query reads shared arrays only, so any thread may run one.
 """
 
@@ -31,8 +31,9 @@ from . import knn
 from .geometry import paired_pose_distance, procrustes_align
 
 SCOPES = ("any", "same", "other")
-FAST_MIN_ROWS = 100_000  # below this the exact scan takes a few ms: no 16-bit copy is made
-OVERFETCH = 256  # candidates of the 16-bit scan per query (at least 8 k)
+FAST_MIN_ROWS = 100_000  # below this the exact scan takes a few ms: no compact copy is made
+CANDIDATES = 256  # rows the compact copy's scan returns per query (at least 8 k)
+RETRY_CANDIDATES = 4096  # the second scan's, when the first cannot prove its answer
 
 
 @dataclass(frozen=True)
@@ -167,14 +168,15 @@ class EmbeddingIndex:
         return pose if np.isfinite(pose).all() else None
 
     # -- queries --------------------------------------------------------------------------------
-    def enable_fast_search(self, kind: str = "float16", min_rows: int = FAST_MIN_ROWS) -> bool:
-        """Make the 16-bit candidate scan (core/knn.py; about 2 bytes per value beside the
-        matrix, built once in a second or so per million rows) when faiss-cpu is installed and
-        the index has at least min_rows rows; whether queries now use it."""
+    def enable_fast_search(self, kind: str = "int8", min_rows: int = FAST_MIN_ROWS) -> bool:
+        """Make the compact copy for the candidate scan (core/knn.py; 1 byte per value for
+        "int8", 2 for "float16", beside the matrix, built once in a second or so per million
+        rows) when faiss-cpu is installed and the index has at least min_rows rows; whether
+        queries now use it."""
         if self._scan is None and len(self) >= max(1, min_rows) and knn.available():
             try:
                 self._scan = knn.CandidateScan(self.embeddings, kind)
-            except ValueError:  # values beyond float16: the exact scan serves
+            except ValueError:  # values beyond float16's range, or not finite: the exact scan
                 return False
         return self._scan is not None
 
@@ -183,27 +185,31 @@ class EmbeddingIndex:
         fewer are allowed."""
         filt = filt or NeighbourFilter()
         if self._scan is not None and filt.sequence != "same" and not filt.least_similar:
-            found = self._query_candidates(row, int(k), filt)
-            if found is not None:
-                self.fast_answers += 1
-                return found
+            for count in (max(CANDIDATES, 8 * int(k)), max(RETRY_CANDIDATES, 16 * int(k))):
+                found = self._query_candidates(row, int(k), filt, count)
+                if found is not None:
+                    self.fast_answers += 1
+                    return found
         self.exact_answers += 1
         return self._query_exact(row, k, filt)
 
-    def _query_candidates(self, row: int, k: int, filt: NeighbourFilter) -> Neighbours | None:
-        """The answer from the 16-bit scan's candidates re-ranked in float32, or None when it
-        cannot be proven exact (too few allowed candidates, or the k-th not below the floor)."""
+    def _query_candidates(
+        self, row: int, k: int, filt: NeighbourFilter, count: int
+    ) -> Neighbours | None:
+        """The answer from the compact scan's `count` candidates re-ranked in float32, or None
+        when it cannot be proven exact (too few allowed candidates, or the k-th squared
+        distance not below the floor of every row left out)."""
         q = np.asarray(self.embeddings[row], np.float32)
-        rows, floor = self._scan.candidates(q, max(OVERFETCH, 8 * k))
+        rows, floor = self._scan.candidates(q, count)
         rows = np.sort(rows[self._allowed(rows, row, filt)])
         if k <= 0 or (len(rows) < k and floor != -np.inf):
             return None
         scores = np.asarray(self.embeddings[rows], np.float32) @ q - self.half_norm2[rows]
         best = np.argsort(-scores, kind="stable")[:k]
         d2 = 2.0 * (float(self.half_norm2[row]) - scores[best])
-        distances = np.sqrt(np.maximum(d2, 0.0)).astype(np.float32)
-        if len(best) and float(distances[-1]) > floor:
+        if len(best) and floor != -np.inf and not float(d2[-1]) < floor:
             return None
+        distances = np.sqrt(np.maximum(d2, 0.0)).astype(np.float32)
         return Neighbours(row, rows[best].astype(np.int64), distances, filt)
 
     def _allowed(self, rows: np.ndarray, row: int, filt: NeighbourFilter) -> np.ndarray:

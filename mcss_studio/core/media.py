@@ -78,6 +78,9 @@ class MediaAccess:
         method = choose_box_method(sequence)
         self._person_boxes = (gt_boxes(sequence) if method == "gt"
                               else sequence.boxes if method == "file" else None)
+        # (person boxes, size, margin, their (C, T, 4) squares): computed once per boxes, where
+        # a frame at a time cost a tenth of an embedding index build's CPU
+        self._squares: tuple[np.ndarray, int, float, np.ndarray] | None = None
 
     # -- caches -------------------------------------------------------------------------------
     def attach_caches(self) -> bool:
@@ -175,7 +178,7 @@ class MediaAccess:
     def set_person_boxes(self, boxes: np.ndarray) -> None:
         """Boxes corrected by the user (C, T, 4): shown, cut with, and crops of the cache made
         with other squares are no longer served (see `_crop`) until a build re-cuts them."""
-        boxes = np.asarray(boxes, dtype=np.float64)
+        boxes = np.array(boxes, dtype=np.float64)  # a copy: the squares of it are kept
         if boxes.shape != (len(self.sequence.cameras), self.sequence.num_frames, 4):
             raise ValueError(f"boxes of shape {boxes.shape} do not fit the sequence")
         self._person_boxes = boxes
@@ -210,13 +213,23 @@ class MediaAccess:
         if person is None and cache is not None and self.crops_cached_for(size, margin, cache):
             return np.asarray(cache.boxes[:, t], dtype=np.float64)
         if person is not None:
-            boxes = person[:, t]
-        elif cache is not None:  # only the cache's squares are known: undo its margin
+            return self._person_squares(person, size, margin)[:, t].copy()
+        if cache is not None:  # only the cache's squares are known: undo its margin
             boxes = _unpadded(cache.boxes[:, t], cache.margin)
         else:
             boxes = np.full((len(self.sequence.cameras), 4), np.nan)
         sizes = [(c.width, c.height) for c in self.sequence.cameras]
         return crop_squares(boxes[:, None], margin, sizes, size)[:, 0]
+
+    def _person_squares(self, person: np.ndarray, size: int, margin: float) -> np.ndarray:
+        """(C, T, 4) crop squares of the person boxes `person` for every frame (cache.crop_squares
+        works box by box: the same squares as frame by frame)."""
+        memo = self._squares
+        if memo is None or memo[0] is not person or memo[1:3] != (size, margin):
+            sizes = [(c.width, c.height) for c in self.sequence.cameras]
+            memo = (person, size, margin, crop_squares(person, margin, sizes, size))
+            self._squares = memo  # one assignment: a reader in another thread sees old or new
+        return memo[3]
 
     def crops(self, t: int, size: int, margin: float) -> tuple[np.ndarray, np.ndarray]:
         """All views' crops of frame t (C, size, size, 3) and their square regions (C, 4)."""

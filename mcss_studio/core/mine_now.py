@@ -59,20 +59,34 @@ class MiningRules:
     def of_checkpoint(cls, path: str | os.PathLike[str]) -> MiningRules:
         """The rules a checkpoint was trained with (the train_config its trainer stored in the
         safetensors header; only the header is read), else the defaults."""
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(path), framework="pt", device="cpu") as f:
-                raw = (f.metadata() or {}).get("mcss")
-            config = json.loads(raw).get("train_config") if raw else None
-        except Exception:  # noqa: BLE001 - unreadable here: the checkpoint loader reports it
-            return cls()
+        config = _checkpoint_header(path).get("train_config")
         return cls.from_config(config) if isinstance(config, dict) else cls()
 
     def text(self) -> str:
         window = f"{self.tau} <= |dt|" + (f" <= {self.tau_max}" if self.tau_max else "")
         other = " or another sequence" if self.cross_sequence_negatives else ""
         return f"{self.mining}, negatives at {window}{other}, margin {self.margin:g}"
+
+
+def checkpoint_step(path: str | os.PathLike[str]) -> int | None:
+    """The training step a checkpoint was saved at (its training state, from the header only),
+    None when it has none or cannot be read: what "Mine now" shows as its triplets' step."""
+    state = _checkpoint_header(path).get("training_state")
+    step = state.get("step") if isinstance(state, dict) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else None
+
+
+def _checkpoint_header(path: str | os.PathLike[str]) -> dict:
+    """The MCSS document of a checkpoint's safetensors header; {} when unreadable."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            raw = (f.metadata() or {}).get("mcss")
+        document = json.loads(raw) if raw else {}
+    except Exception:  # noqa: BLE001 - unreadable here: the checkpoint loader reports it
+        return {}
+    return document if isinstance(document, dict) else {}
 
 
 def mining_batch(index: EmbeddingIndex, row: int, rules: MiningRules,
@@ -117,8 +131,9 @@ def mine_batch(index: EmbeddingIndex, rows: np.ndarray, rules: MiningRules) -> T
                          rules.tau_max, rules.cross_sequence_negatives)
 
 
-def mine_now(index: EmbeddingIndex, row: int, rules: MiningRules) -> list[dict]:
-    """Triplet-log records of the mined triplets anchored at `row`'s instant, worst first."""
+def mine_now(index: EmbeddingIndex, row: int, rules: MiningRules, step: int = 0) -> list[dict]:
+    """Triplet-log records of the mined triplets anchored at `row`'s instant, worst first;
+    `step`: the checkpoint's training step (checkpoint_step), written as each record's step."""
     rows = mining_batch(index, row, rules)
     triplets = mine_batch(index, rows, rules)
     anchor_rows = rows[triplets.anchor.numpy()]
@@ -128,7 +143,7 @@ def mine_now(index: EmbeddingIndex, row: int, rules: MiningRules) -> list[dict]:
     violation = d_ap - d_an + rules.margin
     chosen = np.flatnonzero(here)
     chosen = chosen[np.argsort(-violation[chosen], kind="stable")]
-    return [{"step": 0, "mining": rules.mining,
+    return [{"step": int(step), "mining": rules.mining,
              "anchor": _ref(index, int(rows[triplets.anchor[k]])),
              "positive": _ref(index, int(rows[triplets.positive[k]])),
              "negative": _ref(index, int(rows[triplets.negative[k]])),

@@ -24,7 +24,7 @@ from .errors import UserInputError
 from .inference import Predictor
 from .joints import JOINT_NAMES
 from .media import MediaAccess
-from .model import crop_rays
+from .model import RAY_DIM, crop_rays
 from .posing import place_in_world, project_views
 
 
@@ -49,9 +49,17 @@ class Prediction:
 
 
 def viewing_rays(regions: np.ndarray, calibrations: Sequence[Calibration | None]) -> np.ndarray:
-    """(C, 3) viewing ray of each crop region; needs every view calibrated."""
-    return np.stack([crop_rays(np.asarray(r, float), c.K, c.dist)
-                     for r, c in zip(regions, calibrations)])
+    """(N, 3) viewing ray of each crop region (N, 4) seen by calibrations[i]; needs every view
+    calibrated. The regions of one calibration go through crop_rays at once."""
+    regions = np.asarray(regions, np.float64).reshape(-1, 4)
+    out = np.empty((len(regions), RAY_DIM), np.float32)
+    rows_of: dict[int, list[int]] = {}
+    for i, c in enumerate(calibrations):
+        rows_of.setdefault(id(c), []).append(i)
+    for rows in rows_of.values():
+        c = calibrations[rows[0]]
+        out[rows] = crop_rays(regions[rows], c.K, c.dist)
+    return out
 
 
 def _place(
@@ -80,6 +88,20 @@ def _check_joints(path: Path, names: Sequence[str]) -> None:
                    f"instead of {', '.join(n for n in JOINT_NAMES if n not in names)}")
     raise UserInputError(path, f"the model predicts {problem}; the Studio needs the "
                                "Human3.6M 17-joint order of core/joints.py")
+
+
+@dataclass
+class CutFrames:
+    """The model's inputs for some synchronised frames (PosePipeline.cut_frames): crops (F*C,
+    S, S, 3) uint8 frame by frame, view by view, their regions (F*C, 4), viewing rays (F*C, 3)
+    or None, and the seconds the cutting took."""
+
+    frames: list[int]
+    calibrations: list[Calibration | None]
+    crops: np.ndarray
+    regions: np.ndarray
+    rays: np.ndarray | None
+    seconds: float = 0.0
 
 
 class PosePipeline:
@@ -132,39 +154,56 @@ class PosePipeline:
         """All views' crops of frame t as the model expects them, and their regions."""
         return media.crops(t, self.contract.crop_size, self.contract.crop_margin)
 
+    def cut_frames(self, media: MediaAccess, frames: Sequence[int]) -> CutFrames:
+        """The model's inputs for synchronised frames of `media`'s sequence: every view's crop
+        and, where the model reads them and the cameras are calibrated, viewing rays. Touches
+        only `media`, not the model: a second thread may cut the next batch while the model
+        runs this one (the embedding index does)."""
+        start = time.perf_counter()
+        cals = [c.calibration for c in media.sequence.cameras]
+        views = len(cals)
+        size = self.contract.crop_size
+        crops = np.empty((len(frames) * views, size, size, 3), np.uint8)
+        regions = np.empty((len(frames) * views, 4), np.float64)
+        for i, t in enumerate(frames):  # written in place: no per-frame arrays to join
+            crops[i * views:(i + 1) * views], regions[i * views:(i + 1) * views] = \
+                self.crops(media, int(t))
+        rays = None  # where each crop sits in its image: the camera-frame orientation needs it
+        if self.contract.uses_rays and frames and all(c is not None for c in cals):
+            rays = viewing_rays(regions, cals * len(frames))
+        return CutFrames([int(t) for t in frames], cals, crops, regions, rays,
+                         time.perf_counter() - start)
+
+    def predict_cut(self, cut: CutFrames, place: bool = True) -> list[Prediction]:
+        """Predictions for frames cut by `cut_frames`, all in one batch (see predict_frames)."""
+        if not cut.frames:
+            return []
+        start = time.perf_counter()
+        out = self.predictor.predict(cut.crops, rays=cut.rays)
+        seconds = (cut.seconds + time.perf_counter() - start) / len(cut.frames)
+        views = len(cut.calibrations)
+        predictions = []
+        for i, t in enumerate(cut.frames):
+            part = slice(i * views, (i + 1) * views)
+            pose_cam = np.asarray(out["pose_cam"][part], dtype=np.float64)
+            if place:
+                pose_world, points2d = _place(pose_cam, cut.regions[part], cut.calibrations)
+            else:
+                pose_world, points2d = None, np.full(pose_cam.shape[:2] + (2,), np.nan)
+            predictions.append(Prediction(
+                frame=t, pose_cam=pose_cam, pose_world=pose_world, points2d=points2d,
+                embedding=np.asarray(out["embedding"][part]), regions=cut.regions[part],
+                seconds=seconds,
+            ))
+        return predictions
+
     def predict_frames(
         self, media: MediaAccess, frames: Sequence[int], place: bool = True
     ) -> list[Prediction]:
         """Predictions for synchronised frames of `media`'s sequence, all views of all frames
         through the model in one batch. place=False skips the world pose and the 2D skeletons
         (pose_world None, points2d NaN): the embedding index needs neither."""
-        start = time.perf_counter()
-        cals = [c.calibration for c in media.sequence.cameras]
-        views = len(cals)
-        cut = [self.crops(media, int(t)) for t in frames]
-        if not cut:
-            return []
-        crops = np.concatenate([c for c, _ in cut])
-        regions = np.concatenate([r for _, r in cut])
-        rays = None  # where each crop sits in its image: the camera-frame orientation needs it
-        if self.contract.uses_rays and all(c is not None for c in cals):
-            rays = viewing_rays(regions, cals * len(cut))
-        out = self.predictor.predict(crops, rays=rays)
-        seconds = (time.perf_counter() - start) / len(cut)
-        predictions = []
-        for i, t in enumerate(frames):
-            part = slice(i * views, (i + 1) * views)
-            pose_cam = np.asarray(out["pose_cam"][part], dtype=np.float64)
-            if place:
-                pose_world, points2d = _place(pose_cam, regions[part], cals)
-            else:
-                pose_world, points2d = None, np.full(pose_cam.shape[:2] + (2,), np.nan)
-            predictions.append(Prediction(
-                frame=int(t), pose_cam=pose_cam, pose_world=pose_world, points2d=points2d,
-                embedding=np.asarray(out["embedding"][part]), regions=regions[part],
-                seconds=seconds,
-            ))
-        return predictions
+        return self.predict_cut(self.cut_frames(media, frames), place)
 
     def predict_frame(self, media: MediaAccess, t: int) -> Prediction:
         """The prediction for synchronised frame t, all views in one batch."""

@@ -42,6 +42,9 @@ PALETTE = [QColor(c) for c in ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a
                                "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac", "#86bcb6", "#d37295")]
 BINS = 12
 SELECT_MODES = ("box", "lasso")
+# drawing order over the points (z 0): the selection's rings, the box or lasso drawn, the
+# current crop's star on top
+RINGS_Z, SHAPE_Z, CURRENT_Z = 10, 15, 20
 PICK_PX = 8.0  # how near (screen pixels) the pointer must be to pick a point
 
 
@@ -116,12 +119,13 @@ class _MapViewBox(pg.ViewBox):
     def __init__(self) -> None:
         super().__init__()
         self.mode = "box"
-        pen = pg.mkPen((255, 210, 0), width=1, style=Qt.PenStyle.DashLine)
+        pen = pg.mkPen((255, 210, 0), width=2, style=Qt.PenStyle.DashLine)
         self.band = QGraphicsRectItem()
         self.lasso = QGraphicsPathItem()
         for item in (self.band, self.lasso):
             item.setPen(pen)
             item.setBrush(pg.mkBrush(255, 210, 0, 40))
+            item.setZValue(SHAPE_Z)  # above the selection rings, which would hide the outline
             item.hide()
             self.addItem(item, ignoreBounds=True)
         self._lasso_points: list[QPointF] = []
@@ -217,8 +221,9 @@ class EmbeddingMapPanel(QWidget):
         self.picked = pg.ScatterPlotItem(size=9, pen=pg.mkPen("w", width=1.5), brush=None)
         self.current = pg.ScatterPlotItem(size=20, symbol="star", pen=pg.mkPen("k", width=1),
                                           brush=pg.mkBrush(255, 220, 0))
+        self.picked.setZValue(RINGS_Z)
+        self.current.setZValue(CURRENT_Z)
         for item in (self.picked, self.current):
-            item.setZValue(10)
             self.plot.addItem(item)
         self.hover_image = QLabel()
         self.hover_image.setFixedSize(128, 128)

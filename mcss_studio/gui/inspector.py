@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.mine_now import IndexCrops, MiningRules, mine_now
+from ..core.mine_now import IndexCrops, MiningRules, checkpoint_step, mine_now
 from ..core.runcrops import RunCrops
 from ..core.triplets import KAPPA, RunChunk, RunData, RunFollower, StepStats, parse_triplets
 from .state import StudioState
@@ -70,12 +70,13 @@ class RunLogWorker(LatestRequestWorker):
 
 
 class MineWorker(LatestRequestWorker):
-    """Runs "Mine now" off the UI thread. Request: (serial, index, row, rules); result:
-    (serial, index, row, rules, records)."""
+    """Runs "Mine now" off the UI thread. Request: (serial, index, row, rules, checkpoint);
+    result: (serial, index, row, rules, checkpoint step or None, records)."""
 
     def process(self, request):
-        serial, index, row, rules = request
-        return serial, index, row, rules, mine_now(index, row, rules)
+        serial, index, row, rules, checkpoint = request
+        step = checkpoint_step(checkpoint) if checkpoint is not None else None
+        return serial, index, row, rules, step, mine_now(index, row, rules, step or 0)
 
 
 class MinerPlots(pg.GraphicsLayoutWidget):
@@ -474,11 +475,12 @@ class InspectorPanel(QWidget):
             return False
         self._mine_serial += 1
         self.mine_button.setText("Mining...")
-        self.mine_worker.submit((self._mine_serial, index, row, self.mining_rules()))
+        self.mine_worker.submit((self._mine_serial, index, row, self.mining_rules(),
+                                 self.state.checkpoint))
         return True
 
     def _mined(self, result) -> None:
-        serial, index, row, rules, records = result
+        serial, index, row, rules, step, records = result
         if serial != self._mine_serial:
             return
         self.mine_button.setText("Mine now")
@@ -494,7 +496,7 @@ class InspectorPanel(QWidget):
             self._run_steps = self.model.view.steps  # restored by "Show run"
         self.mined = mined
         self.show_run_button.setVisible(self.run is not None)
-        self.model.set_run(mined)
+        self.model.set_run(mined, mined_now=True, mined_at=step)
         self.set_step_range(None, None)
         self._set_crops(lambda i=index: IndexCrops(i))
         self._measure_poses()

@@ -162,6 +162,8 @@ class TripletTableModel(QAbstractTableModel):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.data_: RunData | None = None
+        self.mined_now = False  # the rows are "Mine now" triplets, not a run's logged ones
+        self.mined_at: int | None = None  # then: the checkpoint's training step, if known
         self.view = TripletView("step")  # the filter and sort; its order: row -> triplet
         self._shown = 0  # triplets of the run the view has seen
         self.thumbs: OrderedDict[ThumbKey, QImage | None] = OrderedDict()
@@ -173,9 +175,13 @@ class TripletTableModel(QAbstractTableModel):
         self._thumbs_arrived.timeout.connect(self._repaint_thumbs)
 
     # -- contents -------------------------------------------------------------------------------
-    def set_run(self, data: RunData | None) -> None:
+    def set_run(self, data: RunData | None, mined_now: bool = False,
+                mined_at: int | None = None) -> None:
+        """Show a run's logged triplets, or "Mine now" triplets (mined_at: the training step of
+        the checkpoint they were mined with, None when it is not known)."""
         self.beginResetModel()
         self.data_ = data
+        self.mined_now, self.mined_at = mined_now, mined_at if mined_now else None
         self.reset_thumbnails()
         self._rebuild()
         self.endResetModel()
@@ -288,6 +294,10 @@ class TripletTableModel(QAbstractTableModel):
             return self._ref_data(t.ref(i, ROLE_COLUMNS[col]), role)
         if role == Qt.ItemDataRole.DisplayRole:
             return self._number_text(col, i)
+        if role == Qt.ItemDataRole.ToolTipRole and col == 0 and self.mined_now:
+            return ("mined now with the loaded checkpoint" + (
+                "" if self.mined_at is None else
+                f", saved at training step {self.mined_at}") + "; not a logged training step")
         if role == Qt.ItemDataRole.TextAlignmentRole:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ForegroundRole and col == VIOLATION_COLUMN:
@@ -299,7 +309,7 @@ class TripletTableModel(QAbstractTableModel):
     def _number_text(self, col: int, i: int) -> str:
         t = self.data_.triplets
         if col == 0:
-            return str(int(t.col("step")[i]))
+            return self.step_text() if self.mined_now else str(int(t.col("step")[i]))
         one = np.array([i])
         if col == 7:
             dt = t.dt(one)[0]
@@ -307,6 +317,10 @@ class TripletTableModel(QAbstractTableModel):
         value = {4: t.col("d_ap"), 5: t.col("d_an"), POSE_COLUMN: t.col("pose")}.get(col)
         value = t.violation(one)[0] if value is None else value[i]
         return "-" if np.isnan(value) else f"{value:.3f}"
+
+    def step_text(self) -> str:
+        """The step cell of "Mine now" rows: mined now, with the checkpoint's training step."""
+        return "now" if self.mined_at is None else f"now\nckpt {self.mined_at}"
 
     def _ref_data(self, ref: FrameRef, role):
         if role == Qt.ItemDataRole.DisplayRole:
