@@ -54,6 +54,18 @@ def fitted_pixmap(rgb: np.ndarray, size: tuple[int, int]) -> QPixmap:
     return QPixmap.fromImage(image.copy())  # the copy owns its pixels: the pixmap may share them
 
 
+BOX_EDGE_PAD = 6.0  # widget px the box's pen and editing handles reach around its edges
+
+
+def _clear_of_edges(rect: QRectF, area: QRect) -> bool:
+    """Whether widget region `area` lies inside or outside `rect`, clear of its edges by
+    BOX_EDGE_PAD, so that drawing the box (edges, handles) touches none of it."""
+    pad = BOX_EDGE_PAD
+    inner = rect.adjusted(pad, pad, -pad, -pad)
+    where = QRectF(area)
+    return inner.contains(where) or not rect.adjusted(-pad, -pad, pad, pad).intersects(where)
+
+
 _CAPTION_FONT: list[tuple[QFont, QFontMetrics]] = []  # made on first use: fonts need the app
 
 
@@ -83,6 +95,9 @@ class CameraView(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(80, 60)
         self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        # paintEvent fills every pixel it repaints: Qt need not paint the parents' background
+        # under it first (a labelling drag repaints small regions of many views)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent, True)
         self._array: np.ndarray | None = None
         self._image: QImage | None = None
         self._scaled: QPixmap | None = None  # the frame scaled for the fitted zoom
@@ -104,6 +119,7 @@ class CameraView(QWidget):
         self.show_labels = True
         self.label_rects: list = []  # where the last paint put each joint's name (None: left out)
         self.paint_count = 0
+        self._caption_memo: tuple[str, QRect] = ("", QRect())  # caption text, its box
 
     # -- content ------------------------------------------------------------------------------
     def set_frame(self, rgb: np.ndarray, scale: float, frame_index: int, full_res: bool) -> None:
@@ -162,7 +178,7 @@ class CameraView(QWidget):
         if self._image is not None:
             self._draw_frame(p, xf)
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        self._draw_box(p, xf)
+        self._draw_box(p, xf, event.rect())
         if self.gt is not None:
             self._draw_skeleton(p, xf, self.gt, gt=True)
         if self.skeleton is not None:
@@ -180,10 +196,13 @@ class CameraView(QWidget):
         return self.native_to_widget().mapRect(
             QRectF(QPointF(*map(float, self.box[:2])), QPointF(*map(float, self.box[2:]))))
 
-    def _draw_box(self, p: QPainter, xf: QTransform) -> None:
-        """The person box; while editing also its handles, and a drag's box over the old one."""
+    def _draw_box(self, p: QPainter, xf: QTransform, area: QRect) -> None:
+        """The person box; while editing also its handles, and a drag's box over the old one
+        (nothing when the repainted `area` is clear of the box's edges)."""
         rect = self.box_rect()
         dragged = None if self.box_drag is None else self.box_drag.box
+        if rect is not None and dragged is None and _clear_of_edges(rect, area):
+            return
         if rect is not None:
             pen = QPen(KEYED_BOX_COLOR if self.box_keyed else BOX_COLOR, 1.5)
             if dragged is not None:
@@ -278,8 +297,12 @@ class CameraView(QWidget):
         return text
 
     def _caption_rect(self) -> QRect:
-        metrics = _caption_font()[1]
-        return QRect(0, 0, metrics.horizontalAdvance(self._caption()) + 8, metrics.height() + 4)
+        text = self._caption()
+        if self._caption_memo[0] != text:  # measured once per text: every repaint asks
+            metrics = _caption_font()[1]
+            self._caption_memo = (text, QRect(0, 0, metrics.horizontalAdvance(text) + 8,
+                                              metrics.height() + 4))
+        return QRect(self._caption_memo[1])
 
     def _draw_caption(self, p: QPainter) -> None:
         font, metrics = _caption_font()
