@@ -79,15 +79,19 @@ _BONES_BY_SIDE: dict[str, list[tuple[int, tuple[int, int]]]] = {}  # side: [(ind
 for _k, _bone in enumerate(BONES):
     _BONES_BY_SIDE.setdefault(_side(_bone[1]), []).append((_k, _bone))
 _BONE_A, _BONE_B = (np.array(ends) for ends in zip(*BONES))
-_NEIGHBOURS = [[a if b == j else b for a, b in BONES if j in (a, b)]
+_NEIGHBOURS = [np.array([a if b == j else b for a, b in BONES if j in (a, b)], int)
                for j in range(len(JOINT_NAMES))]
-_MARK_PAD = 14.0  # widget px around a joint's marks: the outlier ring (10) and pens
+# how far (widget px) each kind of mark reaches beyond the points it joins, with a pixel of
+# antialiasing and one to spare: a dot (radius 5.5 for the current joint, rim pen 1.5), an
+# outlier's ring (10, pen 2.5), a cross (arms 5, square-capped pen 1.5), a line (pen 1.5)
+_DOT_REACH, _RING_REACH, _CROSS_REACH, _LINE_REACH = 9.0, 14.0, 8.0, 4.0
 _J = len(JOINT_NAMES)
 # every mark a view draws, as the two of its points (J clicks, then J reprojections) it spans:
 # the dots (a click to itself), crosses (a reprojection to itself), residual lines (a click to
 # its reprojection), then the bones (a click to a click), in the order of BONES
 _MARK_FROM = np.concatenate([np.arange(_J), _J + np.arange(_J), np.arange(_J), _BONE_A])
 _MARK_TO = np.concatenate([np.arange(_J), _J + np.arange(_J), _J + np.arange(_J), _BONE_B])
+_OTHER_REACH = np.array([_CROSS_REACH] * _J + [_LINE_REACH] * (_J + len(BONES)))  # not dots
 _NAME_FONT: list[tuple[QFont, QFontMetrics]] = []  # made on first use: fonts need the app
 
 
@@ -100,14 +104,16 @@ def _name_font() -> tuple[QFont, QFontMetrics]:
     return _NAME_FONT[0]
 
 
-def _marks_meeting(area: QRect, points: np.ndarray) -> list[bool]:
+def _marks_meeting(area: QRect, points: np.ndarray, outliers: np.ndarray) -> list[bool]:
     """For each mark of _MARK_FROM/_MARK_TO: whether the box its two ends span in `points`
-    (a view's widget px: clicks, then reprojections), padded by _MARK_PAD, meets `area` (the
-    mark may then show in it); a mark with a NaN end: False."""
+    (a view's widget px: clicks, then reprojections), padded by how far the mark reaches, meets
+    `area` (the mark may then show in it); a mark with a NaN end: False. `outliers` (J,): the
+    joints whose dots have the outlier ring."""
     a, b = points[_MARK_FROM], points[_MARK_TO]
-    lo = (area.left() - _MARK_PAD, area.top() - _MARK_PAD)
-    hi = (area.right() + 1 + _MARK_PAD, area.bottom() + 1 + _MARK_PAD)
-    return np.all((np.minimum(a, b) <= hi) & (np.maximum(a, b) >= lo), axis=1).tolist()
+    reach = np.concatenate([np.where(outliers, _RING_REACH, _DOT_REACH), _OTHER_REACH])[:, None]
+    lo, hi = (area.left(), area.top()), (area.right() + 1, area.bottom() + 1)
+    return np.all((np.minimum(a, b) - reach <= hi) & (np.maximum(a, b) + reach >= lo),
+                  axis=1).tolist()
 
 
 class LabelView(CameraView):
@@ -185,19 +191,23 @@ class LabelView(CameraView):
     def _joint_region(self, j: int, xf: QTransform) -> QRect:
         """Widget pixels that drawing joint j touches: its dot, ring, cross, residual line, the
         bones to its neighbours in this view and, for the current joint, its name box."""
-        ends = [self.clicks[j], self.reprojected[j]]
-        if np.all(np.isfinite(self.clicks[j])):
-            ends += [self.clicks[k] for k in _NEIGHBOURS[j]]
         s, dx, dy = xf.m11(), xf.dx(), xf.dy()  # the transform only scales and moves
-        xs, ys = [], []
-        for x, y in np.array(ends).tolist():
-            if math.isfinite(x) and math.isfinite(y):
-                xs.append(x * s + dx)
-                ys.append(y * s + dy)
         region = QRectF()
-        if xs:
-            region = QRectF(min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)).adjusted(
-                -_MARK_PAD, -_MARK_PAD, _MARK_PAD, _MARK_PAD)
+
+        def add(ends: list[list[float]], reach: float) -> QRectF:
+            xs, ys = [x * s + dx for x, _ in ends], [y * s + dy for _, y in ends]
+            return region.united(QRectF(min(xs) - reach, min(ys) - reach,
+                                        max(xs) - min(xs) + 2 * reach,
+                                        max(ys) - min(ys) + 2 * reach))
+
+        click, reproj = self.clicks[j].tolist(), self.reprojected[j].tolist()
+        if math.isfinite(reproj[0]) and math.isfinite(reproj[1]):
+            region = add([reproj], _CROSS_REACH)  # the residual line lies between the two
+        if math.isfinite(click[0]) and math.isfinite(click[1]):
+            region = add([click], _RING_REACH if self.outliers[j] else _DOT_REACH)
+            for x, y in self.clicks[_NEIGHBOURS[j]].tolist():
+                if math.isfinite(x) and math.isfinite(y):
+                    region = add([click, [x, y]], _LINE_REACH)
         if j == self.current:
             region = region.united(QRectF(self._current_box(xf)).adjusted(-2, -2, 2, 2))
         return region.toAlignedRect()
@@ -210,7 +220,7 @@ class LabelView(CameraView):
         pixels there come out the same)."""
         scale, offset = (xf.m11(), xf.m22()), (xf.dx(), xf.dy())
         points = np.concatenate([self.clicks, self.reprojected]) * scale + offset  # widget px
-        meets = _marks_meeting(area, points)
+        meets = _marks_meeting(area, points, self.outliers)
         finite = np.isfinite(points).all(axis=1).tolist()
         points = points.tolist()
         clicks, reproj, placed = points[:_J], points[_J:], finite[:_J]
@@ -273,13 +283,14 @@ class LabelView(CameraView):
     def _current_text(self) -> str:
         j = self.current
         text = JOINT_NAMES[j]
+        error = float(self.errors[j])
         if self.occluded[j]:
             text += "  occluded here"
-        elif np.isfinite(self.errors[j]):
-            text += f"  {self.errors[j]:.1f} px"
+        elif math.isfinite(error):
+            text += f"  {error:.1f} px"
             if self.outliers[j]:
                 text += "  OUTLIER"
-        elif not np.all(np.isfinite(self.clicks[j])):
+        elif not all(math.isfinite(v) for v in self.clicks[j].tolist()):
             text += "  click to place"
         return text
 

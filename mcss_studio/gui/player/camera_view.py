@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
@@ -191,10 +193,15 @@ class CameraView(QWidget):
 
     def box_rect(self) -> QRectF | None:
         """The shown box in widget px, None without one."""
-        if self.box is None or not np.all(np.isfinite(self.box)):
+        if self.box is None:
             return None
-        return self.native_to_widget().mapRect(
-            QRectF(QPointF(*map(float, self.box[:2])), QPointF(*map(float, self.box[2:]))))
+        x0, y0, x1, y1 = np.asarray(self.box, np.float64).tolist()
+        if not all(map(math.isfinite, (x0, y0, x1, y1))):
+            return None
+        xf = self.native_to_widget()  # only scales and moves: the corners map to corners
+        s, dx, dy = xf.m11(), xf.dx(), xf.dy()
+        return QRectF(QPointF(x0 * s + dx, y0 * s + dy),
+                      QPointF(x1 * s + dx, y1 * s + dy)).normalized()
 
     def _draw_box(self, p: QPainter, xf: QTransform, area: QRect) -> None:
         """The person box; while editing also its handles, and a drag's box over the old one
