@@ -91,7 +91,8 @@ _J = len(JOINT_NAMES)
 # its reprojection), then the bones (a click to a click), in the order of BONES
 _MARK_FROM = np.concatenate([np.arange(_J), _J + np.arange(_J), np.arange(_J), _BONE_A])
 _MARK_TO = np.concatenate([np.arange(_J), _J + np.arange(_J), _J + np.arange(_J), _BONE_B])
-_OTHER_REACH = np.array([_CROSS_REACH] * _J + [_LINE_REACH] * (_J + len(BONES)))  # not dots
+_REACH = np.array([[_DOT_REACH]] * _J + [[_CROSS_REACH]] * _J
+                  + [[_LINE_REACH]] * (_J + len(BONES)))  # (marks, 1)
 _NAME_FONT: list[tuple[QFont, QFontMetrics]] = []  # made on first use: fonts need the app
 
 
@@ -110,7 +111,10 @@ def _marks_meeting(area: QRect, points: np.ndarray, outliers: np.ndarray) -> lis
     `area` (the mark may then show in it); a mark with a NaN end: False. `outliers` (J,): the
     joints whose dots have the outlier ring."""
     a, b = points[_MARK_FROM], points[_MARK_TO]
-    reach = np.concatenate([np.where(outliers, _RING_REACH, _DOT_REACH), _OTHER_REACH])[:, None]
+    reach = _REACH
+    if outliers.any():
+        reach = _REACH.copy()
+        reach[:_J][outliers] = _RING_REACH
     lo, hi = (area.left(), area.top()), (area.right() + 1, area.bottom() + 1)
     return np.all((np.minimum(a, b) - reach <= hi) & (np.maximum(a, b) + reach >= lo),
                   axis=1).tolist()
