@@ -64,13 +64,20 @@ def _box_edges(rect: QRectF, area: QRect) -> list[QLineF]:
     """The box's edges that reach into widget region `area`, as flat-capped lines meeting
     squarely at the corners: one antialiased rectangle is stroked whole however little of it
     a repaint shows (80 us for a person box), an edge line costs a tenth of that."""
-    h = BOX_PEN / 2
+    h, pad = BOX_PEN / 2, BOX_EDGE_PAD
     left, top, right, bottom = rect.left(), rect.top(), rect.right(), rect.bottom()
-    edges = [QLineF(left - h, top, right + h, top), QLineF(left - h, bottom, right + h, bottom),
-             QLineF(left, top + h, left, bottom - h), QLineF(right, top + h, right, bottom - h)]
-    where, pad = QRectF(area), BOX_EDGE_PAD
-    return [e for e in edges
-            if QRectF(e.p1(), e.p2()).normalized().adjusted(-pad, -pad, pad, pad).intersects(where)]
+    x0, y0 = area.left() - pad, area.top() - pad
+    x1, y1 = area.right() + 1 + pad, area.bottom() + 1 + pad
+    across = left <= x1 and right >= x0  # the horizontal edges' span meets the area's
+    down = top <= y1 and bottom >= y0
+    edges = []
+    for y in (top, bottom):
+        if across and y0 <= y <= y1:
+            edges.append(QLineF(left - h, y, right + h, y))
+    for x in (left, right):
+        if down and x0 <= x <= x1:
+            edges.append(QLineF(x, top + h, x, bottom - h))
+    return edges
 
 
 _CAPTION_FONT: list[tuple[QFont, QFontMetrics]] = []  # made on first use: fonts need the app
