@@ -31,10 +31,12 @@ from PySide6.QtGui import (
     QColor,
     QFont,
     QFontMetrics,
+    QImage,
     QKeySequence,
     QPainter,
     QPainterPath,
     QPen,
+    QPixmap,
     QStaticText,
     QTransform,
 )
@@ -103,6 +105,38 @@ def _name_font() -> tuple[QFont, QFontMetrics]:
         font = QFont("Sans", 9, QFont.Weight.Bold)
         _NAME_FONT.append((font, QFontMetrics(font)))
     return _NAME_FONT[0]
+
+
+_PHASES = 4  # dots are drawn at quarter-pixel positions, each from a ready sprite
+_SPRITE_HALF = 8  # px from a sprite's corner to its dot's centre: radius 5.5, rim, antialiasing
+_DOT_SPRITES: dict[tuple, QPixmap] = {}
+
+
+def _dot_sprite(side: str, provisional: bool, radius: float, fx: int, fy: int, ratio: float
+                ) -> QPixmap:
+    """A joint's dot (filled in its side's colour, a white rim, dotted when provisional) drawn
+    antialiased once into a small transparent pixmap, its centre (fx, fy) / _PHASES px past
+    (_SPRITE_HALF, _SPRITE_HALF); `ratio`: the screen's device pixels per pixel. Copying it is
+    a tenth of what drawing the ellipse costs, and a drag step draws dots in every view."""
+    key = (side, provisional, radius, fx, fy, ratio)
+    sprite = _DOT_SPRITES.get(key)
+    if sprite is None:
+        size = math.ceil(2 * _SPRITE_HALF * ratio)
+        image = QImage(size, size, QImage.Format.Format_ARGB32_Premultiplied)
+        image.setDevicePixelRatio(ratio)
+        image.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(image)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        pen = QPen(QColor(255, 255, 255), 1.5)
+        if provisional:
+            pen.setStyle(Qt.PenStyle.DotLine)
+        painter.setPen(pen)
+        painter.setBrush(_SIDE_COLORS[side])
+        painter.drawEllipse(QPointF(_SPRITE_HALF + fx / _PHASES, _SPRITE_HALF + fy / _PHASES),
+                            radius, radius)
+        painter.end()
+        sprite = _DOT_SPRITES[key] = QPixmap.fromImage(image)
+    return sprite
 
 
 def _marks_meeting(area: QRect, points: np.ndarray, outliers: np.ndarray) -> list[bool]:
@@ -261,24 +295,19 @@ class LabelView(CameraView):
     def _draw_clicks(self, p: QPainter, clicks: list, drawn: list[bool]) -> None:
         """A dot per placed joint in its side's colour (a dotted rim: still the model's or the
         detector's guess), the current one larger; a red ring around each outlier."""
-        paths: dict[tuple[str, bool], QPainterPath] = {}
         rings = QPainterPath()
-        for j, xy in enumerate(clicks):
+        ratio = self.devicePixelRatioF()
+        for j, (x, y) in enumerate(clicks):
             if not drawn[j]:
                 continue
-            centre = QPointF(*xy)
             radius = 5.5 if j == self.current else 3.5
-            key = (_side(j), bool(self.sources[j] in PROVISIONAL))
-            paths.setdefault(key, QPainterPath()).addEllipse(centre, radius, radius)
+            provisional = bool(self.sources[j] in PROVISIONAL)
+            (ix, fx), (iy, fy) = divmod(round(x * _PHASES), _PHASES), \
+                divmod(round(y * _PHASES), _PHASES)
+            p.drawPixmap(ix - _SPRITE_HALF, iy - _SPRITE_HALF,
+                         _dot_sprite(_side(j), provisional, radius, fx, fy, ratio))
             if self.outliers[j]:
-                rings.addEllipse(centre, 10.0, 10.0)
-        for (side, provisional), path in paths.items():
-            pen = QPen(QColor(255, 255, 255), 1.5)
-            if provisional:
-                pen.setStyle(Qt.PenStyle.DotLine)
-            p.setPen(pen)
-            p.setBrush(_SIDE_COLORS[side])
-            p.drawPath(path)
+                rings.addEllipse(QPointF(x, y), 10.0, 10.0)
         if not rings.isEmpty():
             p.setPen(QPen(OUTLIER_COLOR, 2.5))
             p.setBrush(Qt.BrushStyle.NoBrush)
