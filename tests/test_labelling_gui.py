@@ -446,7 +446,8 @@ def rendered(view) -> np.ndarray:
 def image_array(image) -> np.ndarray:
     image = image.convertToFormat(QImage.Format.Format_RGB32)
     raw = np.frombuffer(image.constBits(), np.uint8, image.sizeInBytes())
-    return raw.reshape(image.height(), image.bytesPerLine())[:, : image.width() * 4].copy()
+    rows = raw.reshape(image.height(), image.bytesPerLine())[:, : image.width() * 4]
+    return rows.reshape(image.height(), image.width(), 4).copy()  # (h, w, BGRX)
 
 
 def settle() -> None:
@@ -454,14 +455,32 @@ def settle() -> None:
         QApplication.processEvents()
 
 
-def test_a_drag_leaves_on_screen_what_a_full_repaint_draws(window):
+@pytest.fixture(scope="module")
+def twelve_camera_template(tmp_path_factory):
+    cams = tuple((f"cam{c}", 160, 120) for c in range(12))
+    return make_recording(tmp_path_factory.mktemp("lab12") / "rec", frames=2, cameras=cams)
+
+
+@pytest.mark.parametrize("rig", ["4 cameras, joint in 3 views", "12 cameras, joint in 2 views"])
+def test_a_drag_leaves_on_screen_what_a_full_repaint_draws(qtbot, tmp_path, request, rig):
+    """Every step of the drag repaints only the dragged joint's marks in each view it changed.
+    Four cameras, the joint in three views, one of them 25 px off (the outlier while the drag
+    lasts: one view changes); twelve cameras, the joint in two views (each step moves the 3D
+    point: all twelve change)."""
+    if rig.startswith("4"):
+        folder, labelled, off = request.getfixturevalue("project"), 3, (2, 13)
+    else:
+        folder, labelled, off = tmp_path / "rec12", 2, None
+        shutil.copytree(request.getfixturevalue("twelve_camera_template"), folder)
+        create_project(folder, folder)
+    window = open_window(qtbot, folder)
     panel = window.labelling
     views = panel.grid.views
     gt2d = truth_2d(window, 0)
-    for j in (11, 12, 13):  # a chain of bones in three views; the fourth shows crosses only
+    for j in (11, 12, 13):  # a chain of bones in the labelled views; the others show crosses
         panel.set_joint(j)
-        for v, view in enumerate(views[:3]):
-            click(view, gt2d[v, j] + (25.0 if (v, j) == (2, 13) else 0.0))
+        for v, view in enumerate(views[:labelled]):
+            click(view, gt2d[v, j] + (25.0 if (v, j) == off else 0.0))
     panel.set_joint(13)
     settle()
     rows_before = [panel.table.item(13, col).text() for col in range(4)]
@@ -474,14 +493,17 @@ def test_a_drag_leaves_on_screen_what_a_full_repaint_draws(window):
         _mouse(views[0], QEvent.Type.MouseMove, start + np.array([18.0, -12.0]) * k,
                Qt.MouseButton.LeftButton)
         settle()
+        if labelled == 2:  # the 3D point moved: its reprojection moved in every view
+            assert panel.repainting == list(range(len(views)))
     assert all(v.paint_count > n for v, n in zip(views, counts))  # every view followed
     for view in views:
         shown, full = on_screen(view), rendered(view)
-        differs = np.abs(shown.astype(int) - full.astype(int)).max(axis=-1) > 8
-        assert differs.mean() < 0.0005, (view.name, int(differs.sum()))
+        differs = np.abs(shown.astype(int) - full.astype(int)).max(axis=-1) > 8  # per pixel
+        assert not differs.any(), (view.name, int(differs.sum()))
     # the list and the history change only at the drop
     assert [panel.table.item(13, col).text() for col in range(4)] == rows_before
     assert window.session.undo_stack.count() == history_before
     _mouse(views[0], QEvent.Type.MouseButtonRelease, start + [18.0, -12.0],
            Qt.MouseButton.NoButton)
     assert window.session.undo_stack.count() == history_before + 1
+    window.close()

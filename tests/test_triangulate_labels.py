@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mcss_studio.core.camera import Calibration
+from mcss_studio.core.geometry import triangulate, undistort_points
 from mcss_studio.core.joints import BONES
 from mcss_studio.core.label_edits import (
     accept_all,
@@ -47,6 +48,33 @@ def test_camera_stack_projects_like_each_calibration():
     stack = CameraStack(cals).project(points)
     for c, cal in enumerate(cals):
         np.testing.assert_allclose(stack[c], cal.project(points), atol=1e-9)
+
+
+def test_camera_stack_projects_into_chosen_views_like_into_all():
+    cals = ring_cameras(5, 640, 480)
+    cals[3] = Calibration(K=cals[3].K, R=cals[3].R, t=cals[3].t,
+                          dist=np.array([-0.2, 0.05, 0.001, -0.002, 0.01]))
+    stack = CameraStack(cals)
+    points = standing_pose(1)[0]
+    views = np.array([False, True, False, True, True])
+    np.testing.assert_array_equal(stack.project(points, views), stack.project(points)[views])
+
+
+def test_camera_stack_dlt_is_the_geometry_dlt_on_normalised_points():
+    """The stacked DLT (all leave-one-out subsets at once) gives what core.geometry's gives
+    from the distorted pixels, view weights, dropped views and NaN clicks included."""
+    cals = [Calibration(K=c.K, R=c.R, t=c.t, dist=np.array([-0.15, 0.03, 0.0005, 0.0, 0.0]))
+            for c in ring_cameras(4, 640, 480)]
+    stack = CameraStack(cals)
+    pixels = stack.project(standing_pose(1)[0][:3]) + [[[1.5, -2.0]], [[0.0, 3.0]],
+                                                       [[-1.0, 0.5]], [[2.0, 2.0]]]
+    pixels[2, 1] = np.nan  # joint 1 not clicked in view 2
+    weights = np.array([[1.0, 1.0, 0.0], [1.0, 0.5, 1.0], [1.0, 1.0, 0.0], [0.0, 1.0, 1.0]])
+    normalized = np.stack([undistort_points(pixels[c], cal) for c, cal in enumerate(cals)])
+    np.testing.assert_allclose(stack.dlt(normalized, weights),
+                               triangulate(pixels, cals, weights=weights), atol=1e-9)
+    one_view = stack.dlt(normalized[:, :1], np.array([[1.0], [0.0], [0.0], [0.0]]))
+    assert np.all(np.isnan(one_view))
 
 
 @pytest.mark.parametrize("distorted", [False, True])

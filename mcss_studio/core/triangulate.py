@@ -2,8 +2,9 @@
 the reprojection error in every view, and a bone-length check against other labelled frames.
 
 Made for labelling: one joint seen in 2..N calibrated views is re-fitted on every drag, so the
-cameras are stacked once (`CameraStack`) and every projection of a refinement step is one
-vectorised call. Plain numpy (the DLT is core.geometry.triangulate, which undistorts first).
+cameras are stacked once (`CameraStack`): the DLT (core.geometry.triangulate's, on the stacked
+cameras, the leave-one-out subsets in one call) and every projection of a refinement step are
+one vectorised call each, and a refinement projects into the views it uses only. Plain numpy.
 
 What it guarantees: noise-free clicks in two or more views give the point back to numerical
 precision; with three or more views, one view whose click disagrees with the others (its error
@@ -19,17 +20,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from .camera import Calibration
-from .geometry import triangulate, undistort_points
+from .geometry import undistort_points
 from .joints import BONES
 
 OUTLIER_PX = 10.0  # a click this far from where the other views put the joint is an outlier
 REFINE_ITERATIONS = 10
+# a refinement step this short (10 nm) is not tried, it ends the refinement: the steps after it
+# wander at the round-off of the forward differences (~1e-6 mm for 5 to 7 more iterations, most
+# of them rejected, on a 2-view drag)
+CONVERGED_MM = 1e-5
 BONE_TOLERANCE = 0.15  # a bone this much longer or shorter than the subject's usual is flagged
 BONE_SLACK_MM = 15.0  # and at least this many mm (hand clicks on short bones)
 
 
 class CameraStack:
-    """The calibrations of a sequence as stacked arrays: project into every view at once."""
+    """The calibrations of a sequence as stacked arrays: project into every view (or chosen
+    views) at once, and triangulate by DLT from all of them in one call."""
 
     def __init__(self, calibrations: Sequence[Calibration]) -> None:
         self.calibrations = list(calibrations)
@@ -38,45 +44,95 @@ class CameraStack:
         self.t = np.stack([c.t for c in calibrations])
         self.dist = np.stack([c.dist for c in calibrations])
         self.distorted = bool(np.any(self.dist))
-        # the same cameras without distortion: the DLT runs on undistorted ("ideal") pixels
-        self.ideal = [Calibration(K=c.K, R=c.R, t=c.t) for c in calibrations]
-        self._undistorted: dict[int, tuple[tuple[float, float], np.ndarray]] = {}
+        self._views: dict[bytes, _Views] = {}  # the stacked arrays of chosen views, by views
+        self._all = self._subset(np.ones(len(self.calibrations), bool))
+        # the DLT's world frame (as core.geometry.triangulate conditions it): centred on the
+        # mean camera centre and scaled by the cameras' spread, so the homogeneous coordinate
+        # and millimetres are of similar size inside the SVD; P: each view's [R|t] in it
+        centres = np.stack([c.center for c in calibrations])
+        self._origin = centres.mean(axis=0)
+        self._scale = float(np.linalg.norm(centres - self._origin, axis=1).mean()) or 1.0
+        denorm = np.eye(4)
+        denorm[:3, :3] *= self._scale
+        denorm[:3, 3] = self._origin
+        self._P = np.concatenate([self.R, self.t[:, :, None]], axis=2) @ denorm  # (C, 3, 4)
+        self._normalized: dict[int, tuple[tuple[float, float], np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self.calibrations)
 
-    def ideal_points(self, observed: np.ndarray) -> np.ndarray:
-        """Distorted pixels (C, 2), one per view, to ideal pixels (C, 2). Each view's last
-        answer is kept: while a joint is dragged in one view, only that view is undistorted."""
-        if not self.distorted:
-            return np.asarray(observed, np.float64)
+    def normalized_points(self, observed: np.ndarray) -> np.ndarray:
+        """Distorted pixels (C, 2), one per view, to ideal normalised coordinates (C, 2) (NaN
+        stays NaN). Each view's last answer is kept: while a joint is dragged in one view,
+        only that view is undistorted."""
         out = np.full((len(self), 2), np.nan)
         for c, xy in enumerate(np.asarray(observed, np.float64)):
             if not np.all(np.isfinite(xy)):
                 continue
             key = (float(xy[0]), float(xy[1]))
-            memo = self._undistorted.get(c)
+            memo = self._normalized.get(c)
             if memo is None or memo[0] != key:
-                memo = (key, undistort_points(xy, self.calibrations[c], normalized=False))
-                self._undistorted[c] = memo
+                memo = (key, undistort_points(xy, self.calibrations[c]))
+                self._normalized[c] = memo
             out[c] = memo[1]
         return out
 
+    def dlt(self, normalized: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Linear triangulation (core.geometry.triangulate's, on the stacked cameras): ideal
+        normalised points (C, N, 2) weighted by (C, N) (0 or a NaN point drops a view) ->
+        (N, 3) mm, NaN where fewer than 2 views remain."""
+        xy = np.asarray(normalized, np.float64)
+        w = np.where(np.all(np.isfinite(xy), axis=-1), np.nan_to_num(weights), 0.0)
+        xy = np.nan_to_num(xy)
+        P = self._P[:, None]  # (C, 1, 3, 4)
+        rows = np.stack([xy[..., :1] * P[..., 2, :] - P[..., 0, :],
+                         xy[..., 1:] * P[..., 2, :] - P[..., 1, :]], axis=2)  # (C, N, 2, 4)
+        A = (w[:, :, None, None] * rows).transpose(1, 0, 2, 3).reshape(xy.shape[1], -1, 4)
+        norms = np.linalg.norm(A, axis=-1, keepdims=True)  # far and near views on a par
+        A = np.divide(A, norms, out=np.zeros_like(A), where=norms > 0)
+        Xh = np.linalg.svd(A)[2][:, -1, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            X = self._origin + self._scale * (Xh[:, :3] / Xh[:, 3:])
+        X[(w > 0).sum(axis=0) < 2] = np.nan
+        return X
+
+    def _subset(self, views: np.ndarray) -> _Views:
+        key = np.asarray(views, bool).tobytes()
+        if key not in self._views:
+            if len(self._views) >= 64:  # a long session meets many; the newest matter
+                self._views = {k: v for k, v in self._views.items() if v is self._all}
+            self._views[key] = _Views(self.K[views], self.R[views], self.t[views],
+                                      self.dist[views] if self.distorted else None)
+        return self._views[key]
+
+    def project(self, points: np.ndarray, views: np.ndarray | None = None) -> np.ndarray:
+        """World points (N, 3) mm -> distorted pixels (C, N, 2) in every view, or (V, N, 2)
+        in the `views` chosen by a (C,) bool mask."""
+        return (self._all if views is None else self._subset(views)).project(points)
+
+
+class _Views:
+    """Stacked K, R, t and distortion of some views, with the constants projection uses."""
+
+    def __init__(self, K: np.ndarray, R: np.ndarray, t: np.ndarray, dist: np.ndarray | None
+                 ) -> None:
+        self.Rt = R.transpose(0, 2, 1)  # points @ R^T: every view's rotation in one matmul
+        self.t = t[:, None]
+        self.dist = None if dist is None else [dist[:, i, None] for i in range(5)]
+        self.fx, self.skew, self.cx = K[:, 0, 0, None], K[:, 0, 1, None], K[:, 0, 2, None]
+        self.fy, self.cy = K[:, 1, 1, None], K[:, 1, 2, None]
+
     def project(self, points: np.ndarray) -> np.ndarray:
-        """World points (N, 3) mm -> distorted pixels (C, N, 2) in every view."""
-        p = np.einsum("cij,nj->cni", self.R, np.asarray(points, np.float64)) + self.t[:, None]
+        p = np.asarray(points, np.float64) @ self.Rt + self.t  # (V, N, 3) camera coordinates
         with np.errstate(divide="ignore", invalid="ignore"):
             x, y = p[..., 0] / p[..., 2], p[..., 1] / p[..., 2]
-        if self.distorted:
-            k1, k2, p1, p2, k3 = (self.dist[:, i, None] for i in range(5))
+        if self.dist is not None:
+            k1, k2, p1, p2, k3 = self.dist
             r2 = x * x + y * y
-            radial = 1 + k1 * r2 + k2 * r2 * r2 + k3 * r2 * r2 * r2
+            radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
             x, y = (x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x),
                     y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y)
-        K = self.K
-        u = K[:, 0, 0, None] * x + K[:, 0, 1, None] * y + K[:, 0, 2, None]
-        v = K[:, 1, 1, None] * y + K[:, 1, 2, None]
-        return np.stack([u, v], axis=-1)
+        return np.stack([self.fx * x + self.skew * y + self.cx, self.fy * y + self.cy], axis=-1)
 
 
 @dataclass
@@ -94,18 +150,27 @@ class JointFit:
 def refine(point: np.ndarray, observed: np.ndarray, cameras: CameraStack, use: np.ndarray,
            iterations: int = REFINE_ITERATIONS) -> np.ndarray:
     """Levenberg-Marquardt on the squared pixel error of the `use`d views, from `point`."""
+    return _refine(point, observed, cameras, use, iterations)[0]
+
+
+def _refine(point: np.ndarray, observed: np.ndarray, cameras: CameraStack, use: np.ndarray,
+            iterations: int = REFINE_ITERATIONS) -> tuple[np.ndarray, np.ndarray]:
+    """refine, and the refined point's pixels in the `use`d views (V, 2). Each trial point is
+    projected with its three forward-difference probes in one call: the trial's cost and,
+    once it is accepted, the Jacobian there."""
     x = np.asarray(point, np.float64).copy()
-    obs = observed[use]
+    obs = np.asarray(observed, np.float64)[use]
     step_mm = 1e-3  # forward differences: projections change smoothly at this scale
     probes = np.vstack([np.zeros(3), np.eye(3) * step_mm])
     damping = 1e-3
 
-    def cost(at: np.ndarray) -> float:
-        return float(np.sum((cameras.project(at[None])[use, 0] - obs) ** 2))
+    def around(at: np.ndarray) -> tuple[np.ndarray, float]:
+        """Pixels (V, 4, 2) of `at` and its probes in the used views; the cost at `at`."""
+        p = cameras.project(at + probes, use)
+        return p, float(np.sum((p[:, 0] - obs) ** 2))
 
-    current = cost(x)
+    p, current = around(x)
     for _ in range(iterations):
-        p = cameras.project(x + probes)[use]  # (V, 4, 2)
         residual = (p[:, 0] - obs).reshape(-1)
         jac = ((p[:, 1:] - p[:, :1]) / step_mm).transpose(0, 2, 1).reshape(-1, 3)
         hess, grad = jac.T @ jac, jac.T @ residual
@@ -113,18 +178,18 @@ def refine(point: np.ndarray, observed: np.ndarray, cameras: CameraStack, use: n
             try:
                 delta = np.linalg.solve(hess + damping * np.diag(np.diag(hess)), -grad)
             except np.linalg.LinAlgError:
-                return x
+                return x, p[:, 0]
+            if np.linalg.norm(delta) < CONVERGED_MM:  # converged: no step worth trying
+                return x, p[:, 0]
             trial = x + delta
-            new = cost(trial)
+            p_trial, new = around(trial)
             if np.isfinite(new) and new <= current:
-                x, current, damping = trial, new, max(damping / 10, 1e-9)
+                x, p, current, damping = trial, p_trial, new, max(damping / 10, 1e-9)
                 break
             damping *= 10
             if damping > 1e6:
-                return x
-        if np.linalg.norm(delta) < 1e-7:  # a tenth of a micrometre: converged
-            break
-    return x
+                return x, p[:, 0]
+    return x, p[:, 0]
 
 
 def _errors(point: np.ndarray, observed: np.ndarray, cameras: CameraStack,
@@ -144,19 +209,22 @@ def fit_joint(observed: np.ndarray, usable: np.ndarray, cameras: CameraStack,
     n = int(use.sum())
     if n < 2:
         return JointFit(np.full(3, np.nan), np.full(len(cameras), np.nan), -1, use)
-    ideal = cameras.ideal_points(observed)
-    point = triangulate(ideal, cameras.ideal, weights=use.astype(float))
+    normalized = cameras.normalized_points(observed)
+    point = cameras.dlt(normalized[:, None], use[:, None].astype(float))[0]
     if n >= 3 and np.nanmax(_errors(point, observed, cameras, use)) > outlier_px:
-        outlier, best = _leave_one_out(observed, ideal, use, cameras, outlier_px)
+        outlier, best = _leave_one_out(observed, normalized, use, cameras, outlier_px)
         if outlier >= 0:
             keep = use.copy()
             keep[outlier] = False
             return JointFit(best, _errors(best, observed, cameras, use), outlier, keep)
-    point = refine(point, observed, cameras, use)
-    return JointFit(point, _errors(point, observed, cameras, use), -1, use)
+    point, pixels = _refine(point, observed, cameras, use)
+    errors = np.full(len(cameras), np.nan)
+    if np.all(np.isfinite(point)):
+        errors[use] = np.linalg.norm(pixels - observed[use], axis=-1)
+    return JointFit(point, errors, -1, use)
 
 
-def _leave_one_out(observed: np.ndarray, ideal: np.ndarray, use: np.ndarray,
+def _leave_one_out(observed: np.ndarray, normalized: np.ndarray, use: np.ndarray,
                    cameras: CameraStack, outlier_px: float) -> tuple[int, np.ndarray]:
     """(the view whose removal lets the others agree within outlier_px while it does not, the
     refined point without it), or (-1, NaN) when no single view explains the disagreement.
@@ -164,8 +232,8 @@ def _leave_one_out(observed: np.ndarray, ideal: np.ndarray, use: np.ndarray,
     views = np.flatnonzero(use)
     weights = np.repeat(use[:, None], len(views), axis=1).astype(float)  # (C, subsets)
     weights[views, np.arange(len(views))] = 0.0
-    subsets = np.repeat(ideal[:, None], len(views), axis=1)  # (C, subsets, 2)
-    points = triangulate(subsets, cameras.ideal, weights=weights)  # (subsets, 3)
+    subsets = np.repeat(normalized[:, None], len(views), axis=1)  # (C, subsets, 2)
+    points = cameras.dlt(subsets, weights)  # (subsets, 3)
     projected = cameras.project(points)  # (C, subsets, 2)
     err = np.linalg.norm(projected - observed[:, None], axis=-1)  # (C, subsets)
     others = np.where(weights > 0, err, 0.0).max(axis=0)

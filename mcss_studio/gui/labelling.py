@@ -21,6 +21,7 @@ the frame.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -30,10 +31,13 @@ from PySide6.QtGui import (
     QColor,
     QFont,
     QFontMetrics,
+    QImage,
     QKeySequence,
     QPainter,
     QPainterPath,
     QPen,
+    QPixmap,
+    QStaticText,
     QTransform,
 )
 from PySide6.QtWidgets import (
@@ -77,9 +81,20 @@ _BONES_BY_SIDE: dict[str, list[tuple[int, tuple[int, int]]]] = {}  # side: [(ind
 for _k, _bone in enumerate(BONES):
     _BONES_BY_SIDE.setdefault(_side(_bone[1]), []).append((_k, _bone))
 _BONE_A, _BONE_B = (np.array(ends) for ends in zip(*BONES))
-_NEIGHBOURS = [[a if b == j else b for a, b in BONES if j in (a, b)]
+_NEIGHBOURS = [np.array([a if b == j else b for a, b in BONES if j in (a, b)], int)
                for j in range(len(JOINT_NAMES))]
-_MARK_PAD = 14.0  # widget px around a joint's marks: the outlier ring (10) and pens
+# how far (widget px) each kind of mark reaches beyond the points it joins, with a pixel of
+# antialiasing and one to spare: a dot (radius 5.5 for the current joint, rim pen 1.5), an
+# outlier's ring (10, pen 2.5), a cross (arms 5, square-capped pen 1.5), a line (pen 1.5)
+_DOT_REACH, _RING_REACH, _CROSS_REACH, _LINE_REACH = 9.0, 14.0, 8.0, 4.0
+_J = len(JOINT_NAMES)
+# every mark a view draws, as the two of its points (J clicks, then J reprojections) it spans:
+# the dots (a click to itself), crosses (a reprojection to itself), residual lines (a click to
+# its reprojection), then the bones (a click to a click), in the order of BONES
+_MARK_FROM = np.concatenate([np.arange(_J), _J + np.arange(_J), np.arange(_J), _BONE_A])
+_MARK_TO = np.concatenate([np.arange(_J), _J + np.arange(_J), _J + np.arange(_J), _BONE_B])
+_REACH = np.array([[_DOT_REACH]] * _J + [[_CROSS_REACH]] * _J
+                  + [[_LINE_REACH]] * (_J + len(BONES)))  # (marks, 1)
 _NAME_FONT: list[tuple[QFont, QFontMetrics]] = []  # made on first use: fonts need the app
 
 
@@ -92,13 +107,51 @@ def _name_font() -> tuple[QFont, QFontMetrics]:
     return _NAME_FONT[0]
 
 
-def _spans(area: QRect, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Whether the box spanned by widget points a and b (..., 2), padded by _MARK_PAD, meets
-    `area` (a line from a to b, or a mark at either, may then show in it); NaN rows: False."""
-    lo, hi = np.minimum(a, b) - _MARK_PAD, np.maximum(a, b) + _MARK_PAD
-    with np.errstate(invalid="ignore"):
-        return ((lo[..., 0] <= area.right() + 1) & (hi[..., 0] >= area.left())
-                & (lo[..., 1] <= area.bottom() + 1) & (hi[..., 1] >= area.top()))
+_PHASES = 4  # dots are drawn at quarter-pixel positions, each from a ready sprite
+_SPRITE_HALF = 8  # px from a sprite's corner to its dot's centre: radius 5.5, rim, antialiasing
+_DOT_SPRITES: dict[tuple, QPixmap] = {}
+
+
+def _dot_sprite(side: str, provisional: bool, radius: float, fx: int, fy: int, ratio: float
+                ) -> QPixmap:
+    """A joint's dot (filled in its side's colour, a white rim, dotted when provisional) drawn
+    antialiased once into a small transparent pixmap, its centre (fx, fy) / _PHASES px past
+    (_SPRITE_HALF, _SPRITE_HALF); `ratio`: the screen's device pixels per pixel. Copying it is
+    a tenth of what drawing the ellipse costs, and a drag step draws dots in every view."""
+    key = (side, provisional, radius, fx, fy, ratio)
+    sprite = _DOT_SPRITES.get(key)
+    if sprite is None:
+        size = math.ceil(2 * _SPRITE_HALF * ratio)
+        image = QImage(size, size, QImage.Format.Format_ARGB32_Premultiplied)
+        image.setDevicePixelRatio(ratio)
+        image.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(image)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        pen = QPen(QColor(255, 255, 255), 1.5)
+        if provisional:
+            pen.setStyle(Qt.PenStyle.DotLine)
+        painter.setPen(pen)
+        painter.setBrush(_SIDE_COLORS[side])
+        painter.drawEllipse(QPointF(_SPRITE_HALF + fx / _PHASES, _SPRITE_HALF + fy / _PHASES),
+                            radius, radius)
+        painter.end()
+        sprite = _DOT_SPRITES[key] = QPixmap.fromImage(image)
+    return sprite
+
+
+def _marks_meeting(area: QRect, points: np.ndarray, outliers: np.ndarray) -> list[bool]:
+    """For each mark of _MARK_FROM/_MARK_TO: whether the box its two ends span in `points`
+    (a view's widget px: clicks, then reprojections), padded by how far the mark reaches, meets
+    `area` (the mark may then show in it); a mark with a NaN end: False. `outliers` (J,): the
+    joints whose dots have the outlier ring."""
+    a, b = points[_MARK_FROM], points[_MARK_TO]
+    reach = _REACH
+    if outliers.any():
+        reach = _REACH.copy()
+        reach[:_J][outliers] = _RING_REACH
+    lo, hi = (area.left(), area.top()), (area.right() + 1, area.bottom() + 1)
+    return np.all((np.minimum(a, b) - reach <= hi) & (np.maximum(a, b) + reach >= lo),
+                  axis=1).tolist()
 
 
 class LabelView(CameraView):
@@ -123,6 +176,7 @@ class LabelView(CameraView):
         self.editable = True
         self._dragging = -1
         self._region: tuple[tuple, QRect] | None = None  # (joint and view geometry, region)
+        self._name_memo: tuple[str, QRect, QStaticText] = ("", QRect(), QStaticText())
 
     def set_marks(self, label: FrameLabel, reprojected: np.ndarray | None, outliers: np.ndarray,
                   current: int) -> None:
@@ -147,77 +201,89 @@ class LabelView(CameraView):
         3D point, and so every other view, as it was). Whether it repaints."""
         c, j = self.index, joint
         seen = label.visibility[c, j] == VISIBLE
-        click = label.points2d[c, j] if seen else np.full(2, np.nan)
-        if (np.array_equal(click, self.clicks[j], equal_nan=True)
-                and np.array_equal(reprojected, self.reprojected[j], equal_nan=True)
-                and np.array_equal(label.error2d[c, j], self.errors[j], equal_nan=True)
-                and (label.source2d[c, j], label.visibility[c, j] == OCCLUDED, outlier)
-                == (self.sources[j], self.occluded[j], self.outliers[j])):
+        click = label.points2d[c, j] if seen else (np.nan, np.nan)
+        drawn = np.array([*click, *reprojected, label.error2d[c, j], label.source2d[c, j],
+                          label.visibility[c, j] == OCCLUDED, outlier], np.float64)
+        if np.array_equal(drawn, self._drawn(j), equal_nan=True):
             return False
+        xf = self.native_to_widget()
         key = (joint, self.current, self.width(), self.height(), self.zoom, self.pan)
         before = self._region[1] if self._region is not None and self._region[0] == key \
-            else self._joint_region(joint)
+            else self._joint_region(joint, xf)
         self.clicks[j] = click
         self.sources[j] = label.source2d[c, j]
         self.occluded[j] = label.visibility[c, j] == OCCLUDED
         self.reprojected[j] = reprojected
         self.errors[j] = label.error2d[c, j]
         self.outliers[j] = outlier
-        after = self._joint_region(j)
+        after = self._joint_region(j, xf)
         self._region = (key, after)  # the next step's "before", unless the view changed
         self.update(before.united(after))
         return True
 
-    def _joint_region(self, j: int) -> QRect:
+    def _drawn(self, j: int) -> np.ndarray:
+        """What this view draws of joint j, as move_joint compares it."""
+        return np.array([*self.clicks[j], *self.reprojected[j], self.errors[j], self.sources[j],
+                         self.occluded[j], self.outliers[j]], np.float64)
+
+    def _joint_region(self, j: int, xf: QTransform) -> QRect:
         """Widget pixels that drawing joint j touches: its dot, ring, cross, residual line, the
         bones to its neighbours in this view and, for the current joint, its name box."""
-        xf = self.native_to_widget()
-        pts = [self.clicks[j], self.reprojected[j]]
-        if np.all(np.isfinite(self.clicks[j])):
-            pts += [self.clicks[k] for k in _NEIGHBOURS[j]]
-        arr = np.array(pts) * [xf.m11(), xf.m22()] + [xf.dx(), xf.dy()]
-        arr = arr[np.all(np.isfinite(arr), axis=-1)]
+        s, dx, dy = xf.m11(), xf.dx(), xf.dy()  # the transform only scales and moves
         region = QRectF()
-        if len(arr):
-            (x0, y0), (x1, y1) = arr.min(axis=0), arr.max(axis=0)
-            region = QRectF(x0, y0, x1 - x0, y1 - y0).adjusted(-_MARK_PAD, -_MARK_PAD,
-                                                               _MARK_PAD, _MARK_PAD)
+
+        def add(ends: list[list[float]], reach: float) -> QRectF:
+            xs, ys = [x * s + dx for x, _ in ends], [y * s + dy for _, y in ends]
+            return region.united(QRectF(min(xs) - reach, min(ys) - reach,
+                                        max(xs) - min(xs) + 2 * reach,
+                                        max(ys) - min(ys) + 2 * reach))
+
+        click, reproj = self.clicks[j].tolist(), self.reprojected[j].tolist()
+        if math.isfinite(reproj[0]) and math.isfinite(reproj[1]):
+            region = add([reproj], _CROSS_REACH)  # the residual line lies between the two
+        if math.isfinite(click[0]) and math.isfinite(click[1]):
+            region = add([click], _RING_REACH if self.outliers[j] else _DOT_REACH)
+            for x, y in self.clicks[_NEIGHBOURS[j]].tolist():
+                if math.isfinite(x) and math.isfinite(y):
+                    region = add([click, [x, y]], _LINE_REACH)
         if j == self.current:
-            region = region.united(QRectF(self._current_box()).adjusted(-2, -2, 2, 2))
+            region = region.united(QRectF(self._current_box(xf)).adjusted(-2, -2, 2, 2))
         return region.toAlignedRect()
 
     # -- painting -----------------------------------------------------------------------------
     def paint_over(self, p: QPainter, xf: QTransform, area: QRect) -> None:
         """The label over the frame, drawn in batches: bones per colour, crosses and residual
         lines in one call, dots per colour; a drag step repaints a small `area`, and only the
-        marks that reach into it are built."""
-        scale, offset = np.array([xf.m11(), xf.m22()]), np.array([xf.dx(), xf.dy()])
-        clicks = self.clicks * scale + offset  # widget px; the transform only scales and moves
-        reproj = self.reprojected * scale + offset
-        placed = np.all(np.isfinite(clicks), axis=-1)
-        shown = np.all(np.isfinite(reproj), axis=-1)
-        whole = area.contains(self.rect())
-        hit = (whole | _spans(area, clicks, clicks) | _spans(area, reproj, reproj)  # dot, cross
-               | _spans(area, clicks, reproj))  # the residual line between them
-        drawn = placed[_BONE_A] & placed[_BONE_B] & (whole | _spans(area, clicks[_BONE_A],
-                                                                      clicks[_BONE_B]))
-        for side, bones in _BONES_BY_SIDE.items():
-            lines = [QLineF(*clicks[a], *clicks[b]) for k, (a, b) in bones if drawn[k]]
+        marks that reach into it are drawn (in the order a whole repaint draws them, so the
+        pixels there come out the same)."""
+        scale, offset = (xf.m11(), xf.m22()), (xf.dx(), xf.dy())
+        points = np.concatenate([self.clicks, self.reprojected]) * scale + offset  # widget px
+        meets = _marks_meeting(area, points, self.outliers)
+        finite = np.isfinite(points).all(axis=1).tolist()
+        points = points.tolist()
+        clicks, reproj, placed = points[:_J], points[_J:], finite[:_J]
+        dots, crosses, residuals = meets[:_J], meets[_J:2 * _J], meets[2 * _J:3 * _J]
+        bones = meets[3 * _J:]
+        for side, side_bones in _BONES_BY_SIDE.items():
+            lines = [QLineF(*clicks[a], *clicks[b]) for k, (a, b) in side_bones if bones[k]]
             if lines:
                 p.setPen(QPen(_SIDE_COLORS[side], 1.5))
                 p.drawLines(lines)
-        self._draw_reprojections(p, clicks, reproj, placed, shown & hit)
-        self._draw_clicks(p, clicks, placed & hit)
-        box = self._current_box()
-        if whole or area.intersects(box):
+        hit = [d or c or r for d, c, r in zip(dots, crosses, residuals)]
+        self._draw_reprojections(p, clicks, reproj, placed,
+                                 [h and f for h, f in zip(hit, finite[_J:])])
+        self._draw_clicks(p, clicks, [h and f for h, f in zip(hit, placed)])
+        box = self._current_box(xf)
+        if area.intersects(box):
             self._draw_current(p, box)
 
-    def _draw_reprojections(self, p: QPainter, clicks: np.ndarray, reproj: np.ndarray,
-                            placed: np.ndarray, shown: np.ndarray) -> None:
+    def _draw_reprojections(self, p: QPainter, clicks: list, reproj: list, placed: list[bool],
+                            shown: list[bool]) -> None:
         """An orange cross where each 3D joint projects, and a line from its click to it."""
         lines = []
-        for j in np.flatnonzero(shown):
-            x, y = reproj[j]
+        for j, (x, y) in enumerate(reproj):
+            if not shown[j]:
+                continue
             size = 5.0 if j == self.current else 3.5
             lines += [QLineF(x - size, y, x + size, y), QLineF(x, y - size, x, y + size)]
             if placed[j]:
@@ -226,25 +292,22 @@ class LabelView(CameraView):
             p.setPen(QPen(LABEL_COLOR, 1.5))
             p.drawLines(lines)
 
-    def _draw_clicks(self, p: QPainter, clicks: np.ndarray, placed: np.ndarray) -> None:
+    def _draw_clicks(self, p: QPainter, clicks: list, drawn: list[bool]) -> None:
         """A dot per placed joint in its side's colour (a dotted rim: still the model's or the
         detector's guess), the current one larger; a red ring around each outlier."""
-        paths: dict[tuple[str, bool], QPainterPath] = {}
         rings = QPainterPath()
-        for j in np.flatnonzero(placed):
-            centre = QPointF(*clicks[j])
+        ratio = self.devicePixelRatioF()
+        for j, (x, y) in enumerate(clicks):
+            if not drawn[j]:
+                continue
             radius = 5.5 if j == self.current else 3.5
-            key = (_side(j), bool(self.sources[j] in PROVISIONAL))
-            paths.setdefault(key, QPainterPath()).addEllipse(centre, radius, radius)
+            provisional = bool(self.sources[j] in PROVISIONAL)
+            (ix, fx), (iy, fy) = divmod(round(x * _PHASES), _PHASES), \
+                divmod(round(y * _PHASES), _PHASES)
+            p.drawPixmap(ix - _SPRITE_HALF, iy - _SPRITE_HALF,
+                         _dot_sprite(_side(j), provisional, radius, fx, fy, ratio))
             if self.outliers[j]:
-                rings.addEllipse(centre, 10.0, 10.0)
-        for (side, provisional), path in paths.items():
-            pen = QPen(QColor(255, 255, 255), 1.5)
-            if provisional:
-                pen.setStyle(Qt.PenStyle.DotLine)
-            p.setPen(pen)
-            p.setBrush(_SIDE_COLORS[side])
-            p.drawPath(path)
+                rings.addEllipse(QPointF(x, y), 10.0, 10.0)
         if not rings.isEmpty():
             p.setPen(QPen(OUTLIER_COLOR, 2.5))
             p.setBrush(Qt.BrushStyle.NoBrush)
@@ -253,36 +316,54 @@ class LabelView(CameraView):
     def _current_text(self) -> str:
         j = self.current
         text = JOINT_NAMES[j]
+        error = float(self.errors[j])
         if self.occluded[j]:
             text += "  occluded here"
-        elif np.isfinite(self.errors[j]):
-            text += f"  {self.errors[j]:.1f} px"
+        elif math.isfinite(error):
+            text += f"  {error:.1f} px"
             if self.outliers[j]:
                 text += "  OUTLIER"
-        elif not np.all(np.isfinite(self.clicks[j])):
+        elif not all(math.isfinite(v) for v in self.clicks[j].tolist()):
             text += "  click to place"
         return text
 
-    def _current_box(self) -> QRect:
+    def _current_box(self, xf: QTransform | None = None) -> QRect:
         """Where the current joint's name box goes: beside its click, else its reprojection,
-        else the bottom-left corner, kept inside the view."""
-        xf = self.native_to_widget()
-        anchor = QPointF(6, self.height() - 22)
-        for xy in (self.reprojected[self.current], self.clicks[self.current]):
-            if np.all(np.isfinite(xy)):
-                anchor = xf.map(QPointF(float(xy[0]), float(xy[1])))
-        box = _name_font()[1].boundingRect(self._current_text()).adjusted(-4, -2, 4, 2)
-        box.moveTopLeft((anchor + QPointF(12, -24)).toPoint())
+        else the bottom-left corner, kept inside the view (`xf`: native_to_widget)."""
+        xf = self.native_to_widget() if xf is None else xf
+        s, dx, dy = xf.m11(), xf.dx(), xf.dy()  # the transform only scales and moves
+        ax, ay = 6.0, self.height() - 22.0
+        for x, y in (self.reprojected[self.current].tolist(),
+                     self.clicks[self.current].tolist()):
+            if math.isfinite(x) and math.isfinite(y):
+                ax, ay = x * s + dx, y * s + dy
+        box = QRect(self._name_text()[1])
+        box.moveTopLeft(QPointF(ax + 12, ay - 24).toPoint())
         box.moveLeft(min(max(box.left(), 0), max(self.width() - box.width(), 0)))
         box.moveTop(min(max(box.top(), 18), max(self.height() - box.height(), 0)))
         return box
 
+    def _name_text(self) -> tuple[str, QRect, QStaticText]:
+        """The current joint's text, the size of its box and the text laid out, made once per
+        text (each drag step asks in every view; laying text out is what drawing it costs)."""
+        text = self._current_text()
+        if self._name_memo[0] != text:
+            font, metrics = _name_font()
+            laid_out = QStaticText(text)
+            laid_out.prepare(QTransform(), font)
+            self._name_memo = (text, metrics.boundingRect(text).adjusted(-4, -2, 4, 2),
+                               laid_out)
+        return self._name_memo
+
     def _draw_current(self, p: QPainter, box: QRect) -> None:
-        """Name, error and state of the current joint in its box (`_current_box`)."""
+        """Name, error and state of the current joint centred in its box (`_current_box`)."""
+        _, _, laid_out = self._name_text()
+        size = laid_out.size()
         p.setFont(_name_font()[0])
         p.fillRect(box, QColor(0, 0, 0, 170))
         p.setPen(OUTLIER_COLOR if self.outliers[self.current] else QColor(255, 255, 255))
-        p.drawText(box, Qt.AlignmentFlag.AlignCenter, self._current_text())
+        p.drawStaticText(QPointF(box.x() + (box.width() - size.width()) / 2,
+                                 box.y() + (box.height() - size.height()) / 2), laid_out)
 
     # -- interaction --------------------------------------------------------------------------
     def native_at(self, pos: QPointF) -> QPointF:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
+from PySide6.QtCore import QLineF, QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QColor,
     QFont,
@@ -40,6 +42,30 @@ def to_qimage(rgb: np.ndarray) -> QImage:
     return QImage(rgb.data, w, h, rgb.strides[0], QImage.Format.Format_RGB888)
 
 
+BOX_PEN = 1.5  # the person box's pen width
+BOX_EDGE_PAD = 6.0  # widget px the box's pen and editing handles reach around its edges
+
+
+def _box_edges(rect: QRectF, area: QRect) -> list[QLineF]:
+    """The box's edges that reach into widget region `area`, as flat-capped lines meeting
+    squarely at the corners: one antialiased rectangle is stroked whole however little of it
+    a repaint shows (80 us for a person box), an edge line costs a tenth of that."""
+    h, pad = BOX_PEN / 2, BOX_EDGE_PAD
+    left, top, right, bottom = rect.left(), rect.top(), rect.right(), rect.bottom()
+    x0, y0 = area.left() - pad, area.top() - pad
+    x1, y1 = area.right() + 1 + pad, area.bottom() + 1 + pad
+    across = left <= x1 and right >= x0  # the horizontal edges' span meets the area's
+    down = top <= y1 and bottom >= y0
+    edges = []
+    for y in (top, bottom):
+        if across and y0 <= y <= y1:
+            edges.append(QLineF(left - h, y, right + h, y))
+    for x in (left, right):
+        if down and x0 <= x <= x1:
+            edges.append(QLineF(x, top + h, x, bottom - h))
+    return edges
+
+
 _CAPTION_FONT: list[tuple[QFont, QFontMetrics]] = []  # made on first use: fonts need the app
 
 
@@ -69,6 +95,9 @@ class CameraView(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(80, 60)
         self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        # paintEvent fills every pixel it repaints: Qt need not paint the parents' background
+        # under it first (a labelling drag repaints small regions of many views)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent, True)
         self._array: np.ndarray | None = None
         self._image: QImage | None = None
         self._scaled: QImage | None = None  # the frame scaled for the fitted zoom
@@ -91,6 +120,7 @@ class CameraView(QWidget):
         self.show_labels = True
         self.label_rects: list = []  # where the last paint put each joint's name (None: left out)
         self.paint_count = 0
+        self._caption_memo: tuple[str, QRect] = ("", QRect())  # caption text, its box
 
     # -- content ------------------------------------------------------------------------------
     def set_frame(self, rgb: np.ndarray, scale: float, frame_index: int, full_res: bool) -> None:
@@ -164,7 +194,7 @@ class CameraView(QWidget):
         if self._image is not None:
             self._draw_frame(p, xf)
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        self._draw_box(p, xf)
+        self._draw_box(p, xf, event.rect())
         if self.gt is not None:
             self._draw_skeleton(p, xf, self.gt, gt=True)
         if self.skeleton is not None:
@@ -178,24 +208,36 @@ class CameraView(QWidget):
 
     def box_rect(self) -> QRectF | None:
         """The shown box in widget px, None without one."""
-        if self.box is None or not np.all(np.isfinite(self.box)):
+        if self.box is None:
             return None
-        return self.native_to_widget().mapRect(
-            QRectF(QPointF(*map(float, self.box[:2])), QPointF(*map(float, self.box[2:]))))
+        x0, y0, x1, y1 = np.asarray(self.box, np.float64).tolist()
+        if not all(map(math.isfinite, (x0, y0, x1, y1))):
+            return None
+        xf = self.native_to_widget()  # only scales and moves: the corners map to corners
+        s, dx, dy = xf.m11(), xf.dx(), xf.dy()
+        return QRectF(QPointF(x0 * s + dx, y0 * s + dy),
+                      QPointF(x1 * s + dx, y1 * s + dy)).normalized()
 
-    def _draw_box(self, p: QPainter, xf: QTransform) -> None:
-        """The person box; while editing also its handles, and a drag's box over the old one."""
+    def _draw_box(self, p: QPainter, xf: QTransform, area: QRect) -> None:
+        """The person box (only its edges that reach into the repainted `area`); while editing
+        also its handles, and a drag's box over the old one (dashed)."""
         rect = self.box_rect()
         dragged = None if self.box_drag is None else self.box_drag.box
         if rect is not None:
-            pen = QPen(KEYED_BOX_COLOR if self.box_keyed else BOX_COLOR, 1.5)
+            pen = QPen(KEYED_BOX_COLOR if self.box_keyed else BOX_COLOR, BOX_PEN)
+            p.setBrush(Qt.BrushStyle.NoBrush)
             if dragged is not None:
                 pen.setStyle(Qt.PenStyle.DashLine)
-            p.setPen(pen)
-            p.setBrush(Qt.BrushStyle.NoBrush)
-            p.drawRect(rect)
-            if self.box_editing and dragged is None:
-                self._draw_handles(p, rect, pen.color())
+                p.setPen(pen)
+                p.drawRect(rect)
+            else:
+                edges = _box_edges(rect, area)
+                pen.setCapStyle(Qt.PenCapStyle.FlatCap)
+                p.setPen(pen)
+                if edges:
+                    p.drawLines(edges)
+                if self.box_editing and edges:
+                    self._draw_handles(p, rect, pen.color())
         if dragged is not None:
             p.setPen(QPen(EDIT_BOX_COLOR, 2.5))
             p.setBrush(Qt.BrushStyle.NoBrush)
@@ -280,8 +322,12 @@ class CameraView(QWidget):
         return text
 
     def _caption_rect(self) -> QRect:
-        metrics = _caption_font()[1]
-        return QRect(0, 0, metrics.horizontalAdvance(self._caption()) + 8, metrics.height() + 4)
+        text = self._caption()
+        if self._caption_memo[0] != text:  # measured once per text: every repaint asks
+            metrics = _caption_font()[1]
+            self._caption_memo = (text, QRect(0, 0, metrics.horizontalAdvance(text) + 8,
+                                              metrics.height() + 4))
+        return QRect(self._caption_memo[1])
 
     def _draw_caption(self, p: QPainter) -> None:
         font, metrics = _caption_font()
