@@ -2,10 +2,10 @@
 
 On a 2-core machine with software OpenGL, repainting the camera views (a few ms) and rendering
 the 3D view (10-15 ms) each fit well inside a display frame, but landing in the same event-loop
-pass, with the machine's load on top, they stalled the UI past 50 ms. Qt handles posted events
-(paints) before timers in a pass, so the camera views note when they painted, and deferrable
-work (the 3D view's render during playback) run from a timer in the same pass waits a few ms
-for the next one.
+pass, with the machine's load on top, they stalled the UI past 50 ms. Within one pass Qt may
+deliver the views' paints before or after a timer's work, so the camera views note when they
+ask for a paint and when they painted, and deferrable work (the 3D view's render during
+playback) waits a few ms for the next pass while a paint is asked for or has just run.
 
 Guarantees: deferral is bounded (`MAX_DEFERRALS`), so deferred work is late by at most a few
 tens of ms and never starves however busy the views are.
@@ -20,13 +20,21 @@ DEFER_MS = 8  # how long deferred work waits: past the rest of this pass
 MAX_DEFERRALS = 3
 
 _last_heavy_end = [float("-inf")]
+_heavy_work_pending = [False]
+
+
+def note_heavy_work_requested() -> None:
+    """Called when heavy paint work is asked for (a shown camera view's update)."""
+    _heavy_work_pending[0] = True
 
 
 def note_heavy_work_done() -> None:
     """Called at the end of heavy paint work (a camera view's paint)."""
     _last_heavy_end[0] = time.perf_counter()
+    _heavy_work_pending[0] = False
 
 
 def heavy_work_in_this_pass() -> bool:
-    """Whether heavy work ran in the event-loop pass now running (it ended moments ago)."""
-    return time.perf_counter() - _last_heavy_end[0] < SAME_PASS_S
+    """Whether heavy work runs in the event-loop pass now running: it is asked for and not
+    done yet, or it ended moments ago."""
+    return _heavy_work_pending[0] or time.perf_counter() - _last_heavy_end[0] < SAME_PASS_S

@@ -20,11 +20,26 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 from ...core.joints import BONES, JOINT_NAMES, bone_colors
 from ...core.label_layout import place_joint_labels
 from ..box_editor import MOVE_ALL, BoxDrag
-from ..pass_budget import note_heavy_work_done
+from ..pass_budget import note_heavy_work_done, note_heavy_work_requested
 from .prefetch import PreparedFrame, fit_to_view
 
 _BONE_QCOLORS = [QColor(*rgb) for rgb in bone_colors()]
 GT_COLOR = QColor(60, 230, 90)
+
+
+def _bone_pens() -> tuple[list, list]:
+    """([(pen, bones)] of the prediction, one entry per bone colour; [(pen, bones)] of the
+    ground truth, dashed, all bones)."""
+    by_colour: dict[tuple, list] = {}
+    for bone, colour in zip(BONES, _BONE_QCOLORS):
+        by_colour.setdefault(colour.getRgb(), []).append(bone)
+    predicted = [(QPen(QColor(*rgb), 2.5), bones) for rgb, bones in by_colour.items()]
+    gt_pen = QPen(GT_COLOR, 1.5)
+    gt_pen.setStyle(Qt.PenStyle.DashLine)
+    return predicted, [(gt_pen, list(BONES))]
+
+
+_BONES_BY_COLOUR, _GT_BONES = _bone_pens()
 BOX_COLOR = QColor(255, 210, 0)
 KEYED_BOX_COLOR = QColor(0, 220, 255)  # a box the user corrected at this frame
 EDIT_BOX_COLOR = QColor(255, 80, 200)  # the box being dragged
@@ -121,6 +136,11 @@ class CameraView(QWidget):
         self.label_rects: list = []  # where the last paint put each joint's name (None: left out)
         self.paint_count = 0
         self._caption_memo: tuple[str, QRect] = ("", QRect())  # caption text, its box
+
+    def update(self, *area) -> None:  # noqa: D102 - QWidget.update, noted for pass_budget
+        if self.isVisible():  # a hidden view is never painted: nothing to wait for
+            note_heavy_work_requested()
+        super().update(*area)
 
     # -- content ------------------------------------------------------------------------------
     def set_frame(self, rgb: np.ndarray, scale: float, frame_index: int, full_res: bool) -> None:
@@ -283,15 +303,15 @@ class CameraView(QWidget):
         p.resetTransform()
 
     def _draw_skeleton(self, p: QPainter, xf: QTransform, pts: np.ndarray, gt: bool) -> None:
+        """Bones in one call per colour, then the joints: every view repaints it on every
+        frame of playback, so the points are mapped by arrays and the pens made once."""
         if not np.all(np.isfinite(pts)):
             return
-        mapped = [xf.map(QPointF(float(x), float(y))) for x, y in pts]
-        for (a, b), color in zip(BONES, _BONE_QCOLORS):
-            pen = QPen(GT_COLOR if gt else color, 1.5 if gt else 2.5)
-            if gt:
-                pen.setStyle(Qt.PenStyle.DashLine)
+        shown = np.asarray(pts, np.float64) * (xf.m11(), xf.m22()) + (xf.dx(), xf.dy())
+        mapped = [QPointF(x, y) for x, y in shown.tolist()]
+        for pen, bones in (_GT_BONES if gt else _BONES_BY_COLOUR):
             p.setPen(pen)
-            p.drawLine(mapped[a], mapped[b])
+            p.drawLines([QLineF(mapped[a], mapped[b]) for a, b in bones])
         if not gt:
             p.setPen(Qt.PenStyle.NoPen)
             p.setBrush(QColor(255, 255, 255))
