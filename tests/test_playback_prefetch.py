@@ -152,3 +152,24 @@ def test_the_3d_caption_names_the_frame_only_when_paused(qtbot, window, recordin
         assert layouts[-1].startswith("prediction for frame 4,")
     finally:
         monkey.undo()
+
+
+def test_a_frame_prepared_for_another_media_is_never_taken(qtbot, window, recording):  # noqa: F811
+    open_ready(qtbot, window, recording)
+    media, prefetcher = window.state.media, window.session.prefetcher
+    read_ahead(qtbot, prefetcher, media, [4], [(50, 37)] + [None] * (len(window.grid.views) - 1))
+    frame = prefetcher._ready.pop((id(media), 0, 4))
+    other = object()  # a media made after the first was freed may get the same id
+    prefetcher._ready[(id(other), 0, 4)] = frame
+    assert prefetcher.take(other, 0, 4, (50, 37)) is None
+
+
+def test_pausing_asks_for_full_resolution_with_or_without_read_ahead(qtbot, window,  # noqa: F811
+                                                                     recording):
+    open_ready(qtbot, window, recording)
+    grid = window.grid
+    for prefetcher in (window.session.prefetcher, None):
+        grid.prefetcher = prefetcher
+        grid._full_res_timer.stop()
+        grid._playing_changed(False)
+        assert grid._full_res_timer.isActive()

@@ -198,9 +198,11 @@ class CameraGrid(QWidget):
             self.frameShown.emit(t)
 
     def _playing_changed(self, playing: bool) -> None:
-        if not playing and self.prefetcher is not None:
+        if playing:
+            return
+        if self.prefetcher is not None:
             self.prefetcher.clear()
-            self._full_res_timer.start(FULL_RES_DELAY_MS)
+        self._full_res_timer.start(FULL_RES_DELAY_MS)
 
     # -- overlays -----------------------------------------------------------------------------
     def _update_overlays(self) -> None:

@@ -31,6 +31,7 @@ class PreparedFrame:
     """One view's proxy of one frame: the RGB proxy (for zoomed views) and the proxy already
     fitted to `size` (w, h) as a 32-bit image that paints without conversion."""
 
+    media: MediaAccess  # held, so that its id, the store's key, cannot go to another media
     rgb: np.ndarray
     scale: float  # proxy px per native px
     size: tuple[int, int]
@@ -58,7 +59,7 @@ def prepare(media: MediaAccess, cam: int, t: int, size: tuple[int, int]) -> Prep
         return None
     rgb, scale = proxy
     fitted, pixels = fit_to_view(rgb, size)
-    return PreparedFrame(rgb, scale, size, fitted, pixels)
+    return PreparedFrame(media, rgb, scale, size, fitted, pixels)
 
 
 class ProxyPrefetcher(LatestRequestWorker):
@@ -80,7 +81,7 @@ class ProxyPrefetcher(LatestRequestWorker):
         store; None if it is not ready (or was made for another size)."""
         with self._lock:
             frame = self._ready.pop((id(media), cam, t), None)
-        if frame is None or frame.size != size:
+        if frame is None or frame.media is not media or frame.size != size:
             return None
         self.hits += 1
         return frame
