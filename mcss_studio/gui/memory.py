@@ -10,9 +10,9 @@ So the Studio settles when a sequence is shown, a moment the user waits anyway (
 demuxed, caches attached): one full collection, then the survivors are frozen (`gc.freeze`)
 and later collections walk only objects made since. Not when a checkpoint loads: a finished
 training run loads its checkpoint into live inference while the user works, and the model adds
-few objects. Cyclic garbage among frozen objects is not
-lost for good: every settle unfreezes and collects everything first, so memory stays bounded
-by what one settle-to-settle period leaves.
+few objects. Cyclic garbage among frozen objects is not lost for good: every settle unfreezes
+and collects everything first, so memory stays bounded by what one settle-to-settle period
+leaves.
 """
 
 from __future__ import annotations

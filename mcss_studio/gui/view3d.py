@@ -215,8 +215,8 @@ class View3D(QWidget):
             shiboken6.delete(native)
 
     def _render_when_free(self) -> None:
-        """Render now, unless the camera views painted in this event-loop pass during
-        playback: then a few ms later, in a pass of its own (pass_budget)."""
+        """Render now, unless during playback the camera views paint in this event-loop pass
+        (asked for, or just done): then a few ms later, in a pass of its own (pass_budget)."""
         if self.state.playing and heavy_work_in_this_pass() and self._deferrals < MAX_DEFERRALS:
             self._deferrals += 1
             self._render_timer.start(DEFER_MS)
