@@ -293,19 +293,21 @@ def bench_map(e, points: int, rounds: int) -> None:
 def bench_throughput(data: str, ckpt: str, first: int = 0, rounds: int = 5) -> None:
     """Crops/s of the whole index build (crop cache ready: opening the sequences, the pipeline's
     crops and rays, chunk files, the final files) vs the bare model forward pass on the same
-    crops and rays at the same batch size, in `rounds` adjacent pairs whose order alternates
-    (forward then build, build then forward, ...: load that drifts hits both alike); the
-    ratio of each pair, its median and spread."""
+    crops and rays at the same batch size, for a build in a fresh process whose videos were
+    never opened before (every video demuxed) and one whose cache folder knows them
+    (core/video_index.py), in `rounds` adjacent triples whose order rotates (load that drifts
+    hits all alike); the ratio of each triple, its median and spread."""
     import shutil
     import tempfile
 
     import numpy as np
 
-    from mcss_studio.core import embedding_store, open_dataset
+    from mcss_studio.core import embedding_store, open_dataset, video_index
     from mcss_studio.core.cache import build_cache
     from mcss_studio.core.checkpoint import checkpoint_digest
     from mcss_studio.core.media import MediaAccess
     from mcss_studio.core.pipeline import PosePipeline
+    from mcss_studio.core.video_index import forget_video_indexes
 
     dataset = open_dataset(data)
     if first:
@@ -340,28 +342,31 @@ def bench_throughput(data: str, ckpt: str, first: int = 0, rounds: int = 5) -> N
                 pipeline.predictor.predict(crops, rays=rays)
             return time.perf_counter() - start
 
-        def build() -> float:
+        def build(videos_known: bool) -> float:
             shutil.rmtree(folder, ignore_errors=True)
+            forget_video_indexes()  # a fresh process
+            if not videos_known:
+                (Path(cache) / video_index.FILE_NAME).unlink(missing_ok=True)
             start = time.perf_counter()
             embedding_store.build_index(dataset, cache, ckpt, pipeline=pipeline)
             return time.perf_counter() - start
 
-        forward_s, index_s = [], []
-        for r in range(rounds):  # adjacent pairs, order alternating (ABBA): drift cancels
-            if r % 2:
-                index_s.append(build())
-                forward_s.append(forward())
-            else:
-                forward_s.append(forward())
-                index_s.append(build())
-    forward_rate, index_rate = rows / np.median(forward_s), rows / np.median(index_s)
-    ratios = np.array(forward_s) / np.array(index_s)  # per pair: build rate / forward rate
-    q1, q3 = np.percentile(ratios, [25, 75])
+        runs = {"forward": forward, "first": lambda: build(False), "known": lambda: build(True)}
+        times: dict[str, list[float]] = {k: [] for k in runs}
+        for r in range(rounds):  # adjacent triples, order rotating: drift hits all alike
+            names = list(runs)[r % 3:] + list(runs)[:r % 3]
+            for name in names:
+                times[name].append(runs[name]())
+    forward_s = np.array(times["forward"])
     print(f"embedding throughput, {Path(ckpt).name} on {data} ({rows} crops, {rounds} "
-          f"adjacent pairs): index build {index_rate:.0f} crops/s, bare forward "
-          f"{forward_rate:.0f} crops/s (medians); ratio build / forward per pair: median "
-          f"{np.median(ratios):.2f}, quartiles {q1:.2f}-{q3:.2f}, range "
-          f"{ratios.min():.2f}-{ratios.max():.2f}")
+          f"adjacent triples): bare forward {rows / np.median(forward_s):.0f} crops/s")
+    for name, what in (("first", "videos never opened before"),
+                       ("known", "videos known to the cache folder")):
+        ratios = forward_s / np.array(times[name])  # per triple: build rate / forward rate
+        q1, q3 = np.percentile(ratios, [25, 75])
+        print(f"  index build, {what}: {rows / np.median(times[name]):.0f} crops/s; ratio "
+              f"build / forward per triple: median {np.median(ratios):.2f}, quartiles "
+              f"{q1:.2f}-{q3:.2f}, range {ratios.min():.2f}-{ratios.max():.2f}")
 
 
 if __name__ == "__main__":

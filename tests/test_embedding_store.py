@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mcss_studio.core import embedding_store, open_dataset
+from mcss_studio.core import embedding_store, open_dataset, video_index
 from mcss_studio.core.checkpoint import checkpoint_digest
 from mcss_studio.core.embedding_store import (
     StaleIndexError,
@@ -19,6 +20,7 @@ from mcss_studio.core.embedding_store import (
     open_index,
 )
 from mcss_studio.core.pipeline import PosePipeline
+from mcss_studio.core.video_index import forget_video_indexes
 from tests.gui_fixtures import make_checkpoint, make_recording
 
 FRAMES = 20
@@ -79,6 +81,37 @@ def test_built_index_matches_the_pipeline_and_reopens_without_work(inputs, tmp_p
     reopened = build(data, tmp_path, ckpt, again)
     assert again.frames == 0
     np.testing.assert_array_equal(reopened.embeddings, index.embeddings)
+
+
+def _container_opens(monkeypatch) -> list:
+    from mcss_studio.core import video
+
+    opened, real = [], video.av.open
+    monkeypatch.setattr(video.av, "open", lambda *a, **k: opened.append(a[0]) or real(*a, **k))
+    return opened
+
+
+def test_videos_are_demuxed_once_and_never_by_the_next_build(inputs, tmp_path, monkeypatch):
+    """Planning and embedding open every sequence, but each video is demuxed only by the
+    first open of the first build; a later build in a new process (another checkpoint) takes
+    the stream indexes the cache folder keeps and, the crops cached, opens no video at all."""
+    data, ckpt, root = inputs
+    forget_video_indexes()
+    opened = _container_opens(monkeypatch)
+    first = build(data, tmp_path, ckpt)
+    assert len(opened) == 3  # one per camera
+    forget_video_indexes()  # a new process
+    other = make_checkpoint(root / "c.safetensors", meta={"note": "a later run"})
+    later = build(data, tmp_path, other, CountingPipeline(other))
+    assert len(opened) == 3 and len(later) == len(first)
+    forget_video_indexes()
+    (tmp_path / video_index.FILE_NAME).write_bytes(b"damaged")
+    shutil.rmtree(index_folder(tmp_path, checkpoint_digest(other)))
+    again = build(data, tmp_path, other)  # the damaged file is ignored, and written anew
+    assert len(opened) == 6
+    np.testing.assert_array_equal(again.embeddings, later.embeddings)
+    forget_video_indexes()
+    assert video_index.remember_video_indexes(tmp_path) == 3
 
 
 def test_another_checkpoint_gets_its_own_index(inputs, tmp_path):

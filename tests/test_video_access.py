@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 import av
 import numpy as np
 import pytest
 
-from mcss_studio.core.video import ImageFolderSource, VideoReader, natural_key, open_frame_source
+from mcss_studio.core import video, video_index
+from mcss_studio.core.video import (
+    ImageFolderSource,
+    VideoReader,
+    forget_video_indexes,
+    natural_key,
+    open_frame_source,
+)
 from tests.videofixtures import synthetic_frames, write_image_folder, write_video
 
 T = 90
@@ -72,9 +81,29 @@ def test_sequential_decode_matches_plain_pyav(sources, case):
         assert np.array_equal(a, b), f"frame {i} differs from a plain decode"
 
 
+@pytest.fixture
+def faults_forgotten():
+    """For tests that inject faults into a reader: what it learnt is not kept for later ones."""
+    yield
+    forget_video_indexes()
+
+
+def _open_as(path, remembered: bool):
+    """A reader of `path`: one that demuxes it now, or one that takes the remembered index and
+    has not opened its container yet."""
+    forget_video_indexes()
+    if remembered:
+        open_frame_source(path).close()
+    src = open_frame_source(path)
+    if remembered and isinstance(src, VideoReader):
+        assert src._opened is None, "a remembered video is opened again before any decode"
+    return src
+
+
+@pytest.mark.parametrize("remembered", [False, True], ids=["demuxed", "remembered"])
 @pytest.mark.parametrize("case", ALL_CASES)
-def test_random_reads_equal_sequential_frames(sources, frames, case):
-    with open_frame_source(sources[case]) as src:
+def test_random_reads_equal_sequential_frames(sources, frames, case, remembered):
+    with _open_as(sources[case], remembered) as src:
         assert (src.width, src.height, src.frame_count) == (W, H, T)
         assert src.fps == pytest.approx(30.0)
         sequential = list(src.iter_frames())
@@ -125,7 +154,7 @@ def test_far_jump_seeks_to_nearest_keyframe(sources):
         assert src.seek_count == before + 1
 
 
-def test_slow_fallback_is_still_exact(sources):
+def test_slow_fallback_is_still_exact(sources, faults_forgotten):
     """When timestamps cannot be trusted the reader counts frames from the start."""
     path = sources["mkv-h264-gop25-bframes"]
     reference = plain_pyav_decode(path)
@@ -197,7 +226,7 @@ class _SeekOvershootingContainer:
         return getattr(self._inner, name)
 
 
-def test_overshooting_seek_steps_back_a_keyframe(sources):
+def test_overshooting_seek_steps_back_a_keyframe(sources, faults_forgotten):
     path = sources["mkv-h264-gop25-bframes"]
     reference = plain_pyav_decode(path)
     with VideoReader(path) as src:
@@ -226,7 +255,7 @@ class _ShiftedTimestampContainer:
         return getattr(self._inner, name)
 
 
-def test_inconsistent_timestamps_switch_to_the_slow_exact_path(sources):
+def test_inconsistent_timestamps_switch_to_the_slow_exact_path(sources, faults_forgotten):
     path = sources["mkv-h264-gop25-bframes"]
     reference = plain_pyav_decode(path)
     with VideoReader(path) as src:
@@ -241,3 +270,118 @@ def test_iter_frames_decodes_sequentially_with_one_seek(sources):
     with VideoReader(sources["mkv-h264-gop25-bframes"]) as src:
         assert sum(1 for _ in src.iter_frames(30)) == T - 30
         assert src.seek_count == 1
+
+
+# -- the remembered stream index -----------------------------------------------------------------
+def _count_container_opens(monkeypatch) -> list:
+    opened = []
+    real = av.open
+
+    def counting(*args, **kwargs):
+        opened.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(video.av, "open", counting)
+    return opened
+
+
+def test_a_remembered_video_opens_its_container_only_to_decode(sources, monkeypatch):
+    path = sources["mp4-h264-gop50-bframes"]
+    reference = plain_pyav_decode(path)
+    forget_video_indexes()
+    first = VideoReader(path)
+    facts = (first.width, first.height, first.fps, first.frame_count, first.keyframe_indices)
+    first.close()
+    opened = _count_container_opens(monkeypatch)
+    with VideoReader(path) as again:
+        assert opened == []
+        assert (again.width, again.height, again.fps, again.frame_count,
+                again.keyframe_indices) == facts
+        assert np.array_equal(again.read(60), reference[60])
+        assert len(opened) == 1
+
+
+def test_a_changed_file_is_indexed_again(tmp_path, frames, monkeypatch):
+    """Same path, size, modification time and inode, one byte different near the end (where
+    an mp4 keeps its index): the remembered index is not used."""
+    path = write_video(tmp_path / "v.mp4", frames, codec="h264", gop=50, bframes=3)
+    forget_video_indexes()
+    VideoReader(path).close()
+    st = path.stat()
+    with open(path, "r+b") as fh:
+        fh.seek(st.st_size - 5)
+        last = fh.read(1)
+        fh.seek(st.st_size - 5)
+        fh.write(bytes([last[0] ^ 0x01]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    opened = _count_container_opens(monkeypatch)
+    try:
+        VideoReader(path).close()
+    except video.UserInputError:
+        pass  # the flipped byte may make the file unreadable: what counts is that it was read
+    assert len(opened) == 1
+
+
+def test_a_video_found_slow_is_remembered_slow(sources, faults_forgotten):
+    path = sources["mkv-h264-gop25-bframes"]
+    forget_video_indexes()
+    with VideoReader(path) as src:
+        src._go_slow()
+    with VideoReader(path) as again:
+        assert again.slow_mode and again._opened is None and again.frame_count == T
+        assert np.array_equal(again.read(41), plain_pyav_decode(path)[41])
+
+
+def test_remembered_indexes_are_bounded_by_frames(sources, monkeypatch):
+    forget_video_indexes()
+    monkeypatch.setattr(video_index.IndexMemo, "MAX_FRAMES", 2 * T)
+    names = ["mp4-mp4v", "mkv-ffv1", "avi-mjpg"]
+    for name in names:
+        VideoReader(sources[name]).close()
+    opened = _count_container_opens(monkeypatch)
+    VideoReader(sources[names[2]]).close()
+    VideoReader(sources[names[1]]).close()
+    assert opened == []  # the two newest are kept
+    VideoReader(sources[names[0]]).close()
+    assert len(opened) == 1  # the oldest was dropped when the third came in
+    forget_video_indexes()
+
+
+def test_indexes_kept_in_a_folder_serve_a_fresh_process(sources, tmp_path, monkeypatch):
+    names = ["mp4-h264-gop50-bframes", "mkv-h264-gop25-bframes", "avi-xvid"]
+    references = {n: plain_pyav_decode(sources[n]) for n in names}
+    forget_video_indexes()
+    for name in names:
+        VideoReader(sources[name]).close()
+    video_index.save_video_indexes(tmp_path)
+    forget_video_indexes()  # as a new process
+    assert video_index.remember_video_indexes(tmp_path) == 3
+    opened = _count_container_opens(monkeypatch)
+    for name in names:
+        with VideoReader(sources[name]) as src:
+            assert src._opened is None and src.frame_count == T
+            assert np.array_equal(src.read(T - 7), references[name][T - 7])
+    assert len(opened) == 3  # each opened once, to decode
+    forget_video_indexes()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "key beyond the frames"])
+def test_a_damaged_index_file_is_ignored(sources, tmp_path, damage):
+    forget_video_indexes()
+    VideoReader(sources["mp4-mp4v"]).close()
+    if damage == "key beyond the frames":
+        key, facts = video_index.INDEX_MEMO.items()[0]
+        bad = video_index.StreamIndex(**{**facts.__dict__, "key_indices": np.array([0, T])})
+        video_index.INDEX_MEMO.put(key, bad)
+    video_index.save_video_indexes(tmp_path)
+    path = tmp_path / video_index.FILE_NAME
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:-40])
+    elif damage == "garbage":
+        path.write_bytes(b"PK\x03\x04 not an index at all")
+    forget_video_indexes()
+    assert video_index.remember_video_indexes(tmp_path) == 0
+    with VideoReader(sources["mp4-mp4v"]) as src:  # demuxed again, correct
+        assert src._opened is not None and src.keyframe_indices == [0, 30, 60]
+    forget_video_indexes()

@@ -25,6 +25,11 @@ CRC; a truncated or corrupt file makes the index (or chunk) stale, and it is reb
 Float32 storage on disk; an int8 copy for fast candidate scans is made in memory when queries
 need it (core/knn.py, EmbeddingIndex.enable_fast_search).
 
+Opening: every sequence is opened twice (to plan, then to embed) but its videos are demuxed at
+most once: the second open, and every open in a later build with the same cache folder, takes
+the stream indexes remembered there (core/video_index.py) and, the crops coming from the crop
+cache, never opens the video containers at all.
+
 Throughput: a second thread cuts the next chunk's crops while the model embeds this one
 (_Cutter). It hides what releases the GIL (reading crop files from disk); Python work there
 (opening a sequence, per-frame cutting) still competes with the forward for the GIL, so for the
@@ -54,6 +59,7 @@ from .joints import JOINT_NAMES
 from .media import MediaAccess
 from .sequence import MultiviewSequence
 from .sources.dataset import Dataset
+from .video_index import INDEX_MEMO, remember_video_indexes, save_video_indexes
 
 INDEX_VERSION = 1
 CHUNK_FRAMES = 32
@@ -222,10 +228,14 @@ def build_index(
     size, margin = pipeline.contract.crop_size, pipeline.contract.crop_margin
     plan, gt = _Plan(), []
     counter = _Progress(0, progress)
+    remember_video_indexes(cache_dir)
+    learnt = INDEX_MEMO.learnt
     for name in dataset.names:  # one sequence open at a time: a dataset may have thousands
         with dataset.open(name) as seq:
             plan.add(seq, _crop_cache(seq, cache_dir, size, margin, counter))
             gt.append(_gt_of(seq))
+    if INDEX_MEMO.learnt != learnt:
+        save_video_indexes(cache_dir)  # the next build (a new checkpoint) demuxes nothing
     try:
         return open_index(folder, plan.fingerprints)
     except StaleIndexError:

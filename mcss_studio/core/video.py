@@ -11,6 +11,11 @@ so reading i+1 after i (scrubbing forwards, playback) never seeks.
 
 Readers are not thread-safe: use one reader per thread (they are cheap to open again).
 
+Opening again is cheap: what the demux finds is remembered (core/video_index.py, keyed by the
+file's content identity), and a reader of a file already indexed takes the index from there and
+opens the container only when it first decodes. A sequence whose pixels come from the crop cache
+(the embedding index) then never touches its videos.
+
 Truncated files (decided: serve what is complete, never guess): a packet that runs past the end
 of the file is dropped from the index, so `frame_count` counts only complete frames and every one
 of them reads exactly (avi and mkv cut in the middle work this way; `truncated` is True when the
@@ -34,6 +39,8 @@ import numpy as np
 
 from .errors import UserInputError
 from .framesource import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, FrameSource, natural_key
+from .video_index import INDEX_MEMO, StreamIndex, file_identity
+from .video_index import forget_video_indexes as forget_video_indexes
 
 DEFAULT_IMAGE_FOLDER_FPS = 30.0
 
@@ -83,14 +90,50 @@ class VideoReader:
         self.seek_count = 0  # seeks done so far (tests and benchmarks check scrubbing cost)
         self._seek_key_pos = 0
         self._epoch = 0  # bumped whenever the decoder is repositioned
-        self._container = self._open_container()
+        self._opened: av.container.InputContainer | None = None  # opened on first decode
+        self._memo_key = file_identity(self.path)
+        known = INDEX_MEMO.get(self._memo_key)
+        if known is not None:
+            self._adopt(known)
+            return
+        self._opened = self._open_container()
         try:
             self._build_index(size)
         except Exception:
-            self._container.close()
+            self._opened.close()
             raise
+        INDEX_MEMO.put(self._memo_key, self._index_facts())
 
     # -- opening and indexing -----------------------------------------------------------------
+    @property
+    def _container(self) -> av.container.InputContainer:
+        if self._opened is None:
+            self._opened = self._open_container()
+        return self._opened
+
+    @_container.setter
+    def _container(self, container: av.container.InputContainer) -> None:
+        self._opened = container
+
+    @property
+    def _stream(self) -> av.video.stream.VideoStream:
+        return self._container.streams.video[0]
+
+    def _index_facts(self) -> StreamIndex:
+        return StreamIndex(
+            width=self.width, height=self.height, fps=self.fps, truncated=self.truncated,
+            frame_pts=np.asarray(self._frame_pts, np.int64), slow=self._slow,
+            key_indices=np.asarray(self._key_indices, np.int64), frame_count=self.frame_count)
+
+    def _adopt(self, facts: StreamIndex) -> None:
+        """Take a remembered index of this very file instead of demuxing it again."""
+        self.width, self.height, self.fps = facts.width, facts.height, facts.fps
+        self.truncated, self._slow = facts.truncated, facts.slow
+        self.frame_count = facts.frame_count
+        self._frame_pts = facts.frame_pts.tolist()
+        self._key_indices = facts.key_indices.tolist()
+        self._pts_to_index = {} if self._slow else {p: i for i, p in enumerate(self._frame_pts)}
+
     def _open_container(self) -> av.container.InputContainer:
         try:
             container = av.open(str(self.path), mode="r")
@@ -99,9 +142,7 @@ class VideoReader:
         if not container.streams.video:
             container.close()
             raise UserInputError(self.path, "contains no video stream (or no frames)")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"  # frame threads change speed only, never pixels
-        self._stream = stream
+        container.streams.video[0].thread_type = "AUTO"  # threads change speed, never pixels
         return container
 
     def _build_index(self, file_size: int) -> None:
@@ -190,8 +231,13 @@ class VideoReader:
     def _seek_start(self) -> None:
         """Back to the first packet; reopening is the one way that needs no timestamps."""
         self._drop_generator()
-        self._container.close()
-        self._container = self._open_container()
+        self._close_container()
+        self._opened = self._open_container()
+
+    def _close_container(self) -> None:
+        if self._opened is not None:
+            self._opened.close()
+            self._opened = None
 
     def _drop_generator(self) -> None:
         if self._gen is not None:
@@ -304,6 +350,7 @@ class VideoReader:
         self._drop_generator()
         count = self._count_by_decoding()
         self.frame_count = min(self.frame_count, count)
+        INDEX_MEMO.put(self._memo_key, self._index_facts())  # the next reader starts slow
 
     # -- FrameSource --------------------------------------------------------------------------
     def read(self, index: int) -> np.ndarray:
@@ -333,7 +380,7 @@ class VideoReader:
     def close(self) -> None:
         self._drop_generator()
         self._last = None
-        self._container.close()
+        self._close_container()
 
     def __enter__(self) -> VideoReader:
         return self
