@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     root, cache = Path(args.root), Path(args.cache)
-    print(f"{'recording':<22} {'camera':<6} {'refs':>4} {'fixed':>5} {'excl':>4}  "
+    print(f"{'recording':<22} {'camera':<6} {'refs':>4} {'fixed':>5} {'excl':>4} {'part':>4}  "
           + "  ".join(f"{m + ' >0.5':>12} {'med':>4}" for m in methods))
     for folder, name in RECORDINGS:
         if args.only and args.only not in f"{folder}/{name}":
