@@ -33,12 +33,12 @@ smoothed one (IoU < 0.5).
 
 Known limits (measured in benchmarks/bench_boxes.py and tests/test_subject_boxes.py): a second
 person within about a metre of the subject whose own body does not carve into a column of its
-own (holes in the masks, a top the colour of the wall behind) stays within the subject's reach
-and widens its box in the views where the two overlap (Demo_MultiPerson: 84..97% of frames
-per camera); a view occluded on less than half the body boxes only the visible part; without
-a calibration, an object that touches the subject in the image joins its blob. Memory: the
-masks and quantised colours of every frame are kept at WORK_SIDE (about 130 kB per camera and
-frame), so very long recordings should be boxed in parts.
+own (one who stands still is in the median background; a top the colour of the wall behind)
+stays within the subject's reach and widens its box in the views where the two overlap
+(Demo_MultiPerson: 89..100% of frames per camera); a view occluded on less than half the
+body boxes only the visible part; without a calibration, an object that touches the subject in
+the image joins its blob. Memory: the masks and quantised colours of every frame are kept at
+WORK_SIDE (about 130 kB per camera and frame), so very long recordings should be boxed in parts.
 """
 
 from __future__ import annotations
