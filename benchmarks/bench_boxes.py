@@ -10,9 +10,11 @@ person per image and in Demo_MultiPerson often picks the second person, so every
 checked: the subject is bare-chested and the second person wears a white top, so a detection
 whose torso (shoulders to hips) is unsaturated (median HSV saturation < 50) is on the second
 person; that person's box is then painted grey and MediaPipe asked again; the new detection is
-kept if its torso passes, else the frame has no reference. Counts of references kept, corrected
-and excluded are printed; --sheets writes contact sheets (every 10th frame: reference red,
-corrected reference orange, each method's box in its colour) to look at them.
+kept if its torso passes, else the frame has no reference. A reference shorter than 0.75 times
+the camera's median reference height is a partial person (the re-detection sometimes boxes only
+the head and shoulders) and excluded too. Counts of references kept, corrected and excluded
+(second person, partial) are printed; --sheets writes contact sheets (every 10th frame:
+reference red, corrected reference orange, each method's box in its colour) to look at them.
 
 "detector" is MediaPipe itself, so its figures are not independent of the reference; the
 geometric methods ("rig", "tracked", "background") never see it.
@@ -45,6 +47,7 @@ RECORDINGS = [("Demo_SinglePerson", None), ("Demo_MultiPerson", None),
               ("Demo_Batch", "Trial_1"), ("Demo_Batch", "Trial_2")]
 TORSO = [JOINT_NAMES.index(n) for n in ("l_shoulder", "r_shoulder", "r_hip", "l_hip")]
 WHITE_TOP_SATURATION = 50  # the second person's top; the subject's bare skin is 65..130
+SHORT_BOX = 0.75  # a reference shorter than this times the camera's median is a partial person
 COLOURS = {"rig": (0, 220, 0), "tracked": (0, 160, 255), "background": (255, 0, 255),
            "detector": (255, 255, 0)}
 
@@ -62,17 +65,39 @@ def torso_saturation(rgb: np.ndarray, joints: np.ndarray) -> float:
 
 
 def reference(seq: MultiviewSequence, cache: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Reference boxes (C, T, 4) (NaN: none) and status (C, T): 0 kept, 1 corrected, 2 excluded,
-    3 no detection."""
+    """Reference boxes (C, T, 4) (NaN: none) and status (C, T): 0 kept, 1 corrected, 2 excluded
+    (the second person, not re-found), 3 no detection, 4 excluded (a partial person)."""
+    boxes, status, confidence = _detections(seq, cache)
+    partial = _partial(boxes) & (status <= 1)
+    return np.where(partial[..., None], np.nan, boxes), np.where(partial, 4, status)
+
+
+def _partial(boxes: np.ndarray) -> np.ndarray:
+    """(C, T) detections of part of the person only: a box shorter than SHORT_BOX times the
+    camera's median reference height (MediaPipe re-asked with the second person greyed out
+    sometimes boxes only the head and shoulders, or the body down to the hips). Uses nothing
+    but the detections. MediaPipe's own visibility of the knees and ankles does not tell these
+    apart: it is as low in whole-body detections of crossed or lifted legs."""
+    height = boxes[..., 3] - boxes[..., 1]
+    typical = np.nanmedian(height, axis=1, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        return height < SHORT_BOX * typical
+
+
+def _detections(seq: MultiviewSequence, cache: Path
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MediaPipe's box per (camera, frame) checked for the second person (module doc): boxes
+    (C, T, 4), status (C, T) as `reference` without 4, joint confidences (C, T, 17)."""
     from mcss_studio.core.pose_detector import MediaPipeDetector
 
     key = hashlib.sha1(f"{seq.path}:{seq.name}".encode()).hexdigest()[:12]
-    path = cache / f"reference_{key}.npz"
+    path = cache / f"reference2_{key}.npz"
     if path.is_file():
         with np.load(path) as z:
-            return z["boxes"], z["status"]
+            return z["boxes"], z["status"], z["confidence"]
     C, T = len(seq.cameras), seq.num_frames
     boxes, status = np.full((C, T, 4), np.nan), np.full((C, T), 3)
+    confidence = np.zeros((C, T, len(JOINT_NAMES)))
     with MediaPipeDetector() as detector:
         for c in range(C):
             for t, rgb in enumerate(seq.iter_frames(c)):
@@ -80,17 +105,19 @@ def reference(seq: MultiviewSequence, cache: Path) -> tuple[np.ndarray, np.ndarr
                 if not found.found:
                     continue
                 if not torso_saturation(rgb, found.joints) < WHITE_TOP_SATURATION:
-                    boxes[c, t], status[c, t] = found.box, 0
+                    boxes[c, t], status[c, t], confidence[c, t] = found.box, 0, found.confidence
                     continue
                 x0, y0, x1, y1 = np.round(found.box).astype(int)
                 masked = rgb.copy()
                 masked[max(y0, 0):y1, max(x0, 0):x1] = 128
                 again = detector.detect(masked)
-                ok = again.found and torso_saturation(rgb, again.joints) >= WHITE_TOP_SATURATION
-                boxes[c, t], status[c, t] = (again.box, 1) if ok else (np.nan, 2)
+                if again.found and torso_saturation(rgb, again.joints) >= WHITE_TOP_SATURATION:
+                    boxes[c, t], status[c, t], confidence[c, t] = again.box, 1, again.confidence
+                else:
+                    status[c, t] = 2
     cache.mkdir(parents=True, exist_ok=True)
-    np.savez(path, boxes=boxes, status=status)
-    return boxes, status
+    np.savez(path, boxes=boxes, status=status, confidence=confidence)
+    return boxes, status, confidence
 
 
 def contact_sheet(seq: MultiviewSequence, ref: np.ndarray, status: np.ndarray,
@@ -129,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     root, cache = Path(args.root), Path(args.cache)
-    print(f"{'recording':<22} {'camera':<6} {'refs':>4} {'fixed':>5} {'excl':>4}  "
+    print(f"{'recording':<22} {'camera':<6} {'refs':>4} {'fixed':>5} {'excl':>4} {'part':>4}  "
           + "  ".join(f"{m + ' >0.5':>12} {'med':>4}" for m in methods))
     for folder, name in RECORDINGS:
         if args.only and args.only not in f"{folder}/{name}":
@@ -149,8 +176,9 @@ def main(argv: list[str] | None = None) -> int:
                 for m in methods:
                     iou = np.nan_to_num(box_iou(found[m][c], ref[c]))[has]
                     cells.append(f"{100 * np.mean(iou > 0.5):11.0f}% {np.median(iou):4.2f}")
-                print(f"{label:<22} {cam:<6} {has.sum():4d} {np.sum(status[c] == 1):5d} "
-                      f"{np.sum(status[c] == 2):4d}  " + "  ".join(cells))
+                counts = [np.sum(status[c] == s) for s in (1, 2, 4)]
+                print(f"{label:<22} {cam:<6} {has.sum():4d} {counts[0]:5d} {counts[1]:4d} "
+                      f"{counts[2]:4d}  " + "  ".join(cells))
             print(f"{'':<22} time: " + ", ".join(f"{m} {s:.0f} s" for m, s in seconds.items()))
             if args.sheets:
                 Path(args.sheets).mkdir(parents=True, exist_ok=True)

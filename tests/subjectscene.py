@@ -1,7 +1,8 @@
 """A tiny calibrated 4-camera scene for subject-box tests: a cylinder person walking a circle
 round the rig's centre on a textured static background, plus optional distractors (a second person,
 an object moving in one view only, a global lighting change, a static occluder in one view, or a
-second person passing within a metre of the subject).
+second person passing within a metre of the subject, or the subject's legs the colour of
+what is behind them).
 In memory (write_recording puts it in a folder), ~0.1 s to build; GT is the projected bbox of
 the subject cylinder."""
 
@@ -18,6 +19,7 @@ from tests.conftest import look_at
 from tests.test_boxes import ArraySource
 
 W, H, T = 160, 120, 30
+HIDDEN_LEGS = 500.0  # mm: with hidden_legs, the subject's body below this is not drawn (late)
 
 
 def ring(n: int = 4, radius: float = 5000.0) -> list[Calibration]:
@@ -32,10 +34,11 @@ def ring(n: int = 4, radius: float = 5000.0) -> list[Calibration]:
     return cams
 
 
-def cylinder(x: float, y: float, height: float = 1700.0, radius: float = 250.0) -> np.ndarray:
+def cylinder(x: float, y: float, height: float = 1700.0, radius: float = 250.0,
+             bottom: float = 0.0) -> np.ndarray:
     a = np.linspace(0, 2 * np.pi, 16, endpoint=False)
     ring = np.stack([x + radius * np.cos(a), y + radius * np.sin(a)], 1)
-    return np.concatenate([np.c_[ring, np.full(16, z)] for z in (0.0, height)])
+    return np.concatenate([np.c_[ring, np.full(16, z)] for z in (bottom, height)])
 
 
 def _draw(image: np.ndarray, cal, points: np.ndarray, colour) -> np.ndarray:
@@ -46,9 +49,13 @@ def _draw(image: np.ndarray, cal, points: np.ndarray, colour) -> np.ndarray:
 
 
 def scene(second_person: bool = False, moving_object: bool = False, lighting: bool = False,
-          occluder: bool = False, close_person: bool = False, seed: int = 0
+          occluder: bool = False, close_person: bool = False, hidden_legs: bool = False,
+          seed: int = 0
           ) -> tuple[MultiviewSequence, np.ndarray]:
-    """The sequence and the subject's GT boxes (4, T, 4), clipped to the image."""
+    """The sequence and the subject's GT boxes (4, T, 4), clipped to the image. With
+    `hidden_legs`, from frame T // 2 on only the subject's body above HIDDEN_LEGS mm is drawn
+    (legs the colour of the floor behind them: no view sees them), its GT box still the whole
+    cylinder's."""
     rng = np.random.default_rng(seed)
     cals = ring()
     angle = np.linspace(0, 2 * np.pi, T, endpoint=False)
@@ -71,6 +78,10 @@ def scene(second_person: bool = False, moving_object: bool = False, lighting: bo
             depth = [np.linalg.norm(cal.to_camera(np.r_[p, 900.0])) for p, _, _ in people]
             for k in np.argsort(depth)[::-1]:  # far first: the near one occludes
                 where, colour, is_subject = people[k]
+                if is_subject and hidden_legs and t >= T // 2:
+                    _draw(image, cal, cylinder(*where, bottom=HIDDEN_LEGS), colour)
+                    gt[c, t] = _draw(image.copy(), cal, cylinder(*where), colour)
+                    continue
                 box = _draw(image, cal, cylinder(*where), colour)
                 if is_subject:
                     gt[c, t] = box

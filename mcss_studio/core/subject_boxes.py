@@ -18,7 +18,9 @@ Two weight-free methods (core/boxes.py offers them as "rig" and "tracked"):
   colours they leave) from the masks the boxes are read from too. The subject's voxels are
   those of its blob within PERSON_REACH of its body and nearer to it than to another standing
   body (_subject_part); each view's box is the part of them that lands on that view's own
-  foreground.
+  foreground, its bottom lowered to the subject's feet: the floor (as low as the subject's
+  voxels reach in a quarter of the frames) under its body's floor position (_feet), since
+  the carving often loses lower legs that stand still (they are in the median background).
   A bystander seen by two cameras, or equipment moving in one view, does not carve into a blob
   that all views agree on, or loses the chain to the subject.
 - `tracked_boxes` (no calibration): per camera, foreground blobs (nearby parts joined), the
@@ -31,18 +33,18 @@ smoothed one (IoU < 0.5).
 
 Known limits (measured in benchmarks/bench_boxes.py and tests/test_subject_boxes.py): a second
 person within about a metre of the subject whose own body does not carve into a column of its
-own (holes in the masks, a top the colour of the wall behind) stays within the subject's reach
-and widens its box in the views where the two overlap (Demo_MultiPerson: 84..97% of frames
-per camera); a view occluded on less than half the body boxes only the visible part; without
-a calibration, an object that touches the subject in the image joins its blob. Memory: the
-masks and quantised colours of every frame are kept at WORK_SIDE (about 130 kB per camera and
-frame), so very long recordings should be boxed in parts.
+own (one who stands still is in the median background; a top the colour of the wall behind)
+stays within the subject's reach and widens its box in the views where the two overlap
+(Demo_MultiPerson: 89..100% of frames per camera); a view occluded on less than half the
+body boxes only the visible part; without a calibration, an object that touches the subject in
+the image joins its blob. Memory: the masks and quantised colours of every frame are kept at
+WORK_SIDE (about 130 kB per camera and frame), so very long recordings should be boxed in parts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -72,6 +74,8 @@ PERSON_REACH = 900.0  # mm: the subject's voxels lie this close to their body's 
 CORE_RADIUS = 350.0  # mm: a standing body's torso and legs lie this close to its floor position
 OTHER_GAP = 800.0  # mm: another body's peak lies at least this far from the subject's
 SMALL_FRACTION = 0.4  # a candidate below this fraction of the chain's median support is doubtful
+FOOT_SPREAD = 150.0  # mm: a standing person's feet are about hip-width apart, under the body
+FLOOR_QUANTILE = 0.25  # the floor: as low as the subject's voxels reach in this share of frames
 
 
 @dataclass
@@ -175,6 +179,12 @@ class Grid:
     reach: float  # median camera distance from it, mm
     plane: np.ndarray  # (V, 2) voxel centres on the floor plane (perpendicular to up), mm
     height: np.ndarray  # (V,) voxel centres along up, mm
+    # rows: the floor plane's two axes and up (plane = centres @ axes[:2].T, height = @ axes[2])
+    axes: np.ndarray = field(default_factory=lambda: np.eye(3))
+
+    def world(self, plane: np.ndarray, height: float) -> np.ndarray:
+        """World points (N, 3) of floor-plane positions (N, 2) at one height."""
+        return plane @ self.axes[:2] + height * self.axes[2]
 
 
 def carving_grid(cals: list[Calibration], cells: int = GRID_CELLS) -> Grid:
@@ -191,7 +201,7 @@ def carving_grid(cals: list[Calibration], cells: int = GRID_CELLS) -> Grid:
     e1 /= np.linalg.norm(e1)
     plane = np.stack([centres @ e1, centres @ np.cross(up, e1)], axis=1)
     return Grid(centres=centres, index=ii, cells=cells, voxel=voxel, focus=focus, reach=reach,
-                plane=plane, height=centres @ up)
+                plane=plane, height=centres @ up, axes=np.stack([e1, np.cross(up, e1), up]))
 
 
 def world_up(cals: list[Calibration]) -> np.ndarray:
@@ -350,16 +360,54 @@ def rig_boxes(seq: MultiviewSequence, progress: ProgressFn | None = None,
     raw = np.full((C, T, 4), np.nan)
     support = np.zeros(T)
     centre = _subject_floor_track(chain, frames, labels, grid, seq.fps)
+    parts = {}
     for t in np.flatnonzero(chain >= 0):
         member = labels[t] == chain[t] + 1
         if np.isfinite(centre[t]).all():
             member = _subject_part(labels[t] > 0, member, centre[t], grid)
+        parts[t] = member
+    floor = _floor_level(list(parts.values()), grid)
+    for t, member in parts.items():
         voxels = grid.centres[member]
         support[t] = frames[t].supports[chain[t]]
+        feet = _feet(centre[t], floor, grid)
         for c in range(C):
             hidden = seen[c][member] & ~masks[c][t][np.maximum(lookups[c][member], 0)]
-            raw[c, t] = _view_box(cals[c], voxels, grid.voxel, tight[c][t], scales[c], hidden)
+            box = _view_box(cals[c], voxels, grid.voxel, tight[c][t], scales[c], hidden)
+            raw[c, t] = _down_to(box, cals[c], feet)
     return _finish(seq, raw, support)
+
+
+def _floor_level(parts: list[np.ndarray], grid: Grid) -> float:
+    """Height (mm along up) of the floor the subject stands on: the lowest its voxels (V,) bool
+    reach in a quarter of the frames (FLOOR_QUANTILE of each frame's lowest voxel): a ghost
+    voxel below the floor in a few frames does not sink it, frames that lost the feet do not
+    lift it; NaN without any."""
+    lows = [grid.height[part].min() for part in parts if part.any()]
+    return float(np.quantile(lows, FLOOR_QUANTILE, method="lower")) if lows else float("nan")
+
+
+def _feet(centre: np.ndarray, floor: float, grid: Grid) -> np.ndarray:
+    """World points (5, 3) where a standing subject's feet are: on the floor under its body's
+    floor position `centre` (2,) and FOOT_SPREAD around it; (0, 3) when either is unknown.
+
+    The carving often loses the lower legs and feet (a foot that stands still through most of
+    the recording is in the median background; its shadow is removed; thin shins miss the
+    coarse voxels), so each view's box is stretched down to them."""
+    if not (np.isfinite(centre).all() and np.isfinite(floor)):
+        return np.zeros((0, 3))
+    spread = FOOT_SPREAD * np.array([[0, 0], [1, 0], [-1, 0], [0, 1], [0, -1]])
+    return grid.world(centre + spread, floor)
+
+
+def _down_to(box: np.ndarray, cal: Calibration, points: np.ndarray) -> np.ndarray:
+    """The box (4,) with its bottom lowered to the lowest projection of the world points
+    (N, 3) in front of the camera (its sides stay the body's: a foot is under the body, and
+    the floor-position estimate is a voxel or two off); a missing box stays missing."""
+    points = points[cal.to_camera(points)[:, 2] > 1.0] if len(points) else points
+    if not len(points) or not np.isfinite(box).all():
+        return box
+    return np.r_[box[:3], max(box[3], cal.project(points)[:, 1].max())]
 
 
 def _subject_part(occupied: np.ndarray, member: np.ndarray, centre: np.ndarray, grid: Grid
