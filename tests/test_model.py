@@ -248,3 +248,20 @@ def test_spatial_orientation_option(size):
     rot = out["rotation"]
     assert out["pose_cam"].shape == (2, 17, 3)
     assert torch.allclose(rot @ rot.transpose(1, 2), torch.eye(3).expand(2, 3, 3), atol=1e-5)
+
+
+@pytest.mark.parametrize("spatial", [False, True])
+def test_spatial_embedding_sees_where_features_are(spatial):
+    """With embedding_spatial the embedding (and the pose read from it) tells apart two feature
+    maps with the same mean and the quadrants swapped; the global average cannot."""
+    config = ModelConfig(**{**TINY.to_dict(), "embedding_spatial": spatial})
+    model = MCSSModel(config).eval()
+    fmap = torch.rand(1, model.encoder.out_dim, 2, 2)
+    swapped = fmap.flip(-1)  # left and right quadrants exchanged, same mean
+    model.encoder.feature_map = lambda x: fmap if x[0, 0, 0, 0] > 0 else swapped
+    image = torch.ones(1, 3, 64, 64)
+    a, b = model(image), model(-image)
+    assert torch.allclose(a["embedding"].norm(dim=1), torch.ones(1))
+    same = torch.allclose(a["embedding"], b["embedding"], atol=1e-6)
+    assert same is not spatial
+    assert torch.allclose(a["pose_canonical"], b["pose_canonical"], atol=1e-4) is not spatial

@@ -52,6 +52,8 @@ class TrainConfig:
                                      "(core.model.crop_rays)")
     orientation_spatial: bool = _setting(False, "orientation head reads a 2x2 feature grid "
                                                 "instead of the mean feature")
+    embedding_spatial: bool = _setting(False, "embedding head (and so the pose) reads a 2x2 "
+                                              "feature grid instead of the mean feature")
     # method
     lambda_metric: float = _setting(0.1, "weight of the multi-view metric loss (0 = baseline "
                                          "on labels only; 1 collapsed with hardest mining)")
@@ -86,11 +88,13 @@ class TrainConfig:
                                          "loss)")
     labelled_batch: int = _setting(32, "labelled crops in each batch")
     # augmentation
-    augment: bool = _setting(True, "augment the training crops (the four settings below)")
+    augment: bool = _setting(True, "augment the training crops (the five settings below)")
     color_jitter: float = _setting(0.2, "strength of brightness/contrast/saturation jitter")
     scale_jitter: float = _setting(0.1, "random crop scale change, as a fraction")
     shift_jitter: float = _setting(0.05, "random crop shift, as a fraction of the crop")
     flip: bool = _setting(True, "random horizontal flips (left and right joints swapped)")
+    channel_shuffle: float = _setting(0.0, "probability of permuting a training crop's RGB "
+                                           "channels (subjects differ by clothing colour)")
     # optimisation
     steps: int = _setting(5000, "training steps")
     lr: float = _setting(1e-3, "peak learning rate of AdamW (linear warm-up, then cosine decay "

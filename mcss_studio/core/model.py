@@ -56,6 +56,10 @@ class ModelConfig:
     # localise the limbs, where 3D regression alone fitted the labelled subjects' appearance
     # and predicted new subjects worse than a constant pose (README, issue 10)
     keypoint_head: bool = False
+    # the embedding head reads the same 2x2 grid of pooled features: a global average keeps
+    # which limb features are present but not where they are, and the pose is read from the
+    # embedding
+    embedding_spatial: bool = False
 
     def validate(self) -> None:
         """Raise ValueError on values that cannot build a sane network (also guards checkpoints)."""
@@ -68,7 +72,7 @@ class ModelConfig:
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
         for name in ("pose_on_unit_embedding", "ray_input", "orientation_spatial",
-                     "keypoint_head"):
+                     "keypoint_head", "embedding_spatial"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false")
 
@@ -247,14 +251,16 @@ class MCSSModel(nn.Module):
         c = self.config
         self.encoder = ResNetEncoder(c.arch, c.width)
         feat = self.encoder.out_dim
-        self.embedding_head = nn.Linear(feat, c.embedding_dim)
+        grid = ORIENTATION_GRID**2
+        self.embedding_head = nn.Linear(feat * (grid if c.embedding_spatial else 1),
+                                        c.embedding_dim)
         self.pose_head = nn.Sequential(
             nn.Linear(c.embedding_dim, c.pose_hidden), nn.ReLU(inplace=True),
             nn.Linear(c.pose_hidden, c.pose_hidden), nn.ReLU(inplace=True),
             nn.Linear(c.pose_hidden, c.num_joints * 3),
         )
         self.orientation_head = nn.Sequential(
-            nn.Linear(feat * (ORIENTATION_GRID**2 if c.orientation_spatial else 1)
+            nn.Linear(feat * (grid if c.orientation_spatial else 1)
                       + (RAY_DIM if c.ray_input else 0), c.orientation_hidden),
             nn.ReLU(inplace=True),
             nn.Linear(c.orientation_hidden, 6),
@@ -275,16 +281,17 @@ class MCSSModel(nn.Module):
         x = (images - IMAGE_MEAN) / IMAGE_STD
         fmap = self.encoder.feature_map(x)
         features = fmap.mean(dim=(2, 3))
-        raw = self.embedding_head(features)
+        pooled_grid = (F.adaptive_avg_pool2d(fmap, ORIENTATION_GRID).flatten(1)
+                       if self.config.orientation_spatial or self.config.embedding_spatial
+                       else None)
+        raw = self.embedding_head(pooled_grid if self.config.embedding_spatial else features)
         embedding = F.normalize(raw.float(), dim=1)
         out = {"embedding": embedding}
         if heads:
             pose_in = embedding.to(features.dtype) if self.config.pose_on_unit_embedding else raw
             canonical = self.pose_head(pose_in).float()
             canonical = canonical.view(-1, self.config.num_joints, 3) * POSE_SCALE_MM
-            head_in = features
-            if self.config.orientation_spatial:
-                head_in = F.adaptive_avg_pool2d(fmap, ORIENTATION_GRID).flatten(1)
+            head_in = pooled_grid if self.config.orientation_spatial else features
             if self.config.ray_input:
                 if rays is None:
                     rays = default_rays(len(images), images.device)
