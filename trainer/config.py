@@ -82,6 +82,10 @@ class TrainConfig:
     keypoint_weight: float = _setting(0.0, "weight of an auxiliary loss on the labelled joints' "
                                            "2D positions in the crop (the 3D labels projected "
                                            "into the view; 0 = no keypoint head)")
+    keypoint_spatial: bool = _setting(False, "the keypoint head is a soft-argmax over per-joint "
+                                             "heat maps of the stride-8 features (integral "
+                                             "regression) instead of a linear map of the "
+                                             "pooled features")
     sequences_per_batch: int = _setting(4, "sequences in each unlabelled batch")
     instants_per_sequence: int = _setting(8, "time instants drawn from each sequence")
     views_per_instant: int = _setting(2, "camera views of each instant (>= 2 for the metric "

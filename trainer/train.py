@@ -80,7 +80,8 @@ def model_config(config: TrainConfig) -> ModelConfig:
                        ray_input=config.ray_input,
                        orientation_spatial=config.orientation_spatial,
                        embedding_spatial=config.embedding_spatial,
-                       keypoint_head=config.keypoint_weight > 0)
+                       keypoint_head=config.keypoint_weight > 0,
+                       keypoint_spatial=config.keypoint_spatial)
 
 
 def sampler_config(config: TrainConfig) -> SamplerConfig:
