@@ -29,8 +29,8 @@ IMAGE_STD = 0.25
 RAY_DIM = 3  # (x, y) of the normalised viewing ray K^-1 [u, v, 1] of the crop centre, side / f
 DEFAULT_RAY_SIZE = 0.4  # angular size assumed when a caller gives no rays (optical axis)
 ORIENTATION_GRID = 2  # orientation_spatial: features pooled to a grid x grid layout
-RAY_FEATURE_SCALE = 4.0
-KEYPOINT_STAGE = 1  # keypoint_spatial: heat maps from the second stage (stride 8)  # rays are ~0.1-0.5; scaled towards the features' unit range
+RAY_FEATURE_SCALE = 4.0  # rays are ~0.1-0.5; scaled towards the features' unit range
+KEYPOINT_STAGE = 1  # keypoint_spatial: heat maps from the second stage (stride 8)
 
 
 @dataclass
