@@ -11,7 +11,13 @@ import torch
 from mcss_studio.core.checkpoint import load_checkpoint, load_training_state, save_checkpoint
 from mcss_studio.core.errors import UserInputError
 from mcss_studio.core.inference import Predictor
-from mcss_studio.core.model import MCSSModel, ModelConfig, canonical_frame, rotation_from_6d
+from mcss_studio.core.model import (
+    MCSSModel,
+    ModelConfig,
+    canonical_frame,
+    rotation_from_6d,
+    soft_argmax,
+)
 
 TINY = ModelConfig(arch="resnet18", width=8, embedding_dim=16, pose_hidden=32,
                    orientation_hidden=16)
@@ -248,3 +254,41 @@ def test_spatial_orientation_option(size):
     rot = out["rotation"]
     assert out["pose_cam"].shape == (2, 17, 3)
     assert torch.allclose(rot @ rot.transpose(1, 2), torch.eye(3).expand(2, 3, 3), atol=1e-5)
+
+
+@pytest.mark.parametrize("spatial", [False, True])
+def test_spatial_embedding_sees_where_features_are(spatial):
+    """With embedding_spatial the embedding (and the pose read from it) tells apart two feature
+    maps with the same mean and the quadrants swapped; the global average cannot."""
+    config = ModelConfig(**{**TINY.to_dict(), "embedding_spatial": spatial})
+    model = MCSSModel(config).eval()
+    fmap = torch.rand(1, model.encoder.out_dim, 2, 2)
+    swapped = fmap.flip(-1)  # left and right quadrants exchanged, same mean
+    model.encoder.feature_map = lambda x: fmap if x[0, 0, 0, 0] > 0 else swapped
+    image = torch.ones(1, 3, 64, 64)
+    a, b = model(image), model(-image)
+    assert torch.allclose(a["embedding"].norm(dim=1), torch.ones(1))
+    same = torch.allclose(a["embedding"], b["embedding"], atol=1e-6)
+    assert same is not spatial
+    assert torch.allclose(a["pose_canonical"], b["pose_canonical"], atol=1e-4) is not spatial
+
+
+def test_soft_argmax_reads_cell_centres_and_averages_between_them():
+    heat = torch.full((1, 2, 8, 4), -1e4)
+    heat[0, 0, 2, 3] = 0.0  # one hot cell: row 2 of 8, column 3 of 4
+    heat[0, 1, 5, 0] = heat[0, 1, 5, 1] = 0.0  # two equal cells: halfway between them
+    points = soft_argmax(heat)
+    assert torch.allclose(points[0, 0], torch.tensor([3.5 / 4 - 0.5, 2.5 / 8 - 0.5]))
+    assert torch.allclose(points[0, 1], torch.tensor([1.0 / 4 - 0.5, 5.5 / 8 - 0.5]))
+
+
+def test_spatial_keypoint_head_is_a_heat_map_of_the_stride_8_features():
+    config = ModelConfig(**{**TINY.to_dict(), "keypoint_head": True, "keypoint_spatial": True})
+    model = MCSSModel(config).eval()
+    assert isinstance(model.keypoint_head, torch.nn.Conv2d)
+    image = torch.rand(2, 3, 64, 64)
+    stage2, _ = model.encoder.feature_maps((image - 0.45) / 0.25, 1)
+    assert stage2.shape[-2:] == (8, 8)  # stride 8 at 64 px
+    expected = soft_argmax(model.keypoint_head(stage2))
+    assert torch.allclose(model(image)["keypoints2d"], expected, atol=1e-5)
+    assert "keypoints2d" not in model(image, heads=False)

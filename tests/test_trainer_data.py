@@ -118,6 +118,24 @@ def test_augment_flip_is_a_mirror_and_colour_keeps_range():
     assert out.min() >= 0 and out.max() <= 1 and not torch.allclose(out, x)
 
 
+
+def test_channel_shuffle_permutes_rgb_only_where_drawn_and_leaves_other_streams():
+    plain = SamplerConfig(color_jitter=0.0, scale_jitter=0.0, shift_jitter=0.0)
+    every = SamplerConfig(color_jitter=0.0, scale_jitter=0.0, shift_jitter=0.0,
+                          channel_shuffle=1.0)
+    aug = random_augmentation(np.random.default_rng(3), 6, every)
+    x = torch.rand(6, 3, 8, 8)
+    out = augment_images(x.clone(), torch.zeros(6, dtype=torch.bool), aug)
+    for i, perm in enumerate(aug["channels"].tolist()):
+        assert sorted(perm) == [0, 1, 2]
+        assert torch.allclose(out[i], x[i][perm], atol=1e-6)  # image i's channel k = input perm[k]
+    assert any(perm != [0, 1, 2] for perm in aug["channels"].tolist())
+    # off (the default): nothing drawn for it; on: drawn after the other factors, which keep
+    # their values, so runs without it repeat the runs made before it existed
+    off = random_augmentation(np.random.default_rng(3), 6, plain)
+    assert "channels" not in off
+    assert all(torch.equal(off[k], aug[k]) for k in off)
+
 def test_config_toml_and_flags(tmp_path):
     import argparse
 

@@ -52,6 +52,8 @@ class TrainConfig:
                                      "(core.model.crop_rays)")
     orientation_spatial: bool = _setting(False, "orientation head reads a 2x2 feature grid "
                                                 "instead of the mean feature")
+    embedding_spatial: bool = _setting(False, "embedding head (and so the pose) reads a 2x2 "
+                                              "feature grid instead of the mean feature")
     # method
     lambda_metric: float = _setting(0.1, "weight of the multi-view metric loss (0 = baseline "
                                          "on labels only; 1 collapsed with hardest mining)")
@@ -80,17 +82,23 @@ class TrainConfig:
     keypoint_weight: float = _setting(0.0, "weight of an auxiliary loss on the labelled joints' "
                                            "2D positions in the crop (the 3D labels projected "
                                            "into the view; 0 = no keypoint head)")
+    keypoint_spatial: bool = _setting(False, "the keypoint head is a soft-argmax over per-joint "
+                                             "heat maps of the stride-8 features (integral "
+                                             "regression) instead of a linear map of the "
+                                             "pooled features")
     sequences_per_batch: int = _setting(4, "sequences in each unlabelled batch")
     instants_per_sequence: int = _setting(8, "time instants drawn from each sequence")
     views_per_instant: int = _setting(2, "camera views of each instant (>= 2 for the metric "
                                          "loss)")
     labelled_batch: int = _setting(32, "labelled crops in each batch")
     # augmentation
-    augment: bool = _setting(True, "augment the training crops (the four settings below)")
+    augment: bool = _setting(True, "augment the training crops (the five settings below)")
     color_jitter: float = _setting(0.2, "strength of brightness/contrast/saturation jitter")
     scale_jitter: float = _setting(0.1, "random crop scale change, as a fraction")
     shift_jitter: float = _setting(0.05, "random crop shift, as a fraction of the crop")
     flip: bool = _setting(True, "random horizontal flips (left and right joints swapped)")
+    channel_shuffle: float = _setting(0.0, "probability of permuting a training crop's RGB "
+                                           "channels (subjects differ by clothing colour)")
     # optimisation
     steps: int = _setting(5000, "training steps")
     lr: float = _setting(1e-3, "peak learning rate of AdamW (linear warm-up, then cosine decay "

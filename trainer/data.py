@@ -143,6 +143,7 @@ class SamplerConfig:
     scale_jitter: float = 0.1
     shift_jitter: float = 0.05
     flip: bool = True
+    channel_shuffle: float = 0.0  # probability of permuting an image's RGB channels
     augment: bool = True
     multiview: bool = True  # False for the baseline: no unlabelled images are loaded at all
     instant_sampling: str = "uniform"  # or "window": see window_instants
@@ -318,9 +319,14 @@ def random_augmentation(rng: np.random.Generator, n: int, c: SamplerConfig) -> d
     def jitter(amount: float, size: int | tuple = n) -> torch.Tensor:
         return torch.from_numpy(1.0 + rng.uniform(-amount, amount, size)).float()
 
-    return {"brightness": jitter(c.color_jitter), "contrast": jitter(c.color_jitter),
-            "saturation": jitter(c.color_jitter), "scale": jitter(c.scale_jitter),
-            "shift": torch.from_numpy(rng.uniform(-c.shift_jitter, c.shift_jitter, (n, 2))).float()}
+    out = {"brightness": jitter(c.color_jitter), "contrast": jitter(c.color_jitter),
+           "saturation": jitter(c.color_jitter), "scale": jitter(c.scale_jitter),
+           "shift": torch.from_numpy(rng.uniform(-c.shift_jitter, c.shift_jitter, (n, 2))).float()}
+    if c.channel_shuffle > 0:  # drawn only when asked, so other settings keep their streams
+        shuffle = rng.random(n) < c.channel_shuffle
+        perms = np.array([rng.permutation(3) if s else np.arange(3) for s in shuffle])
+        out["channels"] = torch.from_numpy(perms.astype(np.int64))
+    return out
 
 
 def augment_rays(rays: torch.Tensor, flip: torch.Tensor, aug: dict) -> torch.Tensor:
@@ -355,6 +361,9 @@ def to_float_images(images: torch.Tensor, device: torch.device) -> torch.Tensor:
 def augment_images(images: torch.Tensor, flip: torch.Tensor, aug: dict) -> torch.Tensor:
     """Apply colour jitter, scale/shift jitter and horizontal flips to float (N, 3, S, S)."""
     device = images.device
+    if "channels" in aug:  # clothing colour says nothing about the pose
+        index = aug["channels"].to(device)[:, :, None, None].expand_as(images)
+        images = torch.gather(images, 1, index)
     b = aug["brightness"].to(device)[:, None, None, None]
     c = aug["contrast"].to(device)[:, None, None, None]
     s = aug["saturation"].to(device)[:, None, None, None]

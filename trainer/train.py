@@ -79,7 +79,9 @@ def model_config(config: TrainConfig) -> ModelConfig:
                        pose_on_unit_embedding=config.pose_on_unit_embedding,
                        ray_input=config.ray_input,
                        orientation_spatial=config.orientation_spatial,
-                       keypoint_head=config.keypoint_weight > 0)
+                       embedding_spatial=config.embedding_spatial,
+                       keypoint_head=config.keypoint_weight > 0,
+                       keypoint_spatial=config.keypoint_spatial)
 
 
 def sampler_config(config: TrainConfig) -> SamplerConfig:
@@ -89,6 +91,7 @@ def sampler_config(config: TrainConfig) -> SamplerConfig:
         views_per_instant=config.views_per_instant, labelled_batch=config.labelled_batch,
         color_jitter=config.color_jitter, scale_jitter=config.scale_jitter,
         shift_jitter=config.shift_jitter, flip=config.flip, augment=config.augment,
+        channel_shuffle=config.channel_shuffle,
         multiview=config.lambda_metric > 0 or config.unlabelled_images,
         instant_sampling=config.instant_sampling, tau=config.tau, tau_max=config.tau_max,
     )

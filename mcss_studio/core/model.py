@@ -30,6 +30,7 @@ RAY_DIM = 3  # (x, y) of the normalised viewing ray K^-1 [u, v, 1] of the crop c
 DEFAULT_RAY_SIZE = 0.4  # angular size assumed when a caller gives no rays (optical axis)
 ORIENTATION_GRID = 2  # orientation_spatial: features pooled to a grid x grid layout
 RAY_FEATURE_SCALE = 4.0  # rays are ~0.1-0.5; scaled towards the features' unit range
+KEYPOINT_STAGE = 1  # keypoint_spatial: heat maps from the second stage (stride 8)
 
 
 @dataclass
@@ -56,6 +57,14 @@ class ModelConfig:
     # localise the limbs, where 3D regression alone fitted the labelled subjects' appearance
     # and predicted new subjects worse than a constant pose (README, issue 10)
     keypoint_head: bool = False
+    # the embedding head reads the same 2x2 grid of pooled features: a global average keeps
+    # which limb features are present but not where they are, and the pose is read from the
+    # embedding
+    embedding_spatial: bool = False
+    # with keypoint_head: each joint's 2D position is the soft-argmax of its own heat map, a 1x1
+    # convolution of the second stage's features (stride 8), instead of a linear map of the
+    # pooled features; the gradient then says where each joint is, in the layers that see it
+    keypoint_spatial: bool = False
 
     def validate(self) -> None:
         """Raise ValueError on values that cannot build a sane network (also guards checkpoints)."""
@@ -68,7 +77,7 @@ class ModelConfig:
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
         for name in ("pose_on_unit_embedding", "ray_input", "orientation_spatial",
-                     "keypoint_head"):
+                     "keypoint_head", "embedding_spatial", "keypoint_spatial"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false")
 
@@ -165,8 +174,33 @@ class ResNetEncoder(nn.Module):
         """(N, out_dim, h, w) before global pooling."""
         return self.stages(self.stem(x))
 
+    def feature_maps(self, x: torch.Tensor, keep: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the output of stage `keep` (0-based), the final map)."""
+        x = self.stem(x)
+        kept = x
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i == keep:
+                kept = x
+        return kept, x
+
+    def stage_channels(self, stage: int) -> int:
+        last = self.stages[stage][-1]
+        return (last.bn3 if isinstance(last, Bottleneck) else last.bn2).num_features
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.feature_map(x).mean(dim=(2, 3))
+
+
+def soft_argmax(heat: torch.Tensor) -> torch.Tensor:
+    """Heat maps (N, J, h, w) -> (N, J, 2) expected (x, y) under each map's softmax, in crop
+    coordinates (-0.5..0.5 of the side from the centre, y down; cell centres at (i + 0.5) / w -
+    0.5): differentiable and finer than the grid (Sun et al. 2018, integral regression)."""
+    n, j, h, w = heat.shape
+    prob = heat.flatten(2).softmax(dim=2).view(n, j, h, w)
+    xs = (torch.arange(w, device=heat.device, dtype=prob.dtype) + 0.5) / w - 0.5
+    ys = (torch.arange(h, device=heat.device, dtype=prob.dtype) + 0.5) / h - 0.5
+    return torch.stack([(prob.sum(2) * xs).sum(-1), (prob.sum(3) * ys).sum(-1)], dim=-1)
 
 
 def crop_keypoints(joints_world: np.ndarray, squares: np.ndarray, calibration) -> np.ndarray:
@@ -247,19 +281,24 @@ class MCSSModel(nn.Module):
         c = self.config
         self.encoder = ResNetEncoder(c.arch, c.width)
         feat = self.encoder.out_dim
-        self.embedding_head = nn.Linear(feat, c.embedding_dim)
+        grid = ORIENTATION_GRID**2
+        self.embedding_head = nn.Linear(feat * (grid if c.embedding_spatial else 1),
+                                        c.embedding_dim)
         self.pose_head = nn.Sequential(
             nn.Linear(c.embedding_dim, c.pose_hidden), nn.ReLU(inplace=True),
             nn.Linear(c.pose_hidden, c.pose_hidden), nn.ReLU(inplace=True),
             nn.Linear(c.pose_hidden, c.num_joints * 3),
         )
         self.orientation_head = nn.Sequential(
-            nn.Linear(feat * (ORIENTATION_GRID**2 if c.orientation_spatial else 1)
+            nn.Linear(feat * (grid if c.orientation_spatial else 1)
                       + (RAY_DIM if c.ray_input else 0), c.orientation_hidden),
             nn.ReLU(inplace=True),
             nn.Linear(c.orientation_hidden, 6),
         )
-        if c.keypoint_head:
+        if c.keypoint_head and c.keypoint_spatial:
+            self.keypoint_head = nn.Conv2d(self.encoder.stage_channels(KEYPOINT_STAGE),
+                                           c.num_joints, 1)
+        elif c.keypoint_head:
             self.keypoint_head = nn.Linear(feat, c.num_joints * 2)
         with torch.no_grad():  # start at the identity rotation, not a random one
             self.orientation_head[-1].weight.mul_(0.01)
@@ -273,18 +312,23 @@ class MCSSModel(nn.Module):
         keypoints2d (N, J, 2) in the crop. `rays` (N, 3) (crop_rays)
         are read only by ray_input models; None means the optical axis."""
         x = (images - IMAGE_MEAN) / IMAGE_STD
-        fmap = self.encoder.feature_map(x)
+        heat_in = None
+        if self.config.keypoint_head and self.config.keypoint_spatial and heads:
+            heat_in, fmap = self.encoder.feature_maps(x, KEYPOINT_STAGE)
+        else:
+            fmap = self.encoder.feature_map(x)
         features = fmap.mean(dim=(2, 3))
-        raw = self.embedding_head(features)
+        pooled_grid = (F.adaptive_avg_pool2d(fmap, ORIENTATION_GRID).flatten(1)
+                       if self.config.orientation_spatial or self.config.embedding_spatial
+                       else None)
+        raw = self.embedding_head(pooled_grid if self.config.embedding_spatial else features)
         embedding = F.normalize(raw.float(), dim=1)
         out = {"embedding": embedding}
         if heads:
             pose_in = embedding.to(features.dtype) if self.config.pose_on_unit_embedding else raw
             canonical = self.pose_head(pose_in).float()
             canonical = canonical.view(-1, self.config.num_joints, 3) * POSE_SCALE_MM
-            head_in = features
-            if self.config.orientation_spatial:
-                head_in = F.adaptive_avg_pool2d(fmap, ORIENTATION_GRID).flatten(1)
+            head_in = pooled_grid if self.config.orientation_spatial else features
             if self.config.ray_input:
                 if rays is None:
                     rays = default_rays(len(images), images.device)
@@ -297,7 +341,9 @@ class MCSSModel(nn.Module):
             out["pose_canonical"] = canonical
             out["rotation"] = rotation
             out["pose_cam"] = torch.einsum("nij,nkj->nki", rotation, canonical)
-            if self.config.keypoint_head:  # crop coordinates, -0.5..0.5 of the side, y down
+            if heat_in is not None:
+                out["keypoints2d"] = soft_argmax(self.keypoint_head(heat_in).float())
+            elif self.config.keypoint_head:  # crop coordinates, -0.5..0.5 of the side, y down
                 out["keypoints2d"] = self.keypoint_head(features).float().view(
                     -1, self.config.num_joints, 2)
         return out
