@@ -292,3 +292,44 @@ def test_spatial_keypoint_head_is_a_heat_map_of_the_stride_8_features():
     expected = soft_argmax(model.keypoint_head(stage2))
     assert torch.allclose(model(image)["keypoints2d"], expected, atol=1e-5)
     assert "keypoints2d" not in model(image, heads=False)
+
+
+@pytest.mark.parametrize("stem, side, stem_side, final_side", [
+    # 64 px: 7x7/2 -> 32, pool/2 -> 16, stages 16 8 4 2; without the pool 32 .. 4; 3x3/1 64 .. 8
+    ("resnet", 64, 16, 2), ("nopool", 64, 32, 4), ("small", 64, 64, 8),
+    # 40 px, strides round up: 20 -> 10 -> 10 5 3 2; 20 -> 20 10 5 3; 40 -> 40 20 10 5
+    ("resnet", 40, 10, 2), ("nopool", 40, 20, 3), ("small", 40, 40, 5)])
+def test_stem_sets_the_feature_map_size(stem, side, stem_side, final_side):
+    model = MCSSModel(ModelConfig(**{**TINY.to_dict(), "stem": stem})).eval()
+    x = torch.rand(1, 3, side, side)
+    assert model.encoder.stem(x).shape[2:] == (stem_side, stem_side)
+    assert model.encoder.feature_map(x).shape[2:] == (final_side, final_side)
+    assert model(x)["pose_cam"].shape == (1, 17, 3)
+
+
+def test_checkpoint_records_the_stem(tmp_path):
+    # nopool has the same weights as resnet (the pool has none): only the recorded setting
+    # rebuilds the network that was trained
+    torch.manual_seed(0)
+    model = MCSSModel(ModelConfig(**{**TINY.to_dict(), "stem": "nopool"})).eval()
+    loaded, _ = load_checkpoint(save_checkpoint(tmp_path / "s.safetensors", model, {}))
+    assert loaded.config.stem == "nopool"
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(loaded(x)["pose_cam"], model(x)["pose_cam"])
+
+
+def test_checkpoint_without_stem_loads_the_resnet_stem(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = save_checkpoint(tmp_path / "old.safetensors", _model(), {})
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads(f.metadata()["mcss"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    del meta["model_config"]["stem"]  # as written before the choice existed
+    save_file(tensors, str(path), metadata={"mcss": json.dumps(meta)})
+    assert load_checkpoint(path)[0].config.stem == "resnet"
+    meta["model_config"]["stem"] = "wide"
+    save_file(tensors, str(path), metadata={"mcss": json.dumps(meta)})
+    with pytest.raises(UserInputError, match="unknown stem"):
+        load_checkpoint(path)

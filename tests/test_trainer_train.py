@@ -259,3 +259,17 @@ def test_triplet_log_holds_each_steps_worst_triplets_and_events_their_mean_dista
     # steps 2 and 4 are 0-based steps 1 and 3: random during the 3-step warm-up, then hardest
     assert {r["mining"] for r in logged if r["step"] == 2} == {"random"}
     assert {r["mining"] for r in logged if r["step"] == 4} == {"hardest"}
+
+
+def test_stem_setting_reaches_the_checkpoint(tmp_path, data):
+    """stem=small trains a network whose first stage sees the full crop, and the checkpoint
+    rebuilds that network; a stem the model does not know is refused before training."""
+    train, _ = data
+    config = _config(tmp_path, steps=1, lambda_metric=0.0, run_id="small", stem="small",
+                     checkpoint_every=1)
+    result = fit(config, None, sequences=train, progress=False)
+    model, _ = load_checkpoint(result.checkpoint)
+    assert model.config.stem == "small"
+    assert model.encoder.feature_map(torch.rand(1, 3, 32, 32)).shape[2:] == (4, 4)  # 32 / 8
+    with pytest.raises(UserInputError, match="stem must be"):
+        _config(tmp_path, stem="tiny").validate()

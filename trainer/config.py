@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mcss_studio.core.errors import UserInputError
+from mcss_studio.core.model import STEM_STRIDES
 from mcss_studio.core.tomlio import tomllib
 
 
@@ -43,6 +44,10 @@ class TrainConfig:
     # model
     arch: str = _setting("resnet18", "encoder: resnet18, resnet34 or resnet50")
     width: int = _setting(64, "channels of the encoder's first stage (64 = the standard ResNet)")
+    stem: str = _setting("resnet", "encoder stem: resnet (7x7 stride 2 + max pool, crop / 4 "
+                                   "before the first stage), nopool (crop / 2) or small (3x3 "
+                                   "stride 1, crop / 1: keeps thin limbs in small crops, costs "
+                                   "more per step)")
     embedding_dim: int = _setting(128, "size of the pose embedding")
     pose_hidden: int = _setting(512, "hidden units of the canonical-pose head")
     orientation_hidden: int = _setting(256, "hidden units of the orientation head")
@@ -138,6 +143,8 @@ class TrainConfig:
                       f"{self.instant_sampling!r}")
         if self.arch not in ("resnet18", "resnet34", "resnet50"):
             raise bad(f"arch must be resnet18, resnet34 or resnet50, not {self.arch!r}")
+        if self.stem not in STEM_STRIDES:
+            raise bad(f"stem must be {', '.join(STEM_STRIDES)}, not {self.stem!r}")
         if self.tau < 1:
             raise bad("tau must be at least 1 frame")
         if self.tau_max and self.tau_max < self.tau:

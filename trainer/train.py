@@ -74,7 +74,8 @@ def metric_weight(config: TrainConfig, step: int) -> float:
 
 
 def model_config(config: TrainConfig) -> ModelConfig:
-    return ModelConfig(arch=config.arch, width=config.width, embedding_dim=config.embedding_dim,
+    return ModelConfig(arch=config.arch, width=config.width, stem=config.stem,
+                       embedding_dim=config.embedding_dim,
                        pose_hidden=config.pose_hidden, orientation_hidden=config.orientation_hidden,
                        pose_on_unit_embedding=config.pose_on_unit_embedding,
                        ray_input=config.ray_input,

@@ -31,6 +31,11 @@ DEFAULT_RAY_SIZE = 0.4  # angular size assumed when a caller gives no rays (opti
 ORIENTATION_GRID = 2  # orientation_spatial: features pooled to a grid x grid layout
 RAY_FEATURE_SCALE = 4.0  # rays are ~0.1-0.5; scaled towards the features' unit range
 KEYPOINT_STAGE = 1  # keypoint_spatial: heat maps from the second stage (stride 8)
+# encoder stems and the factor by which each shrinks the crop before the first stage:
+# resnet = 7x7 stride-2 conv + 3x3 stride-2 max pool (ImageNet ResNet), nopool = the same conv
+# without the pool, small = one 3x3 stride-1 conv (CIFAR ResNets): the smaller the factor, the
+# more of a 1-3 px wide limb survives into the stages, at a higher cost per step
+STEM_STRIDES = {"resnet": 4, "nopool": 2, "small": 1}
 
 
 @dataclass
@@ -65,11 +70,15 @@ class ModelConfig:
     # convolution of the second stage's features (stride 8), instead of a linear map of the
     # pooled features; the gradient then says where each joint is, in the layers that see it
     keypoint_spatial: bool = False
+    # encoder stem (STEM_STRIDES); "resnet" for checkpoints from before the choice existed
+    stem: str = "resnet"
 
     def validate(self) -> None:
         """Raise ValueError on values that cannot build a sane network (also guards checkpoints)."""
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"unknown arch {self.arch!r}, expected one of {sorted(ARCHITECTURES)}")
+        if self.stem not in STEM_STRIDES:
+            raise ValueError(f"unknown stem {self.stem!r}, expected one of {sorted(STEM_STRIDES)}")
         for name, low, high in (("width", 4, 256), ("embedding_dim", 2, 4096),
                                 ("pose_hidden", 8, 8192), ("orientation_hidden", 8, 8192),
                                 ("num_joints", 2, 256)):
@@ -139,17 +148,29 @@ def _shortcut(cin: int, cout: int, stride: int) -> nn.Module:
     return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
 
 
-class ResNetEncoder(nn.Module):
-    """ResNet-18/34/50 trunk with global average pooling; `out_dim` features per image."""
+def _stem(kind: str, width: int) -> nn.Sequential:
+    """The layers before the first stage, shrinking the input by STEM_STRIDES[kind]."""
+    if kind == "small":
+        return nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width),
+                             nn.ReLU(inplace=True))
+    layers = [nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width),
+              nn.ReLU(inplace=True)]
+    if kind == "resnet":
+        layers.append(nn.MaxPool2d(3, 2, 1))
+    return nn.Sequential(*layers)
 
-    def __init__(self, arch: str = "resnet18", width: int = 64) -> None:
+
+class ResNetEncoder(nn.Module):
+    """ResNet-18/34/50 trunk with global average pooling; `out_dim` features per image.
+
+    The feature map is the input shrunk by STEM_STRIDES[stem] * 8 (the stages halve it three
+    times), rounding up at each stride."""
+
+    def __init__(self, arch: str = "resnet18", width: int = 64, stem: str = "resnet") -> None:
         super().__init__()
         kind, depths = ARCHITECTURES[arch]
         block = BasicBlock if kind == "basic" else Bottleneck
-        self.stem = nn.Sequential(
-            nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-            nn.MaxPool2d(3, 2, 1),
-        )
+        self.stem = _stem(stem, width)
         stages = []
         cin = width
         for i, depth in enumerate(depths):
@@ -279,7 +300,7 @@ class MCSSModel(nn.Module):
         self.config = config or ModelConfig()
         self.config.validate()
         c = self.config
-        self.encoder = ResNetEncoder(c.arch, c.width)
+        self.encoder = ResNetEncoder(c.arch, c.width, c.stem)
         feat = self.encoder.out_dim
         grid = ORIENTATION_GRID**2
         self.embedding_head = nn.Linear(feat * (grid if c.embedding_spatial else 1),
