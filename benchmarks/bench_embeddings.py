@@ -293,9 +293,10 @@ def bench_map(e, points: int, rounds: int) -> None:
 def bench_throughput(data: str, ckpt: str, first: int = 0, rounds: int = 5) -> None:
     """Crops/s of the whole index build (crop cache ready: opening the sequences, the pipeline's
     crops and rays, chunk files, the final files) vs the bare model forward pass on the same
-    crops and rays at the same batch size, for a build in a fresh process whose videos were
-    never opened before (every video demuxed) and one whose cache folder knows them
-    (core/video_index.py), in `rounds` adjacent triples whose order rotates (load that drifts
+    crops and rays at the same batch size, for a build in a fresh process whose cache folder
+    knows the videos (as every crop-cache build now leaves it) and one whose folder does not
+    (a crop cache from before the video indexes were kept, core/video_index.py: every video
+    demuxed once), in `rounds` adjacent triples whose order rotates (load that drifts
     hits all alike); the ratio of each triple, its median and spread."""
     import shutil
     import tempfile
@@ -360,7 +361,7 @@ def bench_throughput(data: str, ckpt: str, first: int = 0, rounds: int = 5) -> N
     forward_s = np.array(times["forward"])
     print(f"embedding throughput, {Path(ckpt).name} on {data} ({rows} crops, {rounds} "
           f"adjacent triples): bare forward {rows / np.median(forward_s):.0f} crops/s")
-    for name, what in (("first", "videos never opened before"),
+    for name, what in (("first", "videos unknown to the cache folder"),
                        ("known", "videos known to the cache folder")):
         ratios = forward_s / np.array(times[name])  # per triple: build rate / forward rate
         q1, q3 = np.percentile(ratios, [25, 75])

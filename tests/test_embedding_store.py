@@ -114,6 +114,26 @@ def test_videos_are_demuxed_once_and_never_by_the_next_build(inputs, tmp_path, m
     assert video_index.remember_video_indexes(tmp_path) == 3
 
 
+def test_an_index_over_crops_cut_in_another_process_demuxes_no_video(inputs, tmp_path,
+                                                                      monkeypatch):
+    """The crop cache build keeps the stream indexes of the videos it cut: the first index
+    build over those crops, in a new process, opens no video container at all."""
+    from mcss_studio.core.cache import build_cache
+
+    data, ckpt, _ = inputs
+    pipeline = PosePipeline.load(ckpt, "cpu")
+    forget_video_indexes()
+    dataset = open_dataset(data)
+    with dataset.open(dataset.names[0]) as seq:
+        build_cache(seq, tmp_path, crop_size=pipeline.contract.crop_size,
+                    margin=pipeline.contract.crop_margin, proxies=False).close()
+    forget_video_indexes()  # the index is built in another process
+    opened = _container_opens(monkeypatch)
+    index = build(data, tmp_path, ckpt, pipeline)
+    assert opened == [] and len(index) == 3 * FRAMES
+    forget_video_indexes()
+
+
 def test_another_checkpoint_gets_its_own_index(inputs, tmp_path):
     data, ckpt, root = inputs
     build(data, tmp_path, ckpt)

@@ -9,6 +9,8 @@ Layout (inside a project's `cache/`, see docs/ARCHITECTURE.md):
     crops/<seq.key>/person_boxes.npy float64 (C, T, 4) the person boxes they were made from
     proxies/<seq.key>/...            display proxies (core/proxies.py), fed by the same decode;
                                      they resume on their own (ProxyWriter)
+    video_indexes.npz                the videos' stream indexes, kept after a build so that the
+                                     crops' later readers need not demux (core/video_index.py)
 
 Crop pixel (u, v) of an S-pixel crop covers image pixels x0 + [u, u+1) * side / S (same for y)
 of its square in boxes.npy. Square parts outside the image are black (zeros): padding with
@@ -73,6 +75,7 @@ from .boxes import (
 from .errors import UserInputError
 from .proxies import ProxyWriter, proxy_dir
 from .sequence import MultiviewSequence
+from .video_index import save_video_indexes
 
 try:
     import fcntl
@@ -473,10 +476,23 @@ def build_cache(
     with _BuildLock(folder), writing(folder):
         if _complete(seq, cache_dir, folder, *settings):  # another process just finished it
             return CropCache.open(cache_dir, seq)
-        return _build_locked(
+        cache = _build_locked(
             seq, cache_dir, folder, crop_size, margin, boxes, proxies, proxy_max_side, progress,
             box_method, workers,
         )
+    _keep_video_indexes(cache_dir)
+    return cache
+
+
+def _keep_video_indexes(cache_dir: str | os.PathLike[str]) -> None:
+    """Keep the videos' stream indexes beside the crops just cut from them: whoever reads these
+    crops later (an embedding index build in another process) opens the sequence without
+    demuxing its videos again (core/video_index.py). Only a speed-up: a failed write is
+    left for the next open to redo."""
+    try:
+        save_video_indexes(cache_dir)
+    except UserInputError:
+        pass
 
 
 def _complete(
