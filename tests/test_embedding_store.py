@@ -22,6 +22,7 @@ from mcss_studio.core.embedding_store import (
 from mcss_studio.core.pipeline import PosePipeline
 from mcss_studio.core.video_index import forget_video_indexes
 from tests.gui_fixtures import make_checkpoint, make_recording
+from tests.videofixtures import count_container_opens
 
 FRAMES = 20
 
@@ -83,21 +84,13 @@ def test_built_index_matches_the_pipeline_and_reopens_without_work(inputs, tmp_p
     np.testing.assert_array_equal(reopened.embeddings, index.embeddings)
 
 
-def _container_opens(monkeypatch) -> list:
-    from mcss_studio.core import video
-
-    opened, real = [], video.av.open
-    monkeypatch.setattr(video.av, "open", lambda *a, **k: opened.append(a[0]) or real(*a, **k))
-    return opened
-
-
 def test_videos_are_demuxed_once_and_never_by_the_next_build(inputs, tmp_path, monkeypatch):
     """Planning and embedding open every sequence, but each video is demuxed only by the
     first open of the first build; a later build in a new process (another checkpoint) takes
     the stream indexes the cache folder keeps and, the crops cached, opens no video at all."""
     data, ckpt, root = inputs
     forget_video_indexes()
-    opened = _container_opens(monkeypatch)
+    opened = count_container_opens(monkeypatch)
     first = build(data, tmp_path, ckpt)
     assert len(opened) == 3  # one per camera
     forget_video_indexes()  # a new process
@@ -128,7 +121,7 @@ def test_an_index_over_crops_cut_in_another_process_demuxes_no_video(inputs, tmp
         build_cache(seq, tmp_path, crop_size=pipeline.contract.crop_size,
                     margin=pipeline.contract.crop_margin, proxies=False).close()
     forget_video_indexes()  # the index is built in another process
-    opened = _container_opens(monkeypatch)
+    opened = count_container_opens(monkeypatch)
     index = build(data, tmp_path, ckpt, pipeline)
     assert opened == [] and len(index) == 3 * FRAMES
     forget_video_indexes()

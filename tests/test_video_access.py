@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from mcss_studio.core import video, video_index
-from mcss_studio.core.video import (
-    ImageFolderSource,
-    VideoReader,
-    forget_video_indexes,
-    natural_key,
-    open_frame_source,
+from mcss_studio.core.video import ImageFolderSource, VideoReader, natural_key, open_frame_source
+from mcss_studio.core.video_index import forget_video_indexes
+from tests.videofixtures import (
+    count_container_opens,
+    synthetic_frames,
+    write_image_folder,
+    write_video,
 )
-from tests.videofixtures import synthetic_frames, write_image_folder, write_video
 
 T = 90
 W, H = 96, 64
@@ -273,18 +273,6 @@ def test_iter_frames_decodes_sequentially_with_one_seek(sources):
 
 
 # -- the remembered stream index -----------------------------------------------------------------
-def _count_container_opens(monkeypatch) -> list:
-    opened = []
-    real = av.open
-
-    def counting(*args, **kwargs):
-        opened.append(args[0])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(video.av, "open", counting)
-    return opened
-
-
 def test_a_remembered_video_opens_its_container_only_to_decode(sources, monkeypatch):
     path = sources["mp4-h264-gop50-bframes"]
     reference = plain_pyav_decode(path)
@@ -292,7 +280,7 @@ def test_a_remembered_video_opens_its_container_only_to_decode(sources, monkeypa
     first = VideoReader(path)
     facts = (first.width, first.height, first.fps, first.frame_count, first.keyframe_indices)
     first.close()
-    opened = _count_container_opens(monkeypatch)
+    opened = count_container_opens(monkeypatch)
     with VideoReader(path) as again:
         assert opened == []
         assert (again.width, again.height, again.fps, again.frame_count,
@@ -315,7 +303,7 @@ def test_a_changed_file_is_indexed_again(tmp_path, frames, monkeypatch):
         fh.write(bytes([last[0] ^ 0x01]))
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert (path.stat().st_size, path.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
-    opened = _count_container_opens(monkeypatch)
+    opened = count_container_opens(monkeypatch)
     try:
         VideoReader(path).close()
     except video.UserInputError:
@@ -339,7 +327,7 @@ def test_remembered_indexes_are_bounded_by_frames(sources, monkeypatch):
     names = ["mp4-mp4v", "mkv-ffv1", "avi-mjpg"]
     for name in names:
         VideoReader(sources[name]).close()
-    opened = _count_container_opens(monkeypatch)
+    opened = count_container_opens(monkeypatch)
     VideoReader(sources[names[2]]).close()
     VideoReader(sources[names[1]]).close()
     assert opened == []  # the two newest are kept
@@ -357,7 +345,7 @@ def test_indexes_kept_in_a_folder_serve_a_fresh_process(sources, tmp_path, monke
     video_index.save_video_indexes(tmp_path)
     forget_video_indexes()  # as a new process
     assert video_index.remember_video_indexes(tmp_path) == 3
-    opened = _count_container_opens(monkeypatch)
+    opened = count_container_opens(monkeypatch)
     for name in names:
         with VideoReader(sources[name]) as src:
             assert src._opened is None and src.frame_count == T

@@ -1,6 +1,7 @@
 """Tiny fixture videos and image folders for tests (generated at test time, never stored).
 
-Other tests may import these helpers: `synthetic_frames`, `write_video`, `write_image_folder`.
+Other tests may import these helpers: `synthetic_frames`, `write_video`, `write_image_folder`,
+and `count_container_opens`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mcss_studio.core import video
 from mcss_studio.core.video_writer import VideoWriter
+
+
+def count_container_opens(monkeypatch) -> list:
+    """The paths of the video containers VideoReader opens from now on (this test only)."""
+    opened, real = [], video.av.open
+
+    def counting(*args, **kwargs):
+        opened.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(video.av, "open", counting)
+    return opened
 
 
 def synthetic_frames(count: int, width: int = 64, height: int = 48, seed: int = 0) -> np.ndarray:

@@ -40,7 +40,6 @@ import numpy as np
 from .errors import UserInputError
 from .framesource import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, FrameSource, natural_key
 from .video_index import INDEX_MEMO, StreamIndex, file_identity
-from .video_index import forget_video_indexes as forget_video_indexes
 
 DEFAULT_IMAGE_FOLDER_FPS = 30.0
 
