@@ -67,7 +67,7 @@ def torso_saturation(rgb: np.ndarray, joints: np.ndarray) -> float:
 def reference(seq: MultiviewSequence, cache: Path) -> tuple[np.ndarray, np.ndarray]:
     """Reference boxes (C, T, 4) (NaN: none) and status (C, T): 0 kept, 1 corrected, 2 excluded
     (the second person, not re-found), 3 no detection, 4 excluded (a partial person)."""
-    boxes, status, confidence = _detections(seq, cache)
+    boxes, status = _detections(seq, cache)
     partial = _partial(boxes) & (status <= 1)
     return np.where(partial[..., None], np.nan, boxes), np.where(partial, 4, status)
 
@@ -84,20 +84,18 @@ def _partial(boxes: np.ndarray) -> np.ndarray:
         return height < SHORT_BOX * typical
 
 
-def _detections(seq: MultiviewSequence, cache: Path
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _detections(seq: MultiviewSequence, cache: Path) -> tuple[np.ndarray, np.ndarray]:
     """MediaPipe's box per (camera, frame) checked for the second person (module doc): boxes
-    (C, T, 4), status (C, T) as `reference` without 4, joint confidences (C, T, 17)."""
+    (C, T, 4) and status (C, T) as `reference` without 4."""
     from mcss_studio.core.pose_detector import MediaPipeDetector
 
     key = hashlib.sha1(f"{seq.path}:{seq.name}".encode()).hexdigest()[:12]
-    path = cache / f"reference2_{key}.npz"
+    path = cache / f"reference_{key}.npz"
     if path.is_file():
         with np.load(path) as z:
-            return z["boxes"], z["status"], z["confidence"]
+            return z["boxes"], z["status"]
     C, T = len(seq.cameras), seq.num_frames
     boxes, status = np.full((C, T, 4), np.nan), np.full((C, T), 3)
-    confidence = np.zeros((C, T, len(JOINT_NAMES)))
     with MediaPipeDetector() as detector:
         for c in range(C):
             for t, rgb in enumerate(seq.iter_frames(c)):
@@ -105,19 +103,19 @@ def _detections(seq: MultiviewSequence, cache: Path
                 if not found.found:
                     continue
                 if not torso_saturation(rgb, found.joints) < WHITE_TOP_SATURATION:
-                    boxes[c, t], status[c, t], confidence[c, t] = found.box, 0, found.confidence
+                    boxes[c, t], status[c, t] = found.box, 0
                     continue
                 x0, y0, x1, y1 = np.round(found.box).astype(int)
                 masked = rgb.copy()
                 masked[max(y0, 0):y1, max(x0, 0):x1] = 128
                 again = detector.detect(masked)
                 if again.found and torso_saturation(rgb, again.joints) >= WHITE_TOP_SATURATION:
-                    boxes[c, t], status[c, t], confidence[c, t] = again.box, 1, again.confidence
+                    boxes[c, t], status[c, t] = again.box, 1
                 else:
                     status[c, t] = 2
     cache.mkdir(parents=True, exist_ok=True)
-    np.savez(path, boxes=boxes, status=status, confidence=confidence)
-    return boxes, status, confidence
+    np.savez(path, boxes=boxes, status=status)
+    return boxes, status
 
 
 def contact_sheet(seq: MultiviewSequence, ref: np.ndarray, status: np.ndarray,
