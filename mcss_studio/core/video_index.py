@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_open, writing
+from .atomic import atomic_open
 
 FILE_NAME = "video_indexes.npz"
 _FORMAT = 1
@@ -145,7 +145,7 @@ def save_video_indexes(folder: str | os.PathLike[str]) -> None:
         "pts": np.concatenate([f.frame_pts for _, f in entries] or [np.zeros(0, np.int64)]),
         "keys": np.concatenate([f.key_indices for _, f in entries] or [np.zeros(0, np.int64)]),
     }
-    with writing(path), atomic_open(path, "wb") as fh:
+    with atomic_open(path, "wb") as fh:
         np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
 
 
