@@ -35,6 +35,12 @@ from mcss_studio.core.project import create_project, read_project
 from mcss_studio.core.proxies import ProxyMissingError, ProxyStore, build_proxies, proxy_dir
 from mcss_studio.core.runlog import EventWriter, read_events
 from mcss_studio.core.sources.folder import load_joints3d
+from mcss_studio.core.video import VideoReader
+from mcss_studio.core.video_index import (
+    forget_video_indexes,
+    remember_video_indexes,
+    save_video_indexes,
+)
 from tests.conftest import ring_cameras, standing_pose, write_mp4v
 from tests.faultlib import (
     NOBODY,
@@ -253,6 +259,21 @@ def _calib_check(d: Path, rec: Path, ref: dict) -> str | None:
     return None if fx in (_calib(0)["cam0"].K[0, 0], _calib(1)["cam0"].K[0, 0]) else f"fx={fx}"
 
 
+def _video_indexes(d: Path, rec: Path, cameras: int) -> None:
+    """Keep in d the stream indexes of the recording's first `cameras` videos (and no others)."""
+    forget_video_indexes()
+    for c in range(cameras):
+        VideoReader(rec / f"cam{c}.mp4").close()
+    save_video_indexes(d)
+
+
+def _video_indexes_check(d: Path, rec: Path, ref: dict) -> str | None:
+    forget_video_indexes()
+    kept = remember_video_indexes(d)
+    forget_video_indexes()
+    return None if kept in (1, 2) else f"{kept} video indexes kept, not the old 1 or the new 2"
+
+
 WRITERS = [
     Writer("crop cache + proxies", lambda d, r: None, _cache_write, _cache_check,
            _cache_inspect),
@@ -267,6 +288,8 @@ WRITERS = [
     Writer("calibration export", lambda d, r: save_calibration_toml(d / "calibration.toml",
                                                                     _calib(0)),
            lambda d, r: save_calibration_toml(d / "calibration.toml", _calib(1)), _calib_check),
+    Writer("video indexes", lambda d, r: _video_indexes(d, r, 1),
+           lambda d, r: _video_indexes(d, r, 2), _video_indexes_check),
 ]
 IDS = [w.name for w in WRITERS]
 
