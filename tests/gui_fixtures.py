@@ -75,3 +75,9 @@ def make_checkpoint(path: Path, crop_size: int = 32, meta: dict | None = None) -
     model = MCSSModel(ModelConfig(width=8, embedding_dim=16, pose_hidden=32,
                                   orientation_hidden=16, ray_input=True))
     return save_checkpoint(path, model, meta={"crop_size": crop_size, **(meta or {})})
+
+
+def scene3d(view3d):
+    """The 3D view's vispy scene, once everything posted to it has run (it may live on the
+    render thread: read it after this, and change it only through `view3d.scene_call`)."""
+    return view3d.scene_call(lambda scene: scene)

@@ -17,7 +17,7 @@ from mcss_studio.core.joints import JOINT_NAMES
 from mcss_studio.gui.dialogs import SHORTCUTS
 from mcss_studio.gui.player.camera_view import CameraView
 from mcss_studio.gui.state import Prediction
-from tests.gui_fixtures import CAMERAS, make_recording, stick_figure
+from tests.gui_fixtures import CAMERAS, make_recording, scene3d, stick_figure
 from tests.test_gui_window import WAIT_MS, open_ready, window  # noqa: F401
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("private_studio_dirs")]
@@ -31,9 +31,10 @@ def overlap(a, b) -> bool:
 def on_canvas(view3d, points: np.ndarray) -> np.ndarray:
     """Which world points the 3D view's camera shows inside its canvas."""
     view3d.render_image()
-    mapped = view3d.frusta.get_transform("visual", "canvas").map(points)
+    scene = scene3d(view3d)
+    mapped = scene.frusta.get_transform("visual", "canvas").map(points)
     xy = mapped[:, :2] / mapped[:, 3:4]
-    w, h = view3d.canvas.size
+    w, h = scene.canvas.size
     return (mapped[:, 3] > 0) & np.all((xy >= 0) & (xy <= [w, h]), axis=1)
 
 
@@ -57,7 +58,7 @@ def test_3d_view_frames_the_whole_rig_and_f_switches_to_the_person(qtbot, window
     assert on_canvas(view, joints).all()
 
     def person_height_px() -> float:
-        mapped = view.frusta.get_transform("visual", "canvas").map(joints)
+        mapped = scene3d(view).frusta.get_transform("visual", "canvas").map(joints)
         return float(np.ptp(mapped[:, 1] / mapped[:, 3]))
 
     rig_height = person_height_px()
@@ -66,13 +67,14 @@ def test_3d_view_frames_the_whole_rig_and_f_switches_to_the_person(qtbot, window
     assert window.state.framing == "person"
     now = np.asarray(seq.joints3d[5])  # the close-up is of the person at the shown frame
     assert on_canvas(view, now).all()
-    assert np.allclose(view.view.camera.center, (now.min(0) + now.max(0)) / 2)
+    camera = scene3d(view).view.camera
+    assert np.allclose(camera.center, (now.min(0) + now.max(0)) / 2)
     assert not on_canvas(view, centres).all()  # the cameras are out of the close-up
     assert person_height_px() > 2 * rig_height
     # R (through the state) refits the 3D camera, keeping the chosen framing, and the zoom of
     # every camera view
-    fitted = view.view.camera.distance
-    view.view.camera.distance = 20 * fitted
+    fitted = camera.distance
+    view.scene_call(lambda scene: setattr(scene.view.camera, "distance", 20 * fitted))
     zoomed = window.grid.views[0]
     zoomed.zoom_at(QPointF(zoomed.width() / 2, zoomed.height() / 2), 2.0)
     resets: list[bool] = []
@@ -80,7 +82,7 @@ def test_3d_view_frames_the_whole_rig_and_f_switches_to_the_person(qtbot, window
     shortcut_action(window, "R").trigger()
     assert resets == [True] and zoomed.zoom == 1.0
     assert window.state.framing == "person" and on_canvas(view, now).all()
-    assert view.view.camera.distance == pytest.approx(fitted)
+    assert scene3d(view).view.camera.distance == pytest.approx(fitted)
     framings: list[str] = []
     window.state.framingChanged.connect(framings.append)
     shortcut_action(window, "F").trigger()
@@ -98,8 +100,9 @@ def test_3d_joint_names_do_not_overlap(qtbot, window, tmp_path):  # noqa: F811
     for framing in ("rig", "person"):
         window.state.set_framing(framing)
         view.render_image()
-        placed = [r for r in view.label_rects if r is not None]
-        assert view.joint_labels.visible and len(view.joint_labels.text) == len(placed) > 0
+        scene = scene3d(view)
+        placed = [r for r in scene.label_rects if r is not None]
+        assert scene.joint_labels.visible and len(scene.joint_labels.text) == len(placed) > 0
         assert all(not overlap(a, b) for a, b in itertools.combinations(placed, 2)), framing
     assert len(placed) == len(JOINT_NAMES)  # close up, every name fits
 

@@ -21,7 +21,7 @@ from mcss_studio.core.joints import LEFT_COLOR, RIGHT_COLOR
 from mcss_studio.gui.dialogs import SHORTCUTS
 from mcss_studio.gui.main_window import MainWindow
 from mcss_studio.gui.workers import LatestRequestWorker
-from tests.gui_fixtures import make_checkpoint, make_recording
+from tests.gui_fixtures import make_checkpoint, make_recording, scene3d
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("private_studio_dirs")]
 WAIT_MS = 60000  # generous: the machine is shared; nothing here measures time
@@ -347,7 +347,7 @@ def test_screenshot_cli_reports_bad_input_on_one_line(tmp_path):
 def test_uncalibrated_recording_shows_centred_pose(qtbot, window, assets, tmp_path):
     rec = make_recording(tmp_path / "nocal", frames=8, calibrated=False)
     open_ready(qtbot, window, rec)
-    assert window.view3d.frusta.visible is False
+    assert scene3d(window.view3d).frusta.visible is False
     window.open_checkpoint(assets[1])
     s = window.state
     qtbot.waitUntil(lambda: s.prediction is not None and s.prediction.frame == s.frame,

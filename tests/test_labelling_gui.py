@@ -18,7 +18,7 @@ from mcss_studio.core.joints import JOINT_NAMES
 from mcss_studio.core.labels import OCCLUDED, VISIBLE, LabelStore
 from mcss_studio.core.project import create_project
 from mcss_studio.gui.main_window import MainWindow
-from tests.gui_fixtures import make_recording
+from tests.gui_fixtures import make_recording, scene3d
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("private_studio_dirs")]
 WAIT_MS = 60000  # generous: the machine is shared; nothing here measures time
@@ -229,8 +229,9 @@ def test_the_3d_label_shows_in_the_3d_view(qtbot, project):
     click(panel.grid.views[0], gt2d[0, 10])
     click(panel.grid.views[2], gt2d[2, 10])
     window.view3d.render_image()
-    assert window.view3d.label_joints.visible
-    shown = window.view3d.label_points
+    scene = scene3d(window.view3d)
+    assert scene.label_joints.visible
+    shown = scene.label_points
     np.testing.assert_allclose(shown[10], window.state.sequence.joints3d[0, 10], atol=1.0)
     assert np.isnan(np.delete(shown, 10, axis=0)).all()
     window.close()

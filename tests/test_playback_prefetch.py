@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mcss_studio.gui import pass_budget
-from tests.gui_fixtures import make_recording
+from tests.gui_fixtures import make_recording, scene3d
 from tests.test_gui_window import WAIT_MS, open_ready, to_array, window  # noqa: F401
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("private_studio_dirs")]
@@ -88,36 +88,43 @@ def test_playback_reads_ahead_the_frames_it_shows_next(qtbot, window, recording)
     qtbot.waitUntil(lambda: prefetcher._ready == {}, timeout=WAIT_MS)  # pausing empties it
 
 
-def test_the_3d_render_waits_for_a_pass_without_camera_view_paints(qtbot, window,  # noqa: F811
-                                                                   recording):
+def test_the_inline_3d_render_waits_for_a_pass_without_camera_view_paints(
+        qtbot, window, recording):  # noqa: F811
+    from mcss_studio.gui.view3d import View3D
+
     open_ready(qtbot, window, recording)
-    view = window.view3d
+    window.view3d.release()  # a process draws its scenes from one thread (render3d)
+    view = View3D(window.state, threaded=False)  # the UI thread renders (no EGL, or opted out)
+    qtbot.addWidget(view)
+    view.show()
     qtbot.waitUntil(lambda: view.surface.image is not None, timeout=WAIT_MS)
+    renderer = view.renderer
     renders: list[bool] = []
-    render = view.render_now
-    view.render_now = lambda: (renders.append(True), render())[1]
+    render = renderer.render_now
+    renderer.render_now = lambda: (renders.append(True), render())[1]
     window.state.playing = True  # the flag alone: no clock running, nothing else repaints
 
     pass_budget.note_heavy_work_done()
-    view._render_when_free()
-    assert renders == [] and view._render_timer.isActive()  # deferred past this pass
+    renderer.deferrer.run()
+    assert renders == [] and renderer.deferrer.timer.isActive()  # deferred past this pass
     for _ in range(pass_budget.MAX_DEFERRALS):
         pass_budget.note_heavy_work_done()
-        view._render_when_free()
+        renderer.deferrer.run()
     assert renders == [True]  # but never more than MAX_DEFERRALS times in a row
 
     pass_budget._last_heavy_end[0] = float("-inf")
     window.grid.views[0].update()  # a paint asked for, not delivered yet: it comes first
-    view._render_when_free()
-    assert renders == [True] and view._render_timer.isActive()
+    renderer.deferrer.run()
+    assert renders == [True] and renderer.deferrer.timer.isActive()
     pass_budget.note_heavy_work_done()  # ... and ran, a while ago
     pass_budget._last_heavy_end[0] = float("-inf")
-    view._render_when_free()
+    renderer.deferrer.run()
     assert renders == [True, True]  # nothing painted or asked for in this pass: at once
     window.state.playing = False
     pass_budget.note_heavy_work_done()
-    view._render_when_free()
+    renderer.deferrer.run()
     assert renders == [True, True, True]  # paused: at once (a user orbiting the view)
+    view.release()
 
 
 def test_the_3d_caption_names_the_frame_only_when_paused(qtbot, window, recording):  # noqa: F811
@@ -127,11 +134,12 @@ def test_the_3d_caption_names_the_frame_only_when_paused(qtbot, window, recordin
     view, state = window.view3d, window.state
     cams = len(window.grid.views)
     layouts: list[str] = []  # vispy lays the caption out again on every assignment
-    info_type = type(view.info)
+    info = scene3d(view).info
+    info_type = type(info)
     text_property = info_type.text
 
-    def counting_setter(visual, value):
-        if visual is view.info:
+    def counting_setter(visual, value):  # on the render thread when there is one
+        if visual is info:
             layouts.append(value)
         text_property.fset(visual, value)
 
@@ -146,9 +154,11 @@ def test_the_3d_caption_names_the_frame_only_when_paused(qtbot, window, recordin
         state.playing = True
         for t in (1, 2, 3):
             answer(t)
+        scene3d(view)  # everything posted has run
         assert len(layouts) == 1 and layouts[0].startswith("prediction live, world")  # once
         state.playing = False
         answer(4)
+        scene3d(view)
         assert layouts[-1].startswith("prediction for frame 4,")
     finally:
         monkey.undo()
@@ -173,3 +183,4 @@ def test_pausing_asks_for_full_resolution_with_or_without_read_ahead(qtbot, wind
         grid._full_res_timer.stop()
         grid._playing_changed(False)
         assert grid._full_res_timer.isActive()
+

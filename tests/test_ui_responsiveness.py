@@ -5,15 +5,19 @@ camera grids and the hidden labelling panel do no work per frame but catch up wh
 
 from __future__ import annotations
 
+import sys
+import threading
+
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QImage, QWheelEvent
+from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
+from PySide6.QtGui import QImage, QMouseEvent, QWheelEvent
 from PySide6.QtOpenGLWidgets import QOpenGLWidget
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
-from tests.gui_fixtures import make_recording
+from mcss_studio.gui.render3d import egl_application
+from tests.gui_fixtures import make_recording, scene3d
 from tests.test_gui_window import WAIT_MS, open_ready, window  # noqa: F401
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("private_studio_dirs")]
@@ -31,17 +35,39 @@ def shown_pixels(view3d) -> np.ndarray:
     return rows[:, : image.width() * 3].reshape(image.height(), image.width(), 3).copy()
 
 
-def test_the_main_window_holds_no_opengl_widget(qtbot, window, recording):  # noqa: F811
+def test_the_main_window_holds_no_opengl_widget_and_renders_3d_off_its_thread(
+        qtbot, window, recording):  # noqa: F811
     open_ready(qtbot, window, recording)
     assert window.view3d is not None
     assert window.findChildren(QOpenGLWidget) == []
-    assert window.view3d.canvas.native.parent() is None  # the offscreen canvas's own window
+    if sys.platform.startswith("linux"):  # scripts/setup.sh installs EGL with OpenGL
+        assert egl_application() is not None
+        assert window.view3d.threaded
+        renders_on = window.view3d.scene_call(lambda _scene: threading.current_thread())
+        assert renders_on is not threading.current_thread() and renders_on.is_alive()
 
 
+def view_3d(qtbot, main_window, threaded: bool):
+    """The window's 3D view (on its render thread), or one rendering on the UI thread."""
+    if threaded:
+        return main_window.view3d
+    from mcss_studio.gui.view3d import View3D
+
+    size = main_window.view3d.size()
+    main_window.view3d.release()  # a process draws its scenes from one thread (render3d)
+    view = View3D(main_window.state, threaded=False)
+    qtbot.addWidget(view)
+    view.resize(size)
+    view.show()
+    return view
+
+
+@pytest.mark.parametrize("threaded", [True, False], ids=["render-thread", "ui-thread"])
 def test_the_3d_view_shows_its_render_and_the_mouse_orbits_and_zooms(qtbot, window,  # noqa: F811
-                                                                      recording):
+                                                                     recording, threaded):
     open_ready(qtbot, window, recording)
-    view = window.view3d
+    view = view_3d(qtbot, window, threaded)
+    assert view.threaded == threaded
     qtbot.waitUntil(lambda: view.surface.image is not None, timeout=WAIT_MS)
     rendered = view.render_image()
     assert view.surface.image.size() == view.surface.size()  # one image pixel per widget pixel
@@ -49,15 +75,23 @@ def test_the_3d_view_shows_its_render_and_the_mouse_orbits_and_zooms(qtbot, wind
     assert np.array_equal(pixels, rendered[..., :3])  # what is shown is the canvas's render
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 3  # a scene, not a blank fill
 
-    cam = view.view.camera
+    cam = scene3d(view).view.camera
     azimuth, distance = cam.azimuth, cam.distance
     centre = view.surface.rect().center()
     QTest.mousePress(view.surface, Qt.MouseButton.LeftButton, pos=centre)
     for dx in (10, 30, 60):
         QTest.mouseMove(view.surface, centre + QPoint(dx, 0))
     QTest.mouseRelease(view.surface, Qt.MouseButton.LeftButton, pos=centre + QPoint(60, 0))
+    scene3d(view)
     assert cam.azimuth != azimuth and cam.distance == distance
     qtbot.waitUntil(lambda: not np.array_equal(shown_pixels(view), pixels), timeout=WAIT_MS)
+    dragged = cam.azimuth  # moves in a burst: the drag still ends where the mouse did
+    view.reset_camera()
+    QTest.mousePress(view.surface, Qt.MouseButton.LeftButton, pos=centre)
+    QTest.mouseMove(view.surface, centre + QPoint(60, 0))
+    QTest.mouseRelease(view.surface, Qt.MouseButton.LeftButton, pos=centre + QPoint(60, 0))
+    scene3d(view)
+    assert cam.azimuth == pytest.approx(dragged)
 
     wheel = QWheelEvent(QPointF(centre), QPointF(view.surface.mapToGlobal(centre)), QPoint(),
                         QPoint(0, 240), Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier,
@@ -65,8 +99,24 @@ def test_the_3d_view_shows_its_render_and_the_mouse_orbits_and_zooms(qtbot, wind
     before = (cam.scale_factor, cam.distance)
     pixels = shown_pixels(view)
     QApplication.sendEvent(view.surface, wheel)
+    scene3d(view)
     assert (cam.scale_factor, cam.distance) != before
     qtbot.waitUntil(lambda: not np.array_equal(shown_pixels(view), pixels), timeout=WAIT_MS)
+
+    centre_before = cam.center  # Shift+drag pans: the camera's centre moves, not its angles
+    angles = (cam.azimuth, cam.elevation)
+    left, shift = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier
+    for kind, button, buttons, dy in ((QEvent.Type.MouseButtonPress, left, left, 0),
+                                      (QEvent.Type.MouseMove, Qt.MouseButton.NoButton, left, 40),
+                                      (QEvent.Type.MouseButtonRelease, left,
+                                       Qt.MouseButton.NoButton, 40)):
+        at = QPointF(centre + QPoint(0, dy))  # QTest moves carry no modifiers: made by hand
+        QApplication.sendEvent(view.surface, QMouseEvent(kind, at, view.surface.mapToGlobal(at),
+                                                         button, buttons, shift))
+    scene3d(view)
+    assert cam.center != centre_before and (cam.azimuth, cam.elevation) == angles
+    if not threaded:
+        view.release()
 
 
 def test_hidden_grids_and_labelling_do_no_work_per_frame_and_catch_up(qtbot, window,  # noqa: F811
@@ -136,16 +186,35 @@ def test_a_fitted_frame_keeps_its_colours_and_is_area_averaged(qtbot):
         assert tuple(shown[size[1] // 2, 2]) == (250, 20, 5)
 
 
-def test_closing_the_window_deletes_the_offscreen_canvas_on_the_gui_thread(qtbot, recording):
+def test_closing_the_window_deletes_the_offscreen_canvas_on_the_gui_thread(qtbot, recording,
+                                                                           monkeypatch):
     import shiboken6
 
+    from mcss_studio.gui.main_window import MainWindow
+    from mcss_studio.gui.render3d import THREAD_ENV
+
+    monkeypatch.setenv(THREAD_ENV, "0")  # the UI thread renders, in a hidden Qt window
+    w = MainWindow(interactive=False, remember_recent=False)
+    qtbot.addWidget(w)
+    w.show()
+    open_ready(qtbot, w, recording)
+    assert not w.view3d.threaded
+    native = w.view3d.renderer.native
+    assert shiboken6.isValid(native) and native.parent() is None  # its own window
+    w.close()  # at once, not when a garbage collection on some worker thread gets to it
+    assert not shiboken6.isValid(native)
+
+
+def test_closing_the_window_closes_its_scene_on_the_render_thread(qtbot, recording):
     from mcss_studio.gui.main_window import MainWindow
 
     w = MainWindow(interactive=False, remember_recent=False)
     qtbot.addWidget(w)
     w.show()
     open_ready(qtbot, w, recording)
-    native = w.view3d.canvas.native
-    assert shiboken6.isValid(native)
-    w.close()  # at once, not when a garbage collection on some worker thread gets to it
-    assert not shiboken6.isValid(native)
+    renderer = w.view3d.renderer
+    scene = scene3d(w.view3d)
+    assert scene is not None and renderer.scene is scene
+    w.close()
+    assert renderer.scene is None  # closed (on the render thread) before close() returned
+    assert w.view3d.render_image().size == 0  # nothing renders any more, nothing waits
