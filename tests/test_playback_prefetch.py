@@ -184,3 +184,23 @@ def test_pausing_asks_for_full_resolution_with_or_without_read_ahead(qtbot, wind
         grid._playing_changed(False)
         assert grid._full_res_timer.isActive()
 
+
+def test_training_plots_wait_for_a_pass_without_camera_view_paints(qtbot, window,  # noqa: F811
+                                                                  recording):
+    open_ready(qtbot, window, recording)
+    deferrer = window.training_panel.redraw_deferrer
+    assert deferrer.work == window.training_panel._redraw
+    window.training_panel._redraw_timer.stop()  # its ticks are the runs made below
+    redraws: list[bool] = []
+    deferrer.work = lambda: redraws.append(True)
+    window.state.playing = True  # the flag alone: no clock running, nothing else repaints
+    pass_budget.note_heavy_work_done()
+    deferrer.run()  # the panel's tick, in a pass where the camera views painted
+    assert redraws == [] and deferrer.timer.isActive()
+    pass_budget._last_heavy_end[0] = float("-inf")
+    qtbot.waitUntil(lambda: redraws != [], timeout=WAIT_MS)  # in a pass of its own
+    assert redraws == [True]
+    window.state.playing = False
+    pass_budget.note_heavy_work_done()
+    deferrer.run()
+    assert redraws == [True, True]  # paused: at once

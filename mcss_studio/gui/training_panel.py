@@ -67,6 +67,7 @@ from ..core.runs import (
     torchrun_command,
 )
 from .label_summary import StoreSummaryWorker
+from .pass_budget import PassDeferrer
 from .run_follow import RunFollowWorker
 from .state import StudioState
 from .training_curves import PLOT_CURVES, TrainingCurves
@@ -161,8 +162,10 @@ class TrainingPanel(QWidget):
         self.store_reader.failed.connect(self._store_failed)
         self.store_reader.start()
         self._build()
+        # a plot's paint (pyqtgraph, 5-15 ms) waits for a pass without camera view paints
+        self.redraw_deferrer = PassDeferrer(self, self._redraw, lambda: self.state.playing)
         self._redraw_timer = QTimer(self)
-        self._redraw_timer.timeout.connect(self._redraw)
+        self._redraw_timer.timeout.connect(self.redraw_deferrer.run)
         self._redraw_timer.start(REDRAW_MS)
         state.projectChanged.connect(self._project_changed)
         state.datasetChanged.connect(self.form.set_dataset)
@@ -698,5 +701,6 @@ class TrainingPanel(QWidget):
 
     def close_followers(self) -> None:
         self._redraw_timer.stop()
+        self.redraw_deferrer.cancel()
         self.follower.stop()
         self.store_reader.stop()
