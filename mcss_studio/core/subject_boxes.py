@@ -17,10 +17,13 @@ Two weight-free methods (core/boxes.py offers them as "rig" and "tracked"):
   (_appearance_masks), carves again, and drops those colours (and the thin rim of blended
   colours they leave) from the masks the boxes are read from too. The subject's voxels are
   those of its blob within PERSON_REACH of its body and nearer to it than to another standing
-  body (_subject_part); each view's box is the part of them that lands on that view's own
-  foreground, its bottom lowered to the subject's feet: the floor (as low as the subject's
-  voxels reach in a quarter of the frames) under its body's floor position (_feet), since
-  the carving often loses lower legs that stand still (they are in the median background).
+  body (_subject_part): a tall column of its own, or where the others' colours carve in two
+  views, followed over the sequence (_other_body_track: someone who barely moves is in the
+  median background and carves only in part); each view's box is the part of them that
+  lands on that view's own foreground, its bottom lowered to the subject's feet: the floor (as
+  low as the subject's voxels reach in a quarter of the frames) under its body's floor
+  position (_feet), since the carving often loses lower legs that stand still (they are in
+  the median background).
   A bystander seen by two cameras, or equipment moving in one view, does not carve into a blob
   that all views agree on, or loses the chain to the subject.
 - `tracked_boxes` (no calibration): per camera, foreground blobs (nearby parts joined), the
@@ -33,9 +36,11 @@ smoothed one (IoU < 0.5).
 
 Known limits (measured in benchmarks/bench_boxes.py and tests/test_subject_boxes.py): a second
 person within about a metre of the subject whose own body does not carve into a column of its
-own (one who stands still is in the median background; a top the colour of the wall behind)
-stays within the subject's reach and widens its box in the views where the two overlap
-(Demo_MultiPerson: 89..100% of frames per camera); a view occluded on less than half the
+own (one who stands still is in the median background) and whose colours are not told apart
+from the subject's (a top the colour of the wall behind, or the subject's) stays within the
+subject's reach and widens its box in the views where the two overlap; told apart, the split
+halfway still leaves the ghost volume between the two, so a box can still reach onto the
+other's arm (Demo_MultiPerson: 97..100% of frames per camera); a view occluded on less than half the
 body boxes only the visible part; without a calibration, an object that touches the subject in
 the image joins its blob. Memory: the masks and quantised colours of every frame are kept at
 WORK_SIDE (about 130 kB per camera and frame), so very long recordings should be boxed in parts.
