@@ -465,8 +465,9 @@ def _other_body_track(
         foreign = _votes([m[t] & ~s[t] for m, s in zip(masks, subject_like)], lookups, seen)
         theirs = carved & (foreign >= 2)
         peaks = _floor_modes(theirs, grid).positions
-        near = np.array([np.sum(theirs & (np.linalg.norm(grid.plane - p, axis=1) <= CORE_RADIUS))
-                         for p in peaks], dtype=float)
+        floor = grid.plane[theirs]
+        near = np.array([np.sum(np.linalg.norm(floor - p, axis=1) <= CORE_RADIUS) for p in peaks],
+                        dtype=float)
         with np.errstate(invalid="ignore"):
             keep = (np.linalg.norm(peaks - centre[t], axis=1) > OTHER_GAP) & (
                 near >= OTHER_MIN_VOXELS)
