@@ -1,7 +1,8 @@
 """A tiny calibrated 4-camera scene for subject-box tests: a cylinder person walking a circle
 round the rig's centre on a textured static background, plus optional distractors (a second person,
 an object moving in one view only, a global lighting change, a static occluder in one view, or a
-second person passing within a metre of the subject, or the subject's legs the colour of
+second person passing within a metre of the subject, a second person standing still beside the
+subject's path who moves only an arm and sways a little, or the subject's legs the colour of
 what is behind them).
 In memory (write_recording puts it in a folder), ~0.1 s to build; GT is the projected bbox of
 the subject cylinder."""
@@ -20,6 +21,9 @@ from tests.test_boxes import ArraySource
 
 W, H, T = 160, 120, 30
 HIDDEN_LEGS = 500.0  # mm: with hidden_legs, the subject's body below this is not drawn (late)
+STILL_AT = np.array([0.0, -1850.0])  # mm: where the still person stands, 0.95 m from the path
+ARM_REACH, ARM_RADIUS = 500.0, 100.0  # mm: how far the still person's arm swings out; its width
+SUBJECT_RED, OTHER_BLUE = (230, 40, 40), (40, 40, 230)
 
 
 def ring(n: int = 4, radius: float = 5000.0) -> list[Calibration]:
@@ -50,12 +54,13 @@ def _draw(image: np.ndarray, cal, points: np.ndarray, colour) -> np.ndarray:
 
 def scene(second_person: bool = False, moving_object: bool = False, lighting: bool = False,
           occluder: bool = False, close_person: bool = False, hidden_legs: bool = False,
-          seed: int = 0
+          still_person: bool = False, seed: int = 0
           ) -> tuple[MultiviewSequence, np.ndarray]:
     """The sequence and the subject's GT boxes (4, T, 4), clipped to the image. With
     `hidden_legs`, from frame T // 2 on only the subject's body above HIDDEN_LEGS mm is drawn
     (legs the colour of the floor behind them: no view sees them), its GT box still the whole
-    cylinder's."""
+    cylinder's. With `still_person`, someone stands at STILL_AT (a blue top, see _still_person)
+    swinging an arm the subject's colour towards the subject's path."""
     rng = np.random.default_rng(seed)
     cals = ring()
     angle = np.linspace(0, 2 * np.pi, T, endpoint=False)
@@ -72,15 +77,20 @@ def scene(second_person: bool = False, moving_object: bool = False, lighting: bo
         frames = np.empty((T, H, W, 3), np.uint8)
         for t in range(T):
             image = background.copy()
-            people = [(subject[t], (230, 40, 40), True)]
+            people = [(subject[t], SUBJECT_RED, True)]
             if second_person or close_person:
-                people.append((other[t], (40, 40, 230), False))
+                people.append((other[t], OTHER_BLUE, False))
+            if still_person:
+                people.append((STILL_AT, None, False))
             depth = [np.linalg.norm(cal.to_camera(np.r_[p, 900.0])) for p, _, _ in people]
             for k in np.argsort(depth)[::-1]:  # far first: the near one occludes
                 where, colour, is_subject = people[k]
                 if is_subject and hidden_legs and t >= T // 2:
                     _draw(image, cal, cylinder(*where, bottom=HIDDEN_LEGS), colour)
                     gt[c, t] = _draw(image.copy(), cal, cylinder(*where), colour)
+                    continue
+                if colour is None:
+                    _still_person(image, cal, t)
                     continue
                 box = _draw(image, cal, cylinder(*where), colour)
                 if is_subject:
@@ -100,6 +110,21 @@ def scene(second_person: bool = False, moving_object: bool = False, lighting: bo
     seq = MultiviewSequence(path=Path("scene"), name="scene", cameras=views, num_frames=T,
                             fps=25.0)
     return seq, gt
+
+
+def _still_person(image: np.ndarray, cal: Calibration, t: int) -> None:
+    """Someone standing at STILL_AT: grey legs and a blue top that sway 60 mm (so they are in
+    the median background, only the top's edges carve) and an arm the subject's red swinging
+    up to ARM_REACH out towards the subject's path (it carves, in the subject's colour, within
+    the subject's reach when the subject passes): like the second person of Pose2Sim's
+    Demo_MultiPerson."""
+    sway = 60.0 * np.sin(2 * np.pi * t / 6)
+    x, y = STILL_AT + [sway, 0.0]
+    _draw(image, cal, cylinder(x, y, 900.0, 200.0), (120, 120, 120))
+    _draw(image, cal, cylinder(x, y, 1650.0, 220.0, bottom=900.0), OTHER_BLUE)
+    reach = ARM_REACH / 2 * (1 - np.cos(2 * np.pi * t / 10))  # a swing every 10 frames
+    _draw(image, cal, cylinder(x, y + 280.0 + reach, 1500.0, ARM_RADIUS, bottom=1000.0),
+          SUBJECT_RED)
 
 
 def write_recording(folder: Path, calibrated: bool = True, **distractors: bool) -> np.ndarray:

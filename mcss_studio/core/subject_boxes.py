@@ -17,10 +17,13 @@ Two weight-free methods (core/boxes.py offers them as "rig" and "tracked"):
   (_appearance_masks), carves again, and drops those colours (and the thin rim of blended
   colours they leave) from the masks the boxes are read from too. The subject's voxels are
   those of its blob within PERSON_REACH of its body and nearer to it than to another standing
-  body (_subject_part); each view's box is the part of them that lands on that view's own
-  foreground, its bottom lowered to the subject's feet: the floor (as low as the subject's
-  voxels reach in a quarter of the frames) under its body's floor position (_feet), since
-  the carving often loses lower legs that stand still (they are in the median background).
+  body (_subject_part): a tall column of its own, or where the others' colours carve in two
+  views, followed over the sequence (_other_body_track: someone who barely moves is in the
+  median background and carves only in part); each view's box is the part of them that
+  lands on that view's own foreground, its bottom lowered to the subject's feet: the floor (as
+  low as the subject's voxels reach in a quarter of the frames) under its body's floor
+  position (_feet), since the carving often loses lower legs that stand still (they are in
+  the median background).
   A bystander seen by two cameras, or equipment moving in one view, does not carve into a blob
   that all views agree on, or loses the chain to the subject.
 - `tracked_boxes` (no calibration): per camera, foreground blobs (nearby parts joined), the
@@ -33,9 +36,11 @@ smoothed one (IoU < 0.5).
 
 Known limits (measured in benchmarks/bench_boxes.py and tests/test_subject_boxes.py): a second
 person within about a metre of the subject whose own body does not carve into a column of its
-own (one who stands still is in the median background; a top the colour of the wall behind)
-stays within the subject's reach and widens its box in the views where the two overlap
-(Demo_MultiPerson: 89..100% of frames per camera); a view occluded on less than half the
+own (one who stands still is in the median background) and whose colours are not told apart
+from the subject's (a top the colour of the wall behind, or the subject's) stays within the
+subject's reach and widens its box in the views where the two overlap; told apart, the split
+halfway still leaves the ghost volume between the two, so a box can still reach onto the
+other's arm (Demo_MultiPerson: 97..100% of frames per camera); a view occluded on less than half the
 body boxes only the visible part; without a calibration, an object that touches the subject in
 the image joins its blob. Memory: the masks and quantised colours of every frame are kept at
 WORK_SIDE (about 130 kB per camera and frame), so very long recordings should be boxed in parts.
@@ -73,6 +78,7 @@ OTHER_MIN_PIXELS = 20  # ... and seen on them at least this often
 PERSON_REACH = 900.0  # mm: the subject's voxels lie this close to their body's floor position
 CORE_RADIUS = 350.0  # mm: a standing body's torso and legs lie this close to its floor position
 OTHER_GAP = 800.0  # mm: another body's peak lies at least this far from the subject's
+OTHER_MIN_VOXELS = 5  # a body seen in the others' colours: this many voxels near its peak
 SMALL_FRACTION = 0.4  # a candidate below this fraction of the chain's median support is doubtful
 FOOT_SPREAD = 150.0  # mm: a standing person's feet are about hip-width apart, under the body
 FLOOR_QUANTILE = 0.25  # the floor: as low as the subject's voxels reach in this share of frames
@@ -360,11 +366,15 @@ def rig_boxes(seq: MultiviewSequence, progress: ProgressFn | None = None,
     raw = np.full((C, T, 4), np.nan)
     support = np.zeros(T)
     centre = _subject_floor_track(chain, frames, labels, grid, seq.fps)
+    other = np.full((T, 2), np.nan)
+    if subject_like is not None:
+        other = _other_body_track(masks, subject_like, lookups, seen, grid, centre, seq.fps)
     parts = {}
     for t in np.flatnonzero(chain >= 0):
         member = labels[t] == chain[t] + 1
         if np.isfinite(centre[t]).all():
-            member = _subject_part(labels[t] > 0, member, centre[t], grid)
+            others = other[t][None] if np.isfinite(other[t]).all() else None
+            member = _subject_part(labels[t] > 0, member, centre[t], grid, others)
         parts[t] = member
     floor = _floor_level(list(parts.values()), grid)
     for t, member in parts.items():
@@ -410,24 +420,63 @@ def _down_to(box: np.ndarray, cal: Calibration, points: np.ndarray) -> np.ndarra
     return np.r_[box[:3], max(box[3], cal.project(points)[:, 1].max())]
 
 
-def _subject_part(occupied: np.ndarray, member: np.ndarray, centre: np.ndarray, grid: Grid
-                  ) -> np.ndarray:
+def _subject_part(occupied: np.ndarray, member: np.ndarray, centre: np.ndarray, grid: Grid,
+                  others: np.ndarray | None = None) -> np.ndarray:
     """The subject's voxels (V,) bool: those of its blob within PERSON_REACH of its floor
     position (arms and legs swing out that far) and nearer to it than to any other body.
 
     Other bodies are the floor-count peaks (_floor_modes) of the occupied voxels further than
     OTHER_GAP from the subject whose cores (voxels within CORE_RADIUS of the peak) stand
     PERSON_MIN_HEIGHT tall: a second person close by, not a ghost sliver or the subject's own
-    swinging arm."""
+    swinging arm; and the floor positions `others` (K, 2) of people known otherwise (one who
+    barely moves carves only in part: _other_body_track)."""
     dist = np.linalg.norm(grid.plane - centre, axis=1)
     mine = member & (dist <= PERSON_REACH)
     rest = occupied & (dist > OTHER_GAP)
+    bodies = [] if others is None else list(others)
     for mode in _floor_modes(rest, grid).positions:
-        there = np.linalg.norm(grid.plane - mode, axis=1)
-        body = rest & (there <= CORE_RADIUS)
+        body = rest & (np.linalg.norm(grid.plane - mode, axis=1) <= CORE_RADIUS)
         if body.any() and np.ptp(grid.height[body]) >= PERSON_MIN_HEIGHT:
-            mine &= dist < there
+            bodies.append(mode)
+    for body in bodies:
+        mine &= dist < np.linalg.norm(grid.plane - body, axis=1)
     return mine
+
+
+def _other_body_track(
+    masks: list[np.ndarray], subject_like: list[np.ndarray], lookups: list[np.ndarray],
+    seen: np.ndarray, grid: Grid, centre: np.ndarray, fps: float,
+) -> np.ndarray:
+    """(T, 2) floor position of another person near the subject (NaN where none is seen).
+
+    Someone who barely moves is in the median background: only their moving head, arms and
+    clothes carve, a column shorter than PERSON_MIN_HEIGHT that _subject_part would leave
+    within the subject's reach. The colour pass knows their colours: the carved voxels (masks
+    (T, pixels) per view) that land on the others' colours (foreground that `subject_like`
+    dropped) in at least two views are theirs. Per frame their floor-count peaks further than
+    OTHER_GAP from the subject's floor position `centre` (T, 2) with OTHER_MIN_VOXELS of them
+    within CORE_RADIUS are candidates; the person is the chain of candidates over the whole
+    sequence (best_chain: a walking pace), so a stray peak of one frame does not cut the
+    subject."""
+    T = len(centre)
+    candidates = []
+    for t in range(T):
+        carved = _carved(_votes([m[t] for m in masks], lookups, seen), seen)
+        foreign = _votes([m[t] & ~s[t] for m, s in zip(masks, subject_like)], lookups, seen)
+        theirs = carved & (foreign >= 2)
+        peaks = _floor_modes(theirs, grid).positions
+        floor = grid.plane[theirs]
+        near = np.array([np.sum(np.linalg.norm(floor - p, axis=1) <= CORE_RADIUS) for p in peaks],
+                        dtype=float)
+        with np.errstate(invalid="ignore"):
+            keep = (np.linalg.norm(peaks - centre[t], axis=1) > OTHER_GAP) & (
+                near >= OTHER_MIN_VOXELS)
+        candidates.append(Candidates(peaks[keep], near[keep]))
+    pick = best_chain(candidates, sigma0=grid.voxel, speed=WALK_SPEED / fps)
+    track = np.full((T, 2), np.nan)
+    for t in np.flatnonzero(pick >= 0):
+        track[t] = candidates[t].positions[pick[t]]
+    return track
 
 
 def _floor_modes(voxels: np.ndarray, grid: Grid) -> Candidates:
@@ -473,21 +522,32 @@ def _subject_floor_track(chain: np.ndarray, frames: list[Candidates], labels: li
     return track
 
 
+def _votes(frame_masks: list[np.ndarray], lookups: list[np.ndarray], seen: np.ndarray
+           ) -> np.ndarray:
+    """(V,) how many views see each voxel on their (pixels,) mask of one frame."""
+    votes = np.zeros(seen.shape[1], dtype=int)
+    for c, mask in enumerate(frame_masks):
+        votes += seen[c] & mask[np.maximum(lookups[c], 0)]
+    return votes
+
+
+def _carved(votes: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """(V,) bool: voxels on the foreground of every view that sees them (one miss allowed with
+    4+ views), and of at least 3 views (all, with fewer)."""
+    C = len(seen)
+    n_seen = seen.sum(0)
+    misses = 1 if C >= 4 else 0
+    return (votes >= n_seen - misses) & (votes >= min(C, 3))
+
+
 def _carve_and_follow(
     seq: MultiviewSequence, grid: Grid, masks: list[np.ndarray], lookups: list[np.ndarray],
     seen: np.ndarray, tick: Callable[[], None] | None,
 ) -> tuple[np.ndarray, list[Candidates], list[np.ndarray]]:
     """Carve every frame with the views' (T, pixels) masks, blobs as candidates, the chain."""
-    C = len(masks)
-    n_seen = seen.sum(0)
-    misses = 1 if C >= 4 else 0
-    usable = n_seen >= min(C, 3)
     frames, labels = [], []
     for t in range(seq.num_frames):
-        fg = np.zeros(len(grid.centres), dtype=int)
-        for c in range(C):
-            fg += seen[c] & masks[c][t][np.maximum(lookups[c], 0)]
-        occupied = usable & (fg >= n_seen - misses) & (fg >= min(C, 3))
+        occupied = _carved(_votes([m[t] for m in masks], lookups, seen), seen)
         cand, lab = _voxel_candidates(occupied, grid)
         cand.supports = cand.supports * _centre_prior(cand.positions, grid.focus, grid.reach)
         frames.append(cand)
