@@ -3,7 +3,8 @@ the stand-in for the ImageNet initialisation that the paper and its baseline (Rh
 2018) give every network.
 
     .venv/bin/python benchmarks/pretrain_backbone.py WORK [--seeds 1000 1001 1002]
-        [--frames 28] [--steps 3000] [--threads 1] [--workers 1] [--set KEY=VALUE ...]
+        [--frames 28] [--steps 3000] [--threads 1] [--workers 1] [--out FILE]
+        [--render-only] [--set KEY=VALUE ...]
 
 1. Renders a pretraining corpus with the project's own renderer into WORK/corpus-SEED (reused
    when there): synth's `standard` subjects, actions and varied motion, shorter takes, one
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import tempfile
 import time
 from dataclasses import replace
@@ -43,9 +43,8 @@ from mcss_studio.core.synth.body import SUBJECT_ORDER
 from mcss_studio.core.synth.generate import (
     DatasetPlan,
     SequencePlan,
-    _make_temp_folder,
     make_subject,
-    write_dataset,
+    write_plan,
 )
 from mcss_studio.core.synth.presets import PRESETS as SYNTH_PRESETS
 from mcss_studio.core.synth.presets import splits_for
@@ -78,16 +77,7 @@ def render_corpus(work: Path, seed: int, frames: int, workers: int) -> Path:
     data = work / f"corpus-{seed}"
     if (data / "manifest.json").is_file():
         return data
-    tmp = _make_temp_folder(data)
-    try:
-        write_dataset(tmp, corpus_plan(seed, frames), workers=workers)
-        if data.is_dir():
-            data.rmdir()
-        tmp.rename(data)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return data
+    return write_plan(data, corpus_plan(seed, frames), workers=workers)
 
 
 def identity(seed: int, name: str) -> tuple:
@@ -151,6 +141,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1, help="rendering processes")
+    parser.add_argument("--out", default="", help="the encoder file "
+                        "(default: WORK/backbone.safetensors)")
     parser.add_argument("--render-only", action="store_true")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE")
@@ -183,7 +175,7 @@ def main() -> None:
         finally:
             events.close()
         model, meta = load_checkpoint(result.checkpoint)
-    out = save_encoder(work / "backbone.safetensors", model, {
+    out = save_encoder(Path(args.out) if args.out else work / "backbone.safetensors", model, {
         "recipe": "benchmarks/pretrain_backbone.py", "corpus_seeds": args.seeds,
         "frames_per_take": args.frames, "train_config": config.to_dict(),
         "held_out_people": list(HELD_OUT)})
