@@ -177,7 +177,8 @@ def main() -> None:
         model, meta = load_checkpoint(result.checkpoint)
     out = save_encoder(Path(args.out) if args.out else work / "backbone.safetensors", model, {
         "recipe": "benchmarks/pretrain_backbone.py", "corpus_seeds": args.seeds,
-        "frames_per_take": args.frames, "train_config": config.to_dict(),
+        "frames_per_take": args.frames,  # without the temporary run folder: same bytes twice
+        "train_config": {k: v for k, v in config.to_dict().items() if k != "run_dir"},
         "held_out_people": list(HELD_OUT)})
     print(json.dumps({
         "backbone": str(out), "corpus": [str(f) for f in folders],
