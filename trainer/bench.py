@@ -96,12 +96,7 @@ def make_dataset(work: Path, spec: dict, seed: int) -> Path:
 
     if not quick:
         return synth.generate(data, preset=spec["synth"], seed=seed, workers=0)
-    from mcss_studio.core.synth.generate import (
-        DatasetPlan,
-        SequencePlan,
-        _make_temp_folder,
-        write_dataset,
-    )
+    from mcss_studio.core.synth.generate import DatasetPlan, SequencePlan, write_plan
     from mcss_studio.core.synth.presets import splits_for
 
     subjects = tuple(TRAIN_SUBJECTS + TEST_SUBJECTS)
@@ -109,18 +104,7 @@ def make_dataset(work: Path, spec: dict, seed: int) -> Path:
                       for s in subjects for a in quick["actions"])
     plan = DatasetPlan("benchmark", seed, quick["cameras"], 25.0, tuple(quick["size"]),
                        sequences, splits_for(subjects))
-    tmp = _make_temp_folder(data)
-    try:
-        write_dataset(tmp, plan)
-        if data.is_dir():
-            data.rmdir()
-        tmp.rename(data)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return data
+    return write_plan(data, plan)
 
 
 def _label_sets(spec: dict, train: list, store: str | Path | None, every: int

@@ -59,6 +59,10 @@ class TrainConfig:
                                                 "instead of the mean feature")
     embedding_spatial: bool = _setting(False, "embedding head (and so the pose) reads a 2x2 "
                                               "feature grid instead of the mean feature")
+    init_checkpoint: str = _setting("", "start the encoder from these weights (an MCSS checkpoint "
+                                        "or encoder file, safetensors; e.g. benchmarks/"
+                                        "pretrain_backbone.py's) instead of random ones; the "
+                                        "heads start random; recorded in checkpoints")
     # method
     lambda_metric: float = _setting(0.1, "weight of the multi-view metric loss (0 = baseline "
                                          "on labels only; 1 collapsed with hardest mining)")
@@ -80,6 +84,8 @@ class TrainConfig:
                                         "relu(d_ap - d_an + margin)")
     metric_warmup: int = _setting(0, "steps over which lambda_metric ramps up linearly from 0")
     mining_warmup: int = _setting(0, "steps of random negatives before `mining` takes over")
+    pose_weight: float = _setting(1.0, "weight of the 3D pose loss (0: no 3D label trains "
+                                       "anything, e.g. 2D-only pretraining with keypoint_weight)")
     canonical_weight: float = _setting(1.0, "weight of the canonical-frame term of the pose "
                                             "loss")
     rotation_weight: float = _setting(0.0, "weight of a direct loss on the predicted "
@@ -155,12 +161,15 @@ class TrainConfig:
                 raise bad(f"{name} must be at least 1")
         if self.views_per_instant < 2 and self.lambda_metric > 0:
             raise bad("views_per_instant must be at least 2 for the metric loss")
+        if self.pose_weight == 0 and self.keypoint_weight == 0 and self.lambda_metric == 0:
+            raise bad("pose_weight, keypoint_weight and lambda_metric are all 0: nothing "
+                      "to train")
         if self.lambda_metric < 0 or self.lr <= 0 or self.margin < 0:
             raise bad("lambda_metric and margin must be >= 0 and lr > 0")
         if min(self.metric_warmup, self.mining_warmup, self.canonical_weight,
-               self.rotation_weight) < 0:
-            raise bad("metric_warmup, mining_warmup, canonical_weight and rotation_weight "
-                      "must be >= 0")
+               self.rotation_weight, self.pose_weight, self.keypoint_weight) < 0:
+            raise bad("metric_warmup, mining_warmup, pose_weight, canonical_weight, "
+                      "rotation_weight and keypoint_weight must be >= 0")
 
     def to_dict(self) -> dict:
         return asdict(self)

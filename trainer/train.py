@@ -23,7 +23,12 @@ import torch
 import torch.distributed as dist
 
 from mcss_studio.core.atomic import make_dirs
-from mcss_studio.core.checkpoint import load_checkpoint, load_training_state, save_checkpoint
+from mcss_studio.core.checkpoint import (
+    load_checkpoint,
+    load_encoder,
+    load_training_state,
+    save_checkpoint,
+)
 from mcss_studio.core.errors import UserInputError
 from mcss_studio.core.inference import autocast_for, pick_device
 from mcss_studio.core.model import MCSSModel, ModelConfig
@@ -220,7 +225,11 @@ def fit(
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(device)
         torch.manual_seed(config.seed)
-        model = MCSSModel(model_config(config)).to(device)
+        model = MCSSModel(model_config(config))
+        init_record = None
+        if config.init_checkpoint and not config.resume:  # a resume has its own weights
+            init_record = load_encoder(config.init_checkpoint, model)
+        model = model.to(device)
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         decay, no_decay = [], []
@@ -240,12 +249,13 @@ def fit(
         amp = autocast_for(device) if config.amp else nullcontext()
         sampler = BatchSampler(sequences, labels, sampler_config(config), config.seed, rank)
         meta = {"train_config": config.to_dict(), "crop_size": sequences[0].crop_size,
-                "run_dir": str(run_dir), "label_store": label_record}
+                "run_dir": str(run_dir), "label_store": label_record,
+                "init_checkpoint": init_record}
         triplet_log = JsonLines(run_dir / "triplets.jsonl" if rank == 0 else None)
         events.emit("start", run_dir=str(run_dir), steps=config.steps, start_step=step,
                     device=str(device), world_size=world, labelled_frames=len(labels),
                     sequences=len(sequences), config=config.to_dict(),
-                    label_store=label_record)
+                    label_store=label_record, init_checkpoint=init_record)
 
         def save(tag: str) -> Path | None:
             if rank != 0:
@@ -338,8 +348,11 @@ def train_step(net, batch, optimizer, scaler, amp, device, config: TrainConfig, 
     with amp:
         out = net(x, rays=rays)
     lab = {k: v[m:] for k, v in out.items()}
-    l_pose = pose_loss(lab, batch.lab_pose_cam.to(device), batch.lab_pose_canonical.to(device),
-                       config.canonical_weight)
+    l_pose = torch.zeros((), device=device)
+    if config.pose_weight > 0:  # at 0 the 3D heads get no gradient at all (not a zero one)
+        l_pose = config.pose_weight * pose_loss(lab, batch.lab_pose_cam.to(device),
+                                                batch.lab_pose_canonical.to(device),
+                                                config.canonical_weight)
     if config.rotation_weight > 0 and batch.lab_rotation is not None:
         l_pose = l_pose + config.rotation_weight * rotation_loss(
             lab["rotation"], batch.lab_rotation.to(device))

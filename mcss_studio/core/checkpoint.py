@@ -202,3 +202,48 @@ def restore_numpy_rng(state: dict) -> np.random.Generator:
     bit_generator = getattr(np.random, state["bit_generator"])()
     bit_generator.state = state
     return np.random.Generator(bit_generator)
+
+
+ENCODER_PREFIX = _MODEL + "encoder."
+
+
+def save_encoder(
+    path: str | os.PathLike[str], model: MCSSModel, meta: dict | None = None
+) -> Path:
+    """Write only the encoder's weights (`model.encoder.*`) with the model config and `meta`,
+    atomically: a backbone other runs start from (`init_checkpoint`), no heads."""
+    path = Path(path)
+    tensors = {ENCODER_PREFIX + k: v.detach().cpu().contiguous()
+               for k, v in model.encoder.state_dict().items()}
+    document = dict(meta or {})
+    document.update({"format": FORMAT, "version": VERSION, "contents": "encoder",
+                     "model_config": model.config.to_dict()})
+    data = save(tensors, metadata={"mcss": json.dumps(document)})
+    make_dirs(path.parent)
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
+    return path
+
+
+def load_encoder(path: str | os.PathLike[str], model: MCSSModel) -> dict:
+    """Copy the encoder weights of an MCSS checkpoint or encoder file into `model.encoder`
+    (heads untouched); returns what a run records: path, content digest and the file's encoder
+    settings. A file whose encoder is not the model's raises a one-line UserInputError."""
+    path = Path(path)
+    tensors, document = _read(path)
+    weights = {k[len(ENCODER_PREFIX):]: v for k, v in tensors.items()
+               if k.startswith(ENCODER_PREFIX)}
+    saved = dict(document.get("model_config") or {})
+    want = {k: getattr(model.config, k) for k in ("arch", "width", "stem")}
+    have = {k: saved.get(k, "resnet" if k == "stem" else None) for k in want}
+    if have != want:
+        shown = ", ".join(f"{k}={have[k]!r} (the run: {want[k]!r})" for k in want
+                          if have[k] != want[k])
+        raise UserInputError(path, f"encoder does not fit this model: {shown}")
+    try:
+        model.encoder.load_state_dict(weights, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = (first[1:2] or first[:1] or [""])[0].strip()
+        raise UserInputError(path, f"encoder weights do not fit the model: {detail}") from None
+    return {"path": str(path), "digest": checkpoint_digest(path), **have}

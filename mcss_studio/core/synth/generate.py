@@ -172,11 +172,19 @@ def generate(
     plan = plan_dataset(preset, seed, cameras, fps, size)
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0:
         raise UserInputError("--workers", f"must be 0 (one per core) or more, got {workers!r}")
+    return write_plan(out, plan, progress, _default_workers(plan) if workers == 0 else workers)
+
+
+def write_plan(
+    out: Path, plan: DatasetPlan, progress: Progress | None = None, workers: int = 1
+) -> Path:
+    """Render `plan` into the dataset folder `out` (absent or empty) through a sibling temporary
+    folder renamed only when complete; returns `out`."""
     out = Path(out)
     tmp = _make_temp_folder(out)
     try:
         with writing(out, name_file=False):  # full disk: one line; the temp folder goes
-            write_dataset(tmp, plan, progress, _default_workers(plan) if workers == 0 else workers)
+            write_dataset(tmp, plan, progress, workers)
             if out.is_dir():
                 out.rmdir()  # empty (checked before); rename cannot replace it on every platform
             os.rename(tmp, out)
