@@ -235,9 +235,6 @@ class InlineRenderer(Renderer):
         if not self.stopped:
             self.deferrer.request()
 
-    def wait_idle(self) -> None:
-        """Everything posted has run already."""
-
     def render_now(self) -> None:
         self.deferrer.cancel()
         if not self.stopped:
