@@ -71,9 +71,8 @@ def save_checkpoint(
     `training_state` may hold `optimizer` (a state_dict), `scheduler` (JSON-able dict), `step`,
     `numpy_rng` (bit generator state dict) and `torch_rng` / `cuda_rng` (tensors).
     """
-    path = Path(path)
     net = model.module if hasattr(model, "module") else model
-    tensors = {_MODEL + k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    tensors = _tensors(_MODEL, net)
     document = dict(meta or {})
     document.update({"format": FORMAT, "version": VERSION, "model_config": net.config.to_dict(),
                      "joint_names": list(JOINT_NAMES)})
@@ -91,6 +90,16 @@ def save_checkpoint(
             tensors[f"{_RNG}cuda.{i}"] = s.cpu()
         plain["cuda_rng_count"] = len(ts.get("cuda_rng") or [])
         document["training_state"] = plain
+    return _write(Path(path), tensors, document)
+
+
+def _tensors(prefix: str, module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The module's state as CPU tensors named prefix + key."""
+    return {prefix + k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
+def _write(path: Path, tensors: dict[str, torch.Tensor], document: dict) -> Path:
+    """The safetensors file with `document` as its MCSS metadata, written atomically."""
     data = save(tensors, metadata={"mcss": json.dumps(document)})
     # written by Python, not by safetensors' own file code: a full disk then is an OSError that
     # atomic_open turns into a one-line error, and the file gets the ordinary mode (umask)
@@ -98,6 +107,16 @@ def save_checkpoint(
     with atomic_open(path, "wb") as fh:
         fh.write(data)
     return path
+
+
+def _load_weights(module: torch.nn.Module, weights: dict, path: Path, what: str) -> None:
+    """load_state_dict(strict); a mismatch is a one-line UserInputError naming the file."""
+    try:
+        module.load_state_dict(weights, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = (first[1:2] or first[:1] or [""])[0].strip()
+        raise UserInputError(path, f"{what} do not fit the model: {detail}") from None
 
 
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -147,12 +166,7 @@ def load_checkpoint(
         raise UserInputError(path, "joint_names does not match the model's joint count")
     model = MCSSModel(config)
     weights = {k[len(_MODEL):]: v for k, v in tensors.items() if k.startswith(_MODEL)}
-    try:
-        model.load_state_dict(weights, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        detail = (first[1:2] or first[:1] or [""])[0].strip()
-        raise UserInputError(path, f"weights do not fit the model: {detail}") from None
+    _load_weights(model, weights, path, "weights")
     model.to(device).eval()
     return model, document
 
@@ -212,17 +226,10 @@ def save_encoder(
 ) -> Path:
     """Write only the encoder's weights (`model.encoder.*`) with the model config and `meta`,
     atomically: a backbone other runs start from (`init_checkpoint`), no heads."""
-    path = Path(path)
-    tensors = {ENCODER_PREFIX + k: v.detach().cpu().contiguous()
-               for k, v in model.encoder.state_dict().items()}
     document = dict(meta or {})
     document.update({"format": FORMAT, "version": VERSION, "contents": "encoder",
                      "model_config": model.config.to_dict()})
-    data = save(tensors, metadata={"mcss": json.dumps(document)})
-    make_dirs(path.parent)
-    with atomic_open(path, "wb") as fh:
-        fh.write(data)
-    return path
+    return _write(Path(path), _tensors(ENCODER_PREFIX, model.encoder), document)
 
 
 def load_encoder(path: str | os.PathLike[str], model: MCSSModel) -> dict:
@@ -240,10 +247,5 @@ def load_encoder(path: str | os.PathLike[str], model: MCSSModel) -> dict:
         shown = ", ".join(f"{k}={have[k]!r} (the run: {want[k]!r})" for k in want
                           if have[k] != want[k])
         raise UserInputError(path, f"encoder does not fit this model: {shown}")
-    try:
-        model.encoder.load_state_dict(weights, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        detail = (first[1:2] or first[:1] or [""])[0].strip()
-        raise UserInputError(path, f"encoder weights do not fit the model: {detail}") from None
+    _load_weights(model.encoder, weights, path, "encoder weights")
     return {"path": str(path), "digest": checkpoint_digest(path), **have}
