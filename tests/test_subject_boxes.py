@@ -99,14 +99,16 @@ def test_subject_part_stops_halfway_to_a_second_person():
 
 
 def _views_of(grid, theirs: np.ndarray, foreign_views: int, frames: int = 3):
-    """Four views that see every voxel of `grid` on its own pixel, all foreground; the voxels
-    `theirs` (V,) bool land on the others' colours in the first `foreign_views` views."""
+    """Four views that see every voxel of `grid` on its own pixel, all foreground (so the
+    carving occupies every voxel); the voxels `theirs` (V,) bool land on the others' colours in
+    the first `foreign_views` views."""
     V = len(grid.centres)
+    carved = [np.ones(V, bool) for _ in range(frames)]
     masks = [np.ones((frames, V), bool) for _ in range(4)]
     subject_like = [np.ones((frames, V), bool) for _ in range(4)]
     for c in range(foreign_views):
         subject_like[c][:, theirs] = False
-    return masks, subject_like, [np.arange(V)] * 4, np.ones((4, V), bool)
+    return carved, masks, subject_like, [np.arange(V)] * 4, np.ones((4, V), bool)
 
 
 def test_other_body_is_where_the_others_colours_carve_in_two_views():

@@ -359,6 +359,7 @@ def rig_boxes(seq: MultiviewSequence, progress: ProgressFn | None = None,
     subject_like = _appearance_masks(chain, frames, labels, masks, lookups, colours,
                                      [m.shape[1:] for m in tight], grid, centre)
     if subject_like is not None:
+        carved = [lab > 0 for lab in labels]  # every voxel the first carving occupied
         chain, frames, labels = _carve_and_follow(seq, grid, subject_like, lookups, seen, None)
         # the boxes too: foreground of the others' colours is not the subject's outline, nor
         # is the thin rim of blended colours it leaves around them
@@ -368,7 +369,8 @@ def rig_boxes(seq: MultiviewSequence, progress: ProgressFn | None = None,
     centre = _subject_floor_track(chain, frames, labels, grid, seq.fps)
     other = np.full((T, 2), np.nan)
     if subject_like is not None:
-        other = _other_body_track(masks, subject_like, lookups, seen, grid, centre, seq.fps)
+        other = _other_body_track(carved, masks, subject_like, lookups, seen, grid, centre,
+                                  seq.fps)
     parts = {}
     for t in np.flatnonzero(chain >= 0):
         member = labels[t] == chain[t] + 1
@@ -444,16 +446,17 @@ def _subject_part(occupied: np.ndarray, member: np.ndarray, centre: np.ndarray, 
 
 
 def _other_body_track(
-    masks: list[np.ndarray], subject_like: list[np.ndarray], lookups: list[np.ndarray],
-    seen: np.ndarray, grid: Grid, centre: np.ndarray, fps: float,
+    carved: list[np.ndarray], masks: list[np.ndarray], subject_like: list[np.ndarray],
+    lookups: list[np.ndarray], seen: np.ndarray, grid: Grid, centre: np.ndarray, fps: float,
 ) -> np.ndarray:
     """(T, 2) floor position of another person near the subject (NaN where none is seen).
 
     Someone who barely moves is in the median background: only their moving head, arms and
     clothes carve, a column shorter than PERSON_MIN_HEIGHT that _subject_part would leave
-    within the subject's reach. The colour pass knows their colours: the carved voxels (masks
-    (T, pixels) per view) that land on the others' colours (foreground that `subject_like`
-    dropped) in at least two views are theirs. Per frame their floor-count peaks further than
+    within the subject's reach. The colour pass knows their colours: the voxels the first
+    carving occupied (`carved`, (V,) bool per frame, from the views' (T, pixels) `masks`) that
+    land on the others' colours (foreground that `subject_like` dropped) in at least two views
+    are theirs. Per frame their floor-count peaks further than
     OTHER_GAP from the subject's floor position `centre` (T, 2) with OTHER_MIN_VOXELS of them
     within CORE_RADIUS are candidates; the person is the chain of candidates over the whole
     sequence (best_chain: a walking pace), so a stray peak of one frame does not cut the
@@ -461,9 +464,8 @@ def _other_body_track(
     T = len(centre)
     candidates = []
     for t in range(T):
-        carved = _carved(_votes([m[t] for m in masks], lookups, seen), seen)
         foreign = _votes([m[t] & ~s[t] for m, s in zip(masks, subject_like)], lookups, seen)
-        theirs = carved & (foreign >= 2)
+        theirs = carved[t] & (foreign >= 2)
         peaks = _floor_modes(theirs, grid).positions
         floor = grid.plane[theirs]
         near = np.array([np.sum(np.linalg.norm(floor - p, axis=1) <= CORE_RADIUS) for p in peaks],
