@@ -72,9 +72,6 @@ class Renderer(QObject):
     def call_sync(self, fn: Callable[[Scene3D], object]) -> object:  # pragma: no cover
         raise NotImplementedError
 
-    def request_render(self) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
-
     def stop(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -177,13 +174,14 @@ class ThreadedRenderer(Renderer):
         self._thread.post(lambda: None if self.scene is None else fn(self.scene))
 
     def call_sync(self, fn: Callable[[Scene3D], object]) -> object:
+        return self._run_and_wait(lambda: None if self.scene is None else fn(self.scene))
+
+    def _run_and_wait(self, fn: Callable[[], object]) -> object:
+        """fn() on the render thread after everything posted before it; its result."""
         reply = {"done": threading.Event(), "result": None}
-        self._thread.post(lambda: None if self.scene is None else fn(self.scene), reply)
+        self._thread.post(fn, reply)
         reply["done"].wait(SYNC_TIMEOUT_S)
         return reply["result"]
-
-    def request_render(self) -> None:
-        self._thread.mark_dirty(self)
 
     def wait_idle(self) -> None:
         """Return once every call posted so far has run (tests, screenshots)."""
@@ -196,9 +194,7 @@ class ThreadedRenderer(Renderer):
             if scene is not None:
                 scene.close()
 
-        reply = {"done": threading.Event(), "result": None}
-        self._thread.post(close, reply)
-        reply["done"].wait(SYNC_TIMEOUT_S)
+        self._run_and_wait(close)
 
 
 class InlineRenderer(Renderer):
@@ -213,7 +209,6 @@ class InlineRenderer(Renderer):
 
         vispy.use("pyside6")
         self.stopped = False
-        self.failure: str | None = None
         # during playback a render waits for a pass without camera view paints
         self.deferrer = PassDeferrer(self, lambda: self.render_now(), playing)
         self.scene = Scene3D(None, size, None, self.request_render)

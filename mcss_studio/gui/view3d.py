@@ -179,10 +179,9 @@ class View3D(QWidget):
 
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
-        if not self.released:
+        if not self.released:  # a new size renders again (Scene3D.resize)
             size = self._canvas_size()
             self.renderer.call(lambda scene: scene.resize(size))
-            self.renderer.request_render()
 
     def release(self) -> None:
         """Stop rendering for good: the render thread ends, or the inline renderer's hidden
