@@ -68,6 +68,18 @@ class StallProbe:
         return self.worst * 1000
 
 
+def table_cell(qtbot, panel, run: Path, column: int, expected: str) -> str:
+    """The text of `run`'s cell once it contains `expected` (the table is rebuilt when the
+    summary thread has read the run folders)."""
+    def cell() -> str:
+        rows = [r for r in range(panel.table.rowCount())
+                if panel.table.item(r, 0).text() == run.name]
+        return panel.table.item(rows[0], column).text() if rows else ""
+
+    qtbot.waitUntil(lambda: expected in cell(), timeout=WAIT_MS)
+    return cell()
+
+
 @pytest.fixture
 def window(qtbot, project):
     w = MainWindow(interactive=False, with_3d=False)
@@ -133,9 +145,7 @@ def test_train_watch_stop_resume_finish_and_infer(qtbot, window, project, capsys
     state.set_frame(3)
     qtbot.waitUntil(lambda: state.prediction is not None and state.prediction.frame == 3,
                     timeout=WAIT_MS)
-    row = [r for r in range(panel.table.rowCount())
-           if panel.table.item(r, 0).text() == run.name][0]
-    assert panel.table.item(row, 1).text() == "done"
+    assert table_cell(qtbot, panel, run, 1, "done") == "done"
     worst = probe.stop()
     with capsys.disabled():
         print(f"\nworst UI event-loop stall during train/stop/resume/finish: {worst:.1f} ms")
@@ -158,11 +168,10 @@ def test_killed_trainer_is_a_failed_run_with_its_log(qtbot, window, tmp_path, ca
         qtbot.waitUntil(lambda t=t: state.prediction is not None and state.prediction.frame == t,
                         timeout=WAIT_MS)
     qtbot.waitUntil(lambda: state.training_run is None, timeout=WAIT_MS)
+    assert table_cell(qtbot, panel, run, 1, "failed") == "failed"
     worst = probe.stop()
-    row = [r for r in range(panel.table.rowCount())
-           if panel.table.item(r, 0).text() == run.name][0]
-    assert panel.table.item(row, 1).text() == "failed"
-    assert "killed (SIGKILL)" in panel.table.item(row, WHY).text()
+    assert "killed (SIGKILL)" in table_cell(qtbot, panel, run, WHY, "")
+    qtbot.waitUntil(panel.settled, timeout=WAIT_MS)  # every table request answered
     state.set_run(run)
     log = panel.log.toPlainText()
     assert "start at step 0" in log and "trainer ended: failed" in log
@@ -180,9 +189,7 @@ def test_trainer_refusing_its_config_shows_the_message(qtbot, window):
     summary = summarize_run(run)
     assert summary.status() == "failed"
     assert any("tau_max" in line for line in summary.log_tail)
-    row = [r for r in range(panel.table.rowCount())
-           if panel.table.item(r, 0).text() == run.name][0]
-    assert "exited with code 2" in panel.table.item(row, WHY).text()
+    table_cell(qtbot, panel, run, WHY, "exited with code 2")
 
 
 def test_form_presets_settings_and_remembered_values(qtbot, project):
@@ -260,7 +267,7 @@ def test_two_runs_overlaid_and_read_once(qtbot, lone_panel, tmp_path):
     b = fake_run(tmp_path / "baseline", 0.0, [4.0, 3.5, 3.0, 2.5])
     panel.open_run(a)
     panel.open_run(b)
-    assert panel.table.rowCount() == 2
+    qtbot.waitUntil(lambda: panel.table.rowCount() == 2, timeout=WAIT_MS)
     panel.select_runs([a, b])
     qtbot.waitUntil(lambda: panel.curves.point_count(b, "chance_hit@1") == 1, timeout=WAIT_MS)
     qtbot.waitUntil(panel.settled, timeout=WAIT_MS)

@@ -63,12 +63,12 @@ from ..core.runs import (
     run_label_store,
     run_status,
     store_edits_since,
-    summarize_run,
     torchrun_command,
 )
 from .label_summary import StoreSummaryWorker
 from .pass_budget import PassDeferrer
 from .run_follow import RunFollowWorker
+from .run_summaries import RunRow, RunSummaryWorker
 from .state import StudioState
 from .training_curves import PLOT_CURVES, TrainingCurves
 from .training_form import TrainingForm
@@ -161,6 +161,12 @@ class TrainingPanel(QWidget):
         self.store_reader.done.connect(self._store_read)
         self.store_reader.failed.connect(self._store_failed)
         self.store_reader.start()
+        self.summary_reader = RunSummaryWorker(self)
+        self.summary_reader.done.connect(self._show_history)
+        self.summary_reader.failed.connect(self.state.report_error)
+        self.summary_reader.start()
+        self._history_asked = self._history_shown = 0  # serials of the table's requests
+        self._ended_lines: dict[Path, int] = {}  # ended run -> the request that says how
         self._build()
         # a plot's paint (pyqtgraph, 5-15 ms) waits for a pass without camera view paints
         self.redraw_deferrer = PassDeferrer(self, self._redraw, lambda: self.state.playing)
@@ -344,18 +350,23 @@ class TrainingPanel(QWidget):
         return runs + [p for p in self._external if p not in runs]
 
     def refresh_history(self) -> None:
-        """Rebuild the table from the run folders (summaries read each run's ends only)."""
+        """Ask for the run folders' summaries; the table is rebuilt when they arrive (read on
+        the summary thread: gui/run_summaries.py)."""
+        self._history_asked += 1
+        self.summary_reader.submit((self._history_asked, self.run_folders()))
+
+    def _show_history(self, result: tuple[int, list[RunRow]]) -> None:
+        serial, rows = result
+        self._history_shown = serial
         selected = self._selected_runs()
         self.table.blockSignals(True)  # emptying it is no selection by the user
         self.table.setSortingEnabled(False)
         self.table.setRowCount(0)
-        for run in self.run_folders():
-            try:
-                summary = summarize_run(run)
-            except UserInputError as exc:
-                self._add_row(run, None, str(exc))
-                continue
-            self._add_row(run, summary, "")
+        for row in rows:
+            self._add_row(row.run, row.summary, row.error)
+            if self._ended_lines.get(row.run, serial + 1) <= serial:
+                self._log_run_end(row)
+        self._ended_lines = {r: n for r, n in self._ended_lines.items() if n > serial}
         self.table.setSortingEnabled(True)
         self.table.blockSignals(False)
         self._select_rows(selected or ([self.state.run] if self.state.run else []))
@@ -478,18 +489,20 @@ class TrainingPanel(QWidget):
         """The trainer process is gone: say how in the run's log (a kill writes no event)."""
         run = Path(run)
         self._dirty.add(run)
-        try:
-            summary = summarize_run(run)
-            status, why = run_status(summary.history, summary.launch)
-        except UserInputError as exc:
-            status, why = "failed", str(exc)
-        line = f"trainer ended: {status}" + (f" ({why})" if why else "")
-        self.logs.setdefault(run, deque(maxlen=LOG_LINES)).append(line)
-        if run == self._log_run:
-            self.log.appendPlainText(line)
-        self.refresh_history()
+        self.refresh_history()  # its row then says how it ended: _log_run_end
+        self._ended_lines[run] = self._history_asked
         self._update_buttons()
         self._show_checkpoints()
+
+    def _log_run_end(self, row: RunRow) -> None:
+        if row.summary is None:
+            status, why = "failed", row.error
+        else:
+            status, why = run_status(row.summary.history, row.summary.launch)
+        line = f"trainer ended: {status}" + (f" ({why})" if why else "")
+        self.logs.setdefault(row.run, deque(maxlen=LOG_LINES)).append(line)
+        if row.run == self._log_run:
+            self.log.appendPlainText(line)
 
     # -- incoming data ------------------------------------------------------------------------
     def _batch(self, run: Path, generation: int, records: list, lines: list) -> None:
@@ -697,6 +710,7 @@ class TrainingPanel(QWidget):
     def settled(self) -> bool:
         """Everything followed was read, handed over and drawn (screenshots, tests)."""
         return (self.follower.caught_up() and self.store_reader.idle() and not self._dirty
+                and self._history_shown == self._history_asked
                 and not any(self._pending_plots.values()))
 
     def close_followers(self) -> None:
@@ -704,3 +718,4 @@ class TrainingPanel(QWidget):
         self.redraw_deferrer.cancel()
         self.follower.stop()
         self.store_reader.stop()
+        self.summary_reader.stop()
