@@ -36,6 +36,7 @@ PLOTS = (  # name, title, y label, log y
     ("n_mpjpe", "validation N-MPJPE", "mm", False),
     ("hit", "retrieval Hit@1 (dashed: chance)", "", False),
 )
+EVAL_PLOTS = ("n_mpjpe", "hit")
 MIN_FILL = 0.4  # a value range is narrowed once the data fill less than this share of it
 PAD = 0.1  # the margin above and below the data, as a share of their span
 NICE_STEPS = (1, 1.5, 2, 3, 4, 5, 6, 8, 10)  # the step axis ends at one of these x 10^k
@@ -108,11 +109,14 @@ class TrainingCurves(QWidget):
         if item is None:
             plot_key, style = _placement(curve)
             name = label if curve == "loss" else None
+            sparse = plot_key in EVAL_PLOTS  # a point per validation: wide lines cost nothing
+            # a step curve has a point per logged step: a pen wider than 1 px is stroked as
+            # a polygon, 3-4x the paint time of Qt's 1 px lines on a dense noisy loss curve
             item = self.plots[plot_key].plot([], [], name=name,
-                                             pen=pg.mkPen(colour, width=1.5, style=style),
-                                             symbol="o" if plot_key in ("n_mpjpe", "hit") and
-                                             curve != "chance_hit@1" else None,
-                                             symbolSize=5, symbolBrush=colour)
+                                             pen=pg.mkPen(colour, width=1.5 if sparse else 1,
+                                                          style=style),
+                                             symbol="o" if sparse and curve != "chance_hit@1"
+                                             else None, symbolSize=5, symbolBrush=colour)
             self._items[key] = item
         return item
 
