@@ -164,3 +164,40 @@ def test_the_loss_axis_labels_only_1_2_and_5_of_each_decade(curves):
     ticks = np.log10([0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0, 2.0, 8.0])
     assert axis.logTickStrings(list(ticks), 1.0, 1.0) == ["0.1", "0.2", "", "0.5", "", "", "1",
                                                           "2", ""]
+
+
+def test_the_table_rewrites_only_the_rows_of_runs_that_changed(qtbot, tmp_path):
+    from mcss_studio.gui.session import Session
+    from mcss_studio.gui.training_panel import COLUMNS, TrainingPanel
+
+    session = Session()
+    panel = TrainingPanel(session.state, session)
+    qtbot.addWidget(panel)
+    panel.show()
+    try:
+        a, b, c = (fake_run(tmp_path / name, 3) for name in "abc")
+        for run in (a, b, c):
+            panel.open_run(run)
+        qtbot.waitUntil(lambda: panel.table.rowCount() == 3 and panel.settled(), timeout=10000)
+        rewritten: list[Path] = []
+        set_row = panel._set_row
+        panel._set_row = lambda row, run, *rest: (rewritten.append(run),
+                                                  set_row(row, run, *rest))
+        with open(b / "events.jsonl", "a") as fh:
+            fh.write('{"event": "step", "step": 5, "loss": 0.2}\n')
+        panel.refresh_history()
+        qtbot.waitUntil(panel.settled, timeout=10000)
+        assert rewritten == [b]
+        steps = {panel.table.item(r, 0).text(): panel.table.item(r, COLUMNS.index("steps")).text()
+                 for r in range(3)}
+        assert steps == {"a": "3/3", "b": "5/3", "c": "3/3"}
+        rewritten.clear()
+        panel.refresh_history()  # nothing changed: nothing rewritten
+        qtbot.waitUntil(panel.settled, timeout=10000)
+        assert rewritten == []
+        panel.open_run(fake_run(tmp_path / "d", 2))  # another run: the table is rebuilt
+        qtbot.waitUntil(lambda: panel.table.rowCount() == 4 and panel.settled(), timeout=10000)
+        assert sorted(p.name for p in rewritten) == ["a", "b", "c", "d"]
+    finally:
+        panel.close_followers()
+        session.close()

@@ -167,6 +167,7 @@ class TrainingPanel(QWidget):
         self.summary_reader.start()
         self._history_asked = self._history_shown = 0  # serials of the table's requests
         self._ended_lines: dict[Path, int] = {}  # ended run -> the request that says how
+        self._rows_shown: dict[Path, tuple[RunRow, bool]] = {}  # the table's (row, running)
         self._build()
         # a plot's paint (pyqtgraph, 5-15 ms) waits for a pass without camera view paints
         self.redraw_deferrer = PassDeferrer(self, self._redraw, lambda: self.state.playing)
@@ -356,14 +357,30 @@ class TrainingPanel(QWidget):
         self.summary_reader.submit((self._history_asked, self.run_folders()))
 
     def _show_history(self, result: tuple[int, list[RunRow]]) -> None:
+        """The table from the summary thread's answer. When it lists the same runs, only the
+        rows whose summary or running state changed are rewritten (the thread hands back the
+        same RunRow for a run whose files did not change): a project with a hundred runs
+        costs one row when one run ends, not a hundred."""
         serial, rows = result
         self._history_shown = serial
         selected = self._selected_runs()
+        running = self.state.training_run
+        shown = {row.run: (row, row.run == running) for row in rows}
         self.table.blockSignals(True)  # emptying it is no selection by the user
         self.table.setSortingEnabled(False)
-        self.table.setRowCount(0)
+        if list(shown) == list(self._rows_shown):
+            at = {self._table_run(i): i for i in range(self.table.rowCount())}
+            for row in rows:
+                old_row, was_running = self._rows_shown[row.run]
+                if old_row is not row or was_running != (row.run == running):
+                    self._set_row(at[row.run], row.run, row.summary, row.error)
+        else:
+            self.table.setRowCount(0)
+            for i, row in enumerate(rows):
+                self.table.insertRow(i)
+                self._set_row(i, row.run, row.summary, row.error)
+        self._rows_shown = shown
         for row in rows:
-            self._add_row(row.run, row.summary, row.error)
             if self._ended_lines.get(row.run, serial + 1) <= serial:
                 self._log_run_end(row)
         self._ended_lines = {r: n for r, n in self._ended_lines.items() if n > serial}
@@ -373,9 +390,10 @@ class TrainingPanel(QWidget):
         self._show_labels_note()
         self.historyChanged.emit()
 
-    def _add_row(self, run: Path, summary, error: str) -> None:
-        row = self.table.rowCount()
-        self.table.insertRow(row)
+    def _table_run(self, row: int) -> Path:
+        return Path(self.table.item(row, 0).data(Qt.ItemDataRole.UserRole))
+
+    def _set_row(self, row: int, run: Path, summary, error: str) -> None:
         cells: list[tuple[str, float | str]] = [(run.name, run.name)]
         if summary is None:
             cells += [("damaged", "damaged")] + [("", "")] * (len(COLUMNS) - 3) + [(error, "")]
@@ -416,7 +434,7 @@ class TrainingPanel(QWidget):
 
     def _selected_runs(self) -> list[Path]:
         rows = sorted({i.row() for i in self.table.selectedItems()})
-        return [Path(self.table.item(r, 0).data(Qt.ItemDataRole.UserRole)) for r in rows]
+        return [self._table_run(r) for r in rows]
 
     def _select_rows(self, runs: list[Path]) -> None:
         self.table.blockSignals(True)
@@ -424,7 +442,7 @@ class TrainingPanel(QWidget):
         mode = self.table.selectionMode()
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.MultiSelection)
         for r in range(self.table.rowCount()):
-            if Path(self.table.item(r, 0).data(Qt.ItemDataRole.UserRole)) in runs:
+            if self._table_run(r) in runs:
                 self.table.selectRow(r)
         self.table.setSelectionMode(mode)
         self.table.blockSignals(False)
@@ -578,7 +596,7 @@ class TrainingPanel(QWidget):
         column = COLUMNS.index("labels")
         for r in range(self.table.rowCount()):
             item = self.table.item(r, column)
-            run = Path(self.table.item(r, 0).data(Qt.ItemDataRole.UserRole))
+            run = self._table_run(r)
             if run in self._run_stores and item is not None:
                 text = item.text().removesuffix(CHANGED_SINCE)
                 item.setText(text + (CHANGED_SINCE if self._edits_since(run) else ""))
