@@ -1,7 +1,7 @@
 """Studio responsiveness on the demo project, measured side by side in one run.
 
     xvfb-run -a .venv/bin/python benchmarks/bench_studio.py [DEMO] [--checkpoint CKPT]
-        [--seconds 20] [--jumps 100] [--soak-minutes 10] [--training]
+        [--seconds 20] [--jumps 100] [--soak-minutes 10] [--training [--repeat N]]
 
 Reports: display fps during playback with live inference vs without; random-jump latency until
 all views show the frame, through proxies vs seeking the videos directly; the worst UI
@@ -10,7 +10,8 @@ playback with inference vs after --soak-minutes; and inference throughput on CUD
 With --training (only that): the same playback with live inference, the training panel on
 screen, first alone and then with a training run of the demo project competing (the panel's
 "quick" preset, started from the panel as a user would), then the time a graceful Stop takes
-until the trainer's checkpoint is written.
+until the trainer's checkpoint is written; --repeat N measures the pair N times in turn (a
+new run each time) and prints the worst stall of each, with the count of gaps over 50 ms.
 Without a checkpoint, the default model (ModelConfig() defaults, random weights) is used: the
 speed of a network does not depend on its weights.
 """
@@ -129,11 +130,13 @@ def play(window, seconds: float, speed: float = 1.0, probe: StallProbe | None = 
     elapsed = time.perf_counter() - t0
     ui_cpu, cpu = time.thread_time() - ui0, time.process_time() - cpu0
     stall = probe.stop() if probe is not None else float("nan")
+    long_gaps = sum(g > 0.05 for g in probe.gaps) if probe is not None else 0
     grid.frameShown.disconnect(on_shown)
     state.predictionChanged.disconnect(on_pred)
     state.set_speed(1.0)
     return {"display_fps": shown[0] / elapsed, "inference_fps": answers[0] / elapsed,
             "dropped": window.session.inference.dropped - dropped0, "stall_ms": stall * 1000,
+            "long_gaps": long_gaps,
             "pass_cpu_ms": WORST_PASS_CPU[0] * 1000,
             # load-independent cost: CPU the UI thread spent per shown frame (it also idles in
             # pump()'s 1 ms sleeps, so this is an upper bound), and the whole process's CPU use
@@ -193,11 +196,11 @@ def gpu_throughput(checkpoint: Path) -> str:
     return "; ".join(lines)
 
 
-def training_competing(window, demo: Path, ckpt: Path, seconds: float) -> None:
+def training_competing(window, demo: Path, ckpt: Path, seconds: float, repeats: int) -> None:
     """Playback with inference and the training panel shown, alone and with a training run
-    of the demo project competing; then how long a graceful stop takes."""
+    of the demo project competing, `repeats` times in turn (a new run each time); then how
+    long each graceful stop took."""
     from mcss_studio.core.project import create_project, is_project
-    from mcss_studio.core.runlog import read_events
 
     if not is_project(demo):  # the Studio's demo is a project (Session.open_demo makes it one)
         create_project(demo, demo)
@@ -209,7 +212,38 @@ def training_competing(window, demo: Path, ckpt: Path, seconds: float) -> None:
     pump(1.0)  # the panel's first layout and paint (pyqtgraph, ~150 ms once) is not the floor
     panel, probe = window.training_panel, StallProbe()
     idle = idle_stall(probe, seconds)
-    alone = play(window, seconds, probe=probe)
+    rows, stops = [], []
+    for k in range(repeats):
+        tag = f" ({k + 1})" if repeats > 1 else ""
+        rows.append(("alone" + tag, play(window, seconds, probe=probe)))
+        competing, device, stop = play_while_training(window, panel, seconds, probe)
+        rows.append(("with a training run" + tag, competing))
+        stops.append(stop)
+    print(f"\nplayback at 1x with live inference and the training panel shown, {seconds:g} s "
+          f"each; trainer: {device}, the quick preset's model")
+    print(f"{'':30s}{'display fps':>12s}{'inference/s':>12s}{'worst stall':>13s}"
+          f"{'gaps > 50 ms':>14s}{'worst pass CPU':>16s}{'CPU cores':>11s}")
+    print(f"{'event loop idle (the floor)':30s}{'':12s}{'':12s}{idle * 1000:10.1f} ms")
+    for name, r in rows:
+        print(f"{name:30s}{r['display_fps']:12.1f}{r['inference_fps']:12.1f}"
+              f"{r['stall_ms']:10.1f} ms{r['long_gaps']:14d}{r['pass_cpu_ms']:13.1f} ms"
+              f"{r['cpu_cores']:11.2f}")
+    if repeats > 1:
+        for kind in ("alone", "with a training run"):
+            worst = [r["stall_ms"] for name, r in rows if name.startswith(kind)]
+            print(f"worst stall {kind}, {repeats} repeats: max {max(worst):.1f} ms, median "
+                  f"{np.median(worst):.1f} ms")
+    for stop_s, last in stops:
+        print(f"graceful stop: {stop_s:.1f} s until the trainer ended with status "
+              f"{last.get('status')!r} at step {last.get('step')} (checkpoint written)")
+
+
+def play_while_training(window, panel, seconds: float, probe: StallProbe):
+    """Start a quick-preset run from the panel, play while it trains, stop it gracefully.
+    Returns the playback figures, the trainer's device, and (seconds the stop took, the
+    run's last event)."""
+    from mcss_studio.core.runlog import read_events
+
     panel.form.apply_preset(next(iter(panel.form.presets)))  # quick
     panel.form.steps.setValue(100000)  # longer than the measurement: it competes throughout
     panel.form.remember.setChecked(False)
@@ -220,22 +254,11 @@ def training_competing(window, demo: Path, ckpt: Path, seconds: float) -> None:
     wait_for(lambda: panel.histories.get(run) is not None and panel.histories[run].step > 0,
              900, "the first training step")
     competing = play(window, seconds, probe=probe)
-    history = panel.histories[run]
+    device = panel.histories[run].device
     t0 = time.perf_counter()
     panel.stop_button.click()
     wait_for(lambda: window.state.training_run is None, 900, "the trainer to stop")
-    stop_s = time.perf_counter() - t0
-    last = read_events(run / "events.jsonl")[-1]
-    print(f"\nplayback at 1x with live inference and the training panel shown, {seconds:g} s "
-          f"each; trainer: {history.device}, step {history.step} of the quick preset's model")
-    print(f"{'':30s}{'display fps':>12s}{'inference/s':>12s}{'worst stall':>13s}"
-          f"{'worst pass CPU':>16s}{'CPU cores':>11s}")
-    print(f"{'event loop idle (the floor)':30s}{'':12s}{'':12s}{idle * 1000:10.1f} ms")
-    for name, r in (("alone", alone), ("with a training run", competing)):
-        print(f"{name:30s}{r['display_fps']:12.1f}{r['inference_fps']:12.1f}"
-              f"{r['stall_ms']:10.1f} ms{r['pass_cpu_ms']:13.1f} ms{r['cpu_cores']:11.2f}")
-    print(f"graceful stop: {stop_s:.1f} s until the trainer ended with status "
-          f"{last.get('status')!r} at step {last.get('step')} (checkpoint written)")
+    return competing, device, (time.perf_counter() - t0, read_events(run / "events.jsonl")[-1])
 
 
 def main() -> int:
@@ -249,6 +272,8 @@ def main() -> int:
     ap.add_argument("--gpu-only", action="store_true", help="only the CUDA throughput")
     ap.add_argument("--training", action="store_true", help="only playback with a training "
                     "run competing (the training panel's stall)")
+    ap.add_argument("--repeat", type=int, default=1, help="with --training: measure alone and "
+                    "with a training run this many times in turn")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-studio-"))
     ckpt = args.checkpoint or default_checkpoint(tmp)
@@ -288,7 +313,7 @@ def main() -> int:
     window.session.unload_checkpoint()
     pump(1.0)
     if args.training:
-        training_competing(window, demo, ckpt, args.seconds)
+        training_competing(window, demo, ckpt, args.seconds, args.repeat)
         window.close()
         app.processEvents()
         return 0
