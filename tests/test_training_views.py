@@ -166,7 +166,7 @@ def test_the_loss_axis_labels_only_1_2_and_5_of_each_decade(curves):
                                                           "2", ""]
 
 
-def test_the_table_rewrites_only_the_rows_of_runs_that_changed(qtbot, tmp_path):
+def test_the_table_changes_only_the_rows_of_runs_that_changed(qtbot, tmp_path):
     from mcss_studio.gui.session import Session
     from mcss_studio.gui.training_panel import COLUMNS, TrainingPanel
 
@@ -195,9 +195,16 @@ def test_the_table_rewrites_only_the_rows_of_runs_that_changed(qtbot, tmp_path):
         panel.refresh_history()  # nothing changed: nothing rewritten
         qtbot.waitUntil(panel.settled, timeout=10000)
         assert rewritten == []
-        panel.open_run(fake_run(tmp_path / "d", 2))  # another run: the table is rebuilt
+        d = fake_run(tmp_path / "d", 2)
+        panel.open_run(d)  # another run: its row is added, the others stay
         qtbot.waitUntil(lambda: panel.table.rowCount() == 4 and panel.settled(), timeout=10000)
-        assert sorted(p.name for p in rewritten) == ["a", "b", "c", "d"]
+        assert rewritten == [d]
+        rewritten.clear()
+        panel._external.remove(c)  # a run that is gone: its row is removed, nothing rewritten
+        panel.refresh_history()
+        qtbot.waitUntil(lambda: panel.table.rowCount() == 3 and panel.settled(), timeout=10000)
+        assert rewritten == [] and sorted(panel.table.item(r, 0).text() for r in range(3)) == [
+            "a", "b", "d"]
     finally:
         panel.close_followers()
         session.close()

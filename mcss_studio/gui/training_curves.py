@@ -89,10 +89,11 @@ class TrainingCurves(QWidget):
         self._steps_total: dict[Path, int] = {}  # run -> its planned steps
         self._set_ranges: dict[str, tuple] = {}  # plot -> the view range fit_range last set
 
-    def show_runs(self, runs: list[tuple[Path, str]]) -> None:
-        """Draw these runs (folder, label), each in its colour; others are removed."""
+    def show_runs(self, runs: list[tuple[Path, str]]) -> bool:
+        """Draw these runs (folder, label), each in its colour; others are removed. False
+        when they are the runs already drawn (nothing changed)."""
         if runs == self._runs:
-            return
+            return False
         self._runs = list(runs)
         for item_key, item in list(self._items.items()):
             for plot in self.plots.values():
@@ -102,6 +103,7 @@ class TrainingCurves(QWidget):
         legend = self.plots["loss"].plotItem.legend
         if legend is not None:
             legend.clear()
+        return True
 
     def _item(self, run: Path, label: str, colour: str, curve: str) -> pg.PlotDataItem:
         key = (run, curve)
