@@ -72,6 +72,29 @@ def test_history_curves_eval_and_resume_cut():
     assert h.checkpoints == {6: "c6"}
 
 
+def test_series_reads_as_views_and_grows_past_its_capacity():
+    from mcss_studio.core.runs import Series
+
+    series = Series()
+    for k in range(60):
+        series.append(k, k / 2)
+    x, y = series.arrays()
+    assert x.tolist() == list(range(60)) and y[-1] == 29.5
+    with pytest.raises(ValueError):  # a view of the curve, not a copy to change
+        y[0] = 1.0
+    for k in range(60, 200):  # past the first 64 places: the arrays grow, the points stay
+        series.append(k, k / 2)
+        if k % 50 == 0:
+            assert series.arrays()[0][-1] == k
+    x, y = series.arrays()
+    assert x.tolist() == list(range(200)) and y.tolist() == [k / 2 for k in range(200)]
+    series.append(200, 7.0)
+    series.keep_until(99.5)  # a resume from step 99: the later points go, pending ones too
+    series.append(150, 1.0)
+    x, y = series.arrays()
+    assert x.tolist() == list(range(100)) + [150] and y[-1] == 1.0
+
+
 def test_eta_from_the_recent_pace():
     h = RunHistory()
     h.add([ev("start", 0.0, steps=100, start_step=0)])

@@ -85,6 +85,33 @@ def test_a_users_zoom_stays_until_autoscale_is_asked_for(curves):
     assert not any(box.state["autoRange"])
 
 
+def test_long_curves_are_drawn_as_the_low_and_high_of_equal_runs_of_points():
+    import numpy as np
+
+    from mcss_studio.gui.training_curves import peak_decimate
+
+    x = np.arange(10.0)
+    y = np.array([5, 1, 2, 8, 3, 3, 9, 0, 4, 4], float)
+    assert peak_decimate(x, y, buckets=5)[1].tolist() == y.tolist()  # 2 x 5 points: as they are
+    # 2 buckets: runs of 5, each drawn at its first step as its lowest then highest value
+    dx, dy = peak_decimate(x, y, buckets=2)
+    assert dx.tolist() == [0, 0, 5, 5] and dy.tolist() == [1, 8, 0, 9]
+    # 11 points in 2 buckets: runs of 6, and the 5 left over as a shorter last run
+    dx, dy = peak_decimate(np.arange(11.0), np.append(y, -1.0), buckets=2)
+    assert dx.tolist() == [0, 0, 6, 6] and dy.tolist() == [1, 8, -1, 9]
+
+
+def test_a_run_of_many_steps_is_drawn_with_few_points(curves):
+    from mcss_studio.gui.training_curves import DRAWN_BUCKETS
+
+    run = Path("/runs/long")
+    curves.show_runs([(run, "long")])
+    h = history([0.5 + 0.4 * (k % 7) / 6 for k in range(50000)], steps_total=50000)
+    curves.update_plot("active", run, h)
+    assert curves.point_count(run, "active_triplets") == 2 * DRAWN_BUCKETS
+    assert view(curves, "active")[1] == (0.46, 0.94)  # the envelope keeps the extremes
+
+
 def fake_run(run: Path, steps: int) -> Path:
     events = EventWriter(run / "events.jsonl")
     events.emit("start", steps=steps, start_step=0, device="cpu", config={"mining": "random"})

@@ -144,6 +144,41 @@ def read_launch(run_dir: Path) -> LaunchRecord | None:
 
 
 # -- what the events say ---------------------------------------------------------------------
+class Series:
+    """A curve that grows by one point at a time. New points wait in lists (cheap to append)
+    and move into arrays that double when full when the curve is read, so a read is a view,
+    not a conversion of the whole curve (a run can log a million steps)."""
+
+    def __init__(self) -> None:
+        self._xy = np.empty((2, 0))
+        self._n = 0
+        self._new: tuple[list[float], list[float]] = ([], [])
+
+    def append(self, x: float, y: float) -> None:
+        self._new[0].append(x)
+        self._new[1].append(y)
+
+    def keep_until(self, x: float) -> None:
+        """Drop the points after step x (steps grow along the curve)."""
+        steps, _ = self.arrays()
+        self._n = int(np.searchsorted(steps, x, side="right"))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Steps and values: read-only views, valid until the curve next changes."""
+        new = len(self._new[0])
+        if new:
+            if self._n + new > self._xy.shape[1]:
+                grown = np.empty((2, max(2 * self._xy.shape[1], self._n + new, 64)))
+                grown[:, :self._n] = self._xy[:, :self._n]
+                self._xy = grown
+            self._xy[:, self._n:self._n + new] = self._new
+            self._n += new
+            self._new = ([], [])
+        x, y = self._xy[0, :self._n], self._xy[1, :self._n]
+        x.flags.writeable = y.flags.writeable = False
+        return x, y
+
+
 class RunHistory:
     """Curves, evaluations, checkpoints and status of one run, fed its events in order."""
 
@@ -161,7 +196,7 @@ class RunHistory:
         self.last_time: float | None = None
         self.active_seconds = 0.0  # summed over segments (start to status), gaps left out
         self._segment_start: float | None = None
-        self._series: dict[str, tuple[list[float], list[float]]] = {}
+        self._series: dict[str, Series] = {}
         self._step_times: deque[tuple[float, int]] = deque(maxlen=20)
         self.evals: list[tuple[int, dict]] = []
         self.checkpoints: dict[int, str] = {}  # step -> path, as the events announced them
@@ -187,9 +222,8 @@ class RunHistory:
         self.labelled_frames = r.get("labelled_frames", self.labelled_frames)
         if isinstance(r.get("label_store"), dict):  # a resume re-reads the store: the latest
             self.label_store = dict(r["label_store"])
-        for xs, ys in self._series.values():  # resumed from step `start`: later points go
-            keep = int(np.searchsorted(np.asarray(xs), start, side="right"))
-            del xs[keep:], ys[keep:]
+        for series in self._series.values():  # resumed from step `start`: later points go
+            series.keep_until(start)
         self.evals = [(s, m) for s, m in self.evals if s <= start]
         self.step, self.status, self.status_time, self.message = start, None, None, ""
         self._step_times.clear()
@@ -201,9 +235,10 @@ class RunHistory:
         for key in CURVES:
             value = r.get(key)
             if isinstance(value, (int, float)):
-                xs, ys = self._series.setdefault(key, ([], []))
-                xs.append(step)
-                ys.append(float(value))
+                series = self._series.get(key)
+                if series is None:
+                    series = self._series[key] = Series()
+                series.append(step, float(value))
         if isinstance(r.get("time"), (int, float)):
             self._step_times.append((r["time"], step))
 
@@ -224,8 +259,9 @@ class RunHistory:
 
     # -- reading ------------------------------------------------------------------------------
     def series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        xs, ys = self._series.get(key, ([], []))
-        return np.asarray(xs, float), np.asarray(ys, float)
+        """A step curve's steps and values: read-only views, no copy (see Series)."""
+        series = self._series.get(key)
+        return series.arrays() if series is not None else (np.empty(0), np.empty(0))
 
     def eval_series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         pts = [(s, m[key]) for s, m in self.evals if isinstance(m.get(key), (int, float))]

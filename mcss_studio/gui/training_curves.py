@@ -40,6 +40,7 @@ EVAL_PLOTS = ("n_mpjpe", "hit")
 MIN_FILL = 0.4  # a value range is narrowed once the data fill less than this share of it
 PAD = 0.1  # the margin above and below the data, as a share of their span
 NICE_STEPS = (1, 1.5, 2, 3, 4, 5, 6, 8, 10)  # the step axis ends at one of these x 10^k
+DRAWN_BUCKETS = 2000  # a step curve is drawn with at most twice this many points
 
 
 class SparseLogAxis(pg.AxisItem):
@@ -136,7 +137,7 @@ class TrainingCurves(QWidget):
                 else:
                     x, y = history.series(curve)
                 if len(x):
-                    self._item(run, label, colour, curve).setData(x, y)
+                    self._item(run, label, colour, curve).setData(*peak_decimate(x, y))
         self.fit_range(plot)
 
     def fit_range(self, plot: str) -> None:
@@ -185,6 +186,25 @@ class TrainingCurves(QWidget):
         """Points drawn for one curve of one run (tests, screenshots)."""
         item = self._items.get((run, curve))
         return 0 if item is None or item.xData is None else len(item.xData)
+
+
+def peak_decimate(x: np.ndarray, y: np.ndarray,
+                  buckets: int = DRAWN_BUCKETS) -> tuple[np.ndarray, np.ndarray]:
+    """At most 2 x `buckets` points drawing the same curve: beyond that, the points are cut into
+    `buckets` runs of equal count and each run is drawn as its lowest and highest value, at its
+    first step (pyqtgraph's 'peak' downsampling, done once here on arrays instead of by the plot
+    on every paint, so a run that logged a million steps redraws as fast as a short one)."""
+    if len(x) <= 2 * buckets:
+        return x, y
+    per = -(-len(x) // buckets)  # ceil
+    whole = len(x) // per * per
+    runs = y[:whole].reshape(-1, per)
+    starts = x[:whole:per]
+    lows, highs = runs.min(axis=1), runs.max(axis=1)
+    if whole < len(x):  # the last, shorter run
+        starts = np.append(starts, x[whole])
+        lows, highs = np.append(lows, y[whole:].min()), np.append(highs, y[whole:].max())
+    return np.repeat(starts, 2), np.column_stack([lows, highs]).ravel()
 
 
 def _nice_ceiling(value: float) -> float:
