@@ -3,12 +3,14 @@ triplets, validation N-MPJPE and retrieval Hit@1 beside its chance level.
 
 It only draws RunHistory objects it is handed (core/runs.py); it reads no files. Each run has
 its own colour; inside a plot, the line style says which curve it is. Redrawing is cheap enough
-to do a few times a second: the plots downsample and clip to the view, and their ranges are set
-here, not by pyqtgraph's auto-range: the step axis spans the runs' planned steps and a value
-axis changes only when the data leave it or shrink to a small part of it. A range that changes
-on every point makes pyqtgraph recompute the bounds of every curve and re-lay the axes' ticks on
-each redraw (10-30 ms on a busy 2-core machine, which stalls playback); a range that holds does
-neither. A user who zooms or pans a plot keeps that view; its 'A' button hands the range back.
+to do a few times a second, however long the run: a curve is drawn with at most 4000 points
+(`peak_decimate`), and the plots' ranges are set here, not by pyqtgraph's auto-range: the step
+axis ends at a round step count past the last point (at most the runs' planned steps) and a
+value axis changes only when the data leave it or shrink to a small part of it. A range that
+changes on every point makes pyqtgraph recompute the bounds of every curve and re-lay the axes'
+ticks on each redraw (10-30 ms on a busy 2-core machine, which stalls playback); a range that
+holds does neither. A user who zooms or pans a plot keeps that view; its 'A' button hands the
+range back.
 """
 
 from __future__ import annotations
