@@ -46,17 +46,17 @@ def test_curve_ranges_hold_until_the_data_leave_them(curves):
     h = history(values)
     curves.update_plot("active", run, h)
     # x: 1.2 x 100 = 120 -> the next round step count, 150 (under the planned 300);
-    # y: the data 0.2 .. 0.6 with a tenth of their span, 0.04, on each side
-    assert view(curves, "active") == ((0, 150), (0.16, 0.64))
+    # y: the data 0.2 .. 0.6 with a tenth of their span, 0.04, on each side; x: 2% each side
+    assert view(curves, "active") == ((-3, 153), (0.16, 0.64))
     h.add([{"event": "step", "step": 100 + k, "active_triplets": 0.62} for k in range(1, 11)])
     curves.update_plot("active", run, h)  # 0.62: inside the view, which it still fills: held
-    assert view(curves, "active") == ((0, 150), (0.16, 0.64))
+    assert view(curves, "active") == ((-3, 153), (0.16, 0.64))
     h.add([{"event": "step", "step": 111, "active_triplets": 0.9}])
     curves.update_plot("active", run, h)  # 0.9 leaves it: 0.2 .. 0.9 padded by 0.07
-    assert view(curves, "active") == ((0, 150), (0.13, 0.97))
+    assert view(curves, "active") == ((-3, 153), (0.13, 0.97))
     h.add([{"event": "step", "step": 290, "active_triplets": 0.5}])
     curves.update_plot("active", run, h)  # 1.2 x 290 -> 400, but the run plans 300 steps
-    assert view(curves, "active")[0] == (0, 300)
+    assert view(curves, "active")[0] == (-6, 306)
 
 
 def test_curve_range_narrows_when_the_data_fill_little_of_it(curves):
@@ -81,7 +81,7 @@ def test_a_users_zoom_stays_until_autoscale_is_asked_for(curves):
     assert view(curves, "active") == ((10, 20), (0, 5))
     box.enableAutoRange()  # the plot's 'A' button
     curves.update_plot("active", run, h)
-    assert view(curves, "active") == ((0, 4), (0.13, 0.97))  # 1.2 x 3 -> 4
+    assert view(curves, "active") == ((-0.08, 4.08), (0.13, 0.97))  # 1.2 x 3 -> 4
     assert not any(box.state["autoRange"])
 
 

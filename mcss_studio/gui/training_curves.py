@@ -42,6 +42,7 @@ EVAL_PLOTS = ("n_mpjpe", "hit")
 MIN_FILL = 0.4  # a value range is narrowed once the data fill less than this share of it
 PAD = 0.1  # the margin above and below the data, as a share of their span
 NICE_STEPS = (1, 1.5, 2, 3, 4, 5, 6, 8, 10)  # the step axis ends at one of these x 10^k
+STEP_PAD = 0.02  # the step axis's margin at each end, as a share of its end
 DRAWN_BUCKETS = 2000  # a step curve is drawn with at most twice this many points
 
 
@@ -154,7 +155,8 @@ class TrainingCurves(QWidget):
         xs, ys = self._plot_data(plot)
         if not len(xs):
             return
-        x_range = (0.0, self._step_axis_end(float(xs.max())))
+        end = self._step_axis_end(float(xs.max()))
+        x_range = (-STEP_PAD * end, (1 + STEP_PAD) * end)  # the first and last points show whole
         old = self._set_ranges.get(plot)
         y_range = _value_range(ys.min(), ys.max(), old[1] if old else None)
         if old is not None and (x_range, y_range) == old:
