@@ -235,3 +235,17 @@ def test_the_table_changes_only_the_rows_of_runs_that_changed(qtbot, tmp_path):
     finally:
         panel.close_followers()
         session.close()
+
+
+def test_an_unreadable_run_is_a_row_that_says_so(tmp_path, monkeypatch):
+    import errno
+
+    from mcss_studio.gui import run_summaries
+
+    def unreadable(run: Path):  # what a folder of another user's (or a vanished file) gives
+        raise PermissionError(errno.EACCES, "Permission denied", str(run / "events.jsonl"))
+
+    monkeypatch.setattr(run_summaries, "summarize_run", unreadable)
+    run = fake_run(tmp_path / "locked", 2)
+    _serial, (row,) = run_summaries.RunSummaryWorker().process((1, [run]))
+    assert row.summary is None and row.error == f"{run}: cannot read: Permission denied"

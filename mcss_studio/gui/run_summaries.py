@@ -65,5 +65,7 @@ class RunSummaryWorker(LatestRequestWorker):
             row = RunRow(run, summarize_run(run))
         except UserInputError as exc:
             row = RunRow(run, None, str(exc))
+        except OSError as exc:  # unreadable, or removed while it was read: a row that says so
+            row = RunRow(run, None, str(UserInputError(run, f"cannot read: {exc.strerror}")))
         self._cache[run] = (signature, row)
         return row

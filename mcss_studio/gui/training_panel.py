@@ -351,7 +351,7 @@ class TrainingPanel(QWidget):
         return runs + [p for p in self._external if p not in runs]
 
     def refresh_history(self) -> None:
-        """Ask for the run folders' summaries; the table is rebuilt when they arrive (read on
+        """Ask for the run folders' summaries; the table changes when they arrive (read on
         the summary thread: gui/run_summaries.py)."""
         self._history_asked += 1
         self.summary_reader.submit((self._history_asked, self.run_folders()))
