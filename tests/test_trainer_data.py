@@ -10,6 +10,7 @@ from trainer.config import TrainConfig, add_config_flags, config_from_args, load
 from trainer.data import (
     BatchSampler,
     SamplerConfig,
+    SequenceData,
     augment_images,
     flip_pose,
     labels_from_ground_truth,
@@ -297,3 +298,52 @@ def test_keypoint_targets_reach_the_batch_with_left_and_right_swapped_when_mirro
     # sequences without keypoints: no targets, and training runs without the auxiliary loss
     assert BatchSampler(sequences, labels_from_ground_truth(sequences, ["S1"]),
                         SamplerConfig(labelled_batch=4)).batch(0).lab_keypoints is None
+
+
+def test_camera_frame_targets_agree_with_rays_and_keypoints_after_augmentation():
+    """The three labels of an augmented crop describe one scene: the camera-frame 3D target
+    (after the flip), put back at its root's depth and seen along the augmented viewing ray,
+    projects onto the augmented 2D keypoints (which follow the pixels: the test above). A
+    flip that mirrored the pose but not the ray (or the reverse), or a shift or scale applied
+    to one and not the other, moves the projection off the keypoints."""
+    from mcss_studio.core.camera import Calibration
+    from mcss_studio.core.joints import ROOT
+    from mcss_studio.core.model import crop_keypoints, crop_rays
+    from trainer.data import augment_keypoints, augment_rays
+    from trainer.fake import fake_cameras, fake_poses
+
+    rotations, translations = fake_cameras(2)
+    joints = fake_poses(np.random.default_rng(5), 12) + [300.0, 0.0, -200.0]  # off the axis
+    rays, keypoints = [], []
+    for c in range(2):
+        cal = Calibration(K=np.array([[900.0, 0, 320], [0, 900.0, 240], [0, 0, 1]]),
+                          R=rotations[c], t=translations[c])
+        uv = cal.project(joints)
+        centre, side = uv.mean(1), 1.3 * np.ptp(uv, axis=1).max(1)
+        squares = np.concatenate([centre - side[:, None] / 2, centre + side[:, None] / 2], 1)
+        rays.append(crop_rays(squares, cal.K))
+        keypoints.append(crop_keypoints(joints, squares, cal))
+    crops = [np.zeros((12, 16, 16, 3), np.uint8)] * 2
+    seq = SequenceData("S1_0", "S1", crops, ["a", "b"], rotations, translations, joints,
+                       rays, keypoints)
+    labels = labels_from_ground_truth([seq], ["S1"])
+    sampler = BatchSampler([seq], labels, SamplerConfig(labelled_batch=12, multiview=False,
+                                                        scale_jitter=0.3, shift_jitter=0.1))
+    flipped = 0
+    for step in range(3):
+        b = sampler.batch(step)
+        ray = augment_rays(b.lab_rays, b.lab_flip, b.aug).double().numpy()
+        want = augment_keypoints(b.lab_keypoints, b.lab_flip, b.aug).double().numpy()
+        for i, (_, t, c) in enumerate(b.lab_ref):
+            root = rotations[c] @ joints[t, ROOT] + translations[c]
+            root[0] *= -1.0 if b.lab_flip[i] else 1.0  # the mirrored scene's root
+            p = b.lab_pose_cam[i].double().numpy() + root
+            seen = (p[:, :2] / p[:, 2:] - ray[i, :2]) / ray[i, 2]
+            assert np.allclose(seen, want[i], atol=1e-4), (step, i, bool(b.lab_flip[i]))
+        # and the factorised target is that pose: a proper rotation times the canonical pose
+        rot = b.lab_rotation.double()
+        assert torch.allclose(torch.linalg.det(rot), torch.ones(len(rot), dtype=rot.dtype))
+        turned = torch.einsum("nij,nkj->nki", rot, b.lab_pose_canonical.double())
+        assert torch.allclose(turned, b.lab_pose_cam.double(), atol=1e-2)
+        flipped += int(b.lab_flip.sum())
+    assert 0 < flipped < 36 and not torch.all(b.aug["scale"] == 1)
