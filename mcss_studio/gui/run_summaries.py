@@ -20,9 +20,11 @@ from ..core.runs import EVENTS_FILE, LAUNCH_FILE, LOG_FILE, RunSummary, summariz
 from .workers import LatestRequestWorker
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RunRow:
-    """One run of the table: its summary, or the one-line message of why it cannot be read."""
+    """One run of the table: its summary, or the one-line message of why it cannot be read.
+    Compared by identity: the worker hands back the same RunRow while a run's files do not
+    change, so a row that is not the one shown is news."""
 
     run: Path
     summary: RunSummary | None

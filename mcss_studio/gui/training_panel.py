@@ -366,8 +366,7 @@ class TrainingPanel(QWidget):
         self._history_shown = serial
         running = self.state.training_run
         shown = {row.run: (row, row.run == running) for row in rows}
-        changed = [row for row in rows if self._rows_shown.get(row.run, (None,))[0] is not row
-                   or self._rows_shown[row.run][1] != shown[row.run][1]]
+        changed = [row for row in rows if self._rows_shown.get(row.run) != shown[row.run]]
         gone = set(self._rows_shown) - set(shown)
         self._rows_shown = shown
         if changed or gone:
