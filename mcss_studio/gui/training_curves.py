@@ -99,6 +99,7 @@ class TrainingCurves(QWidget):
         if runs == self._runs:
             return False
         self._runs = list(runs)
+        self._steps_total = {}  # update_plot records each shown run's again
         for item_key, item in list(self._items.items()):
             for plot in self.plots.values():
                 if item in plot.listDataItems():
