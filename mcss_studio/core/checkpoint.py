@@ -109,8 +109,11 @@ def _write(path: Path, tensors: dict[str, torch.Tensor], document: dict) -> Path
     return path
 
 
-def _load_weights(module: torch.nn.Module, weights: dict, path: Path, what: str) -> None:
-    """load_state_dict(strict); a mismatch is a one-line UserInputError naming the file."""
+def _load_weights(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str,
+                  path: Path, what: str) -> None:
+    """The tensors named prefix + key into `module` (strict); a mismatch is a one-line
+    UserInputError naming the file."""
+    weights = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     try:
         module.load_state_dict(weights, strict=True)
     except RuntimeError as exc:
@@ -165,8 +168,7 @@ def load_checkpoint(
     if names is not None and len(names) != config.num_joints:
         raise UserInputError(path, "joint_names does not match the model's joint count")
     model = MCSSModel(config)
-    weights = {k[len(_MODEL):]: v for k, v in tensors.items() if k.startswith(_MODEL)}
-    _load_weights(model, weights, path, "weights")
+    _load_weights(model, tensors, _MODEL, path, "weights")
     model.to(device).eval()
     return model, document
 
@@ -238,8 +240,6 @@ def load_encoder(path: str | os.PathLike[str], model: MCSSModel) -> dict:
     settings. A file whose encoder is not the model's raises a one-line UserInputError."""
     path = Path(path)
     tensors, document = _read(path)
-    weights = {k[len(ENCODER_PREFIX):]: v for k, v in tensors.items()
-               if k.startswith(ENCODER_PREFIX)}
     saved = dict(document.get("model_config") or {})
     want = {k: getattr(model.config, k) for k in ("arch", "width", "stem")}
     have = {k: saved.get(k, "resnet" if k == "stem" else None) for k in want}
@@ -247,5 +247,5 @@ def load_encoder(path: str | os.PathLike[str], model: MCSSModel) -> dict:
         shown = ", ".join(f"{k}={have[k]!r} (the run: {want[k]!r})" for k in want
                           if have[k] != want[k])
         raise UserInputError(path, f"encoder does not fit this model: {shown}")
-    _load_weights(model.encoder, weights, path, "encoder weights")
+    _load_weights(model.encoder, tensors, ENCODER_PREFIX, path, "encoder weights")
     return {"path": str(path), "digest": checkpoint_digest(path), **have}
