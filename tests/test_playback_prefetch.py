@@ -204,3 +204,20 @@ def test_training_plots_wait_for_a_pass_without_camera_view_paints(qtbot, window
     pass_budget.note_heavy_work_done()
     deferrer.run()
     assert redraws == [True, True]  # paused: at once
+
+
+def test_a_frame_finished_after_pausing_is_not_kept(qtbot, window, recording,  # noqa: F811
+                                                    monkeypatch):
+    from mcss_studio.gui.player import prefetch
+
+    open_ready(qtbot, window, recording)
+    media, prefetcher = window.state.media, window.session.prefetcher
+    prepare = prefetch.prepare
+
+    def pause_midway(*args):  # the pause arrives while the worker prepares the first frame
+        prefetcher.clear()
+        return prepare(*args)
+
+    monkeypatch.setattr(prefetch, "prepare", pause_midway)
+    prefetcher.process((media, [4, 5], [(50, 37), (50, 37)]))  # here, on this thread
+    assert prefetcher._ready == {}

@@ -73,6 +73,7 @@ class ProxyPrefetcher(LatestRequestWorker):
         super().__init__(parent)
         self._lock = threading.Lock()
         self._ready: dict[tuple, PreparedFrame] = {}  # (media id, cam, t) -> frame
+        self._cleared = 0  # clear()s so far: work begun before one is not stored
         self.hits = 0  # frames the grid took from here (tests and the benchmark read them)
 
     def take(self, media: MediaAccess, cam: int, t: int, size: tuple[int, int] | None
@@ -87,8 +88,13 @@ class ProxyPrefetcher(LatestRequestWorker):
         return frame
 
     def clear(self) -> None:
+        """Forget what is prepared, asked for or being prepared (playback paused): a frame
+        the worker finishes afterwards is not kept."""
+        with self._cond:
+            self._pending, self._has_pending = None, False
         with self._lock:
             self._ready.clear()
+            self._cleared += 1
 
     def process(self, request) -> None:
         media, frames, sizes = request
@@ -96,6 +102,7 @@ class ProxyPrefetcher(LatestRequestWorker):
         with self._lock:  # frames of an older request, or of another sequence, go
             for key in [k for k in self._ready if k not in wanted]:
                 del self._ready[key]
+            cleared = self._cleared
         for t in frames:
             for cam, size in enumerate(sizes):
                 if size is None or self._has((id(media), cam, t)) or self._superseded():
@@ -105,6 +112,8 @@ class ProxyPrefetcher(LatestRequestWorker):
                 frame = prepare(media, cam, t, size)
                 if frame is not None:
                     with self._lock:
+                        if self._cleared != cleared:
+                            return None  # paused meanwhile
                         self._ready[(id(media), cam, t)] = frame
         return None
 
