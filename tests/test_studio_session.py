@@ -4,6 +4,7 @@ pipeline, the checkpoint's crop margin, checkpoint requests, state signals and u
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from mcss_studio.core.project import create_project
 from mcss_studio.gui.commands import SetValueCommand
 from mcss_studio.gui.session import Session
 from mcss_studio.gui.state import StudioState
+from mcss_studio.gui.workers import GIL_SWITCH_INTERVAL_S
 from tests.gui_fixtures import make_checkpoint, make_recording
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("private_studio_dirs")]
@@ -277,3 +279,19 @@ def test_run_selection_is_state_with_one_signal_per_change():
     state.set_run(Path("runs/a"))
     state.set_run(None)
     assert seen == [Path("runs/a"), None] and state.run is None
+
+
+@pytest.mark.parametrize("before, after", [(0.005, GIL_SWITCH_INTERVAL_S), (0.0001, 0.0001)])
+def test_session_has_the_gil_handed_to_the_ui_thread_within_half_a_ms(qtbot, before, after):
+    # Python's default 5 ms let busy workers hold the UI thread off for 5 ms each time it
+    # entered Python to paint; a shorter interval someone set already is kept
+    default = sys.getswitchinterval()
+    sys.setswitchinterval(before)
+    try:
+        s = Session()
+        try:
+            assert sys.getswitchinterval() == pytest.approx(after, rel=1e-3)
+        finally:
+            s.close()
+    finally:
+        sys.setswitchinterval(default)

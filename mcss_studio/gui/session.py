@@ -50,6 +50,7 @@ from .workers import (
     FrameDecodeWorker,
     InferenceWorker,
     TaskWorker,
+    prefer_ui_thread,
     run_off_ui_thread,
 )
 
@@ -109,6 +110,7 @@ class Session(QObject):
         self.inference_rate = RateMeter()
         self.display_rate = RateMeter()  # frames the camera grid put on screen
 
+        prefer_ui_thread()  # before the workers start: they compete for the GIL from now on
         self.decoder = FrameDecodeWorker(self)
         self.decoder.failed.connect(self.message)
         self.decoder.start()

@@ -6,11 +6,18 @@ UI asks faster than a worker answers, older requests are dropped instead of queu
 answer is always about a frame the user is looking at now. A request names the media it is
 about; one whose media was closed meanwhile (the user switched sequences) is dropped quietly:
 that is no error, and nothing reaches the user or stderr.
+
+The workers run Python too, and a Python thread waits for the interpreter lock (GIL) while
+another holds it: by default up to 5 ms per wait before the holder is asked to let go. A repaint
+enters Python once per widget and item it paints, so with decode, inference and the 3D render
+busy, those waits added up to stalls of 40-150 ms. `prefer_ui_thread` shortens the wait to
+half a millisecond (measured: `benchmarks/bench_studio.py --training`, README).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import traceback
 from collections.abc import Callable
@@ -24,6 +31,16 @@ from ..core.errors import UserInputError
 from ..core.keypoint_store import KeypointStore, keypoints_path, load_keypoints
 from ..core.media import MediaAccess, MediaClosedError
 from ..core.pipeline import PosePipeline
+
+GIL_SWITCH_INTERVAL_S = 0.0005  # how long a thread waits for the GIL before it asks for it
+
+
+def prefer_ui_thread() -> None:
+    """Let a thread that wants the GIL (the UI thread entering a paint) have it within
+    GIL_SWITCH_INTERVAL_S instead of Python's 5 ms; a shorter interval already set is kept.
+    Process-wide: called when the Studio's workers start."""
+    if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
 
 def _lower_thread_priority(nice: int) -> None:
