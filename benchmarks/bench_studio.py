@@ -5,8 +5,9 @@
 
 Reports: display fps during playback with live inference vs without; random-jump latency until
 all views show the frame, through proxies vs seeking the videos directly; the worst UI
-event-loop stall during playback with inference; resident memory after 1 minute of looping
-playback with inference vs after --soak-minutes; and inference throughput on CUDA if present.
+event-loop stall during playback with inference, beside the full garbage collections that ran
+in the window; resident memory after 1 minute of looping playback with inference vs after
+--soak-minutes; and inference throughput on CUDA if present.
 With --training (only that): the same playback with live inference, the training panel on
 screen, first alone and then with a training run of the demo project competing (the panel's
 "quick" preset, started from the panel as a user would), then the time a graceful Stop takes
@@ -67,6 +68,35 @@ class StallProbe:
     def stop(self) -> float:
         self.timer.stop()
         return max(self.gaps) if self.gaps else float("nan")
+
+
+class FullCollections:
+    """Python's full (generation 2) garbage collections, timed as they happen: one holds the
+    GIL for tens to hundreds of ms, so a window's worst stall is read beside them."""
+
+    def __init__(self) -> None:
+        import gc
+        import threading
+
+        self._started: dict[int, float] = {}
+        self.done: list[tuple[float, float]] = []  # (start, seconds)
+        self._thread_id = threading.get_ident
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        key = self._thread_id()
+        if phase == "start":
+            self._started[key] = time.perf_counter()
+        elif info.get("generation") == 2 and key in self._started:
+            start = self._started.pop(key)
+            self.done.append((start, time.perf_counter() - start))
+
+    def since(self, t0: float) -> list[float]:
+        """Durations (s) of the full collections that started at t0 or later."""
+        return [d for start, d in self.done if start >= t0]
+
+
+FULL_GC = FullCollections()
 
 
 def idle_stall(probe: StallProbe, seconds: float) -> float:
@@ -130,6 +160,7 @@ def play(window, seconds: float, speed: float = 1.0, probe: StallProbe | None = 
     elapsed = time.perf_counter() - t0
     ui_cpu, cpu = time.thread_time() - ui0, time.process_time() - cpu0
     stall = probe.stop() if probe is not None else float("nan")
+    full_gc = FULL_GC.since(t0)
     long_gaps = sum(g > 0.05 for g in probe.gaps) if probe is not None else 0
     grid.frameShown.disconnect(on_shown)
     state.predictionChanged.disconnect(on_pred)
@@ -137,6 +168,7 @@ def play(window, seconds: float, speed: float = 1.0, probe: StallProbe | None = 
     return {"display_fps": shown[0] / elapsed, "inference_fps": answers[0] / elapsed,
             "dropped": window.session.inference.dropped - dropped0, "stall_ms": stall * 1000,
             "long_gaps": long_gaps,
+            "full_gc": f"{len(full_gc)} ({1000 * max(full_gc):.0f} ms)" if full_gc else "0",
             "pass_cpu_ms": WORST_PASS_CPU[0] * 1000,
             # load-independent cost: CPU the UI thread spent per shown frame (it also idles in
             # pump()'s 1 ms sleeps, so this is an upper bound), and the whole process's CPU use
@@ -222,12 +254,13 @@ def training_competing(window, demo: Path, ckpt: Path, seconds: float, repeats: 
     print(f"\nplayback at 1x with live inference and the training panel shown, {seconds:g} s "
           f"each; trainer: {device}, the quick preset's model")
     print(f"{'':30s}{'display fps':>12s}{'inference/s':>12s}{'worst stall':>13s}"
-          f"{'gaps > 50 ms':>14s}{'worst pass CPU':>16s}{'CPU cores':>11s}")
+          f"{'gaps > 50 ms':>14s}{'worst pass CPU':>16s}{'CPU cores':>11s}"
+          f"{'full GCs (worst)':>18s}")
     print(f"{'event loop idle (the floor)':30s}{'':12s}{'':12s}{idle * 1000:10.1f} ms")
     for name, r in rows:
         print(f"{name:30s}{r['display_fps']:12.1f}{r['inference_fps']:12.1f}"
               f"{r['stall_ms']:10.1f} ms{r['long_gaps']:14d}{r['pass_cpu_ms']:13.1f} ms"
-              f"{r['cpu_cores']:11.2f}")
+              f"{r['cpu_cores']:11.2f}{r['full_gc']:>18s}")
     if repeats > 1:
         for kind in ("alone", "with a training run"):
             worst = [r["stall_ms"] for name, r in rows if name.startswith(kind)]
@@ -330,12 +363,12 @@ def main() -> int:
     print(f"\nplayback at 1x ({seq.fps:g} fps video), {args.seconds:g} s each, device "
           f"{window.state.device}, checkpoint {Path(ckpt).name}")
     print(f"{'':24s}{'display fps':>12s}{'inference/s':>12s}{'dropped':>9s}{'worst stall':>13s}"
-          f"{'worst pass CPU':>16s}{'UI ms/frame':>13s}{'CPU cores':>11s}")
+          f"{'worst pass CPU':>16s}{'UI ms/frame':>13s}{'CPU cores':>11s}{'full GCs (worst)':>18s}")
     for name, r in (("without inference, 1x", no_inf), ("with inference, 1x", with_inf),
                     ("without inference, 4x", no_inf_fast), ("with inference, 4x", with_inf_fast)):
         print(f"{name:24s}{r['display_fps']:12.1f}{r['inference_fps']:12.1f}{r['dropped']:9d}"
               f"{r['stall_ms']:10.1f} ms{r['pass_cpu_ms']:13.1f} ms{r['ui_ms_per_frame']:13.1f}"
-              f"{r['cpu_cores']:11.2f}")
+              f"{r['cpu_cores']:11.2f}{r['full_gc']:>18s}")
     print(f"{'event loop idle (floor)':24s}{'':12s}{'':12s}{'':9s}{idle * 1000:10.1f} ms")
     print(f"ratio display fps with/without inference (1x): "
           f"{with_inf['display_fps'] / max(no_inf['display_fps'], 1e-9):.2f}")
