@@ -161,7 +161,11 @@ def test_killed_trainer_is_a_failed_run_with_its_log(qtbot, window, tmp_path, ca
     panel.start_button.click()
     run = state.training_run
     qtbot.waitUntil(lambda: steps_seen(panel, run) >= 3, timeout=WAIT_MS)
-    os.kill(panel.runner.process.processId(), signal.SIGKILL)
+    pid = panel.runner.process.processId()
+    if hasattr(os, "SCHED_IDLE"):  # below the Studio's threads (test_trainer_priority.py)
+        assert os.getpriority(os.PRIO_PROCESS, pid) == 19
+        assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+    os.kill(pid, signal.SIGKILL)
     # the GUI keeps answering meanwhile: frames change and live inference answers
     for t in (1, 5, 9):
         state.set_frame(t)
