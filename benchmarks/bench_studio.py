@@ -266,6 +266,9 @@ def training_competing(window, demo: Path, ckpt: Path, seconds: float, repeats: 
             worst = [r["stall_ms"] for name, r in rows if name.startswith(kind)]
             print(f"worst stall {kind}, {repeats} repeats: max {max(worst):.1f} ms, median "
                   f"{np.median(worst):.1f} ms")
+    rates = ", ".join(f"{r['trainer_steps_per_s'][0]:.1f} ({r['trainer_steps_per_s'][1]:.1f})"
+                      for name, r in rows if "trainer_steps_per_s" in r)
+    print(f"trainer steps/s during playback (and with the Studio paused just before): {rates}")
     for stop_s, last in stops:
         print(f"graceful stop: {stop_s:.1f} s until the trainer ended with status "
               f"{last.get('status')!r} at step {last.get('step')} (checkpoint written)")
@@ -286,7 +289,13 @@ def play_while_training(window, panel, seconds: float, probe: StallProbe):
         raise SystemExit(f"the training run did not start: {window.state.last_error}")
     wait_for(lambda: panel.histories.get(run) is not None and panel.histories[run].step > 0,
              900, "the first training step")
+    history, paused = panel.histories[run], min(5.0, seconds / 3)
+    step0 = history.step
+    pump(paused)  # the Studio paused: the trainer has the cores the UI leaves
+    paused_rate, step0 = (history.step - step0) / paused, history.step
     competing = play(window, seconds, probe=probe)
+    # what the trainer (nice 19, idle class) got done meanwhile: the cost of the UI's priority
+    competing["trainer_steps_per_s"] = (history.step - step0) / seconds, paused_rate
     device = panel.histories[run].device
     t0 = time.perf_counter()
     panel.stop_button.click()
