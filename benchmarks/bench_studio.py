@@ -98,13 +98,78 @@ class FullCollections:
 
 FULL_GC = FullCollections()
 
+# A separate process that sleeps 1 ms at a time and notes each wake-up late by more than 10 ms.
+# It needs a core for microseconds, so a late wake-up means the machine itself paused (a
+# virtual machine's host running something else) or every core was busy: the floor under
+# a window's worst stall that no change to the Studio moves.
+_PAUSE_PROBE = """
+import sys, time
+last = time.perf_counter()
+while True:
+    time.sleep(0.001)
+    now = time.perf_counter()
+    if now - last > 0.011:
+        print(f"{last:.6f} {now - last - 0.001:.6f}", flush=True)
+    last = now
+"""
 
-def idle_stall(probe: StallProbe, seconds: float) -> float:
+
+class MachinePauses:
+    """The pause probe's late wake-ups (perf_counter is CLOCK_MONOTONIC, shared by processes on
+    Linux) and the time the host stole from this virtual machine (/proc/stat), per window."""
+
+    def __init__(self, folder: Path) -> None:
+        import subprocess
+
+        self.log = folder / "machine-pauses.txt"
+        self._out = open(self.log, "w")  # noqa: SIM115 - the probe writes until the bench ends
+        self.proc = subprocess.Popen([sys.executable, "-c", _PAUSE_PROBE], stdout=self._out)
+
+    def between(self, t0: float, t1: float) -> list[float]:
+        """Lateness (s) of the probe's wake-ups that started in [t0, t1]."""
+        self._out.flush()
+        pauses = []
+        for line in self.log.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 2 and t0 <= float(parts[0]) <= t1:
+                pauses.append(float(parts[1]))
+        return pauses
+
+    @staticmethod
+    def stolen_ms() -> float:
+        """Milliseconds of CPU time the host stole, summed over cores, since boot (nan where
+        the system does not say)."""
+        try:
+            fields = Path("/proc/stat").read_text().splitlines()[0].split()
+            return 1000.0 * int(fields[8]) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return float("nan")
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self._out.close()
+
+
+PAUSES: list[MachinePauses] = []  # started by main()
+
+
+def machine_column(t0: float, stolen0: float) -> str:
+    """'pauses over 20 ms (worst) / ms stolen' for the window that started at t0."""
+    if not PAUSES:
+        return "-"
+    late = [g for g in PAUSES[0].between(t0, time.perf_counter()) if g > 0.02]
+    worst = f" ({1000 * max(late):.0f} ms)" if late else ""
+    return f"{len(late)}{worst} / {MachinePauses.stolen_ms() - stolen0:.0f}"
+
+
+def idle_stall(probe: StallProbe, seconds: float) -> tuple[float, str]:
     """The worst stall of the event loop doing nothing (paused, nothing loading): the floor
-    that the machine's load alone puts under every figure."""
+    that the machine's load alone puts under every figure; and the machine's pauses then."""
+    t0, stolen0 = time.perf_counter(), MachinePauses.stolen_ms()
     probe.start()
     pump(seconds)
-    return probe.stop()
+    return probe.stop(), machine_column(t0, stolen0)
 
 
 WORST_PASS_CPU = [0.0]  # the UI thread's CPU seconds in the costliest event-loop pass so far
@@ -155,6 +220,7 @@ def play(window, seconds: float, speed: float = 1.0, probe: StallProbe | None = 
     state.set_playing(True)
     WORST_PASS_CPU[0] = 0.0
     t0, ui0, cpu0 = time.perf_counter(), time.thread_time(), time.process_time()
+    stolen0 = MachinePauses.stolen_ms()
     pump(seconds)
     state.set_playing(False)
     elapsed = time.perf_counter() - t0
@@ -169,6 +235,7 @@ def play(window, seconds: float, speed: float = 1.0, probe: StallProbe | None = 
             "dropped": window.session.inference.dropped - dropped0, "stall_ms": stall * 1000,
             "long_gaps": long_gaps,
             "full_gc": f"{len(full_gc)} ({1000 * max(full_gc):.0f} ms)" if full_gc else "0",
+            "machine": machine_column(t0, stolen0),
             "pass_cpu_ms": WORST_PASS_CPU[0] * 1000,
             # load-independent cost: CPU the UI thread spent per shown frame (it also idles in
             # pump()'s 1 ms sleeps, so this is an upper bound), and the whole process's CPU use
@@ -255,12 +322,13 @@ def training_competing(window, demo: Path, ckpt: Path, seconds: float, repeats: 
           f"each; trainer: {device}, the quick preset's model")
     print(f"{'':30s}{'display fps':>12s}{'inference/s':>12s}{'worst stall':>13s}"
           f"{'gaps > 50 ms':>14s}{'worst pass CPU':>16s}{'CPU cores':>11s}"
-          f"{'full GCs (worst)':>18s}")
-    print(f"{'event loop idle (the floor)':30s}{'':12s}{'':12s}{idle * 1000:10.1f} ms")
+          f"{'full GCs (worst)':>18s}{'machine pauses (worst) / ms stolen':>36s}")
+    print(f"{'event loop idle (the floor)':30s}{'':12s}{'':12s}{idle[0] * 1000:10.1f} ms"
+          f"{'':14s}{'':16s}{'':11s}{'':18s}{idle[1]:>36s}")
     for name, r in rows:
         print(f"{name:30s}{r['display_fps']:12.1f}{r['inference_fps']:12.1f}"
               f"{r['stall_ms']:10.1f} ms{r['long_gaps']:14d}{r['pass_cpu_ms']:13.1f} ms"
-              f"{r['cpu_cores']:11.2f}{r['full_gc']:>18s}")
+              f"{r['cpu_cores']:11.2f}{r['full_gc']:>18s}{r['machine']:>36s}")
     if repeats > 1:
         for kind in ("alone", "with a training run"):
             worst = [r["stall_ms"] for name, r in rows if name.startswith(kind)]
@@ -322,6 +390,7 @@ def main() -> int:
     if args.gpu_only:
         print("inference throughput:", gpu_throughput(ckpt))
         return 0
+    PAUSES.append(MachinePauses(tmp))
 
     from PySide6.QtWidgets import QApplication
 
@@ -372,13 +441,15 @@ def main() -> int:
     print(f"\nplayback at 1x ({seq.fps:g} fps video), {args.seconds:g} s each, device "
           f"{window.state.device}, checkpoint {Path(ckpt).name}")
     print(f"{'':24s}{'display fps':>12s}{'inference/s':>12s}{'dropped':>9s}{'worst stall':>13s}"
-          f"{'worst pass CPU':>16s}{'UI ms/frame':>13s}{'CPU cores':>11s}{'full GCs (worst)':>18s}")
+          f"{'worst pass CPU':>16s}{'UI ms/frame':>13s}{'CPU cores':>11s}{'full GCs (worst)':>18s}"
+          f"{'machine pauses (worst) / ms stolen':>36s}")
     for name, r in (("without inference, 1x", no_inf), ("with inference, 1x", with_inf),
                     ("without inference, 4x", no_inf_fast), ("with inference, 4x", with_inf_fast)):
         print(f"{name:24s}{r['display_fps']:12.1f}{r['inference_fps']:12.1f}{r['dropped']:9d}"
               f"{r['stall_ms']:10.1f} ms{r['pass_cpu_ms']:13.1f} ms{r['ui_ms_per_frame']:13.1f}"
-              f"{r['cpu_cores']:11.2f}{r['full_gc']:>18s}")
-    print(f"{'event loop idle (floor)':24s}{'':12s}{'':12s}{'':9s}{idle * 1000:10.1f} ms")
+              f"{r['cpu_cores']:11.2f}{r['full_gc']:>18s}{r['machine']:>36s}")
+    print(f"{'event loop idle (floor)':24s}{'':12s}{'':12s}{'':9s}{idle[0] * 1000:10.1f} ms"
+          f"{'':16s}{'':13s}{'':11s}{'':18s}{idle[1]:>36s}")
     print(f"ratio display fps with/without inference (1x): "
           f"{with_inf['display_fps'] / max(no_inf['display_fps'], 1e-9):.2f}")
 
@@ -421,6 +492,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    code = main()
+    try:
+        code = main()
+    finally:
+        for pauses in PAUSES:
+            pauses.close()
     sys.stdout.flush()
     os._exit(code)  # skip interpreter teardown of Qt/vispy objects (nothing left to save)
