@@ -37,7 +37,8 @@ from .state import StudioState
 # The trainer runs at the lowest priority (nice 19 and, on Linux, SCHED_IDLE): below the
 # Studio's background threads too, not beside them. Those threads take the GIL on and off; one
 # that holds it and waits for a core behind the trainer's threads holds the UI thread off with
-# it (seen: 100 ms stalls at nice 10 each). The trainer gets every core the Studio leaves idle.
+# it (a 111 ms stall was that, with both at nice 10). The trainer gets every core the Studio
+# leaves idle.
 TRAINER_NICE = 19
 SHUTDOWN_WAIT_MS = 60000  # closing the Studio: the trainer's last step and checkpoint
 
@@ -132,18 +133,14 @@ class TrainingRunner(QObject):
         proc.setProcessEnvironment(trainer_environment())
         proc.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
         proc.setStandardOutputFile(str(run_dir / LOG_FILE), QIODevice.OpenModeFlag.Append)
-        proc.started.connect(lambda: self._lower_priority(proc))
+        # as it starts, before its threads exist: they inherit it
+        proc.started.connect(lambda: lower_priority(int(proc.processId())))
         proc.finished.connect(lambda code, status: self._finished(proc, code, status))
         proc.errorOccurred.connect(lambda error: self._error(proc, error))
         self.process, self.run_dir, self.record = proc, run_dir, record
         self.state.set_training_run(run_dir)
         self.state.set_run(run_dir)
         proc.start()
-
-    @staticmethod
-    def _lower_priority(proc: QProcess) -> None:
-        """Called as the trainer starts, before its threads exist: they inherit it."""
-        lower_priority(int(proc.processId()))
 
     # -- stopping -----------------------------------------------------------------------------
     def stop(self) -> None:
