@@ -191,3 +191,60 @@ def test_nothing_to_train_is_refused():
         TrainConfig(pose_weight=0.0, keypoint_weight=0.0, lambda_metric=0.0).validate()
     with pytest.raises(UserInputError, match="pose_weight"):
         TrainConfig(pose_weight=-1.0).validate()
+
+
+def test_the_embedding_head_is_carried_only_when_asked(tmp_path):
+    source = _model(1)
+    path = save_checkpoint(tmp_path / "full.safetensors", source, {})
+    plain, carried = _model(2), _model(2)
+    pose_head = carried.pose_head[0].weight.clone()
+    assert load_encoder(path, plain).get("embedding_head") is None
+    assert not torch.equal(plain.embedding_head.weight, source.embedding_head.weight)
+    record = load_encoder(path, carried, embedding_head=True)
+    assert record["embedding_head"] is True
+    assert torch.equal(carried.embedding_head.weight, source.embedding_head.weight)
+    assert torch.equal(carried.embedding_head.bias, source.embedding_head.bias)
+    assert torch.equal(carried.pose_head[0].weight, pose_head)  # the 3D heads stay
+    images = torch.rand(3, 3, 32, 32)
+    source.eval(), carried.eval()
+    with torch.no_grad():  # the same encoder and head give the same embedding
+        assert torch.allclose(carried(images, heads=False)["embedding"],
+                              source(images, heads=False)["embedding"])
+
+
+@pytest.mark.parametrize("make, problem", [
+    (lambda p: save_encoder(p, _model(1)), "has no embedding head (an encoder file?)"),
+    (lambda p: save_checkpoint(p, _model(1, embedding_dim=8), {}),
+     "embedding head weights do not fit the model"),
+])
+def test_an_embedding_head_that_cannot_be_carried_is_refused_in_one_line(tmp_path, make,
+                                                                          problem):
+    path = make(tmp_path / "src.safetensors")
+    target = _model(2)
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    with pytest.raises(UserInputError) as err:
+        load_encoder(path, target, embedding_head=True)
+    assert problem in str(err.value) and "\n" not in str(err.value)
+    assert all(torch.equal(v, target.state_dict()[k]) for k, v in before.items())
+
+
+def test_fit_starts_the_embedding_head_from_the_file_when_asked(tmp_path, data):
+    source = _model(7)
+    path = save_checkpoint(tmp_path / "full.safetensors", source, {})
+    frozen = dict(steps=1, lr=1e-30, weight_decay=0.0, init_checkpoint=str(path))
+    carried = fit(_config(tmp_path, run_id="carried", init_embedding_head=True, **frozen),
+                  None, sequences=data, progress=False)
+    assert torch.allclose(carried.model.embedding_head.weight, source.embedding_head.weight,
+                          rtol=0, atol=1e-20)
+    assert load_checkpoint(carried.checkpoint)[1]["init_checkpoint"]["embedding_head"] is True
+    config = _config(tmp_path, run_id="encoder", **frozen)
+    encoder_only = fit(config, None, sequences=data, progress=False)
+    torch.manual_seed(config.seed)
+    fresh = MCSSModel(model_config(config))
+    assert torch.equal(encoder_only.model.embedding_head.weight, fresh.embedding_head.weight)
+    assert not torch.equal(fresh.embedding_head.weight, source.embedding_head.weight)
+
+
+def test_init_embedding_head_needs_init_checkpoint():
+    with pytest.raises(UserInputError, match="init_embedding_head needs init_checkpoint"):
+        TrainConfig(init_embedding_head=True).validate()

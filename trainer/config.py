@@ -63,6 +63,10 @@ class TrainConfig:
                                         "or encoder file, safetensors; e.g. benchmarks/"
                                         "pretrain_backbone.py's) instead of random ones; the "
                                         "heads start random; recorded in checkpoints")
+    init_embedding_head: bool = _setting(False, "with init_checkpoint: also start the embedding "
+                                                "head from that file (a whole MCSS checkpoint, "
+                                                "e.g. of a metric-loss-only run), so the pose "
+                                                "head reads an embedding already trained")
     # method
     lambda_metric: float = _setting(0.1, "weight of the multi-view metric loss (0 = baseline "
                                          "on labels only; 1 collapsed with hardest mining)")
@@ -164,6 +168,8 @@ class TrainConfig:
         if self.pose_weight == 0 and self.keypoint_weight == 0 and self.lambda_metric == 0:
             raise bad("pose_weight, keypoint_weight and lambda_metric are all 0: nothing "
                       "to train")
+        if self.init_embedding_head and not self.init_checkpoint:
+            raise bad("init_embedding_head needs init_checkpoint (the file to take it from)")
         if self.lambda_metric < 0 or self.lr <= 0 or self.margin < 0:
             raise bad("lambda_metric and margin must be >= 0 and lr > 0")
         if min(self.metric_warmup, self.mining_warmup, self.canonical_weight,

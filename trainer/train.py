@@ -228,7 +228,7 @@ def fit(
         model = MCSSModel(model_config(config))
         init_record = None
         if config.init_checkpoint and not config.resume:  # a resume has its own weights
-            init_record = load_encoder(config.init_checkpoint, model)
+            init_record = load_encoder(config.init_checkpoint, model, config.init_embedding_head)
         model = model.to(device)
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)

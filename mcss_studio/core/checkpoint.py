@@ -7,6 +7,7 @@ bytes, so a hostile file can at worst be refused, never run code.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -234,12 +235,24 @@ def save_encoder(
     return _write(Path(path), _tensors(ENCODER_PREFIX, model.encoder), document)
 
 
-def load_encoder(path: str | os.PathLike[str], model: MCSSModel) -> dict:
+EMBEDDING_HEAD_PREFIX = _MODEL + "embedding_head."
+
+
+def load_encoder(path: str | os.PathLike[str], model: MCSSModel,
+                 embedding_head: bool = False) -> dict:
     """Copy the encoder weights of an MCSS checkpoint or encoder file into `model.encoder`
     (heads untouched); returns what a run records: path, content digest and the file's encoder
-    settings. A file whose encoder is not the model's raises a one-line UserInputError."""
+    settings. A file whose encoder is not the model's raises a one-line UserInputError.
+
+    With `embedding_head`, the embedding head is copied too (the record then says so), so that
+    a run starts from an embedding another run trained, e.g. with the metric loss alone; the
+    pose and orientation heads stay as they were. That needs a whole MCSS checkpoint: an
+    encoder file has no embedding head and is refused, as is a head of another size."""
     path = Path(path)
     tensors, document = _read(path)
+    if embedding_head and not any(k.startswith(EMBEDDING_HEAD_PREFIX) for k in tensors):
+        raise UserInputError(path, "has no embedding head (an encoder file?): carrying the "
+                                   "embedding head needs a whole MCSS checkpoint")
     saved = dict(document.get("model_config") or {})
     want = {k: getattr(model.config, k) for k in ("arch", "width", "stem")}
     have = {k: saved.get(k, "resnet" if k == "stem" else None) for k in want}
@@ -247,5 +260,13 @@ def load_encoder(path: str | os.PathLike[str], model: MCSSModel) -> dict:
         shown = ", ".join(f"{k}={have[k]!r} (the run: {want[k]!r})" for k in want
                           if have[k] != want[k])
         raise UserInputError(path, f"encoder does not fit this model: {shown}")
+    if embedding_head:  # checked before anything is copied: a refusal leaves the model as it was
+        _load_weights(copy.deepcopy(model.embedding_head), tensors, EMBEDDING_HEAD_PREFIX,
+                      path, "embedding head weights")
     _load_weights(model.encoder, tensors, ENCODER_PREFIX, path, "encoder weights")
-    return {"path": str(path), "digest": checkpoint_digest(path), **have}
+    record = {"path": str(path), "digest": checkpoint_digest(path), **have}
+    if embedding_head:
+        _load_weights(model.embedding_head, tensors, EMBEDDING_HEAD_PREFIX, path,
+                      "embedding head weights")
+        record["embedding_head"] = True
+    return record
