@@ -32,7 +32,7 @@ PLOT_CURVES = {"loss": ("loss", "pose_loss", "metric_loss"), "lr": ("lr",),
                "active": ("active_triplets",), "n_mpjpe": ("n_mpjpe",),
                "hit": ("hit@1", "chance_hit@1")}
 PLOTS = (  # name, title, y label, log y
-    ("loss", "losses (solid total, dashed pose, dotted metric)", "", True),
+    ("loss", "losses (total; dashed pose; dotted metric)", "", True),
     ("lr", "learning rate", "", False),
     ("active", "active triplets (fraction)", "", False),
     ("n_mpjpe", "validation N-MPJPE", "mm", False),
