@@ -6,7 +6,8 @@ runs overlaid (runs tab).
 
 PROJECT is made (the tiny synthetic dataset and a project) when it is no project yet. The
 trainer runs at the Studio's own CPU priority here (TRAINER_NICE = 0): on a heavily loaded
-machine the usual +10 starves it and the two runs take an hour instead of minutes.
+machine the Studio's usual nice 19 and idle class starve it and the two runs take an hour
+instead of minutes.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from mcss_studio.gui import training_runner
 from mcss_studio.gui.training_runner import TRAINER_NICE, lower_priority
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling")
@@ -26,7 +27,8 @@ t.join()
 """
 
 
-def test_lowered_process_and_the_threads_it_starts_later_run_idle():
+def lowered_child_reports() -> dict[str, list[str]]:
+    """Start CHILD, lower it, and return its main thread's and a later thread's reports."""
     child = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True)
     try:
@@ -34,8 +36,12 @@ def test_lowered_process_and_the_threads_it_starts_later_run_idle():
         out, _ = child.communicate("go\n", timeout=60)
     finally:
         child.kill()
+    return dict((line.split()[0], line.split()[1:]) for line in out.splitlines())
+
+
+def test_lowered_process_and_the_threads_it_starts_later_run_idle():
     assert TRAINER_NICE == 19
-    reports = dict((line.split()[0], line.split()[1:]) for line in out.splitlines())
+    reports = lowered_child_reports()
     assert reports["main"] == ["19", str(os.SCHED_IDLE)]
     assert reports["thread"] == ["19", str(os.SCHED_IDLE)]
 
@@ -44,3 +50,12 @@ def test_lowering_a_process_that_ended_is_no_error():
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait(timeout=60)
     lower_priority(child.pid)  # gone: nothing to lower, nothing raised
+
+
+def test_a_trainer_nice_of_0_leaves_the_process_at_the_studios_priority(monkeypatch):
+    # the screenshot and walkthrough scripts set it, so that a loaded machine cannot starve them
+    monkeypatch.setattr(training_runner, "TRAINER_NICE", 0)
+    own = [str(os.getpriority(os.PRIO_PROCESS, 0)), str(os.sched_getscheduler(0))]
+    reports = lowered_child_reports()
+    assert reports["main"] == own
+    assert reports["thread"] == own

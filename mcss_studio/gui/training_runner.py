@@ -45,7 +45,11 @@ SHUTDOWN_WAIT_MS = 60000  # closing the Studio: the trainer's last step and chec
 
 def lower_priority(pid: int) -> None:
     """Put process `pid` (its main thread, and the threads it starts later) at TRAINER_NICE
-    and, where the system has it, the idle scheduling class; where refused, it runs as is."""
+    and, where the system has it, the idle scheduling class; where refused, it runs as is.
+    A TRAINER_NICE of 0 leaves it at the Studio's priority, idle class included: scripts
+    that must finish runs on a loaded machine (scripts/training_screenshots.py) set that."""
+    if TRAINER_NICE <= 0:
+        return
     try:
         if hasattr(os, "setpriority"):
             os.setpriority(os.PRIO_PROCESS, pid, TRAINER_NICE)
