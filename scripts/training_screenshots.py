@@ -58,9 +58,11 @@ def main() -> int:
     def wait(cond: Callable[[], object], timeout: float = 1800) -> None:
         wait_until(app, cond, timeout)
 
-    def settle() -> None:
-        calm = 0
-        while calm < 5:
+    def settle(limit_s: float = 60.0) -> None:
+        # a live run keeps the panel busy: its shot settles for at most a moment, or it would
+        # wait for the run's end
+        calm, end = 0, time.time() + limit_s
+        while calm < 5 and time.time() < end:
             app.processEvents()
             time.sleep(0.05)
             calm = calm + 1 if panel.settled() else 0
@@ -73,7 +75,7 @@ def main() -> int:
         if shot_at:
             wait(lambda: panel.histories.get(run) and panel.histories[run].step >= shot_at)
             panel.tabs.setCurrentIndex(1)
-            settle()
+            settle(limit_s=1.0)
             panel.grab().save(str(out / "studio_training_live.png"))
             panel.tabs.setCurrentIndex(0)
         wait(lambda: window.state.training_run is None)
