@@ -14,7 +14,7 @@ def test_limited_supervision_table(tmp_path):
     data = generate(tmp_path / "data", preset="tiny", seed=0)  # subjects S1 (train), S9 (test)
     tiny = dict(crop_size=32, width=8, embedding_dim=16, pose_hidden=32, orientation_hidden=16,
                 steps=3, tau=3, instants_per_sequence=3, labelled_batch=8, eval_stride=3,
-                log_every=1)
+                log_every=1, init_checkpoint="")  # the preset's backbone is width 16
     result = limited_supervision("standard", seed=0, work_dir=str(tmp_path / "work"),
                                  overrides=tiny, data=data)
     rows = result["rows"]
