@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from trainer.bench import ORACLE, VARIANTS, format_table, limited_supervision
+from trainer.bench import (
+    ORACLE,
+    TRAIN_SUBJECTS,
+    VARIANTS,
+    format_table,
+    limited_supervision,
+)
 
 torch.set_num_threads(1)
 
@@ -23,6 +29,9 @@ def test_limited_supervision_table(tmp_path):
     assert [r["variant"] for r in rows] == list(VARIANTS) + [ORACLE]
     assert all(r["status"] == "done" for r in rows)
     assert all(r["labels"] == "S1" for r in rows[:-1])
+    runs = tmp_path / "work" / "runs"  # named by preset: another preset's runs keep theirs
+    assert {p.name for p in runs.iterdir()} == {f"standard-{v}-S1-seed0" for v in VARIANTS} | {
+        f"standard-{ORACLE}-{'+'.join(TRAIN_SUBJECTS)}-seed0"}
     wanted = {"mpjpe", "n_mpjpe", "p_mpjpe", "rot_err_deg", "mpjpe_true_rot", "train_p_mpjpe",
               "map@10", "chance_map@10", "hit@1_kappa0.05", "chance_hit@1_kappa0.05",
               "strict_hit@10", "chance_strict_hit@10"}

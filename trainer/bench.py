@@ -163,7 +163,8 @@ def limited_supervision(
             if stop.event.is_set():
                 break
             name = label_set if isinstance(label_set, str) else "+".join(label_set)
-            config = replace(base, **changes, run_id=f"{variant}-{name}-seed{seed}",
+            # the preset in the name: two presets' runs in one --work-dir must not share folders
+            config = replace(base, **changes, run_id=f"{preset}-{variant}-{name}-seed{seed}",
                              labelled_subjects=[] if isinstance(label_set, str)
                              else list(label_set))
             run_labels = (label_sets[label_set] if isinstance(label_set, str)
