@@ -5,25 +5,18 @@ reproducible)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors import safe_open
 
-from mcss_studio.core.checkpoint import checkpoint_digest, load_encoder
+from mcss_studio.core.checkpoint import checkpoint_digest, load_encoder, read_metadata
 from mcss_studio.core.model import MCSSModel
 from mcss_studio.core.train_presets import BENCH_BACKBONE, BENCH_CONFIGS, studio_presets
 from trainer.config import TrainConfig
 from trainer.train import model_config
 
 BENCHMARK_SEEDS = set(range(6))  # tuned on 0-2, measured on 3-5
-
-
-def _metadata(path: str) -> dict:
-    with safe_open(path, framework="pt", device="cpu") as f:
-        return json.loads(f.metadata()["mcss"])
 
 
 def test_standard_and_full_presets_start_from_the_shipped_file():
@@ -51,7 +44,7 @@ def test_the_backbone_fits_the_preset_network_and_changes_it():
 
 
 def test_the_backbone_saw_no_benchmark_person_and_no_3d_label():
-    meta = _metadata(BENCH_BACKBONE)
+    meta = read_metadata(BENCH_BACKBONE)
     assert meta["contents"] == "encoder"
     assert meta["recipe"] == "benchmarks/pretrain_backbone.py"
     assert not set(meta["corpus_seeds"]) & BENCHMARK_SEEDS
@@ -64,6 +57,6 @@ def test_the_backbone_saw_no_benchmark_person_and_no_3d_label():
 
 @pytest.mark.parametrize("name", ["standard", "full"])
 def test_preset_crop_and_network_match_the_backbone(name):
-    recipe = _metadata(BENCH_BACKBONE)["train_config"]
+    recipe = read_metadata(BENCH_BACKBONE)["train_config"]
     for key in ("crop_size", "arch", "width", "stem", "crop_margin"):
         assert recipe[key] == TrainConfig(**BENCH_CONFIGS[name]).to_dict()[key], key

@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from mcss_studio.core.checkpoint import load_checkpoint, load_training_state, save_checkpoint
+from mcss_studio.core.checkpoint import (
+    load_checkpoint,
+    load_training_state,
+    read_metadata,
+    save_checkpoint,
+)
 from mcss_studio.core.errors import UserInputError
 from mcss_studio.core.inference import Predictor
 from mcss_studio.core.model import (
@@ -79,6 +84,8 @@ def test_checkpoint_round_trip_with_training_state(tmp_path):
                             "numpy_rng": rng.bit_generator.state, "torch_rng": torch_rng})
     loaded, meta = load_checkpoint(path)
     assert meta["crop_size"] == 32 and meta["joint_names"][0] == "hip"
+    header = read_metadata(path)  # the header alone: the same document, no tensors read
+    assert header["training_state"]["step"] == 7 and header["model_config"] == TINY.to_dict()
     x = torch.rand(2, 3, 32, 32)
     assert torch.equal(loaded(x)["pose_cam"], model(x)["pose_cam"])
     state = load_training_state(path)
@@ -102,6 +109,8 @@ def test_pickle_checkpoint_is_refused_without_running_code(tmp_path):
     path.write_bytes(pickle.dumps(Evil()))
     with pytest.raises(UserInputError, match="evil.pt"):
         load_checkpoint(path)
+    with pytest.raises(UserInputError, match="pickle/zip checkpoints are refused"):
+        read_metadata(path)
     torch.save({"x": Evil()}, tmp_path / "evil_zip.pt")
     with pytest.raises(UserInputError):
         load_checkpoint(tmp_path / "evil_zip.pt")
@@ -134,6 +143,9 @@ def test_malformed_checkpoints_raise_user_input_error(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(UserInputError, match="bad.safetensors"):
         load_checkpoint(path)
+    if b"model_config" not in content:  # a bad header is refused by the header reader too
+        with pytest.raises(UserInputError, match="bad.safetensors"):
+            read_metadata(path)
 
 
 def test_wrong_weights_are_refused(tmp_path):

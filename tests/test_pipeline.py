@@ -11,6 +11,7 @@ import pytest
 
 from mcss_studio.core import open_sequence
 from mcss_studio.core.cache import build_cache, crop_square, crop_squares
+from mcss_studio.core.checkpoint import read_metadata
 from mcss_studio.core.contract import input_contract
 from mcss_studio.core.errors import UserInputError
 from mcss_studio.core.joints import JOINT_NAMES
@@ -104,11 +105,9 @@ def test_crop_cache_is_used_only_at_the_checkpoints_crop_size(recording, tmp_pat
 def renamed_joints(path: Path, names: list[str]) -> Path:
     """The checkpoint at `path` with other joint names in its metadata, as a checkpoint from
     elsewhere would have them (save_checkpoint always writes the Studio's)."""
-    from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    with safe_open(str(path), "pt") as fh:
-        document = json.loads(fh.metadata()["mcss"])
+    document = read_metadata(path)
     save_file(load_file(str(path)), str(path),
               metadata={"mcss": json.dumps({**document, "joint_names": names})})
     return path

@@ -123,7 +123,7 @@ def _load_weights(module: torch.nn.Module, tensors: dict[str, torch.Tensor], pre
         raise UserInputError(path, f"{what} do not fit the model: {detail}") from None
 
 
-def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+def _refuse_pickle(path: Path) -> None:
     if not path.is_file():
         raise UserInputError(path, "checkpoint file not found")
     with open(path, "rb") as fh:
@@ -134,14 +134,10 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     looks_safetensors = head[8:9] == b"{" and 8 + length <= path.stat().st_size
     if (head[:2] == b"PK" or head[:1] == b"\x80") and not looks_safetensors:
         raise UserInputError(path, "pickle/zip checkpoints are refused; expected safetensors")
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            raw_meta = (f.metadata() or {}).get("mcss")
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except UserInputError:
-        raise
-    except Exception as exc:  # the safetensors parser reports malformed files in several ways
-        raise UserInputError(path, f"not a valid safetensors checkpoint ({exc})") from None
+
+
+def _document(path: Path, raw_meta: str | None) -> dict:
+    """The MCSS metadata document of a safetensors header, checked for format and version."""
     if raw_meta is None:
         raise UserInputError(path, "no MCSS metadata in this safetensors file")
     try:
@@ -152,7 +148,25 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         raise UserInputError(path, f"not an MCSS checkpoint (format must be {FORMAT!r})")
     if document.get("version") != VERSION:
         raise UserInputError(path, f"unsupported checkpoint version {document.get('version')!r}")
-    return tensors, document
+    return document
+
+
+def _read(path: Path, tensors: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
+    _refuse_pickle(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            raw_meta = (f.metadata() or {}).get("mcss")
+            weights = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
+    except Exception as exc:  # the safetensors parser reports malformed files in several ways
+        raise UserInputError(path, f"not a valid safetensors checkpoint ({exc})") from None
+    return weights, _document(path, raw_meta)
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict:
+    """A checkpoint's (or encoder file's) MCSS metadata document: model_config, train_config,
+    training_state without its tensors, ... Reads only the safetensors header, so it is cheap
+    on any file size; refuses what load_checkpoint refuses, with the same one-line errors."""
+    return _read(Path(path), tensors=False)[1]
 
 
 def load_checkpoint(

@@ -14,7 +14,6 @@ triplet-log format, so the inspector shows them like a run's.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -77,16 +76,14 @@ def checkpoint_step(path: str | os.PathLike[str]) -> int | None:
 
 
 def _checkpoint_header(path: str | os.PathLike[str]) -> dict:
-    """The MCSS document of a checkpoint's safetensors header; {} when unreadable."""
-    from safetensors import safe_open
+    """The MCSS document of a checkpoint's safetensors header; {} when unreadable (the
+    checkpoint loader is what reports a bad file)."""
+    from .checkpoint import read_metadata  # torch: imported when a checkpoint is read
 
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            raw = (f.metadata() or {}).get("mcss")
-        document = json.loads(raw) if raw else {}
-    except Exception:  # noqa: BLE001 - unreadable here: the checkpoint loader reports it
+        return read_metadata(path)
+    except UserInputError:
         return {}
-    return document if isinstance(document, dict) else {}
 
 
 def mining_batch(index: EmbeddingIndex, row: int, rules: MiningRules,
