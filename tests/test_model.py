@@ -20,6 +20,7 @@ from mcss_studio.core.model import (
     MCSSModel,
     ModelConfig,
     canonical_frame,
+    ray_rotation,
     rotation_from_6d,
     soft_argmax,
 )
@@ -204,7 +205,6 @@ def test_crop_rays_hand_case():
 
 
 def test_ray_rotation_takes_optical_axis_to_the_ray():
-    from mcss_studio.core.model import ray_rotation
 
     rays = torch.tensor([[0.3, -0.2, 0.2], [0.0, 0.0, 0.1], [-0.5, 0.4, 0.3]])
     rot = ray_rotation(rays)
@@ -283,6 +283,58 @@ def test_spatial_embedding_sees_where_features_are(spatial):
     same = torch.allclose(a["embedding"], b["embedding"], atol=1e-6)
     assert same is not spatial
     assert torch.allclose(a["pose_canonical"], b["pose_canonical"], atol=1e-4) is not spatial
+
+
+def test_body_frame_is_canonical_frame_for_tensors():
+    from mcss_studio.core.model import body_frame
+
+    rng = np.random.default_rng(4)
+    pose = rng.normal(0, 200, size=(5, 17, 3))
+    rotation, canonical = body_frame(torch.from_numpy(pose))
+    expected_rotation, expected_canonical = canonical_frame(pose)
+    assert np.allclose(rotation.numpy(), expected_rotation, atol=1e-9)
+    assert np.allclose(canonical.numpy(), expected_canonical, atol=1e-9)
+
+
+def test_direct_pose_reads_embedding_and_view_and_keeps_outputs_consistent():
+    """pose_direct: the camera-frame pose comes from one head that reads the embedding and the
+    free view dimensions; rotation and canonical pose are the body frame of those joints."""
+    torch.manual_seed(0)
+    config = ModelConfig(**{**TINY.to_dict(), "pose_direct": True, "ray_input": True})
+    model = MCSSModel(config).eval()
+    assert not hasattr(model, "orientation_head")
+    rays = torch.tensor([[0.3, -0.1, 0.2], [0.0, 0.0, 0.4]])
+    out = model(torch.rand(2, 3, 32, 32), rays=rays)
+    rot = out["rotation"]
+    assert torch.allclose(rot @ rot.transpose(1, 2), torch.eye(3).expand(2, 3, 3), atol=1e-5)
+    assert torch.allclose(out["pose_canonical"] @ rot.transpose(1, 2), out["pose_cam"],
+                          atol=1e-3)
+    hips = out["pose_canonical"][:, 1] - out["pose_canonical"][:, 4]  # along +x in the body
+    assert torch.allclose(hips[:, 1:], torch.zeros(2, 2), atol=1e-3) and (hips[:, 0] > 0).all()
+    # the pose loss reaches the embedding head and the view dimensions alike
+    out["pose_cam"].sum().backward()
+    for head in (model.embedding_head, model.view_head[0]):
+        assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
+    # without view dimensions the pose head sees only the embedding, which cannot see the ray
+    with torch.no_grad():
+        model.view_head[0].weight.zero_()
+        model.view_head[0].bias.zero_()
+    image = torch.rand(1, 3, 32, 32)
+    here, there = model(image, rays=rays[:1]), model(image, rays=rays[1:])
+    turn = ray_rotation(rays[:1]) @ ray_rotation(rays[1:]).transpose(1, 2)
+    assert torch.allclose(here["pose_cam"], there["pose_cam"] @ turn.transpose(1, 2), atol=1e-3)
+
+
+def test_direct_pose_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(1)
+    model = MCSSModel(ModelConfig(**{**TINY.to_dict(), "pose_direct": True})).eval()
+    path = save_checkpoint(tmp_path / "d.safetensors", model, {})
+    loaded, _ = load_checkpoint(path)
+    image = torch.rand(2, 3, 32, 32)
+    assert loaded.config.pose_direct
+    assert torch.allclose(loaded(image)["pose_cam"], model(image)["pose_cam"])
+    with pytest.raises(ValueError):
+        ModelConfig.from_dict({**TINY.to_dict(), "pose_direct": 1})
 
 
 def test_soft_argmax_reads_cell_centres_and_averages_between_them():

@@ -59,6 +59,9 @@ class TrainConfig:
                                                 "instead of the mean feature")
     embedding_spatial: bool = _setting(False, "embedding head (and so the pose) reads a 2x2 "
                                               "feature grid instead of the mean feature")
+    pose_direct: bool = _setting(False, "pose head regresses the camera-frame pose from the "
+                                        "embedding plus free view dimensions, instead of a "
+                                        "canonical pose times the orientation head's rotation")
     init_checkpoint: str = _setting("", "start the encoder from these weights (an MCSS checkpoint "
                                         "or encoder file, safetensors; e.g. benchmarks/"
                                         "pretrain_backbone.py's) instead of random ones; the "

@@ -87,7 +87,8 @@ def model_config(config: TrainConfig) -> ModelConfig:
                        orientation_spatial=config.orientation_spatial,
                        embedding_spatial=config.embedding_spatial,
                        keypoint_head=config.keypoint_weight > 0,
-                       keypoint_spatial=config.keypoint_spatial)
+                       keypoint_spatial=config.keypoint_spatial,
+                       pose_direct=config.pose_direct)
 
 
 def sampler_config(config: TrainConfig) -> SamplerConfig:

@@ -72,6 +72,11 @@ class ModelConfig:
     keypoint_spatial: bool = False
     # encoder stem (STEM_STRIDES); "resnet" for checkpoints from before the choice existed
     stem: str = "resnet"
+    # the pose head regresses the camera-frame pose directly from the embedding plus free
+    # view dimensions (a layer of orientation_hidden units on the encoder features and the
+    # ray) instead of canonical pose x predicted rotation; the rotation and canonical pose are
+    # then read off the predicted joints (body_frame), so every output stays consistent
+    pose_direct: bool = False
 
     def validate(self) -> None:
         """Raise ValueError on values that cannot build a sane network (also guards checkpoints)."""
@@ -86,7 +91,7 @@ class ModelConfig:
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
         for name in ("pose_on_unit_embedding", "ray_input", "orientation_spatial",
-                     "keypoint_head", "embedding_spatial", "keypoint_spatial"):
+                     "keypoint_head", "embedding_spatial", "keypoint_spatial", "pose_direct"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false")
 
@@ -305,25 +310,29 @@ class MCSSModel(nn.Module):
         grid = ORIENTATION_GRID**2
         self.embedding_head = nn.Linear(feat * (grid if c.embedding_spatial else 1),
                                         c.embedding_dim)
+        view_in = feat * (grid if c.orientation_spatial else 1) + (RAY_DIM if c.ray_input else 0)
         self.pose_head = nn.Sequential(
-            nn.Linear(c.embedding_dim, c.pose_hidden), nn.ReLU(inplace=True),
+            nn.Linear(c.embedding_dim + (c.orientation_hidden if c.pose_direct else 0),
+                      c.pose_hidden), nn.ReLU(inplace=True),
             nn.Linear(c.pose_hidden, c.pose_hidden), nn.ReLU(inplace=True),
             nn.Linear(c.pose_hidden, c.num_joints * 3),
         )
-        self.orientation_head = nn.Sequential(
-            nn.Linear(feat * (grid if c.orientation_spatial else 1)
-                      + (RAY_DIM if c.ray_input else 0), c.orientation_hidden),
-            nn.ReLU(inplace=True),
-            nn.Linear(c.orientation_hidden, 6),
-        )
+        if c.pose_direct:  # the free view dimensions beside the embedding
+            self.view_head = nn.Sequential(nn.Linear(view_in, c.orientation_hidden),
+                                           nn.ReLU(inplace=True))
+        else:
+            self.orientation_head = nn.Sequential(
+                nn.Linear(view_in, c.orientation_hidden), nn.ReLU(inplace=True),
+                nn.Linear(c.orientation_hidden, 6),
+            )
+            with torch.no_grad():  # start at the identity rotation, not a random one
+                self.orientation_head[-1].weight.mul_(0.01)
+                self.orientation_head[-1].bias.copy_(torch.tensor([1.0, 0, 0, 0, 1.0, 0]))
         if c.keypoint_head and c.keypoint_spatial:
             self.keypoint_head = nn.Conv2d(self.encoder.stage_channels(KEYPOINT_STAGE),
                                            c.num_joints, 1)
         elif c.keypoint_head:
             self.keypoint_head = nn.Linear(feat, c.num_joints * 2)
-        with torch.no_grad():  # start at the identity rotation, not a random one
-            self.orientation_head[-1].weight.mul_(0.01)
-            self.orientation_head[-1].bias.copy_(torch.tensor([1.0, 0, 0, 0, 1.0, 0]))
 
     def forward(
         self, images: torch.Tensor, heads: bool = True, rays: torch.Tensor | None = None
@@ -347,27 +356,57 @@ class MCSSModel(nn.Module):
         out = {"embedding": embedding}
         if heads:
             pose_in = embedding.to(features.dtype) if self.config.pose_on_unit_embedding else raw
-            canonical = self.pose_head(pose_in).float()
-            canonical = canonical.view(-1, self.config.num_joints, 3) * POSE_SCALE_MM
             head_in = pooled_grid if self.config.orientation_spatial else features
+            view_rays = None  # rays reach only ray_input models
             if self.config.ray_input:
-                if rays is None:
-                    rays = default_rays(len(images), images.device)
-                rays = rays.to(images.device).float()
-                head_in = torch.cat([head_in, (rays * RAY_FEATURE_SCALE).to(features.dtype)], 1)
-                rotation = ray_rotation(rays) @ rotation_from_6d(
-                    self.orientation_head(head_in).float())
+                view_rays = (default_rays(len(images), images.device) if rays is None
+                             else rays.to(images.device).float())
+                head_in = torch.cat(
+                    [head_in, (view_rays * RAY_FEATURE_SCALE).to(features.dtype)], 1)
+            if self.config.pose_direct:
+                out.update(self._direct_pose(pose_in, head_in, view_rays))
             else:
-                rotation = rotation_from_6d(self.orientation_head(head_in).float())
-            out["pose_canonical"] = canonical
-            out["rotation"] = rotation
-            out["pose_cam"] = torch.einsum("nij,nkj->nki", rotation, canonical)
+                out.update(self._factorised_pose(pose_in, head_in, view_rays))
             if heat_in is not None:
                 out["keypoints2d"] = soft_argmax(self.keypoint_head(heat_in).float())
             elif self.config.keypoint_head:  # crop coordinates, -0.5..0.5 of the side, y down
                 out["keypoints2d"] = self.keypoint_head(features).float().view(
                     -1, self.config.num_joints, 2)
         return out
+
+    def _joints(self, pose_in: torch.Tensor) -> torch.Tensor:
+        """The pose head's output as (N, J, 3) millimetres."""
+        return self.pose_head(pose_in).float().view(-1, self.config.num_joints, 3) * POSE_SCALE_MM
+
+    def _factorised_pose(self, pose_in: torch.Tensor, head_in: torch.Tensor,
+                         rays: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Canonical pose from the embedding, rotated by the orientation head's rotation."""
+        canonical = self._joints(pose_in)
+        rotation = rotation_from_6d(self.orientation_head(head_in).float())
+        if rays is not None:  # ray_input: the head's rotation is relative to the viewing ray
+            rotation = ray_rotation(rays) @ rotation
+        return {"pose_canonical": canonical, "rotation": rotation,
+                "pose_cam": torch.einsum("nij,nkj->nki", rotation, canonical)}
+
+    def _direct_pose(self, pose_in: torch.Tensor, head_in: torch.Tensor,
+                     rays: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Camera-frame pose from the embedding plus the view dimensions (relative to the
+        viewing ray with ray_input); rotation and canonical pose read off its joints."""
+        pose = self._joints(torch.cat([pose_in, self.view_head(head_in)], 1))
+        if rays is not None:
+            pose = torch.einsum("nij,nkj->nki", ray_rotation(rays), pose)
+        rotation, canonical = body_frame(pose)
+        return {"pose_canonical": canonical, "rotation": rotation, "pose_cam": pose}
+
+
+def body_frame(pose_cam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """canonical_frame for tensors, differentiable: (N, J, 3) -> rotation (N, 3, 3) canonical
+    -> camera and the canonical pose (N, J, 3)."""
+    x = F.normalize(pose_cam[:, 1] - pose_cam[:, 4], dim=1, eps=1e-9)
+    up = pose_cam[:, 8] - pose_cam[:, 0]
+    y = F.normalize(up - (up * x).sum(1, keepdim=True) * x, dim=1, eps=1e-9)
+    rotation = torch.stack([x, y, torch.cross(x, y, dim=1)], dim=2)
+    return rotation, torch.einsum("nkj,nji->nki", pose_cam, rotation)
 
 
 def canonical_frame(pose_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
