@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from mcss_studio.core.runlog import read_events
 from trainer.bench import (
     ORACLE,
     TRAIN_SUBJECTS,
@@ -49,10 +50,14 @@ def test_limited_supervision_table(tmp_path):
     chance = rows[0]["metrics"]["chance_hit@1"]
     assert "mAP@10 k.05" in retrieval[0] and f"({chance:.3f})" in retrieval[2]
     assert "regime (S1): baseline P-MPJPE train" in table
-    # pinned threads, per-step batches, seeded mining: the same seed gives the same table again
-    again = limited_supervision("standard", seed=0, work_dir=str(tmp_path / "again"),
+    # pinned threads, per-step batches, seeded mining: the same seed gives the same table
+    # again, and a rerun in the same folder replaces each row's run instead of adding to it
+    again = limited_supervision("standard", seed=0, work_dir=str(tmp_path / "work"),
                                 overrides=tiny, data=data)
     assert [r["metrics"] for r in again["rows"]] == [r["metrics"] for r in rows]
+    for run in runs.iterdir():
+        kinds = [r["event"] for r in read_events(run / "events.jsonl")]
+        assert kinds.count("start") == 1 and kinds[-1] == "status"
 
 
 def test_bench_overrides_are_typed_and_checked(capsys):

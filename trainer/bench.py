@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import tempfile
 import time
 from dataclasses import replace
@@ -170,7 +171,10 @@ def limited_supervision(
             run_labels = (label_sets[label_set] if isinstance(label_set, str)
                           else labels_from_ground_truth(train, label_set, config.label_every))
             start = time.perf_counter()
-            events = EventWriter(work / "runs" / config.run_id / "events.jsonl")
+            run_folder = work / "runs" / config.run_id
+            if run_folder.exists():  # a rerun replaces the row's run: no appended events, no
+                shutil.rmtree(run_folder)  # triplet log or checkpoints of the one before
+            events = EventWriter(run_folder / "events.jsonl")
             try:
                 result = fit(config, events, sequences=train, labels=run_labels,
                              test_sequences=test, stop=stop, progress=False)
