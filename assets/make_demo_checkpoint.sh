@@ -20,7 +20,9 @@ import sys
 from mcss_studio.core.checkpoint import load_checkpoint, save_checkpoint
 
 model, meta = load_checkpoint(sys.argv[1])
-# no local paths and no optimiser state: the folders of this run mean nothing elsewhere
+# no local paths and no optimiser state: the folders of this run mean nothing elsewhere; the
+# step it was saved at stays (what "Mine now" shows as its triplets' step)
+meta["trained_steps"] = meta["training_state"]["step"]
 for key in ("run_dir", "training_state"):
     meta.pop(key, None)
 config = meta["train_config"]

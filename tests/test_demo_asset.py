@@ -8,6 +8,7 @@ import numpy as np
 
 from mcss_studio.core.checkpoint import checkpoint_digest, load_checkpoint
 from mcss_studio.core.inference import Predictor
+from mcss_studio.core.mine_now import checkpoint_step
 from mcss_studio.core.train_presets import BENCH_BACKBONE
 
 DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo_model.safetensors"
@@ -26,6 +27,8 @@ def test_demo_model_loads_and_predicts():
 def test_demo_model_has_the_bench_recipe_and_no_local_paths():
     _, meta = load_checkpoint(DEMO)
     assert "training_state" not in meta  # weights only: no optimiser state shipped
+    # but the step it was saved at, which "Mine now" shows ("ckpt 600")
+    assert checkpoint_step(DEMO) == meta["train_config"]["steps"] == 600
     config = meta["train_config"]
     assert not any(isinstance(v, str) and v.startswith("/") for v in config.values())
     # made from the shipped backbone at the bench's recipe (assets/make_demo_checkpoint.sh)

@@ -136,6 +136,10 @@ def test_mine_now_records_carry_the_checkpoints_training_step(tmp_path):
     assert checkpoint_step(saved) == 370
     plain = save_checkpoint(tmp_path / "b.safetensors", model)  # weights only: no step
     assert checkpoint_step(plain) is None
+    kept = save_checkpoint(tmp_path / "c.safetensors", model, {"trained_steps": 600})
+    assert checkpoint_step(kept) == 600  # weights only, with the step it was saved at
+    odd = save_checkpoint(tmp_path / "d.safetensors", model, {"trained_steps": "600"})
+    assert checkpoint_step(odd) is None
     (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
     assert checkpoint_step(tmp_path / "junk.safetensors") is None
     index = hand_index(seed=3)

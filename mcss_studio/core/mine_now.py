@@ -68,10 +68,12 @@ class MiningRules:
 
 
 def checkpoint_step(path: str | os.PathLike[str]) -> int | None:
-    """The training step a checkpoint was saved at (its training state, from the header only),
-    None when it has none or cannot be read: what "Mine now" shows as its triplets' step."""
-    state = _checkpoint_header(path).get("training_state")
-    step = state.get("step") if isinstance(state, dict) else None
+    """The training step a checkpoint was saved at (its training state's, else the
+    `trained_steps` a weights-only file such as the demo model keeps; from the header only),
+    None when it has neither or cannot be read: what "Mine now" shows as its triplets' step."""
+    header = _checkpoint_header(path)
+    state = header.get("training_state")
+    step = state.get("step") if isinstance(state, dict) else header.get("trained_steps")
     return step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else None
 
 
