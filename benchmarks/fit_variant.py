@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mcss_studio.core.geometry import procrustes_align
 from mcss_studio.core.model import canonical_frame
 from mcss_studio.core.runlog import EventWriter
 from trainer.bench import (
@@ -44,14 +43,9 @@ from trainer.bench import (
 from trainer.config import TrainConfig, parse_overrides
 from trainer.data import flip_pose, labels_from_ground_truth
 from trainer.evaluate import predict_sequences
-from trainer.metrics import rotation_error_deg
+from trainer.metrics import per_sample_p_mpjpe, rotation_error_deg
 from trainer.sources import load_sequences
 from trainer.train import fit
-
-
-def per_frame_p_mpjpe(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """(N,) P-MPJPE of each frame, mm."""
-    return np.linalg.norm(procrustes_align(pred, gt, scale=True) - gt, axis=-1).mean(-1)
 
 
 def mirror_diagnosis(model, test, train, labels, stride: int) -> dict:
@@ -68,8 +62,8 @@ def mirror_diagnosis(model, test, train, labels, stride: int) -> dict:
     constant = np.repeat(mean[None], len(pred.gt), 0)
     out = {}
     for name, poses in (("model", pred.pose_cam), ("constant", constant)):
-        p = per_frame_p_mpjpe(poses, pred.gt)
-        mirrored = per_frame_p_mpjpe(flip_pose(poses), pred.gt)
+        p = per_sample_p_mpjpe(poses, pred.gt)
+        mirrored = per_sample_p_mpjpe(flip_pose(poses), pred.gt)
         out[name] = {"p_rot<=45": round(float(p[err <= 45].mean()), 1),
                      "p_rot>90": round(float(p[err > 90].mean()), 1),
                      "p_mirror_tolerant": round(float(np.minimum(p, mirrored).mean()), 1)}

@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from trainer.metrics import hit_at_k, map_at_k, mpjpe, n_mpjpe, p_mpjpe, procrustes_align
+from trainer.metrics import (
+    hit_at_k,
+    map_at_k,
+    mpjpe,
+    n_mpjpe,
+    p_mpjpe,
+    per_sample_p_mpjpe,
+    procrustes_align,
+)
 
 
 def _pose(seed: int = 0, n: int = 4) -> np.ndarray:
@@ -54,6 +62,17 @@ def test_p_mpjpe_does_not_allow_reflection():
     gt = _pose(3)
     mirrored = gt * np.array([-1.0, 1.0, 1.0])
     assert p_mpjpe(mirrored, gt) > 1.0
+
+
+def test_per_sample_p_mpjpe_scores_each_sample_alone():
+    gt = np.concatenate([_pose(2, n=1), _pose(3, n=1)])
+    moved = 1.3 * gt[:1] @ _rotation(1.1).T + np.array([10.0, -40.0, 7.0])  # similarity: 0
+    mirrored = gt[1:] * np.array([-1.0, 1.0, 1.0])  # no reflection allowed: > 0
+    pred = np.concatenate([moved, mirrored])
+    each = per_sample_p_mpjpe(pred, gt)
+    assert each.shape == (2,) and each[0] == pytest.approx(0.0, abs=1e-6)
+    assert each[1] == pytest.approx(p_mpjpe(mirrored, gt[1:])) and each[1] > 1.0
+    assert p_mpjpe(pred, gt) == pytest.approx(each.mean())
 
 
 def test_metric_ordering_on_noise():

@@ -50,10 +50,15 @@ def n_mpjpe(pred: np.ndarray, gt: np.ndarray) -> float:
     return mpjpe(pred * s[:, None, None], gt)
 
 
+def per_sample_p_mpjpe(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Each sample's mean joint error after its rigid alignment with scale (Procrustes), (N,)."""
+    pred, gt = _as_pair(pred, gt)
+    return np.linalg.norm(procrustes_align(pred, gt, scale=True) - gt, axis=-1).mean(-1)
+
+
 def p_mpjpe(pred: np.ndarray, gt: np.ndarray) -> float:
     """MPJPE after rigid alignment with scale (Procrustes), per sample."""
-    pred, gt = _as_pair(pred, gt)
-    return mpjpe(procrustes_align(pred, gt, scale=True), gt)
+    return float(per_sample_p_mpjpe(pred, gt).mean())
 
 
 def pose_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
