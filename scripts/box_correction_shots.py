@@ -26,7 +26,7 @@ from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication
 
 from mcss_studio.gui.main_window import MainWindow
-from mcss_studio.gui.screenshot import render_panel
+from mcss_studio.gui.screenshot import render_panel, wait_until
 
 
 def mouse(view, kind: QEvent.Type, xy, buttons) -> None:
@@ -48,17 +48,6 @@ def drag(view, start, end, halfway_shot: Path | None = None, window=None) -> Non
             render_panel(window, "window").save(str(halfway_shot))
     mouse(view, QEvent.Type.MouseButtonRelease, end, Qt.MouseButton.NoButton)
     QApplication.processEvents()
-
-
-def wait_until(app: QApplication, done, seconds: float = 900) -> None:
-    import time
-
-    deadline = time.monotonic() + seconds
-    while not done():
-        if time.monotonic() > deadline:
-            raise SystemExit("timed out waiting for the Studio")
-        app.processEvents()
-        time.sleep(0.02)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,16 +25,6 @@ STEPS = dict(steps=1500, log_every=1, checkpoint_every=250, eval_every=250, eval
 QUICK = "quick (tiny model, 300 steps)"
 
 
-def wait_until(app, cond: Callable[[], object], timeout: float = 1800) -> None:
-    """Run the event loop until cond() holds; exit the script after `timeout` seconds."""
-    end = time.time() + timeout
-    while not cond():
-        if time.time() > end:
-            raise SystemExit("timed out")
-        app.processEvents()
-        time.sleep(0.01)
-
-
 def main() -> int:
     root, out = Path(sys.argv[1]), Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
@@ -45,6 +35,7 @@ def main() -> int:
     from mcss_studio.core.project import create_project, is_project
     from mcss_studio.core.synth import generate
     from mcss_studio.gui.main_window import MainWindow
+    from mcss_studio.gui.screenshot import wait_until
 
     runner.TRAINER_NICE = 0
     if not is_project(root):
@@ -56,7 +47,7 @@ def main() -> int:
     panel = window.training_panel
 
     def wait(cond: Callable[[], object], timeout: float = 1800) -> None:
-        wait_until(app, cond, timeout)
+        wait_until(app, cond, timeout, "the training panel")
 
     def settle(limit_s: float = 60.0) -> None:
         # a live run keeps the panel busy: its shot settles for at most a moment, or it would

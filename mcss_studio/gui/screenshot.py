@@ -30,6 +30,18 @@ def _rgba_to_qimage(rgba: np.ndarray) -> QImage:
     return QImage(rgba.data, w, h, rgba.strides[0], QImage.Format.Format_RGBA8888).copy()
 
 
+def wait_until(app: QApplication, done, seconds: float = 900,
+               what: str = "the Studio") -> None:
+    """Run the event loop until done() holds (for scripts that drive a window); exit the script
+    with one line after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not done():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        app.processEvents()
+        time.sleep(0.02)
+
+
 def show_training_panel(window) -> None:
     """The training dock as a window of the main window's size (it is hidden by default)."""
     dock = window.training_dock
