@@ -315,6 +315,10 @@ def test_direct_pose_reads_embedding_and_view_and_keeps_outputs_consistent():
     out["pose_cam"].sum().backward()
     for head in (model.embedding_head, model.view_head[0]):
         assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
+    # the rotation, read off the joints, trains the pose head too (rotation_weight reaches it)
+    model.zero_grad()
+    model(torch.rand(2, 3, 32, 32), rays=rays)["rotation"][:, :, 0].sum().backward()
+    assert model.pose_head[0].weight.grad.abs().sum() > 0
     # without view dimensions the pose head sees only the embedding, which cannot see the ray
     with torch.no_grad():
         model.view_head[0].weight.zero_()
@@ -335,6 +339,32 @@ def test_direct_pose_checkpoint_round_trip(tmp_path):
     assert torch.allclose(loaded(image)["pose_cam"], model(image)["pose_cam"])
     with pytest.raises(ValueError):
         ModelConfig.from_dict({**TINY.to_dict(), "pose_direct": 1})
+    with pytest.raises(ValueError, match="17-joint skeleton"):  # body_frame reads its joints
+        ModelConfig.from_dict({**TINY.to_dict(), "pose_direct": True, "num_joints": 5})
+
+
+def test_direct_pose_frame_is_float32_under_autocast():
+    """Under AMP the heads run in reduced precision, but the body frame is built in float32:
+    bf16 would round joints ~1000 mm apart to several millimetres."""
+    torch.manual_seed(2)
+    model = MCSSModel(ModelConfig(**{**TINY.to_dict(), "pose_direct": True,
+                                     "ray_input": True})).eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.rand(2, 3, 32, 32), rays=torch.tensor([[0.2, 0.1, 0.3]] * 2))
+    for key in ("pose_cam", "pose_canonical", "rotation"):
+        assert out[key].dtype == torch.float32, key
+
+
+def test_unreadable_checkpoint_is_one_line(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "m.safetensors", _model(), {})
+
+    def refuse(*_args, **_kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("mcss_studio.core.checkpoint.open", refuse, raising=False)
+    for read in (load_checkpoint, read_metadata):
+        with pytest.raises(UserInputError, match=r"m\.safetensors.*cannot read the checkpoint"):
+            read(path)
 
 
 def test_soft_argmax_reads_cell_centres_and_averages_between_them():

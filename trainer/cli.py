@@ -66,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--preset", choices=("quick", "standard", "full"), default="quick")
     ls.add_argument("--seed", type=int, default=0)
     ls.add_argument("--json", dest="json_out", help="write the results here too")
-    ls.add_argument("--work-dir", help="dataset, caches and runs (default: a temporary folder)")
+    ls.add_argument("--work-dir", help="dataset, caches and runs (default: a temporary folder); "
+                    "a rerun of a preset and seed there replaces its run folders")
     ls.add_argument("--device", default="auto")
     ls.add_argument("--data", help="an existing dataset to use instead of rendering the preset's "
                     "(it needs the benchmark's subjects and splits)")

@@ -1,7 +1,8 @@
 """Pose and retrieval metrics with the standard definitions (VideoPose3D, Rhodin et al. 2018).
 
 Poses are arrays (N, J, 3) in millimetres, root-relative. Every function returns a float in the
-unit of its inputs (pose metrics), degrees (orientation) or a fraction in [0, 1] (retrieval).
+unit of its inputs (pose metrics), degrees (orientation) or a fraction in [0, 1] (retrieval),
+except the per-sample ones (per_sample_p_mpjpe, rotation_error_deg), which return (N,) arrays.
 Retrieval metrics and their chance levels live in mcss_studio/core/retrieval.py, shared with the
 Studio; they are re-exported here under their old names.
 """

@@ -126,8 +126,11 @@ def _load_weights(module: torch.nn.Module, tensors: dict[str, torch.Tensor], pre
 def _refuse_pickle(path: Path) -> None:
     if not path.is_file():
         raise UserInputError(path, "checkpoint file not found")
-    with open(path, "rb") as fh:
-        head = fh.read(9)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(9)
+    except OSError as exc:  # unreadable (permissions, I/O): one line, not a traceback
+        raise UserInputError(path, f"cannot read the checkpoint ({exc.strerror})") from None
     # safetensors: u64 little-endian header length, then the JSON header ("{"); that length's low
     # byte may be 0x80 (pickle's first byte), so only a file without that layout is pickle / zip
     length = int.from_bytes(head[:8], "little") if len(head) == 9 else 0
@@ -165,7 +168,9 @@ def _read(path: Path, tensors: bool = True) -> tuple[dict[str, torch.Tensor], di
 def read_metadata(path: str | os.PathLike[str]) -> dict:
     """A checkpoint's (or encoder file's) MCSS metadata document: model_config, train_config,
     training_state without its tensors, ... Reads only the safetensors header, so it is cheap
-    on any file size; refuses what load_checkpoint refuses, with the same one-line errors."""
+    on any file size. Refuses a missing, unreadable, pickle/zip or malformed file and a header
+    that is not an MCSS document, with load_checkpoint's one-line errors; the model config and
+    the weights are not checked (load_checkpoint does that)."""
     return _read(Path(path), tensors=False)[1]
 
 

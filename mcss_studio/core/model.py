@@ -8,6 +8,11 @@ the rotation canonical -> camera. Camera-frame pose = R @ canonical. Plain PyTor
 With ray_input, the orientation head also reads the crop's viewing ray (where the crop sat in the
 image, from the crop square and the intrinsics) and predicts the rotation relative to that ray,
 since the crop alone cannot show it. Callers without geometry get the optical axis.
+
+With pose_direct (an option measured for issue 10, off by default) one head regresses the
+camera-frame pose from the embedding plus free view dimensions instead; the rotation and the
+canonical pose are then read off the predicted joints, so the outputs are the same kinds and
+stay consistent (pose_cam = rotation @ canonical) either way.
 """
 
 from __future__ import annotations
@@ -94,6 +99,9 @@ class ModelConfig:
                      "keypoint_head", "embedding_spatial", "keypoint_spatial", "pose_direct"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false")
+        if self.pose_direct and self.num_joints != NUM_JOINTS:  # body_frame reads its joints
+            raise ValueError(f"pose_direct needs the {NUM_JOINTS}-joint skeleton, "
+                             f"got num_joints={self.num_joints}")
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
@@ -393,9 +401,12 @@ class MCSSModel(nn.Module):
         """Camera-frame pose from the embedding plus the view dimensions (relative to the
         viewing ray with ray_input); rotation and canonical pose read off its joints."""
         pose = self._joints(torch.cat([pose_in, self.view_head(head_in)], 1))
-        if rays is not None:
-            pose = torch.einsum("nij,nkj->nki", ray_rotation(rays), pose)
-        rotation, canonical = body_frame(pose)
+        # in float32 under AMP too: the frame is built from differences of joints ~1000 mm
+        # apart, which bf16 would round to several millimetres
+        with torch.autocast(pose.device.type, enabled=False):
+            if rays is not None:
+                pose = torch.einsum("nij,nkj->nki", ray_rotation(rays.float()), pose)
+            rotation, canonical = body_frame(pose)
         return {"pose_canonical": canonical, "rotation": rotation, "pose_cam": pose}
 
 

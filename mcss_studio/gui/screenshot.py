@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ def _rgba_to_qimage(rgba: np.ndarray) -> QImage:
     return QImage(rgba.data, w, h, rgba.strides[0], QImage.Format.Format_RGBA8888).copy()
 
 
-def wait_until(app: QApplication, done, seconds: float = 900,
+def wait_until(app: QApplication, done: Callable[[], object], seconds: float = 900,
                what: str = "the Studio") -> None:
     """Run the event loop until done() holds (for scripts that drive a window); exit the script
     with one line after `seconds`."""
