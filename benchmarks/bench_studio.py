@@ -192,12 +192,9 @@ def pump(seconds: float) -> None:
 def wait_for(cond, timeout: float, what: str) -> None:
     from PySide6.QtWidgets import QApplication
 
-    end = time.perf_counter() + timeout
-    while not cond():
-        if time.perf_counter() > end:
-            raise SystemExit(f"timed out waiting for {what}")
-        QApplication.processEvents()
-        time.sleep(0.005)
+    from mcss_studio.gui.screenshot import wait_until
+
+    wait_until(QApplication.instance(), cond, timeout, what)
 
 
 def play(window, seconds: float, speed: float = 1.0, probe: StallProbe | None = None) -> dict:
