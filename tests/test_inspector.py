@@ -320,6 +320,11 @@ def test_a_trained_runs_log_is_listed_sorted_and_its_false_negatives_flagged(
             a, n = m.ref(row, "anchor"), m.ref(row, "negative")
             flagged.append((a.sequence, a.camera_index, a.frame, n.sequence, n.camera_index,
                             n.frame, int(m.data(m.index(row, STEP)))))
-    assert 0 < len(expected) < len(records)  # some flagged, not all: the flag discriminates
+    # the log has false negatives to show (tau 1 on cyclic motion); whether every one of its 80
+    # is one depends on the machine: its largest true-pose distances sit at 0.0999, a hair under
+    # kappa (all 80 flagged on the machine of 2026-12-01, fewer on earlier ones). That the flag
+    # tells the two apart is checked on hand-made triplets
+    # (test_negatives_with_the_anchors_true_pose_are_flagged)
+    assert len(expected) > len(records) // 2
     assert sorted(flagged) == expected
     assert f"{len(expected)} likely false negatives" in panel.status.text()
