@@ -205,7 +205,6 @@ def test_crop_rays_hand_case():
 
 
 def test_ray_rotation_takes_optical_axis_to_the_ray():
-
     rays = torch.tensor([[0.3, -0.2, 0.2], [0.0, 0.0, 0.1], [-0.5, 0.4, 0.3]])
     rot = ray_rotation(rays)
     d = torch.nn.functional.normalize(torch.cat([rays[:, :2], torch.ones(3, 1)], 1), dim=1)

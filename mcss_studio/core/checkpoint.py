@@ -123,7 +123,8 @@ def _load_weights(module: torch.nn.Module, tensors: dict[str, torch.Tensor], pre
         raise UserInputError(path, f"{what} do not fit the model: {detail}") from None
 
 
-def _refuse_pickle(path: Path) -> None:
+def _check_file(path: Path) -> None:
+    """Refuse a missing or unreadable file, and a pickle / zip one, before any parser sees it."""
     if not path.is_file():
         raise UserInputError(path, "checkpoint file not found")
     try:
@@ -155,7 +156,7 @@ def _document(path: Path, raw_meta: str | None) -> dict:
 
 
 def _read(path: Path, tensors: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
-    _refuse_pickle(path)
+    _check_file(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             raw_meta = (f.metadata() or {}).get("mcss")

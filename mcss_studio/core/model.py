@@ -405,7 +405,7 @@ class MCSSModel(nn.Module):
         # apart, which bf16 would round to several millimetres
         with torch.autocast(pose.device.type, enabled=False):
             if rays is not None:
-                pose = torch.einsum("nij,nkj->nki", ray_rotation(rays.float()), pose)
+                pose = torch.einsum("nij,nkj->nki", ray_rotation(rays), pose)
             rotation, canonical = body_frame(pose)
         return {"pose_canonical": canonical, "rotation": rotation, "pose_cam": pose}
 
