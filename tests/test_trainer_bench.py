@@ -1,8 +1,11 @@
 """The limited-supervision protocol runs every variant and prints one table (tiny settings)."""
 
+import shutil
+
 import pytest
 import torch
 
+from mcss_studio.core.errors import UserInputError
 from mcss_studio.core.runlog import read_events
 from trainer.bench import (
     ORACLE,
@@ -15,7 +18,7 @@ from trainer.bench import (
 torch.set_num_threads(1)
 
 
-def test_limited_supervision_table(tmp_path):
+def test_limited_supervision_table(tmp_path, monkeypatch):
     from mcss_studio.core.synth import generate
 
     data = generate(tmp_path / "data", preset="tiny", seed=0)  # subjects S1 (train), S9 (test)
@@ -58,6 +61,14 @@ def test_limited_supervision_table(tmp_path):
     for run in runs.iterdir():
         kinds = [r["event"] for r in read_events(run / "events.jsonl")]
         assert kinds.count("start") == 1 and kinds[-1] == "status"
+    # an earlier run that cannot be removed (read-only folder, ...) is a one-line error
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(shutil, "rmtree", refuse)
+    with pytest.raises(UserInputError, match="standard-baseline-S1-seed0: cannot write"):
+        limited_supervision("standard", seed=0, work_dir=str(tmp_path / "work"),
+                            overrides=tiny, data=data)
 
 
 def test_bench_overrides_are_typed_and_checked(capsys):

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from mcss_studio.core.atomic import writing
 from mcss_studio.core.runlog import EventWriter
 from mcss_studio.core.train_presets import BENCH_CONFIGS, BENCH_VARIANTS
 
@@ -176,7 +177,8 @@ def limited_supervision(
             start = time.perf_counter()
             run_folder = work / "runs" / config.run_id
             if run_folder.exists():  # a rerun replaces the row's run: no appended events, no
-                shutil.rmtree(run_folder)  # triplet log or checkpoints of the one before
+                with writing(run_folder):  # triplet log or checkpoints of the one before
+                    shutil.rmtree(run_folder)
             events = EventWriter(run_folder / "events.jsonl")
             try:
                 result = fit(config, events, sequences=train, labels=run_labels,
